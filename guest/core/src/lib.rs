@@ -1,0 +1,11 @@
+//! XNAT's archive services as plain Rust: catalogs, resource URIs, the archive tree and the catalog refresh.
+//!
+//! Nothing here knows about WIT or wasmtime. The same code runs natively (unit tests, benchmarks) and inside
+//! the `xnat:archive` component, where the WASI sandbox confines every path to the host's directory grants.
+
+pub mod xml;
+pub mod catalog;
+pub mod error;
+pub mod tree;
+pub mod refresh;
+pub mod resource;

@@ -1,0 +1,262 @@
+//! A granted directory tree, addressed only by checked relative paths.
+//!
+//! This is the authority the logic works with: every function that touches files takes a [`Tree`], and
+//! every path it takes is a [`RelPath`] that cannot name anything outside the tree (`..`, absolute paths
+//! and empty segments are refused when the path is built). Inside the component the WASI sandbox enforces
+//! the same boundary again; natively (tests, benchmarks) the tree is a plain directory.
+//!
+//! (cap-std, which would carry this authority as a directory handle, does not build for
+//! `wasm32-wasip2` on stable Rust: its `io-lifetimes` dependency needs the unstable `wasip2` std feature.)
+
+use crate::error::{Error, Result};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A directory the host granted, e.g. the archive at `/archive` inside the component.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: PathBuf,
+}
+
+/// A relative path inside a [`Tree`]: `/`-separated, no `.`, `..` or empty segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// The tree's root itself.
+    pub fn root() -> RelPath {
+        RelPath(String::new())
+    }
+
+    /// Checks a path. Refuses anything that could leave the tree.
+    pub fn new(path: &str) -> Result<RelPath> {
+        let mut p = RelPath::root();
+        for seg in path.split('/') {
+            p = p.join(seg)?;
+        }
+        Ok(p)
+    }
+
+    /// One more segment, which must be a plain file or folder name.
+    pub fn join(&self, segment: &str) -> Result<RelPath> {
+        check_segment(segment)?;
+        Ok(if self.0.is_empty() { RelPath(segment.to_string()) } else { RelPath(format!("{}/{segment}", self.0)) })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The last segment.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or("")
+    }
+
+    pub fn parent(&self) -> RelPath {
+        RelPath(self.0.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string()))
+    }
+
+    /// The part of `self` below `base`, if `self` is inside it.
+    pub fn strip_prefix(&self, base: &RelPath) -> Option<&str> {
+        if base.is_root() {
+            return Some(&self.0);
+        }
+        let rest = self.0.strip_prefix(&base.0)?;
+        if rest.is_empty() { Some("") } else { rest.strip_prefix('/') }
+    }
+}
+
+impl std::fmt::Display for RelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "." } else { &self.0 })
+    }
+}
+
+/// A plain name: not empty, not `.` or `..`, no separators or NUL.
+pub fn check_segment(segment: &str) -> Result<()> {
+    if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['/', '\\', '\0']) {
+        return Err(Error::BadRequest(format!(
+            "{segment:?} is not a plain file or folder name; paths must stay inside the granted directory"
+        )));
+    }
+    Ok(())
+}
+
+/// What a directory walk saw at one path (symbolic links are never followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File { len: u64 },
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl Tree {
+    pub fn new(root: impl Into<PathBuf>) -> Tree {
+        Tree { root: root.into() }
+    }
+
+    /// The host-side path (inside the component: the guest path) of `rel`.
+    pub fn path(&self, rel: &RelPath) -> PathBuf {
+        if rel.is_root() { self.root.clone() } else { self.root.join(&rel.0) }
+    }
+
+    /// What is at `rel`, without following a link; `None` when nothing is.
+    pub fn kind(&self, rel: &RelPath) -> Result<Option<Kind>> {
+        match fs::symlink_metadata(self.path(rel)) {
+            Ok(m) => Ok(Some(kind_of(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(rel.as_str(), &e)),
+        }
+    }
+
+    pub fn is_dir(&self, rel: &RelPath) -> Result<bool> {
+        Ok(matches!(self.kind(rel)?, Some(Kind::Dir)))
+    }
+
+    /// The entries of a folder, sorted by name, with what each is.
+    pub fn list(&self, rel: &RelPath) -> Result<Vec<(String, Kind)>> {
+        let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(rel.as_str(), &e))?;
+            let name = entry.file_name().into_string().map_err(|n| {
+                Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy()))
+            })?;
+            let kind = entry.file_type().map_err(|e| Error::io(rel.as_str(), &e))?;
+            let kind = if kind.is_symlink() {
+                Kind::Symlink
+            } else if kind.is_dir() {
+                Kind::Dir
+            } else if kind.is_file() {
+                let m = entry.metadata().map_err(|e| Error::io(rel.as_str(), &e))?;
+                Kind::File { len: m.len() }
+            } else {
+                Kind::Other
+            };
+            out.push((name, kind));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {
+        fs::read(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// Opens a file for streaming reads.
+    pub fn open(&self, rel: &RelPath) -> Result<fs::File> {
+        fs::File::open(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    pub fn create_dir_all(&self, rel: &RelPath) -> Result<()> {
+        fs::create_dir_all(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// Creates a folder that must not exist yet; `Conflict` if it does.
+    pub fn create_dir_new(&self, rel: &RelPath) -> Result<()> {
+        match fs::create_dir(self.path(rel)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(Error::Conflict(format!("{rel} already exists"))),
+            Err(e) => Err(Error::io(rel.as_str(), &e)),
+        }
+    }
+
+    /// Writes a whole file atomically: a temporary file beside it, flushed to disk, renamed over it.
+    /// Readers see the old or the new content, never a part; the original is never truncated.
+    pub fn write_atomic(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
+        let tmp = rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))?;
+        let result = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(&tmp))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(self.path(&tmp), self.path(rel))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(self.path(&tmp));
+            return Err(Error::io(rel.as_str(), &e));
+        }
+        Ok(())
+    }
+
+    /// Creates a file that must not exist (O_EXCL); false when it already exists.
+    pub fn create_new(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
+        match fs::OpenOptions::new().write(true).create_new(true).open(self.path(rel)) {
+            Ok(mut f) => {
+                f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(rel.as_str(), &e)),
+        }
+    }
+
+    pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
+        fs::remove_file(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// The root as given (for messages only).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Names starting with this are our own temporary files; walks never catalog them.
+pub const TEMP_PREFIX: &str = ".~xnat-tmp-";
+
+fn kind_of(m: &fs::Metadata) -> Kind {
+    let t = m.file_type();
+    if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_file() {
+        Kind::File { len: m.len() }
+    } else {
+        Kind::Other
+    }
+}
+
+/// A name part unique within this process and very likely across processes.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}{:x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_leave_the_tree() {
+        for bad in ["..", "a/../b", "/etc", "a//b", "./a", "a/", "a\\b", "a\0"] {
+            assert!(RelPath::new(bad).is_err(), "{bad:?} accepted");
+        }
+        let p = RelPath::new("P/arc001/S 1/é").unwrap();
+        assert_eq!(p.name(), "é");
+        assert_eq!(p.parent().as_str(), "P/arc001/S 1");
+        assert_eq!(p.strip_prefix(&RelPath::new("P/arc001").unwrap()), Some("S 1/é"));
+        assert_eq!(p.strip_prefix(&RelPath::new("P/arc").unwrap()), None);
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let f = RelPath::new("a.xml").unwrap();
+        tree.write_atomic(&f, b"one").unwrap();
+        tree.write_atomic(&f, b"two").unwrap();
+        assert_eq!(tree.read(&f).unwrap(), b"two");
+        assert_eq!(tree.list(&RelPath::root()).unwrap().len(), 1);
+        assert!(tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
+        assert!(!tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
+    }
+}

@@ -1,0 +1,371 @@
+//! A small, lossless XML element tree: what catalogs and session documents are read into and written from.
+//!
+//! It keeps every element, attribute (namespace declarations included) and non-blank text in document
+//! order. Comments, processing instructions and the XML declaration are not kept: XNAT writes none into
+//! catalogs or documents. Writing follows XNAT's writer (`catalog-refresh.md` §4.4): a UTF-8 declaration,
+//! every child element on its own line, tab indentation, empty elements self-closed, no trailing newline.
+
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
+use std::fmt::Write as _;
+
+/// An XML element: its qualified name as written (`cat:entry`), its attributes in order, its children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+}
+
+/// A child of an element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    /// Character data that is not only whitespace, entities resolved.
+    Text(String),
+}
+
+/// Why a document could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct XmlError(pub String);
+
+/// How attributes are ordered when writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeOrder {
+    /// As read (session documents).
+    Kept,
+    /// XNAT's catalog writer: sorted by name, `xsi:type` last.
+    Sorted,
+}
+
+/// How the root's children are indented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indent {
+    /// XNAT's refresh writer: root children at column 0, one tab per level below.
+    Flat,
+    /// XNAT's pretty writer: root children one tab in.
+    Pretty,
+}
+
+impl Element {
+    pub fn new(name: impl Into<String>) -> Self {
+        Element { name: name.into(), ..Default::default() }
+    }
+
+    /// The part of the name after the prefix.
+    pub fn local_name(&self) -> &str {
+        local(&self.name)
+    }
+
+    /// The prefix of the name, `""` when there is none.
+    pub fn prefix(&self) -> &str {
+        self.name.split_once(':').map_or("", |(p, _)| p)
+    }
+
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets an attribute, keeping its place when it exists. Returns true when the value changed.
+    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) -> bool {
+        let value = value.into();
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) if *v == value => false,
+            Some((_, v)) => {
+                *v = value;
+                true
+            }
+            None => {
+                self.attrs.push((name.to_string(), value));
+                true
+            }
+        }
+    }
+
+    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+        let i = self.attrs.iter().position(|(k, _)| k == name)?;
+        Some(self.attrs.remove(i).1)
+    }
+
+    /// The concatenated text children.
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Text(t) => Some(t.as_str()),
+                Node::Element(_) => None,
+            })
+            .collect()
+    }
+
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    pub fn elements_mut(&mut self) -> impl Iterator<Item = &mut Element> {
+        self.children.iter_mut().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The same element with attributes sorted at every level: two documents with equal canonical
+    /// forms carry the same information (attribute order has no meaning in XML).
+    pub fn canonical(&self) -> Element {
+        let mut attrs = self.attrs.clone();
+        attrs.sort();
+        let children = self
+            .children
+            .iter()
+            .map(|n| match n {
+                Node::Element(e) => Node::Element(e.canonical()),
+                Node::Text(t) => Node::Text(t.clone()),
+            })
+            .collect();
+        Element { name: self.name.clone(), attrs, children }
+    }
+
+    /// The namespace URI bound to `prefix` by a declaration on this element (`""` = default namespace).
+    pub fn declared_namespace(&self, prefix: &str) -> Option<&str> {
+        let key = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+        self.attr(&key)
+    }
+
+    /// The prefix this element declares for `uri`, if any (`Some("")` for a default namespace).
+    pub fn prefix_for(&self, uri: &str) -> Option<&str> {
+        self.attrs.iter().find_map(|(k, v)| {
+            if v != uri {
+                return None;
+            }
+            if k == "xmlns" { Some("") } else { k.strip_prefix("xmlns:") }
+        })
+    }
+}
+
+/// The part of a qualified name after its prefix.
+pub fn local(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(_, l)| l)
+}
+
+/// Reads a whole document into its root element.
+pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| XmlError(format!("not UTF-8 text ({e}); XNAT catalogs and documents are UTF-8")))?;
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let err = |reader: &Reader<&[u8]>, e: &dyn std::fmt::Display| {
+        XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()))
+    };
+    loop {
+        let event = reader.read_event().map_err(|e| err(&reader, &e))?;
+        match event {
+            Event::Start(start) => {
+                let el = open(&start, &reader)?;
+                if root.is_some() && stack.is_empty() {
+                    return Err(err(&reader, &"content after the root element"));
+                }
+                stack.push(el);
+            }
+            Event::Empty(start) => {
+                let el = open(&start, &reader)?;
+                if root.is_some() && stack.is_empty() {
+                    return Err(err(&reader, &"content after the root element"));
+                }
+                stack.push(el);
+                close(&mut stack, &mut root);
+            }
+            Event::End(_) => {
+                close(&mut stack, &mut root);
+            }
+            Event::Text(t) => {
+                let s = t.xml10_content().map_err(|e| err(&reader, &e))?;
+                push_text(&mut stack, &s, &reader)?;
+            }
+            Event::CData(c) => {
+                let s = c.decode().map_err(|e| err(&reader, &e))?;
+                push_text(&mut stack, &s, &reader)?;
+            }
+            Event::GeneralRef(r) => {
+                let s = if let Some(c) = r.resolve_char_ref().map_err(|e| err(&reader, &e))? {
+                    c.to_string()
+                } else {
+                    let name = r.decode().map_err(|e| err(&reader, &e))?;
+                    resolve_predefined_entity(&name)
+                        .ok_or_else(|| err(&reader, &format!("unknown entity &{name};")))?
+                        .to_string()
+                };
+                push_text(&mut stack, &s, &reader)?;
+            }
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+    if !stack.is_empty() {
+        return Err(XmlError(format!("truncated document: <{}> is never closed", stack[0].name)));
+    }
+    root.ok_or_else(|| XmlError("empty document: no root element".into()))
+}
+
+fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {
+    let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()));
+    let name = std::str::from_utf8(start.name().as_ref()).map_err(|e| err(&e))?.to_string();
+    let mut el = Element::new(name);
+    for attr in start.attributes() {
+        let attr = attr.map_err(|e| err(&e))?;
+        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|e| err(&e))?.to_string();
+        let value = attr.unescape_value().map_err(|e| err(&e))?.into_owned();
+        if el.attr(&key).is_some() {
+            return Err(err(&format!("attribute {key} repeated on <{}>", el.name)));
+        }
+        el.attrs.push((key, value));
+    }
+    Ok(el)
+}
+
+fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
+    if let Some(mut done) = stack.pop() {
+        // Whitespace between child elements is layout, not content.
+        if done.children.iter().any(|n| matches!(n, Node::Element(_))) {
+            done.children.retain(|n| !matches!(n, Node::Text(t) if t.trim().is_empty()));
+        }
+        match stack.last_mut() {
+            Some(parent) => parent.children.push(Node::Element(done)),
+            None => *root = Some(done),
+        }
+    }
+}
+
+fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
+    match stack.last_mut() {
+        Some(el) => {
+            if let Some(Node::Text(prev)) = el.children.last_mut() {
+                prev.push_str(s);
+            } else {
+                el.children.push(Node::Text(s.to_string()));
+            }
+            Ok(())
+        }
+        None if s.trim().is_empty() => Ok(()),
+        None => Err(XmlError(format!(
+            "malformed XML at byte {}: text outside the root element",
+            reader.buffer_position()
+        ))),
+    }
+}
+
+/// Writes a document: the XML declaration, then the root element.
+pub fn write(root: &Element, order: AttributeOrder, indent: Indent) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    write_element(&mut out, root, 0, order, indent);
+    out
+}
+
+fn write_element(out: &mut String, el: &Element, depth: usize, order: AttributeOrder, indent: Indent) {
+    out.push('\n');
+    let tabs = match indent {
+        Indent::Flat => depth.saturating_sub(1),
+        Indent::Pretty => depth,
+    };
+    out.extend(std::iter::repeat_n('\t', tabs));
+    out.push('<');
+    out.push_str(&el.name);
+    let mut attrs: Vec<&(String, String)> = el.attrs.iter().collect();
+    if order == AttributeOrder::Sorted {
+        // Java's String.compareTo orders by UTF-16 code units; attribute names are ASCII.
+        attrs.sort_by(|a, b| (a.0 == "xsi:type", &a.0).cmp(&(b.0 == "xsi:type", &b.0)));
+    }
+    for (k, v) in attrs {
+        let _ = write!(out, " {k}=\"");
+        escape_into(out, v, true);
+        out.push('"');
+    }
+    if el.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    let has_elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+    for child in &el.children {
+        match child {
+            Node::Element(c) => write_element(out, c, depth + 1, order, indent),
+            Node::Text(t) => escape_into(out, t, false),
+        }
+    }
+    if has_elements {
+        out.push('\n');
+        out.extend(std::iter::repeat_n('\t', tabs));
+    }
+    out.push_str("</");
+    out.push_str(&el.name);
+    out.push('>');
+}
+
+/// commons-lang `escapeXml10`: the five entities, characters XML 1.0 forbids dropped, NUL as a space.
+/// In attribute values tabs and line breaks are written as character references so they survive
+/// attribute-value normalisation on the next read.
+fn escape_into(out: &mut String, s: &str, attribute: bool) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\0' => out.push(' '),
+            '\t' if attribute => out.push_str("&#9;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_attributes_text_and_entities() {
+        let src = "<?xml version=\"1.0\"?>\n<a:r xmlns:a=\"urn:a\" z=\"1\" b=\"x &amp; &lt;y&gt; &#233;\">\n  <a:c k=\"v\"/>\n  <a:t>caf\u{e9} &amp; more</a:t>\n</a:r>";
+        let el = parse(src.as_bytes()).unwrap();
+        assert_eq!(el.attr("b"), Some("x & <y> é"));
+        assert_eq!(el.elements().count(), 2);
+        let out = write(&el, AttributeOrder::Sorted, Indent::Flat);
+        assert_eq!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<a:r b=\"x &amp; &lt;y&gt; é\" xmlns:a=\"urn:a\" z=\"1\">\n<a:c k=\"v\"/>\n<a:t>café &amp; more</a:t>\n</a:r>"
+        );
+        assert_eq!(parse(out.as_bytes()).unwrap().canonical(), el.canonical());
+    }
+
+    #[test]
+    fn xsi_type_goes_last_and_newlines_survive() {
+        let mut el = Element::new("e");
+        el.attrs.push(("xsi:type".into(), "cat:dcmEntry".into()));
+        el.attrs.push(("zeta".into(), "a\nb\tc".into()));
+        el.attrs.push(("ID".into(), "1".into()));
+        let out = write(&el, AttributeOrder::Sorted, Indent::Flat);
+        assert!(out.ends_with("<e ID=\"1\" zeta=\"a&#10;b&#9;c\" xsi:type=\"cat:dcmEntry\"/>"), "{out}");
+        assert_eq!(parse(out.as_bytes()).unwrap().attr("zeta"), Some("a\nb\tc"));
+    }
+
+    #[test]
+    fn broken_documents_are_errors() {
+        for bad in ["", "   ", "<a>", "<a></b>", "<a/><b/>", "<a x='1' x='2'/>", "<a>&bogus;</a>"] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?} parsed");
+        }
+        assert!(parse(&[0x3c, 0x61, 0xff, 0x2f, 0x3e]).is_err());
+    }
+}
