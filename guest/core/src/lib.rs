@@ -3,9 +3,14 @@
 //! Nothing here knows about WIT or wasmtime. The same code runs natively (unit tests, benchmarks) and inside
 //! the `xnat:archive` component, where the WASI sandbox confines every path to the host's directory grants.
 
-pub mod xml;
+pub mod audit;
 pub mod catalog;
+pub mod digest;
+pub mod document;
 pub mod error;
-pub mod tree;
+pub mod layout;
 pub mod refresh;
 pub mod resource;
+pub mod tree;
+pub mod uri;
+pub mod xml;

@@ -1,10 +1,31 @@
-//! Catalog refresh (`POST /data/services/refresh/catalog`), as XNAT 1.8.3+ does it (`catalog-refresh.md` §3)
-//! with our decisions D4–D9.
+//! Catalog refresh (`POST /data/services/refresh/catalog`): bring each resource's catalog back in line
+//! with the files in its folder, as XNAT 1.8.3+ does (`catalog-refresh.md` §3.1–3.2), with D4–D9:
+//!
+//! * one walk of the folder (symbolic links never followed but reported; hidden files included; XNAT's
+//!   `.~lock-*` files and our own temporary files left out) matched against the catalog's entries by
+//!   their relative path, `./` and percent-encoding normalised (D9);
+//! * append, checksum, delete and populateStats as XNAT does them; a digest that no longer matches is
+//!   replaced and reported (D5); DICOM entries keep their UID and instance number and are rewritten only
+//!   when something really changed (D6);
+//! * a second catalog in the folder skips the resource and says so (D8); a catalog that cannot be
+//!   parsed is reported and left byte-identical;
+//! * the catalog is written atomically, only if something changed and only if nobody else changed it
+//!   since it was read (D7), under a `.~lock-<catalog>.refresh` lock file created exclusively (D13);
+//! * `verify` and `dry-run` compute the same report and write nothing.
 
+use crate::audit::{Stamp, append_change_set};
+use crate::catalog::{Catalog, CatalogKind, EntryLoc};
+pub use crate::digest::Algorithm;
+use crate::digest::Hasher;
+use crate::document;
 use crate::error::{Error, Result};
-use crate::tree::Tree;
+use crate::layout::{Archive, ResourceDir};
+use crate::tree::{Kind, RelPath, TEMP_PREFIX, Tree};
+use crate::uri::ResourceUri;
+use percent_encoding::percent_decode_str;
+use std::collections::HashMap;
 
-/// The four operations; all false means XNAT's default, all four.
+/// The four operations. All false means XNAT's default: all four.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     pub append: bool,
@@ -13,21 +34,27 @@ pub struct Options {
     pub populate_stats: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Algorithm {
-    #[default]
-    Md5,
-    Sha256,
+impl Options {
+    pub const ALL: Options = Options { append: true, checksum: true, delete: true, populate_stats: true };
+
+    fn or_default(self) -> Options {
+        if self == Options::default() { Options::ALL } else { self }
+    }
 }
 
+/// What a refresh may do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mode {
+    /// Write what the options change.
     #[default]
     Apply,
+    /// Report what the options would change; write nothing.
     DryRun,
+    /// Hash everything and compare catalog and disk (all four operations); write nothing.
     Verify,
 }
 
+/// One refresh call.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub resources: Vec<String>,
@@ -38,15 +65,18 @@ pub struct Request {
     pub event_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Outcome {
     Written,
+    #[default]
     Unchanged,
     NotWritten,
     Skipped(String),
     Failed(Error),
 }
 
+/// A stored digest that does not match its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mismatch {
     pub path: String,
@@ -54,13 +84,15 @@ pub struct Mismatch {
     pub actual: String,
 }
 
+/// A file that was not cataloged, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub path: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The report for one resource. Paths are relative to the catalog's folder; `catalog` to the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResourceReport {
     pub resource: String,
     pub catalog: String,
@@ -83,7 +115,696 @@ pub trait Progress {
     fn end(&mut self);
 }
 
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn begin(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn end(&mut self) {}
+}
+
+/// Refreshes every resource the request names, one after another. A malformed or unknown URI fails the
+/// whole call before anything is touched; a resource that cannot be refreshed gets a `Failed` report and
+/// the others go on.
 pub fn refresh(archive: &Tree, req: &Request, progress: &mut dyn Progress) -> Result<Vec<ResourceReport>> {
-    let _ = (archive, req, progress);
-    Err(Error::Io("refresh is being written".into()))
+    if req.resources.is_empty() {
+        return Err(Error::BadRequest("no resource given; name at least one resource URI".into()));
+    }
+    let site = Archive::new(archive);
+    let mut dirs = Vec::new();
+    for uri in &req.resources {
+        dirs.extend(site.resources(&ResourceUri::parse(uri)?)?);
+    }
+    let stamp = Stamp::now(req.event_id, req.user.clone());
+    let options = match req.mode {
+        Mode::Verify => Options::ALL,
+        _ => req.options.or_default(),
+    };
+    let mut hasher = Hasher::default();
+    let mut reports = Vec::with_capacity(dirs.len());
+    for dir in &dirs {
+        let mut job =
+            Job { tree: archive, dir, options, req, stamp: &stamp, hasher: &mut hasher, progress: &mut *progress };
+        reports.push(job.run());
+    }
+    Ok(reports)
+}
+
+struct Job<'a> {
+    tree: &'a Tree,
+    dir: &'a ResourceDir,
+    options: Options,
+    req: &'a Request,
+    stamp: &'a Stamp,
+    hasher: &'a mut Hasher,
+    progress: &'a mut dyn Progress,
+}
+
+/// How long a refresh lock may sit before it counts as left behind by a crashed process.
+const STALE_LOCK_SECS: i64 = 600;
+
+/// The entry an index key maps to, and whether the walk saw its file.
+struct Indexed {
+    loc: EntryLoc,
+    seen: Seen,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    No,
+    File(u64),
+    /// A symbolic link or something else that is neither updated nor removed.
+    Untouchable,
+}
+
+impl Job<'_> {
+    fn run(&mut self) -> ResourceReport {
+        let mut report = ResourceReport { resource: self.dir.uri.clone(), ..Default::default() };
+        if let Err(e) = self.refresh(&mut report) {
+            report.outcome = match e {
+                Error::Locked(m) => Outcome::Skipped(m),
+                e => Outcome::Failed(e),
+            };
+        }
+        report
+    }
+
+    fn refresh(&mut self, report: &mut ResourceReport) -> Result<()> {
+        let folder = &self.dir.folder;
+        // 1. The catalog: exactly one at the top of the folder, or none (then a new one).
+        let mut found = Vec::new();
+        for (name, kind) in self.tree.list(folder)? {
+            if matches!(kind, Kind::File { .. }) && self.is_catalog(&folder.join(&name)?)? {
+                found.push(name);
+            }
+        }
+        if found.len() > 1 {
+            report.catalog = folder.join(&found[0])?.as_str().to_string();
+            report.outcome = Outcome::Skipped(format!(
+                "the folder holds more than one catalog ({}); XNAT would skip it silently — keep one and move the others out",
+                found.join(", ")
+            ));
+            return Ok(());
+        }
+        let writing = self.req.mode == Mode::Apply;
+        let (catalog_path, original, mut catalog) = match found.pop() {
+            Some(name) => {
+                let path = folder.join(&name)?;
+                let bytes = self.tree.read(&path)?;
+                let cat = Catalog::parse(&bytes).map_err(|e| {
+                    Error::Corrupt(format!("catalog {path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
+                })?;
+                (path, Some(bytes), cat)
+            }
+            None => {
+                let path = folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?;
+                report.catalog_created = true;
+                (path, None, Catalog::new(CatalogKind::Plain, &self.dir.catalog_id))
+            }
+        };
+        report.catalog = catalog_path.as_str().to_string();
+
+        // 2. The refresh lock (only when we may write).
+        let lock = if writing { Some(self.lock(&catalog_path)?) } else { None };
+        let result = self.refresh_locked(report, &catalog_path, original.as_deref(), &mut catalog);
+        if let Some(lock) = lock {
+            let _ = self.tree.remove_file(&lock);
+        }
+        result
+    }
+
+    fn refresh_locked(
+        &mut self,
+        report: &mut ResourceReport,
+        catalog_path: &RelPath,
+        original: Option<&[u8]>,
+        catalog: &mut Catalog,
+    ) -> Result<()> {
+        let folder = &self.dir.folder;
+        let o = self.options;
+        // 3. Index the entries by the relative path they stand for.
+        let mut index: HashMap<String, Indexed> = HashMap::new();
+        for loc in catalog.entry_locs() {
+            let entry = catalog.entry(&loc);
+            match entry_key(entry.element(), folder) {
+                Some(key) => {
+                    if let Some(prev) = index.insert(key.clone(), Indexed { loc, seen: Seen::No }) {
+                        let _ = prev;
+                        report.skipped.push(Skipped {
+                            path: key,
+                            reason:
+                                "listed twice in the catalog; the last entry is used, the earlier one left as it is"
+                                    .into(),
+                        });
+                    }
+                }
+                None => report.skipped.push(Skipped {
+                    path: entry.attr("ID").unwrap_or("").to_string(),
+                    reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
+                }),
+            }
+        }
+
+        // 4. Walk the folder.
+        let mut files = Vec::new();
+        if let Some(second) = self.walk(folder, "", catalog_path, &mut files, &mut report.skipped)? {
+            report.outcome = Outcome::Skipped(format!(
+                "a second catalog lies in the folder ({second}); nothing was changed — XNAT would skip this resource silently; move the extra catalog out"
+            ));
+            report.skipped.clear();
+            return Ok(());
+        }
+        for (rel, kind) in &files {
+            if let Some(ix) = index.get_mut(rel) {
+                ix.seen = match kind {
+                    Kind::File { len } => Seen::File(*len),
+                    _ => Seen::Untouchable,
+                };
+            }
+        }
+        let to_hash: u64 =
+            if o.checksum { files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64 } else { 0 };
+        self.progress.begin(&self.dir.uri, to_hash);
+
+        // 5. Update the entries whose files exist; append the others.
+        let mut modified_entries = 0usize;
+        let mut new_entries = Vec::new();
+        for (rel, kind) in &files {
+            let Kind::File { len } = kind else { continue };
+            let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+            let file = folder.join_path(rel)?;
+            if let Some(ix) = index.get(rel) {
+                let loc = ix.loc.clone();
+                let stored = catalog.entry(&loc).attr("digest").map(str::to_string);
+                let is_dicom = catalog.entry(&loc).is_dicom();
+                let digest =
+                    if o.checksum { Some(self.check_digest(&file, rel, stored.as_deref(), report)?) } else { None };
+                let mut e = catalog.entry_mut(&loc);
+                let mut changed = false;
+                if let Some(user) = &self.stamp.user {
+                    changed |= e.fill_attr("createdBy", user);
+                }
+                changed |= e.fill_attr("createdTime", &self.stamp.entry_time());
+                changed |= e.fill_attr("createdEventId", &self.stamp.event_id.to_string());
+                changed |= e.set_attr("ID", rel);
+                changed |= e.set_attr("cachePath", rel);
+                changed |= e.set_attr("name", &name);
+                changed |= e.set_meta_field("SIZE", &len.to_string());
+                if is_dicom {
+                    changed |= e.set_attr("format", "DICOM");
+                }
+                if let Some(d) = digest {
+                    changed |= e.set_attr("digest", &d);
+                }
+                if changed {
+                    if let Some(user) = &self.stamp.user {
+                        e.set_attr("modifiedBy", user);
+                    }
+                    e.set_attr("modifiedTime", &self.stamp.entry_time());
+                    e.set_attr("modifiedEventId", &self.stamp.event_id.to_string());
+                    report.modified.push(rel.clone());
+                    modified_entries += 1;
+                }
+            } else if o.append {
+                let mut e = catalog.new_entry(rel);
+                e.attrs.push(("ID".into(), rel.clone()));
+                e.attrs.push(("cachePath".into(), rel.clone()));
+                e.attrs.push(("name".into(), name));
+                e.attrs.push(("createdTime".into(), self.stamp.entry_time()));
+                e.attrs.push(("createdEventId".into(), self.stamp.event_id.to_string()));
+                if let Some(user) = &self.stamp.user {
+                    e.attrs.push(("createdBy".into(), user.clone()));
+                }
+                if o.checksum {
+                    let d = self.hasher.file(self.tree, &file, self.req.algorithm, &mut |_| {})?;
+                    self.progress.advance(1);
+                    e.attrs.push(("digest".into(), d));
+                }
+                new_entries.push((e, *len));
+                report.added.push(rel.clone());
+            }
+        }
+        self.progress.end();
+
+        // 6. Entries whose files are gone.
+        let mut gone = Vec::new();
+        let mut count = 0u64;
+        let mut size = 0u64;
+        let mut by_loc: Vec<(&String, &Indexed)> = index.iter().collect();
+        by_loc.sort_by(|a, b| a.1.loc.cmp(&b.1.loc));
+        for (key, ix) in by_loc {
+            match ix.seen {
+                Seen::File(len) => {
+                    count += 1;
+                    size += len;
+                }
+                Seen::Untouchable => {}
+                Seen::No if o.delete => {
+                    gone.push(ix.loc.clone());
+                    report.removed.push(key.clone());
+                }
+                Seen::No => {}
+            }
+        }
+        catalog.remove_entries(&gone);
+        for (mut e, len) in new_entries {
+            let mut sizes = crate::xml::Element::new(format!("{}metaFields", cat_prefix(catalog)));
+            let mut m = crate::xml::Element::new(format!("{}metaField", cat_prefix(catalog)));
+            m.attrs.push(("name".into(), "SIZE".into()));
+            m.children.push(crate::xml::Node::Text(len.to_string()));
+            sizes.children.push(crate::xml::Node::Element(m));
+            e.children.push(crate::xml::Node::Element(sizes));
+            catalog.push_entry(e);
+            count += 1;
+            size += len;
+        }
+        report.file_count = count;
+        report.file_size = size;
+
+        // 7. Write what changed.
+        let catalog_changed =
+            report.catalog_created || !report.added.is_empty() || modified_entries > 0 || !gone.is_empty();
+        let writing = self.req.mode == Mode::Apply;
+        let mut wrote = false;
+        if catalog_changed && writing {
+            catalog.set_meta_field("PROJECT", &self.dir.project);
+            if let Some(cs) = self.stamp.change_set(report.added.len(), modified_entries, gone.len()) {
+                let audit = append_change_set(catalog.meta_field("AUDIT").as_deref(), &cs);
+                catalog.set_meta_field("AUDIT", &audit);
+            }
+            if let Some(original) = original
+                && self.tree.read(catalog_path)? != original
+            {
+                return Err(Error::Conflict(format!(
+                    "catalog {catalog_path} was changed by someone else during the refresh; nothing was written — run the refresh again"
+                )));
+            }
+            self.tree.write_atomic(catalog_path, catalog.to_xml().as_bytes())?;
+            wrote = true;
+        }
+        let mut stats_changed = false;
+        if o.populate_stats
+            && let Some(owner) = &self.dir.owner
+        {
+            stats_changed = document::set_stats(self.tree, owner, catalog_path, count, size, writing)?;
+            report.stats_written = stats_changed && writing;
+            wrote |= report.stats_written;
+        }
+        report.outcome = if wrote {
+            Outcome::Written
+        } else if catalog_changed || stats_changed {
+            Outcome::NotWritten
+        } else {
+            Outcome::Unchanged
+        };
+        Ok(())
+    }
+
+    /// Hashes a cataloged file and compares it with its stored digest. Returns the digest to store.
+    fn check_digest(
+        &mut self,
+        file: &RelPath,
+        rel: &str,
+        stored: Option<&str>,
+        report: &mut ResourceReport,
+    ) -> Result<String> {
+        let stored = stored.map(str::trim).filter(|s| !s.is_empty());
+        let alg = stored.and_then(Algorithm::of_stored).unwrap_or(self.req.algorithm);
+        let actual = self.hasher.file(self.tree, file, alg, &mut |_| {})?;
+        self.progress.advance(1);
+        if let Some(stored) = stored
+            && !stored.eq_ignore_ascii_case(&actual)
+        {
+            report.mismatches.push(Mismatch {
+                path: rel.to_string(),
+                stored: stored.to_string(),
+                actual: actual.clone(),
+            });
+        }
+        // A stored digest that only differs in case is kept as it is.
+        Ok(match stored {
+            Some(s) if s.eq_ignore_ascii_case(&actual) => s.to_string(),
+            _ => actual,
+        })
+    }
+
+    /// Walks `dir` (relative `prefix` inside the resource folder), collecting files and what else it sees.
+    /// Returns the path of a second catalog if it meets one.
+    fn walk(
+        &mut self,
+        dir: &RelPath,
+        prefix: &str,
+        catalog: &RelPath,
+        files: &mut Vec<(String, Kind)>,
+        skipped: &mut Vec<Skipped>,
+    ) -> Result<Option<String>> {
+        for (name, kind) in self.tree.list(dir)? {
+            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let path = dir.join(&name)?;
+            match kind {
+                Kind::Dir => {
+                    if let Some(second) = self.walk(&path, &rel, catalog, files, skipped)? {
+                        return Ok(Some(second));
+                    }
+                }
+                Kind::Symlink => {
+                    skipped.push(Skipped {
+                        path: rel.clone(),
+                        reason: "symbolic link: not followed, not cataloged".into(),
+                    });
+                    files.push((rel, Kind::Symlink));
+                }
+                Kind::Other => {
+                    skipped.push(Skipped { path: rel.clone(), reason: "not a regular file or folder".into() });
+                    files.push((rel, Kind::Other));
+                }
+                Kind::File { .. } => {
+                    if &path == catalog || name.starts_with(".~lock-") || name.starts_with(TEMP_PREFIX) {
+                        continue;
+                    }
+                    if self.is_catalog(&path)? {
+                        return Ok(Some(rel));
+                    }
+                    files.push((rel, kind));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// `*_catalog.xml`, or any `.xml` whose root element is a catalog.
+    fn is_catalog(&self, path: &RelPath) -> Result<bool> {
+        let name = path.name();
+        if name.starts_with(TEMP_PREFIX) || name.starts_with(".~lock-") {
+            return Ok(false);
+        }
+        if name.ends_with("_catalog.xml") {
+            return Ok(true);
+        }
+        if !name.to_ascii_lowercase().ends_with(".xml") {
+            return Ok(false);
+        }
+        let mut head = vec![0u8; 4096];
+        let n = {
+            use std::io::Read;
+            let mut f = self.tree.open(path)?;
+            let mut n = 0;
+            while n < head.len() {
+                match f.read(&mut head[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) => return Err(Error::io(path.as_str(), &e)),
+                }
+            }
+            n
+        };
+        Ok(root_is_catalog(&head[..n]))
+    }
+
+    /// Takes `.~lock-<catalog>.refresh` beside the catalog, exclusively.
+    fn lock(&self, catalog: &RelPath) -> Result<RelPath> {
+        let lock = catalog.parent().join(&format!(".~lock-{}.refresh", catalog.name()))?;
+        let now = self.stamp.time.timestamp();
+        let body = format!("xnat-archive refresh\nsince {now}\n");
+        if self.tree.create_new(&lock, body.as_bytes())? {
+            return Ok(lock);
+        }
+        let since = String::from_utf8_lossy(&self.tree.read(&lock).unwrap_or_default())
+            .lines()
+            .find_map(|l| l.strip_prefix("since ").and_then(|t| t.trim().parse::<i64>().ok()));
+        match since {
+            Some(t) if now - t > STALE_LOCK_SECS => {
+                // Left behind by a process that died: take it over.
+                self.tree.remove_file(&lock)?;
+                if self.tree.create_new(&lock, body.as_bytes())? {
+                    return Ok(lock);
+                }
+                Err(Error::Locked(format!(
+                    "another refresh of {catalog} is running (lock {lock}); try again when it is done"
+                )))
+            }
+            _ => Err(Error::Locked(format!(
+                "another refresh of {catalog} is running (lock {lock}); try again when it is done, or remove the lock file if no refresh is running"
+            ))),
+        }
+    }
+}
+
+fn cat_prefix(catalog: &Catalog) -> String {
+    let p = catalog.root().prefix();
+    if p.is_empty() { String::new() } else { format!("{p}:") }
+}
+
+/// Whether the first element of `head` is a `Catalog`/`DCMCatalog` in the catalog namespace.
+fn root_is_catalog(head: &[u8]) -> bool {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(head);
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let (prefix, local) = name.split_once(':').unwrap_or(("", &name));
+                let decl = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
+                let ns_ok = e.attributes().flatten().any(|a| {
+                    a.key.as_ref() == decl.as_bytes() && a.value.as_ref() == crate::catalog::CAT_NS.as_bytes()
+                });
+                return ns_ok && matches!(local, "Catalog" | "DCMCatalog");
+            }
+            Ok(Event::Eof) | Err(_) => return false,
+            Ok(_) => buf.clear(),
+        }
+    }
+}
+
+/// The relative path an entry stands for (D9): its `URI` when relative, with `\`, `./` and
+/// percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the part
+/// of the path below the resource folder.
+fn entry_key(entry: &crate::xml::Element, folder: &RelPath) -> Option<String> {
+    let uri = entry.attr("URI").map(|u| u.replace('\\', "/")).filter(|u| !u.is_empty());
+    let absolute = |u: &str| u.starts_with('/') || u.contains("://");
+    match uri {
+        Some(u) if !absolute(&u) => Some(normalise(&u)),
+        other => {
+            let from_attr = ["cachePath", "ID"]
+                .iter()
+                .filter_map(|a| entry.attr(a))
+                .map(|v| v.replace('\\', "/"))
+                .find(|v| !v.is_empty() && !absolute(v))
+                .map(|v| normalise(&v));
+            from_attr.or_else(|| {
+                let u = other?;
+                let path = u.strip_prefix("file://").unwrap_or(&u);
+                let marker = format!("/{}/", folder.as_str());
+                // Outside the folder: a key no walked file has, so delete removes it as XNAT does.
+                Some(path.find(&marker).map_or(u.clone(), |i| normalise(&path[i + marker.len()..])))
+            })
+        }
+    }
+}
+
+fn normalise(path: &str) -> String {
+    let decoded = if path.contains('%') {
+        percent_decode_str(path).decode_utf8().map(|c| c.into_owned()).unwrap_or_else(|_| path.to_string())
+    } else {
+        path.to_string()
+    };
+    decoded.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    const RES: &str = "P/arc001/E1/RESOURCES/R";
+    const URI: &str = "/archive/projects/P/experiments/E1/resources/R";
+
+    fn site() -> (tempfile::TempDir, Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(RES)).unwrap();
+        let tree = Tree::new(dir.path());
+        (dir, tree)
+    }
+
+    fn put(root: &Path, rel: &str, bytes: &[u8]) {
+        let p = root.join(RES).join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+
+    fn run(tree: &Tree, options: Options, mode: Mode) -> ResourceReport {
+        let req = Request {
+            resources: vec![URI.into()],
+            options,
+            mode,
+            user: Some("admin".into()),
+            event_id: Some(7),
+            ..Default::default()
+        };
+        let mut r = refresh(tree, &req, &mut NoProgress).unwrap();
+        assert_eq!(r.len(), 1);
+        r.pop().unwrap()
+    }
+
+    fn catalog(root: &Path) -> Catalog {
+        Catalog::parse(&fs::read(root.join(RES).join("R_catalog.xml")).unwrap()).unwrap()
+    }
+
+    fn uris(cat: &Catalog) -> Vec<String> {
+        let mut v: Vec<String> = cat.entry_locs().iter().map(|l| cat.entry(l).uri().unwrap().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn creates_the_missing_catalog_and_appends_everything() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "sub dir/é.txt", b"");
+        put(d.path(), ".hidden", b"h");
+        put(d.path(), ".~lock-a.txt", b"");
+        let r = run(&tree, Options::default(), Mode::Apply);
+        assert_eq!(r.outcome, Outcome::Written);
+        assert!(r.catalog_created);
+        assert_eq!(r.catalog, format!("{RES}/R_catalog.xml"));
+        assert_eq!(r.added, [".hidden", "a.txt", "sub dir/é.txt"]);
+        assert_eq!((r.file_count, r.file_size), (3, 6));
+        let cat = catalog(d.path());
+        assert_eq!(cat.id(), Some("R"));
+        assert_eq!(cat.meta_field("PROJECT").as_deref(), Some("P"));
+        assert!(
+            cat.meta_field("AUDIT").unwrap().starts_with("7:")
+                && cat.meta_field("AUDIT").unwrap().ends_with("=Added:3")
+        );
+        let a = cat.entry_locs().into_iter().map(|l| cat.entry(&l)).find(|e| e.uri() == Some("a.txt")).unwrap();
+        assert_eq!(a.attr("digest"), Some("5d41402abc4b2a76b9719d911017c592"));
+        assert_eq!(a.meta_field("SIZE").as_deref(), Some("5"));
+        assert_eq!(a.attr("createdBy"), Some("admin"));
+        // A second refresh finds nothing to do and writes nothing.
+        let before = fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap();
+        let again = run(&tree, Options::default(), Mode::Apply);
+        assert_eq!(again.outcome, Outcome::Unchanged, "{again:?}");
+        assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
+        assert!(!d.path().join(RES).join(".~lock-R_catalog.xml.refresh").exists());
+    }
+
+    #[test]
+    fn delete_mismatch_and_normalised_matching() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "b c.txt", b"x");
+        put(
+            d.path(),
+            "R_catalog.xml",
+            br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="R"><cat:entries>
+            <cat:entry URI="./a.txt" ID="a.txt" digest="00000000000000000000000000000000"/>
+            <cat:entry URI="b%20c.txt" ID="b c.txt"/>
+            <cat:entry URI="gone.txt" ID="gone.txt"/></cat:entries></cat:Catalog>"#,
+        );
+        // Without delete the missing entry stays; nothing is appended twice.
+        let r = run(&tree, Options { append: true, checksum: true, ..Default::default() }, Mode::Apply);
+        assert!(r.added.is_empty(), "{r:?}");
+        assert_eq!(
+            r.mismatches,
+            [Mismatch {
+                path: "a.txt".into(),
+                stored: "0".repeat(32),
+                actual: "5d41402abc4b2a76b9719d911017c592".into()
+            }]
+        );
+        assert_eq!(uris(&catalog(d.path())), ["./a.txt", "b%20c.txt", "gone.txt"]);
+        assert_eq!((r.file_count, r.file_size), (2, 6));
+        let r = run(&tree, Options { delete: true, ..Default::default() }, Mode::Apply);
+        assert_eq!(r.removed, ["gone.txt"]);
+        assert_eq!(uris(&catalog(d.path())), ["./a.txt", "b%20c.txt"]);
+        assert!(catalog(d.path()).meta_field("AUDIT").unwrap().contains("|7:"));
+    }
+
+    #[test]
+    fn dry_run_and_verify_write_nothing() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "R_catalog.xml", br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="R"><cat:entries><cat:entry URI="gone"/></cat:entries></cat:Catalog>"#);
+        let before = fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap();
+        for mode in [Mode::DryRun, Mode::Verify] {
+            let r = run(&tree, Options::default(), mode);
+            assert_eq!(r.outcome, Outcome::NotWritten);
+            assert_eq!(
+                (r.added.as_slice(), r.removed.as_slice()),
+                (&["a.txt".to_string()][..], &["gone".to_string()][..])
+            );
+            assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
+        }
+        assert_eq!(fs::read_dir(d.path().join(RES)).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn second_catalog_corrupt_catalog_and_lock_change_nothing() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "R_catalog.xml", br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="R"/>"#);
+        put(
+            d.path(),
+            "old/backup.xml",
+            br#"<?xml version="1.0"?><cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"/>"#,
+        );
+        let before = fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap();
+        let r = run(&tree, Options::default(), Mode::Apply);
+        assert!(matches!(&r.outcome, Outcome::Skipped(m) if m.contains("old/backup.xml")), "{r:?}");
+        assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
+        fs::remove_dir_all(d.path().join(RES).join("old")).unwrap();
+
+        for broken in [&b""[..], b"<cat:Catalog xmlns:cat=\"http://nrg.wustl.edu/catalog\"><cat:entries>"] {
+            put(d.path(), "R_catalog.xml", broken);
+            let r = run(&tree, Options::default(), Mode::Apply);
+            assert!(matches!(&r.outcome, Outcome::Failed(Error::Corrupt(_))), "{r:?}");
+            assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), broken);
+        }
+
+        put(d.path(), "R_catalog.xml", &before);
+        let now = chrono::Utc::now().timestamp();
+        put(d.path(), ".~lock-R_catalog.xml.refresh", format!("x\nsince {now}\n").as_bytes());
+        let r = run(&tree, Options::default(), Mode::Apply);
+        assert!(matches!(&r.outcome, Outcome::Skipped(m) if m.contains("another refresh")), "{r:?}");
+        assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
+        // A lock left behind long ago is taken over.
+        put(d.path(), ".~lock-R_catalog.xml.refresh", format!("x\nsince {}\n", now - 3600).as_bytes());
+        assert_eq!(run(&tree, Options::default(), Mode::Apply).outcome, Outcome::Written);
+    }
+
+    #[test]
+    fn stats_go_into_the_session_document() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        fs::write(
+            d.path().join("P/arc001/E1.xml"),
+            r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="XNAT_E00001" label="E1" project="P"><xnat:resources><xnat:resource xsi:type="xnat:resourceCatalog" label="R" URI="RESOURCES/R/R_catalog.xml"/></xnat:resources></xnat:MRSession>"#,
+        )
+        .unwrap();
+        let r = run(&tree, Options::default(), Mode::Apply);
+        assert!(r.stats_written);
+        let doc = crate::xml::parse(&fs::read(d.path().join("P/arc001/E1.xml")).unwrap()).unwrap();
+        let res = crate::layout::find_all(&doc, &|e| e.local_name() == "resource").unwrap();
+        assert_eq!((res.attr("file_count"), res.attr("file_size")), (Some("1"), Some("5")));
+    }
+
+    #[test]
+    fn entry_keys() {
+        let folder = RelPath::new("P/arc001/E/SCANS/1/DICOM").unwrap();
+        let e = |attrs: &[(&str, &str)]| {
+            let mut el = crate::xml::Element::new("cat:entry");
+            el.attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            entry_key(&el, &folder)
+        };
+        assert_eq!(e(&[("URI", "./x/./a.dcm")]).as_deref(), Some("x/a.dcm"));
+        assert_eq!(e(&[("URI", "sub\\a%20b.dcm")]).as_deref(), Some("sub/a b.dcm"));
+        assert_eq!(e(&[("URI", "/data/xnat/archive/P/arc001/E/SCANS/1/DICOM/a.dcm")]).as_deref(), Some("a.dcm"));
+        assert_eq!(e(&[("URI", "/somewhere/a.dcm"), ("cachePath", "c.dcm")]).as_deref(), Some("c.dcm"));
+        assert_eq!(e(&[("URI", "https://x/y"), ("ID", "i.dcm")]).as_deref(), Some("i.dcm"));
+        assert_eq!(e(&[("URI", "/elsewhere/a.dcm")]).as_deref(), Some("/elsewhere/a.dcm"));
+        assert_eq!(e(&[]), None);
+    }
 }

@@ -44,6 +44,11 @@ impl RelPath {
         Ok(if self.0.is_empty() { RelPath(segment.to_string()) } else { RelPath(format!("{}/{segment}", self.0)) })
     }
 
+    /// Several segments (`a/b/c`), each checked.
+    pub fn join_path(&self, rel: &str) -> Result<RelPath> {
+        rel.split('/').try_fold(self.clone(), |p, s| p.join(s))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -125,9 +130,10 @@ impl Tree {
         let mut out = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| Error::io(rel.as_str(), &e))?;
-            let name = entry.file_name().into_string().map_err(|n| {
-                Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy()))
-            })?;
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|n| Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy())))?;
             let kind = entry.file_type().map_err(|e| Error::io(rel.as_str(), &e))?;
             let kind = if kind.is_symlink() {
                 Kind::Symlink

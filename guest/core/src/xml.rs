@@ -254,10 +254,9 @@ fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(
             Ok(())
         }
         None if s.trim().is_empty() => Ok(()),
-        None => Err(XmlError(format!(
-            "malformed XML at byte {}: text outside the root element",
-            reader.buffer_position()
-        ))),
+        None => {
+            Err(XmlError(format!("malformed XML at byte {}: text outside the root element", reader.buffer_position())))
+        }
     }
 }
 
