@@ -1,0 +1,87 @@
+//! Builds the guest component (`xnat-plugin` for `wasm32-wasip2`) and puts it in `OUT_DIR` for
+//! `include_bytes!`.
+//!
+//! The guest is built by a nested `cargo` with its own target directory (`<workspace>/target/guest`), so it
+//! never waits on the lock of the outer build's target directory, and without the outer build's flags.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST_PACKAGE: &str = "xnat-plugin";
+const GUEST_TARGET: &str = "wasm32-wasip2";
+const GUEST_ARTIFACT: &str = "xnat_plugin.wasm";
+
+/// Variables set by the outer build that must not reach the nested one: they would change its flags, its
+/// target or its target directory, or wrap rustc in clippy.
+const LEAKY_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().expect("host/ lives inside the workspace").to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    for path in ["guest", "wit", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+
+    let wasm = build_guest(&workspace);
+    let dest = out_dir.join(GUEST_ARTIFACT);
+    std::fs::copy(&wasm, &dest).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
+}
+
+/// Runs the nested cargo and returns the path of the built component.
+fn build_guest(workspace: &Path) -> PathBuf {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = workspace.join("target").join("guest");
+
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("build")
+        .args(["-p", GUEST_PACKAGE, "--release", "--target", GUEST_TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"));
+    for var in LEAKY_ENV {
+        cmd.env_remove(var);
+    }
+
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} to build the guest component: {e}", cargo.to_string_lossy()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Shown by cargo when this script fails, or with `cargo build -vv`.
+    eprintln!("{stderr}");
+
+    if !output.status.success() {
+        if stderr.contains("can't find crate for `core`")
+            || stderr.contains("can't find crate for `std`")
+            || stderr.contains("target may not be installed")
+        {
+            panic!(
+                "the {GUEST_TARGET} Rust target is not installed, so the guest component cannot be built.\n\
+                 Run `rustup target add {GUEST_TARGET}` and build again \
+                 (rust-toolchain.toml lists it, so rustup normally installs it by itself)."
+            );
+        }
+        panic!(
+            "building the guest component failed ({}): `{} build -p {GUEST_PACKAGE} --release --target {GUEST_TARGET}`; \
+             its output is above.",
+            output.status,
+            cargo.to_string_lossy()
+        );
+    }
+
+    let wasm = target_dir.join(GUEST_TARGET).join("release").join(GUEST_ARTIFACT);
+    assert!(wasm.is_file(), "the guest build succeeded but {} is missing", wasm.display());
+    wasm
+}

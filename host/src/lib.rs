@@ -1,0 +1,38 @@
+//! Runs the `xnat:archive` WebAssembly component (XNAT's archive services) on wasmtime, with
+//! capability-scoped directory grants and per-call limits.
+//!
+//! ```no_run
+//! use xnat_archive::{Grant, Limits, NoProgress, RefreshMode, RefreshRequest, Runtime};
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     let runtime = Runtime::new()?; // the embedded component, compiled once per process
+//!     let grants = [Grant::archive("/data/xnat/archive", false)]; // read-only is enough to verify
+//!     let request = RefreshRequest {
+//!         resources: vec!["/archive/projects/P/subjects/S/experiments/E".into()],
+//!         mode: RefreshMode::Verify,
+//!         ..RefreshRequest::default()
+//!     };
+//!     match runtime.refresh(&grants, &Limits::default(), request, NoProgress)? {
+//!         Ok(reports) => println!("{}", serde_json::to_string_pretty(&reports)?),
+//!         Err(e) => eprintln!("refused: {e}"),
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+mod bindings;
+pub mod demo;
+mod grant;
+mod limits;
+mod progress;
+mod runtime;
+mod types;
+
+pub use grant::{ARCHIVE, Grant, PREARCHIVE};
+pub use limits::{Limits, TICK};
+pub use progress::{NoProgress, Progress, TerminalProgress};
+pub use runtime::{COMPONENT, Runtime};
+pub use types::{
+    CreatedResource, DigestAlgorithm, DigestMismatch, Error, RefreshMode, RefreshOptions, RefreshRequest,
+    ResourceOutcome, ResourceReport, ResourceSpec, SkippedItem,
+};

@@ -1,0 +1,104 @@
+//! Limits on one call into the component: how much linear memory it may use and how long it may run.
+//!
+//! Memory is enforced by a store limiter (growth beyond the limit fails inside the guest); time by epoch
+//! interruption: a process-wide ticker thread advances the engine's epoch every [`TICK`], and each call
+//! gets a deadline of enough ticks to cover its timeout.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+
+/// How often the epoch advances once a timeout has been used; the precision of timeouts.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Limits for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory the component may grow each of its memories to, in bytes.
+    pub memory_bytes: usize,
+    /// How long the call may run in the component before it is stopped; `None` for no limit.
+    /// Time spent blocked in a single host file operation is only counted once the guest resumes.
+    pub timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// 1 GiB of memory, no timeout: what the command-line tool uses.
+    pub const DEFAULT: Limits = Limits { memory_bytes: 1 << 30, timeout: None };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// The store limiter: the memory limit, remembering whether it refused a growth (so a later trap can be
+/// explained as running out of memory).
+pub(crate) struct Limiter {
+    limits: StoreLimits,
+    pub(crate) memory_refused: Option<usize>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &Limits) -> Limiter {
+        Limiter { limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).build(), memory_refused: None }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_refused = Some(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// The epoch deadline (in ticks beyond the current epoch) for a call with this timeout, starting the
+/// ticker if needed. Without a timeout the deadline is practically never reached.
+pub(crate) fn epoch_deadline(engine: &Engine, timeout: Option<Duration>) -> u64 {
+    match timeout {
+        None => u64::MAX / 2,
+        Some(timeout) => {
+            start_ticker(engine);
+            // One extra tick: the call may start just before a tick.
+            let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()) + 1;
+            u64::try_from(ticks).unwrap_or(u64::MAX / 2).min(u64::MAX / 2)
+        }
+    }
+}
+
+/// Starts the ticker thread for the process-wide engine once. It runs until the process ends.
+fn start_ticker(engine: &Engine) {
+    static TICKER: OnceLock<()> = OnceLock::new();
+    TICKER.get_or_init(|| {
+        let engine = engine.clone();
+        std::thread::Builder::new()
+            .name("xnat-archive-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch ticker thread");
+    });
+}

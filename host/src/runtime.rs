@@ -1,0 +1,206 @@
+//! The runtime: the wasmtime engine, the compiled component and its linker, ready to instantiate. Every
+//! call gets a fresh store and instance with its own grants and limits (a trapped instance cannot be
+//! entered again, and grants differ from call to call).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::{Catalogs, Library, LibraryPre, ProgressHost, TypesHost};
+use crate::grant::Grant;
+use crate::limits::{self, Limiter, Limits};
+use crate::progress::{NoProgress, Progress};
+use crate::types::{CreatedResource, Error, RefreshRequest, ResourceReport, ResourceSpec};
+
+/// The library component built from `guest/plugin` for `wasm32-wasip2`, embedded at build time.
+pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm"));
+
+/// A loaded component, ready to run calls. Cheap to clone; calls may run concurrently from several threads.
+#[derive(Clone)]
+pub struct Runtime {
+    pre: LibraryPre<State>,
+}
+
+impl Runtime {
+    /// The embedded component ([`COMPONENT`]). It is compiled once per process, on first use.
+    pub fn new() -> anyhow::Result<Runtime> {
+        static COMPILED: OnceLock<Result<Component, String>> = OnceLock::new();
+        let compiled = COMPILED.get_or_init(|| {
+            let engine = engine().map_err(|e| format!("{e:#}"))?;
+            Component::new(engine, COMPONENT).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+        });
+        match compiled {
+            Ok(component) => Runtime::link(component),
+            Err(e) => {
+                anyhow::bail!("cannot compile the embedded component (a build problem; rebuild xnat-archive): {e}")
+            }
+        }
+    }
+
+    /// Another build of the component, from a `.wasm` file (it must implement the same WIT world).
+    pub fn from_file(path: impl AsRef<Path>) -> anyhow::Result<Runtime> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the component {}: {e}; check the path", path.display()))?;
+        Runtime::from_bytes(&bytes).map_err(|e| e.context(format!("cannot load the component {}", path.display())))
+    }
+
+    /// A component from its bytes (binary `.wasm`).
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Runtime> {
+        let component = Component::new(engine()?, bytes)
+            .map_err(|e| anyhow::Error::from(e).context("not a valid WebAssembly component"))?;
+        Runtime::link(&component)
+    }
+
+    fn link(component: &Component) -> anyhow::Result<Runtime> {
+        let mut linker = Linker::<State>::new(component.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Library::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        let pre = linker.instantiate_pre(component).map_err(|e| {
+            anyhow::Error::from(e).context(
+                "the component needs imports this host does not provide (it was built for another version of \
+                 wit/archive.wit?)",
+            )
+        })?;
+        let pre = LibraryPre::new(pre).map_err(|e| {
+            anyhow::Error::from(e).context(
+                "the component does not export xnat:archive/catalogs as this host expects (built for another \
+                 version of wit/archive.wit?)",
+            )
+        })?;
+        Ok(Runtime { pre })
+    }
+
+    /// `POST /data/services/refresh/catalog`: brings each named resource's catalog in line with the disk.
+    ///
+    /// The outer error is a host failure (a grant that cannot be opened, a trap, a limit hit); the inner
+    /// one is the component's answer. The archive must be granted at [`crate::ARCHIVE`]; a read-only grant
+    /// is enough for [`RefreshMode::DryRun`](crate::RefreshMode::DryRun) and
+    /// [`RefreshMode::Verify`](crate::RefreshMode::Verify).
+    pub fn refresh(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        request: RefreshRequest,
+        progress: impl Progress + 'static,
+    ) -> anyhow::Result<Result<Vec<ResourceReport>, Error>> {
+        let result = self.call(grants, limits, Box::new(progress), |catalogs, store| {
+            catalogs.call_refresh(store, &request.into())
+        })?;
+        Ok(result.map(|reports| reports.into_iter().map(ResourceReport::from).collect()).map_err(Error::from))
+    }
+
+    /// `PUT /data/archive/.../resources/LABEL`: creates the resource folder and its empty catalog. Needs a
+    /// writable grant of the archive at [`crate::ARCHIVE`].
+    pub fn create_resource(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        spec: ResourceSpec,
+    ) -> anyhow::Result<Result<CreatedResource, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |catalogs, store| {
+            catalogs.call_create_resource(store, &spec.into())
+        })?;
+        Ok(result.map(CreatedResource::from).map_err(Error::from))
+    }
+
+    /// Runs `f` on a fresh instance in a fresh store with the given grants and limits.
+    fn call<R>(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        progress: Box<dyn Progress>,
+        f: impl FnOnce(&Catalogs, &mut Store<State>) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut wasi = WasiCtxBuilder::new();
+        // Must come before the preopens: each preopened directory captures the setting when it is added.
+        wasi.allow_blocking_current_thread(true).inherit_stdout().inherit_stderr();
+        for grant in grants {
+            grant.preopen(&mut wasi)?;
+        }
+        let state = State { wasi: wasi.build(), table: ResourceTable::new(), limiter: Limiter::new(limits), progress };
+
+        let engine = self.pre.engine();
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(limits::epoch_deadline(engine, limits.timeout));
+
+        let result =
+            self.pre.instantiate(&mut store).and_then(|library| f(library.xnat_archive_catalogs(), &mut store));
+        result.map_err(|e| explain(e, &store, limits))
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// The process-wide engine: every runtime shares it (and the epoch ticker that drives timeouts).
+fn engine() -> anyhow::Result<&'static Engine> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        Engine::new(&config).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+    });
+    engine.as_ref().map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e}"))
+}
+
+/// Turns a failed call into a host error that says what happened and what to do.
+fn explain(error: wasmtime::Error, store: &Store<State>, limits: &Limits) -> anyhow::Error {
+    let trap = error.downcast_ref::<Trap>().copied();
+    let error = anyhow::Error::from(error);
+    if let Some(desired) = store.data().limiter.memory_refused {
+        return error.context(format!(
+            "the component ran out of memory: it asked for {} MiB, its limit is {} MiB; raise the memory limit",
+            desired >> 20,
+            limits.memory_bytes >> 20
+        ));
+    }
+    match (trap, limits.timeout) {
+        (Some(Trap::Interrupt), Some(timeout)) => error.context(format!(
+            "the component did not finish within its time limit of {timeout:?} and was stopped; raise the \
+             timeout or ask for less work at a time"
+        )),
+        (Some(_), _) => {
+            error.context("the component crashed (a bug in the component; please report it with this message)")
+        }
+        (None, _) => error.context("running the component failed"),
+    }
+}
+
+/// What a store holds for one call.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    progress: Box<dyn Progress>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The `types` interface has no functions; the world still imports it.
+impl TypesHost for State {}
+
+impl ProgressHost for State {
+    fn begin(&mut self, phase: String, total: u64) {
+        self.progress.begin(&phase, total);
+    }
+
+    fn advance(&mut self, units: u64) {
+        self.progress.advance(units);
+    }
+
+    fn end(&mut self) {
+        self.progress.end();
+    }
+}

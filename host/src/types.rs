@@ -1,0 +1,269 @@
+//! The values of the `xnat:archive` WIT contract (`wit/archive.wit`, interface `types`) as plain Rust
+//! types that serialise with serde, so that callers need neither wasmtime nor bindgen types.
+//!
+//! The JSON shape: field names as in Rust (`file_count`), enums in kebab-case (`dry-run`), an [`Error`] as
+//! `{"kind": "not-found", "message": "..."}`, an outcome as `{"status": "failed", "error": {...}}`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a call failed. Each case carries a message that says what went wrong and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
+pub enum Error {
+    /// The request itself is wrong (malformed URI, path leaving the grant, unknown option). HTTP 400.
+    BadRequest(String),
+    /// The grant does not allow the operation (a write under a read-only grant). HTTP 403.
+    Forbidden(String),
+    /// A project, subject, experiment, scan, resource or session does not exist. HTTP 404.
+    NotFound(String),
+    /// The operation clashes with what is there. HTTP 409.
+    Conflict(String),
+    /// Another operation holds the lock on the same catalog or session. HTTP 423.
+    Locked(String),
+    /// The file system failed. HTTP 500.
+    Io(String),
+    /// A stored catalog or document cannot be parsed; it was left untouched. HTTP 500.
+    Corrupt(String),
+}
+
+impl Error {
+    /// The WIT case name: `bad-request`, `forbidden`, `not-found`, `conflict`, `locked`, `io`, `corrupt`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad-request",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not-found",
+            Error::Conflict(_) => "conflict",
+            Error::Locked(_) => "locked",
+            Error::Io(_) => "io",
+            Error::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// The message carried by the error.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::BadRequest(m)
+            | Error::Forbidden(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::Locked(m)
+            | Error::Io(m)
+            | Error::Corrupt(m) => m,
+        }
+    }
+
+    /// The HTTP status XNAT's REST surface uses for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::Locked(_) => 423,
+            Error::Io(_) | Error::Corrupt(_) => 500,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind(), self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The four refresh operations. All false (the default) means "all four", as in XNAT 1.8; the component
+/// applies that default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefreshOptions {
+    /// Add entries for files on disk that the catalog lacks.
+    pub append: bool,
+    /// Compute digests: add missing ones, replace (and report) ones that no longer match.
+    pub checksum: bool,
+    /// Remove entries whose file is gone. Files are never deleted.
+    pub delete: bool,
+    /// Recompute the resource's `file_count` and `file_size`.
+    pub populate_stats: bool,
+}
+
+impl RefreshOptions {
+    /// All four operations, spelled out.
+    pub const ALL: RefreshOptions = RefreshOptions { append: true, checksum: true, delete: true, populate_stats: true };
+
+    /// No operation selected: the component applies its default (all four).
+    pub fn is_empty(&self) -> bool {
+        *self == RefreshOptions::default()
+    }
+
+    /// The options selected in either `self` or `other` (XNAT's `options` and boolean parameters add up).
+    pub fn union(self, other: RefreshOptions) -> RefreshOptions {
+        RefreshOptions {
+            append: self.append || other.append,
+            checksum: self.checksum || other.checksum,
+            delete: self.delete || other.delete,
+            populate_stats: self.populate_stats || other.populate_stats,
+        }
+    }
+}
+
+/// Parses XNAT's comma-joined `options` list: `append`, `checksum`, `delete`, `populateStats`, compared
+/// exactly (case-sensitive) after trimming spaces; empty items are ignored. Unlike XNAT, which ignores
+/// unknown tokens, an unknown token is a [`Error::BadRequest`].
+impl FromStr for RefreshOptions {
+    type Err = Error;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        let mut options = RefreshOptions::default();
+        for token in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match token {
+                "append" => options.append = true,
+                "checksum" => options.checksum = true,
+                "delete" => options.delete = true,
+                "populateStats" => options.populate_stats = true,
+                other => {
+                    return Err(Error::BadRequest(format!(
+                        "unknown refresh option `{other}`: use append, checksum, delete or populateStats \
+                         (comma-joined, case as written)"
+                    )));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The digest written for files that have none. A stored digest keeps its own algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestAlgorithm {
+    /// MD5, what XNAT writes and checks.
+    #[default]
+    Md5,
+    Sha256,
+}
+
+/// What a refresh may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefreshMode {
+    /// Change catalogs and documents as the options say.
+    #[default]
+    Apply,
+    /// Compute what the options would change and report it; write nothing.
+    DryRun,
+    /// Hash every file and compare catalog and disk (all four operations); write nothing.
+    Verify,
+}
+
+impl RefreshMode {
+    /// Whether this mode writes; read-only modes need only a read-only grant.
+    pub fn writes(&self) -> bool {
+        matches!(self, RefreshMode::Apply)
+    }
+}
+
+/// A refresh request: one or more resource URIs of the forms XNAT accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RefreshRequest {
+    pub resources: Vec<String>,
+    pub options: RefreshOptions,
+    pub algorithm: DigestAlgorithm,
+    pub mode: RefreshMode,
+    /// Stamped into new or modified entries as createdBy/modifiedBy.
+    pub user: Option<String>,
+    /// The event id stamped into entries; the current Unix time when absent.
+    pub event_id: Option<i64>,
+}
+
+/// A file the refresh did not catalog, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A stored digest that no longer matches its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestMismatch {
+    pub path: String,
+    pub stored: String,
+    pub actual: String,
+}
+
+/// What happened to one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum ResourceOutcome {
+    /// The catalog (or the owning document's stats) changed and was written.
+    Written,
+    /// Nothing needed changing; nothing was written.
+    Unchanged,
+    /// Changes were found but not written (dry-run or verify).
+    NotWritten,
+    /// The resource was left alone, for the given reason.
+    Skipped { reason: String },
+    /// The resource could not be refreshed; it was left untouched.
+    Failed { error: Error },
+}
+
+/// The per-resource report of a refresh. Paths are relative to the catalog's folder; `catalog` is
+/// relative to the archive grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceReport {
+    /// The resource, as an archive URI (`/archive/projects/P/.../resources/LABEL`).
+    pub resource: String,
+    pub catalog: String,
+    pub outcome: ResourceOutcome,
+    /// A catalog file was created because the folder had none.
+    pub catalog_created: bool,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub modified: Vec<String>,
+    pub mismatches: Vec<DigestMismatch>,
+    pub skipped: Vec<SkippedItem>,
+    /// Entries whose file exists, and the sum of their sizes.
+    pub file_count: u64,
+    pub file_size: u64,
+    /// `file_count`/`file_size` were written into the owning document.
+    pub stats_written: bool,
+}
+
+impl ResourceReport {
+    /// Whether catalog and disk agree: nothing added, removed, modified or mismatched, and the resource
+    /// was neither skipped nor failed.
+    pub fn is_clean(&self) -> bool {
+        matches!(self.outcome, ResourceOutcome::Unchanged | ResourceOutcome::NotWritten | ResourceOutcome::Written)
+            && self.added.is_empty()
+            && self.removed.is_empty()
+            && self.modified.is_empty()
+            && self.mismatches.is_empty()
+    }
+}
+
+/// Creating a resource and its empty catalog (`PUT /data/archive/.../resources/LABEL`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceSpec {
+    /// The resource URI, ending in `/resources/LABEL`.
+    pub resource: String,
+    pub format: Option<String>,
+    pub content: Option<String>,
+    pub description: Option<String>,
+    /// `name=value`, `name:value` or bare values, as XNAT accepts them.
+    pub tags: Vec<String>,
+}
+
+/// Where a new resource went. Paths relative to the archive grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedResource {
+    pub resource: String,
+    pub folder: String,
+    pub catalog: String,
+}
