@@ -67,15 +67,15 @@ impl Progress for TerminalProgress {
         self.finish();
         let target = if self.visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let (bar, template) = if total == 0 {
-            (ProgressBar::no_length(), "{spinner} {msg} {human_pos} {elapsed}")
+            (ProgressBar::no_length(), "{spinner} {human_pos} {elapsed} {wide_msg}")
         } else {
-            (ProgressBar::new(total), "{msg} [{bar:40}] {human_pos}/{human_len} {elapsed} (eta {eta})")
+            (ProgressBar::new(total), "[{bar:20}] {human_pos}/{human_len} eta {eta} {wide_msg}")
         };
         let style =
             ProgressStyle::with_template(template).expect("the progress templates are valid").progress_chars("=> ");
         bar.set_draw_target(target);
         bar.set_style(style);
-        bar.set_message(phase.to_owned());
+        bar.set_message(tail(phase, 40));
         self.bar = Some(bar);
     }
 
@@ -93,5 +93,16 @@ impl Progress for TerminalProgress {
 impl Drop for TerminalProgress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// The end of `text`, at most `max` characters, with `…` in front when shortened (the end of a resource
+/// URI says the most).
+fn tail(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        text.to_owned()
+    } else {
+        format!("…{}", text.chars().skip(count - max + 1).collect::<String>())
     }
 }

@@ -156,21 +156,32 @@ fn explain(error: wasmtime::Error, store: &Store<State>, limits: &Limits) -> any
     let trap = error.downcast_ref::<Trap>().copied();
     let error = anyhow::Error::from(error);
     if let Some(desired) = store.data().limiter.memory_refused {
-        return error.context(format!(
-            "the component ran out of memory: it asked for {} MiB, its limit is {} MiB; raise the memory limit",
-            desired >> 20,
-            limits.memory_bytes >> 20
-        ));
+        // The trap itself adds nothing but a backtrace.
+        return anyhow::anyhow!(
+            "the component ran out of memory: it asked for {}, its limit is {}; raise the memory limit \
+             (`--memory` on the command line)",
+            human(desired),
+            human(limits.memory_bytes)
+        );
     }
     match (trap, limits.timeout) {
-        (Some(Trap::Interrupt), Some(timeout)) => error.context(format!(
+        (Some(Trap::Interrupt), Some(timeout)) => anyhow::anyhow!(
             "the component did not finish within its time limit of {timeout:?} and was stopped; raise the \
-             timeout or ask for less work at a time"
-        )),
+             timeout (`--timeout` on the command line) or ask for less work at a time"
+        ),
         (Some(_), _) => {
             error.context("the component crashed (a bug in the component; please report it with this message)")
         }
         (None, _) => error.context("running the component failed"),
+    }
+}
+
+/// A memory size for messages: whole KiB below 1 MiB, otherwise MiB with one decimal.
+fn human(bytes: usize) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     }
 }
 
