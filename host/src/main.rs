@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 host failure; 2 bad request; 3 forbidden; 4 not found; 5 conflict; 6 locked;
 //! 7 I/O error; 8 corrupt catalog or document.
 
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,6 +16,16 @@ use xnat_archive::{
     DigestAlgorithm, Error, Grant, Limits, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome,
     ResourceReport, ResourceSpec, Runtime, TerminalProgress, demo,
 };
+
+/// `println!` that returns write errors (a closed pipe) instead of panicking.
+macro_rules! out {
+    () => {
+        writeln!(io::stdout())?
+    };
+    ($($arg:tt)*) => {
+        writeln!(io::stdout(), $($arg)*)?
+    };
+}
 
 #[derive(Parser)]
 #[command(name = "xnat-archive", version, about, long_about = None)]
@@ -30,13 +41,13 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// Run this component (.wasm) instead of the embedded one.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "Runtime options", value_name = "FILE")]
     component: Option<PathBuf>,
     /// The most memory the component may use, in MiB.
-    #[arg(long, global = true, value_name = "MIB", default_value_t = Limits::DEFAULT.memory_bytes >> 20)]
+    #[arg(long, global = true, help_heading = "Runtime options", value_name = "MIB", default_value_t = Limits::DEFAULT.memory_bytes >> 20)]
     memory: usize,
     /// Stop the component after this many seconds (default: no limit).
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(long, global = true, help_heading = "Runtime options", value_name = "SECONDS")]
     timeout: Option<f64>,
 }
 
@@ -138,6 +149,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`| head`): stop quietly, as a process killed by SIGPIPE would.
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -192,7 +207,7 @@ fn exit_code(error: &Error) -> ExitCode {
 /// Prints a component error (as JSON on stdout, or as text on stderr) and returns its exit code.
 fn fail(error: &Error, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "error": error }))?);
+        out!("{}", serde_json::to_string_pretty(&json!({ "error": error }))?);
     } else {
         eprintln!("error: {}", error.message());
         eprintln!("({}, HTTP {})", error.kind(), error.http_status());
@@ -254,9 +269,9 @@ fn refresh(runtime: &Runtime, limits: &Limits, args: RefreshArgs) -> anyhow::Res
         Err(e) => return fail(&e, args.json),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "reports": reports }))?);
+        out!("{}", serde_json::to_string_pretty(&json!({ "reports": reports }))?);
     } else {
-        print_reports(&reports, mode);
+        print_reports(&reports, mode)?;
     }
     Ok(first_failure(&reports).map_or(ExitCode::SUCCESS, exit_code))
 }
@@ -286,11 +301,11 @@ fn create(runtime: &Runtime, limits: &Limits, args: CreateArgs) -> anyhow::Resul
         Err(e) => return fail(&e, args.json),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "created": created }))?);
+        out!("{}", serde_json::to_string_pretty(&json!({ "created": created }))?);
     } else {
-        println!("created {}", created.resource);
-        println!("  folder   {}", created.folder);
-        println!("  catalog  {}", created.catalog);
+        out!("created {}", created.resource);
+        out!("  folder   {}", created.folder);
+        out!("  catalog  {}", created.catalog);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -299,29 +314,29 @@ fn run_demo(runtime: &Runtime, limits: &Limits, args: DemoArgs) -> anyhow::Resul
     let dir =
         args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("xnat-archive-demo-{}", std::process::id())));
     demo::write_site(&dir).with_context(|| format!("cannot write the demo site to {}", dir.display()))?;
-    println!("Demo archive site: {}", dir.display());
-    println!("  DEMO/arc001/MR1/SCANS/2/DICOM: 1.dcm 2.dcm 3.dcm on disk; the catalog lists 1.dcm, 2.dcm and gone.dcm");
-    println!("  DEMO/arc001/MR1/RESOURCES/NOTES: notes.txt on disk; the catalog is empty");
-    println!();
+    out!("Demo archive site: {}", dir.display());
+    out!("  DEMO/arc001/MR1/SCANS/2/DICOM: 1.dcm 2.dcm 3.dcm on disk; the catalog lists 1.dcm, 2.dcm and gone.dcm");
+    out!("  DEMO/arc001/MR1/RESOURCES/NOTES: notes.txt on disk; the catalog is empty");
+    out!();
 
     let request = RefreshRequest {
         resources: vec![demo::EXPERIMENT.to_owned()],
         user: Some("demo".into()),
         ..Default::default()
     };
-    println!("Refresh {} (append, checksum, delete, populateStats):", demo::EXPERIMENT);
+    out!("Refresh {} (append, checksum, delete, populateStats):", demo::EXPERIMENT);
     let grant = Grant::archive(&dir, true);
     let reports = match runtime.refresh(std::slice::from_ref(&grant), limits, request, TerminalProgress::new())? {
         Ok(reports) => reports,
         Err(e) => return fail(&e, false),
     };
-    print_reports(&reports, RefreshMode::Apply);
+    print_reports(&reports, RefreshMode::Apply)?;
     if let Some(e) = first_failure(&reports) {
         return Ok(exit_code(e));
     }
-    println!();
+    out!();
 
-    println!("Verify (read-only grant):");
+    out!("Verify (read-only grant):");
     let request = RefreshRequest {
         resources: vec![demo::EXPERIMENT.to_owned()],
         mode: RefreshMode::Verify,
@@ -332,22 +347,22 @@ fn run_demo(runtime: &Runtime, limits: &Limits, args: DemoArgs) -> anyhow::Resul
         Ok(reports) => reports,
         Err(e) => return fail(&e, false),
     };
-    print_reports(&reports, RefreshMode::Verify);
+    print_reports(&reports, RefreshMode::Verify)?;
     if let Some(e) = first_failure(&reports) {
         return Ok(exit_code(e));
     }
-    println!();
-    println!("Try it yourself:");
-    println!("  xnat-archive refresh --archive {} --resource {} --verify", dir.display(), demo::EXPERIMENT);
+    out!();
+    out!("Try it yourself:");
+    out!("  xnat-archive refresh --archive {} --resource {} --verify", dir.display(), demo::EXPERIMENT);
     Ok(ExitCode::SUCCESS)
 }
 
 /// How many paths of each kind the summary lists before it only counts.
 const LISTED: usize = 10;
 
-fn print_reports(reports: &[ResourceReport], mode: RefreshMode) {
+fn print_reports(reports: &[ResourceReport], mode: RefreshMode) -> io::Result<()> {
     for report in reports {
-        print_report(report);
+        print_report(report)?;
     }
     let count = |f: fn(&ResourceOutcome) -> bool| reports.iter().filter(|r| f(&r.outcome)).count();
     let mut tally = vec![format!("{} resource{}", reports.len(), if reports.len() == 1 { "" } else { "s" })];
@@ -362,28 +377,26 @@ fn print_reports(reports: &[ResourceReport], mode: RefreshMode) {
             tally.push(format!("{n} {label}"));
         }
     }
-    println!("{}", tally.join(", "));
+    out!("{}", tally.join(", "));
     match mode {
         RefreshMode::Apply => {}
-        RefreshMode::DryRun => println!("dry run: nothing was written"),
+        RefreshMode::DryRun => out!("dry run: nothing was written"),
         RefreshMode::Verify => {
             let differing = reports.iter().filter(|r| !r.is_clean()).count();
             if differing == 0 {
-                println!("verify: clean, every catalog matches the disk");
+                out!("verify: clean, every catalog matches the disk");
             } else {
-                println!(
-                    "verify: {differing} of {} resources differ from the disk (nothing was written)",
-                    reports.len()
-                );
+                out!("verify: {differing} of {} resources differ from the disk (nothing was written)", reports.len());
             }
         }
     }
+    Ok(())
 }
 
-fn print_report(r: &ResourceReport) {
-    println!("{}", r.resource);
+fn print_report(r: &ResourceReport) -> io::Result<()> {
+    out!("{}", r.resource);
     let created = if r.catalog_created { " (created)" } else { "" };
-    println!("  catalog   {}{created}", r.catalog);
+    out!("  catalog   {}{created}", r.catalog);
     let outcome = match &r.outcome {
         ResourceOutcome::Written => "written".to_owned(),
         ResourceOutcome::Unchanged => "unchanged".to_owned(),
@@ -391,29 +404,25 @@ fn print_report(r: &ResourceReport) {
         ResourceOutcome::Skipped { reason } => format!("skipped: {reason}"),
         ResourceOutcome::Failed { error } => format!("failed ({}): {}", error.kind(), error.message()),
     };
-    println!("  outcome   {outcome}");
-    println!("  changes   {} added, {} removed, {} modified", r.added.len(), r.removed.len(), r.modified.len());
+    out!("  outcome   {outcome}");
+    out!("  changes   {} added, {} removed, {} modified", r.added.len(), r.removed.len(), r.modified.len());
     for (sign, paths) in [('+', &r.added), ('-', &r.removed), ('~', &r.modified)] {
         for path in paths.iter().take(LISTED) {
-            println!("    {sign} {path}");
+            out!("    {sign} {path}");
         }
         if paths.len() > LISTED {
-            println!("    {sign} ... and {} more (--json lists all)", paths.len() - LISTED);
+            out!("    {sign} ... and {} more (--json lists all)", paths.len() - LISTED);
         }
     }
     for m in &r.mismatches {
-        println!("  mismatch  {}: stored {}, actual {}", m.path, m.stored, m.actual);
+        out!("  mismatch  {}: stored {}, actual {}", m.path, m.stored, m.actual);
     }
     for s in &r.skipped {
-        println!("  skipped   {}: {}", s.path, s.reason);
+        out!("  skipped   {}: {}", s.path, s.reason);
     }
     let stats = if r.stats_written { " (stats written)" } else { "" };
-    println!(
-        "  files     {} file{}, {}{stats}",
-        r.file_count,
-        if r.file_count == 1 { "" } else { "s" },
-        size(r.file_size)
-    );
+    out!("  files     {} file{}, {}{stats}", r.file_count, if r.file_count == 1 { "" } else { "s" }, size(r.file_size));
+    Ok(())
 }
 
 /// A byte count for people: exact below 1 KiB, otherwise with one decimal and the exact count.
