@@ -34,9 +34,32 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
 
+    ensure_target();
     let wasm = build_guest(&workspace);
     let dest = out_dir.join(GUEST_ARTIFACT);
     std::fs::copy(&wasm, &dest).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
+}
+
+/// Installs the guest target with rustup when this toolchain lacks it, so that a fresh machine needs no
+/// manual step (rustup's automatic install of toolchain-file targets may be switched off).
+fn ensure_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc).args(["--print", "target-libdir", "--target", GUEST_TARGET]).output();
+    let installed = match libdir {
+        Ok(out) if out.status.success() => Path::new(String::from_utf8_lossy(&out.stdout).trim()).is_dir(),
+        _ => false,
+    };
+    if installed {
+        return;
+    }
+    println!("cargo:warning=installing the {GUEST_TARGET} target with rustup (needed to build the component)");
+    let status = Command::new("rustup").args(["target", "add", GUEST_TARGET]).status();
+    if !matches!(status, Ok(s) if s.success()) {
+        panic!(
+            "the {GUEST_TARGET} Rust target is not installed and `rustup target add {GUEST_TARGET}` failed; \
+             install it by hand and build again"
+        );
+    }
 }
 
 /// Runs the nested cargo and returns the path of the built component.
