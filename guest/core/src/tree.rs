@@ -203,6 +203,37 @@ impl Tree {
         }
     }
 
+    /// Moves `from` in this tree to `to` in `dest` (the same tree or another grant) by one rename.
+    /// Fails with `Io` if the two lie on different file systems; nothing is moved then.
+    pub fn rename_to(&self, from: &RelPath, dest: &Tree, to: &RelPath) -> Result<()> {
+        fs::rename(self.path(from), dest.path(to)).map_err(|e| Error::io(&format!("moving {from} to {to}"), &e))
+    }
+
+    /// Removes a folder and everything in it.
+    pub fn remove_dir_all(&self, rel: &RelPath) -> Result<()> {
+        fs::remove_dir_all(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// Removes a folder if it is empty; true when it was removed.
+    pub fn remove_dir_if_empty(&self, rel: &RelPath) -> Result<bool> {
+        if rel.is_root() {
+            return Ok(false);
+        }
+        match fs::remove_dir(self.path(rel)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            Err(e) => Err(Error::io(rel.as_str(), &e)),
+        }
+    }
+
+    /// When `rel` was last modified (seconds and milliseconds since the epoch), without following links.
+    pub fn modified_millis(&self, rel: &RelPath) -> Result<i64> {
+        let m = fs::symlink_metadata(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
+        let t = m.modified().map_err(|e| Error::io(rel.as_str(), &e))?;
+        Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+    }
+
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
         fs::remove_file(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }

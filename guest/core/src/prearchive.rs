@@ -1,0 +1,622 @@
+//! The prearchive: sessions waiting to be archived (`archive-service.md` §3).
+//!
+//! ```text
+//! <prearchive>/<PROJECT>/<TIMESTAMP>/<FOLDER>/       the session's files (SCANS/..., RESOURCES/..., logs/)
+//! <prearchive>/<PROJECT>/<TIMESTAMP>/<FOLDER>.xml    its session document, beside the folder (XNAT's layout)
+//! <prearchive>/<TIMESTAMP>/<FOLDER>[.xml]            Unassigned sessions, directly under the root
+//! <prearchive>/<PROJECT>/<TIMESTAMP>/.<FOLDER>.status  ours: a status XNAT keeps in its database (CONFLICT, ERROR)
+//! <prearchive>/<PROJECT>/<TIMESTAMP>/.<FOLDER>.lock    ours: held while an operation runs (D13)
+//! <prearchive>/<PROJECT>/<TIMESTAMP>/.<FOLDER>.journal ours: an archive's intent, until it is done (D14)
+//! ```
+//!
+//! The listing is derived from disk as XNAT derives it when it rebuilds its table (no document → RECEIVING,
+//! unreadable → ERROR, no ID → READY, an ID → ARCHIVING), overlaid with our persisted status and with the
+//! in-progress status of a held lock (`_ARCHIVING`, ...).
+
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::session::SessionDoc;
+use crate::tree::{Kind, RelPath, Tree, check_segment};
+use percent_encoding::percent_decode_str;
+
+/// The pseudo-project of sessions that have none.
+pub const UNASSIGNED: &str = "Unassigned";
+
+/// How old a lock must be before another operation may break it.
+pub const STALE_LOCK_SECS: i64 = 3600;
+
+/// A prearchive session: project (None = Unassigned), timestamp folder, session folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionRef {
+    pub project: Option<String>,
+    pub timestamp: String,
+    pub folder: String,
+}
+
+impl SessionRef {
+    pub fn new(project: Option<&str>, timestamp: &str, folder: &str) -> Result<SessionRef> {
+        let project = project.filter(|p| !p.is_empty() && *p != UNASSIGNED);
+        for seg in [project.unwrap_or("x"), timestamp, folder] {
+            check_segment(seg)
+                .map_err(|_| Error::BadRequest(format!("{seg:?} is not a valid project, timestamp or folder name")))?;
+        }
+        Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })
+    }
+
+    /// Parses `src`: `/prearchive/projects/P/TS/FOLDER`, with or without `/data` (or `/REST`).
+    pub fn parse_src(src: &str) -> Result<SessionRef> {
+        let bad = |why: &str| Error::BadRequest(format!("Invalid src URI ({src}): {why}"));
+        let body = src.strip_prefix('/').ok_or_else(|| bad("it must start with /data/prearchive/projects/"))?;
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut segs: Vec<String> = Vec::new();
+        for s in body.split('/') {
+            let d = percent_decode_str(s).decode_utf8().map_err(|_| bad("a segment is not UTF-8"))?;
+            check_segment(&d).map_err(|_| bad("a segment is empty, '.', '..' or holds a separator"))?;
+            segs.push(d.into_owned());
+        }
+        let mut s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        if matches!(s.first(), Some(&"data") | Some(&"REST")) {
+            s.remove(0);
+        }
+        match s.as_slice() {
+            ["prearchive", "projects", p, ts, f] => SessionRef::new(Some(p), ts, f),
+            ["archive", ..] | ["projects", ..] | ["experiments", ..] | ["subjects", ..] => {
+                Err(bad("an archive URI is not a prearchive session; name /prearchive/projects/P/TIMESTAMP/FOLDER"))
+            }
+            _ => Err(bad("expected /prearchive/projects/PROJECT/TIMESTAMP/FOLDER")),
+        }
+    }
+
+    /// The project as listings show it.
+    pub fn project_name(&self) -> &str {
+        self.project.as_deref().unwrap_or(UNASSIGNED)
+    }
+
+    /// `/prearchive/projects/P/TS/F`, the `url` column.
+    pub fn url(&self) -> String {
+        format!("/prearchive/projects/{}/{}/{}", self.project_name(), self.timestamp, self.folder)
+    }
+
+    /// The timestamp folder.
+    pub fn timestamp_dir(&self) -> RelPath {
+        let base = match &self.project {
+            Some(p) => RelPath::new(p).expect("checked"),
+            None => RelPath::root(),
+        };
+        base.join(&self.timestamp).expect("checked")
+    }
+
+    pub fn dir(&self) -> RelPath {
+        self.timestamp_dir().join(&self.folder).expect("checked")
+    }
+    pub fn document(&self) -> RelPath {
+        self.beside(&format!("{}.xml", self.folder))
+    }
+    pub fn status_file(&self) -> RelPath {
+        self.beside(&format!(".{}.status", self.folder))
+    }
+    pub fn lock_file(&self) -> RelPath {
+        self.beside(&format!(".{}.lock", self.folder))
+    }
+    pub fn journal_file(&self) -> RelPath {
+        self.beside(&format!(".{}.journal", self.folder))
+    }
+    fn beside(&self, name: &str) -> RelPath {
+        self.timestamp_dir().join(name).expect("checked")
+    }
+}
+
+impl std::fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url())
+    }
+}
+
+/// XNAT's prearchive statuses (`PrearcUtils.PrearcStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ready,
+    Receiving,
+    Building,
+    Archiving,
+    Moving,
+    Deleting,
+    Conflict,
+    Error,
+    /// An operation is running: `_ARCHIVING`, `_MOVING`, `_DELETING`, ...
+    InProgress(String),
+}
+
+impl Status {
+    pub fn as_str(&self) -> String {
+        match self {
+            Status::Ready => "READY".into(),
+            Status::Receiving => "RECEIVING".into(),
+            Status::Building => "BUILDING".into(),
+            Status::Archiving => "ARCHIVING".into(),
+            Status::Moving => "MOVING".into(),
+            Status::Deleting => "DELETING".into(),
+            Status::Conflict => "CONFLICT".into(),
+            Status::Error => "ERROR".into(),
+            Status::InProgress(op) => format!("_{op}"),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        Some(match s.trim() {
+            "READY" => Status::Ready,
+            "RECEIVING" => Status::Receiving,
+            "BUILDING" => Status::Building,
+            "ARCHIVING" => Status::Archiving,
+            "MOVING" => Status::Moving,
+            "DELETING" => Status::Deleting,
+            "CONFLICT" => Status::Conflict,
+            "ERROR" => Status::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the listing: XNAT's 19 columns, in XNAT's order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Row {
+    pub project: String,
+    pub timestamp: String,
+    pub lastmod: String,
+    pub uploaded: String,
+    pub scan_date: String,
+    pub scan_time: String,
+    pub subject: String,
+    pub folder_name: String,
+    pub name: String,
+    pub tag: String,
+    pub status: String,
+    pub url: String,
+    pub autoarchive: String,
+    pub prevent_anon: String,
+    pub prevent_auto_commit: String,
+    pub source: String,
+    pub visit: String,
+    pub protocol: String,
+    pub timezone: String,
+}
+
+/// The prearchive tree, read and changed through its grant.
+pub struct Prearchive<'a> {
+    tree: &'a Tree,
+}
+
+impl<'a> Prearchive<'a> {
+    pub fn new(tree: &'a Tree) -> Self {
+        Prearchive { tree }
+    }
+
+    pub fn tree(&self) -> &'a Tree {
+        self.tree
+    }
+
+    /// Every session, or those of one project (`Unassigned` for the root), sorted.
+    pub fn sessions(&self, project: Option<&str>) -> Result<Vec<SessionRef>> {
+        let mut out = Vec::new();
+        let root = RelPath::root();
+        for (name, kind) in self.tree.list(&root)? {
+            if kind != Kind::Dir || skipped_name(&name) {
+                continue;
+            }
+            if is_timestamp(&name) {
+                if project.is_none_or(|p| p == UNASSIGNED) {
+                    self.sessions_in(None, &name, &mut out)?;
+                }
+            } else if project.is_none_or(|p| p == name) {
+                for (ts, k) in self.tree.list(&RelPath::new(&name)?)? {
+                    if k == Kind::Dir && is_timestamp(&ts) {
+                        self.sessions_in(Some(&name), &ts, &mut out)?;
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn sessions_in(&self, project: Option<&str>, ts: &str, out: &mut Vec<SessionRef>) -> Result<()> {
+        let dir = match project {
+            Some(p) => RelPath::new(p)?.join(ts)?,
+            None => RelPath::new(ts)?,
+        };
+        for (name, kind) in self.tree.list(&dir)? {
+            if kind == Kind::Dir && !skipped_name(&name) {
+                out.push(SessionRef::new(project, ts, &name)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the session's folder exists.
+    pub fn exists(&self, s: &SessionRef) -> Result<bool> {
+        self.tree.is_dir(&s.dir())
+    }
+
+    /// `NotFound` unless the session exists.
+    pub fn require(&self, s: &SessionRef) -> Result<()> {
+        if self.exists(s)? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("{} not found: no such prearchive session", s.url())))
+        }
+    }
+
+    /// The session document; `None` while none has been written (receiving).
+    pub fn document(&self, s: &SessionRef) -> Result<Option<SessionDoc>> {
+        let path = s.document();
+        match self.tree.read(&path) {
+            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Ok(bytes) => {
+                SessionDoc::parse(&bytes).map(Some).map_err(|why| crate::session::unreadable(path.as_str(), &why))
+            }
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The status: a running operation, else our persisted one, else XNAT's derivation from disk.
+    pub fn status(&self, s: &SessionRef) -> Result<Status> {
+        Ok(self.status_and_message(s)?.0)
+    }
+
+    /// The status and, for a persisted one, the message that explains it.
+    pub fn status_and_message(&self, s: &SessionRef) -> Result<(Status, Option<String>)> {
+        if let Some(h) = Lock::holder(self.tree, &s.lock_file())? {
+            return Ok((Status::InProgress(h.operation), None));
+        }
+        if let Ok(bytes) = self.tree.read(&s.status_file()) {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines = text.lines();
+            if let Some(st) = lines.next().and_then(Status::parse) {
+                let msg: Vec<&str> = lines.collect();
+                return Ok((st, (!msg.is_empty()).then(|| msg.join("\n"))));
+            }
+        }
+        Ok((
+            match self.document(s) {
+                Ok(None) => Status::Receiving,
+                Err(_) => Status::Error,
+                Ok(Some(doc)) if doc.id().is_some() => Status::Archiving,
+                Ok(Some(_)) => Status::Ready,
+            },
+            None,
+        ))
+    }
+
+    /// Persists a status (CONFLICT, ERROR, ...) with the message that explains it.
+    pub fn set_status(&self, s: &SessionRef, status: &Status, message: Option<&str>) -> Result<()> {
+        let body = format!("{}\n{}", status.as_str(), message.unwrap_or(""));
+        self.tree.write_atomic(&s.status_file(), body.trim_end().as_bytes())
+    }
+
+    /// Forgets the persisted status: the row goes back to what the disk says (XNAT's `reset-status`).
+    pub fn reset_status(&self, s: &SessionRef) -> Result<Row> {
+        self.require(s)?;
+        if let Some(h) = Lock::holder(self.tree, &s.lock_file())? {
+            return Err(Error::Locked(format!(
+                "Operation already in progress on this prearchive entry ({}); reset it when that is done",
+                h.operation
+            )));
+        }
+        match self.tree.remove_file(&s.status_file()) {
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.row(s)
+    }
+
+    /// Locks the session for an operation (`ARCHIVING`, `MOVING`, `DELETING`).
+    pub fn lock(&self, s: &SessionRef, operation: &str) -> Result<Lock> {
+        Lock::acquire(self.tree, &s.lock_file(), operation, STALE_LOCK_SECS, "this prearchive entry")
+    }
+
+    /// The listing row of one session.
+    pub fn row(&self, s: &SessionRef) -> Result<Row> {
+        let (status, _) = self.status_and_message(s)?;
+        let doc = self.document(s).ok().flatten();
+        let doc_or_dir = if self.tree.kind(&s.document())?.is_some() { s.document() } else { s.dir() };
+        let lastmod = self.tree.modified_millis(&doc_or_dir).map(sql_timestamp).unwrap_or_default();
+        let field = |f: &str| doc.as_ref().and_then(|d| d.field(f)).unwrap_or_default();
+        let attr = |a: &str| doc.as_ref().and_then(|d| d.attr(a).map(str::to_string)).unwrap_or_default();
+        let subject =
+            doc.as_ref().and_then(|d| d.subject_id().or_else(|| d.field("dcmPatientName"))).unwrap_or_default();
+        let name = doc
+            .as_ref()
+            .and_then(|d| d.label().map(str::to_string).or_else(|| d.field("dcmPatientId")))
+            .unwrap_or_else(|| s.folder.clone());
+        Ok(Row {
+            project: s.project_name().to_string(),
+            timestamp: s.timestamp.clone(),
+            lastmod,
+            uploaded: uploaded(&s.timestamp),
+            scan_date: field("date"),
+            scan_time: field("time"),
+            subject,
+            folder_name: s.folder.clone(),
+            name,
+            tag: attr("UID"),
+            status: status.as_str(),
+            url: s.url(),
+            autoarchive: "Manual".into(),
+            prevent_anon: "false".into(),
+            prevent_auto_commit: "false".into(),
+            source: String::new(),
+            visit: attr("visit_id"),
+            protocol: attr("protocol"),
+            timezone: String::new(),
+        })
+    }
+
+    /// The listing: every session, or one project's.
+    pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
+        self.sessions(project)?.iter().map(|s| self.row(s)).collect()
+    }
+
+    /// Deletes a session: its folder, document and our files, then empty parent folders. Allowed from
+    /// RECEIVING, READY, CONFLICT and ERROR (XNAT's rule), never while locked.
+    pub fn delete(&self, s: &SessionRef) -> Result<()> {
+        self.require(s)?;
+        let lock = self.lock(s, "DELETING")?;
+        let status = self.status_without_lock(s)?;
+        if !matches!(status, Status::Receiving | Status::Ready | Status::Conflict | Status::Error) {
+            return Err(Error::Conflict(format!(
+                "{} is {}; only RECEIVING, READY, CONFLICT or ERROR sessions can be deleted",
+                s.url(),
+                status.as_str()
+            )));
+        }
+        if self.tree.kind(&s.journal_file())?.is_some() {
+            return Err(Error::Conflict(format!("{} has an unfinished archive; run recover first", s.url())));
+        }
+        self.tree.remove_dir_all(&s.dir())?;
+        for f in [s.document(), s.status_file()] {
+            match self.tree.remove_file(&f) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        lock.release()?;
+        self.remove_empty_parents(s)
+    }
+
+    /// Moves a session to another project (or `Unassigned`): document first, then the folder, then the
+    /// old document, so a crash at any point loses nothing. The moved session is READY.
+    pub fn move_to(&self, s: &SessionRef, new_project: &str) -> Result<SessionRef> {
+        self.require(s)?;
+        let target = SessionRef::new(Some(new_project), &s.timestamp, &s.folder)?;
+        if target == *s {
+            return Err(Error::BadRequest(format!("{} is already in project {new_project}", s.url())));
+        }
+        let lock = self.lock(s, "MOVING")?;
+        let status = self.status_without_lock(s)?;
+        if !matches!(status, Status::Receiving | Status::Ready | Status::Conflict | Status::Error) {
+            return Err(Error::Conflict(format!("{} is {}; it cannot be moved now", s.url(), status.as_str())));
+        }
+        if self.tree.kind(&target.dir())?.is_some() || self.tree.kind(&target.document())?.is_some() {
+            return Err(Error::Conflict(format!("{} already exists", target.url())));
+        }
+        self.tree.create_dir_all(&target.timestamp_dir())?;
+        if let Some(mut doc) = self.document(s)? {
+            match &target.project {
+                Some(p) => doc.set_attr("project", p),
+                None => {
+                    doc.root_mut().remove_attr("project");
+                }
+            }
+            if let Some(path) = doc.field("prearchivePath") {
+                let old_tail = format!("/{}", s.dir().as_str());
+                if let Some(stem) = path.strip_suffix(&old_tail) {
+                    doc.set_field("prearchivePath", &format!("{stem}/{}", target.dir().as_str()), &[]);
+                }
+            }
+            self.tree.write_atomic(&target.document(), doc.to_xml().as_bytes())?;
+        }
+        self.tree.rename_to(&s.dir(), self.tree, &target.dir())?;
+        for f in [s.document(), s.status_file()] {
+            match self.tree.remove_file(&f) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        lock.release()?;
+        self.remove_empty_parents(s)?;
+        Ok(target)
+    }
+
+    /// The status as if no lock were held (for the holder of the lock).
+    pub fn status_without_lock(&self, s: &SessionRef) -> Result<Status> {
+        if let Ok(bytes) = self.tree.read(&s.status_file())
+            && let Some(st) = String::from_utf8_lossy(&bytes).lines().next().and_then(Status::parse)
+        {
+            return Ok(st);
+        }
+        Ok(match self.document(s) {
+            Ok(None) => Status::Receiving,
+            Err(_) => Status::Error,
+            Ok(Some(doc)) if doc.id().is_some() => Status::Archiving,
+            Ok(Some(_)) => Status::Ready,
+        })
+    }
+
+    /// Removes the timestamp folder and then the project folder, each only if empty.
+    pub fn remove_empty_parents(&self, s: &SessionRef) -> Result<()> {
+        let ts = s.timestamp_dir();
+        if self.tree.remove_dir_if_empty(&ts)? && s.project.is_some() {
+            self.tree.remove_dir_if_empty(&ts.parent())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a line to the session's `logs/<millis>.log`, as XNAT logs prearchive events.
+    pub fn log(&self, s: &SessionRef, message: &str) -> Result<()> {
+        let logs = s.dir().join("logs")?;
+        self.tree.create_dir_all(&logs)?;
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let mut n = 0;
+        loop {
+            let name = if n == 0 { format!("{millis}.log") } else { format!("{millis}-{n}.log") };
+            if self.tree.create_new(&logs.join(&name)?, message.as_bytes())? {
+                return Ok(());
+            }
+            n += 1;
+        }
+    }
+}
+
+/// `yyyyMMdd_HHmmssSSS` (18 characters) or the legacy `yyyyMMdd_HHmmss`.
+pub fn is_timestamp(name: &str) -> bool {
+    let b = name.as_bytes();
+    (b.len() == 18 || b.len() == 15) && b[8] == b'_' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+}
+
+/// Names XNAT's trawler passes over: anything with a dot (documents, our files) and `temp-unpack`.
+fn skipped_name(name: &str) -> bool {
+    name.contains('.') || name == "temp-unpack"
+}
+
+/// The `uploaded` column from the timestamp folder: `2024-01-01 12:00:00.123` (`java.sql.Timestamp`).
+pub fn uploaded(ts: &str) -> String {
+    if !is_timestamp(ts) {
+        return String::new();
+    }
+    let frac = if ts.len() == 18 { ts[15..18].trim_end_matches('0') } else { "" };
+    let frac = if frac.is_empty() { "0" } else { frac };
+    format!("{}-{}-{} {}:{}:{}.{frac}", &ts[0..4], &ts[4..6], &ts[6..8], &ts[9..11], &ts[11..13], &ts[13..15])
+}
+
+/// Milliseconds since the epoch as `java.sql.Timestamp.toString()` prints them (UTC).
+fn sql_timestamp(millis: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default();
+    let ms = (millis.rem_euclid(1000)) as u32;
+    let frac = format!("{ms:03}");
+    let frac = frac.trim_end_matches('0');
+    format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), if frac.is_empty() { "0" } else { frac })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn doc(project: Option<&str>, label: &str, id: &str) -> String {
+        let p = project.map(|p| format!(" project=\"{p}\"")).unwrap_or_default();
+        format!(
+            r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" ID="{id}"{p} label="{label}" UID="1.2.3"><xnat:date>2024-01-31</xnat:date><xnat:time>09:12:33</xnat:time><xnat:subject_ID>SUBJ1</xnat:subject_ID><xnat:prearchivePath>/data/pre/{}/20240131_091500123/{label}</xnat:prearchivePath></xnat:MRSession>"#,
+            project.unwrap_or("x")
+        )
+    }
+
+    fn site() -> (tempfile::TempDir, Tree) {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (dir, document) in [
+            ("P/20240131_091500123/S1", Some(doc(Some("P"), "S1", ""))),
+            ("P/20240131_091500123/S2", None),
+            ("P/20230101_101010/OLD", Some(doc(Some("P"), "OLD", "XNAT_E00009"))),
+            ("Q/20240201_000000000/BAD", Some("<not xml".to_string())),
+            ("20240301_120000500/U1", Some(doc(None, "U1", ""))),
+        ] {
+            fs::create_dir_all(r.join(dir).join("SCANS")).unwrap();
+            if let Some(text) = document {
+                fs::write(r.join(format!("{dir}.xml")), text).unwrap();
+            }
+        }
+        fs::create_dir_all(r.join("temp-unpack/x")).unwrap();
+        fs::create_dir_all(r.join("P/not-a-timestamp/S9")).unwrap();
+        let t = Tree::new(r);
+        (d, t)
+    }
+
+    #[test]
+    fn discovery_rows_and_statuses() {
+        let (_d, tree) = site();
+        let pre = Prearchive::new(&tree);
+        let rows = pre.list(None).unwrap();
+        let got: Vec<(String, String, String)> =
+            rows.iter().map(|r| (r.project.clone(), r.folder_name.clone(), r.status.clone())).collect();
+        assert_eq!(
+            got,
+            [
+                ("Unassigned".into(), "U1".into(), "READY".into()),
+                ("P".into(), "OLD".into(), "ARCHIVING".into()),
+                ("P".into(), "S1".into(), "READY".into()),
+                ("P".into(), "S2".into(), "RECEIVING".into()),
+                ("Q".into(), "BAD".into(), "ERROR".into()),
+            ]
+        );
+        let s1 = &rows[2];
+        assert_eq!(s1.url, "/prearchive/projects/P/20240131_091500123/S1");
+        assert_eq!(
+            (s1.uploaded.as_str(), s1.scan_date.as_str(), s1.scan_time.as_str()),
+            ("2024-01-31 09:15:00.123", "2024-01-31", "09:12:33")
+        );
+        assert_eq!((s1.subject.as_str(), s1.name.as_str(), s1.tag.as_str()), ("SUBJ1", "S1", "1.2.3"));
+        assert_eq!(rows[1].uploaded, "2023-01-01 10:10:10.0");
+        assert_eq!(pre.list(Some("Unassigned")).unwrap().len(), 1);
+        assert_eq!(pre.list(Some("P")).unwrap().len(), 3);
+        assert!(pre.list(Some("NONE")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn src_grammar() {
+        let s = SessionRef::parse_src("/data/prearchive/projects/P/20240131_091500123/S1").unwrap();
+        assert_eq!(s, SessionRef::new(Some("P"), "20240131_091500123", "S1").unwrap());
+        assert_eq!(
+            SessionRef::parse_src("/prearchive/projects/Unassigned/20240301_120000500/U1/").unwrap().project,
+            None
+        );
+        for bad in [
+            "prearchive/projects/P/T/F",
+            "/data/prearchive/projects/P/T",
+            "/data/prearchive/projects/P/../F/x",
+            "/data/prearchive/projects/P/%2e%2e/F",
+            "/data/archive/projects/P/subjects/S/experiments/E",
+            "/data/prearchive/projects/P/T/F/extra",
+            "/etc/passwd",
+        ] {
+            assert!(matches!(SessionRef::parse_src(bad), Err(Error::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_persist_lock_and_reset() {
+        let (_d, tree) = site();
+        let pre = Prearchive::new(&tree);
+        let s = SessionRef::new(Some("P"), "20240131_091500123", "S1").unwrap();
+        pre.set_status(&s, &Status::Conflict, Some("Session already exists")).unwrap();
+        assert_eq!(pre.status_and_message(&s).unwrap(), (Status::Conflict, Some("Session already exists".into())));
+        let lock = pre.lock(&s, "ARCHIVING").unwrap();
+        assert_eq!(pre.row(&s).unwrap().status, "_ARCHIVING");
+        assert!(matches!(pre.reset_status(&s), Err(Error::Locked(_))));
+        assert!(matches!(pre.delete(&s), Err(Error::Locked(_))));
+        lock.release().unwrap();
+        assert_eq!(pre.reset_status(&s).unwrap().status, "READY");
+    }
+
+    #[test]
+    fn move_and_delete() {
+        let (d, tree) = site();
+        let pre = Prearchive::new(&tree);
+        let s = SessionRef::new(Some("P"), "20240131_091500123", "S1").unwrap();
+        let moved = pre.move_to(&s, "Q").unwrap();
+        assert_eq!(moved.url(), "/prearchive/projects/Q/20240131_091500123/S1");
+        let doc = pre.document(&moved).unwrap().unwrap();
+        assert_eq!(doc.project(), Some("Q"));
+        assert_eq!(doc.field("prearchivePath").as_deref(), Some("/data/pre/Q/20240131_091500123/S1"));
+        assert!(!pre.exists(&s).unwrap());
+        assert!(d.path().join("P/20240131_091500123/S2").is_dir());
+        let u = pre.move_to(&moved, UNASSIGNED).unwrap();
+        assert_eq!(u.project, None);
+        assert!(pre.document(&u).unwrap().unwrap().project().is_none());
+        pre.delete(&u).unwrap();
+        assert!(!d.path().join("20240131_091500123").exists());
+        assert!(matches!(pre.delete(&u), Err(Error::NotFound(_))));
+        let old = SessionRef::new(Some("P"), "20230101_101010", "OLD").unwrap();
+        assert!(matches!(pre.delete(&old), Err(Error::Conflict(_))));
+    }
+}
