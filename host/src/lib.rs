@@ -22,6 +22,7 @@
 
 mod bindings;
 pub mod demo;
+pub mod generator;
 mod grant;
 mod limits;
 mod progress;
