@@ -17,3 +17,4 @@ pub mod session;
 pub mod tree;
 pub mod uri;
 pub mod xml;
+pub mod archive;
