@@ -5,8 +5,13 @@
 //! This file is the public surface: the request, the notices and the per-session outcomes.
 
 use crate::error::{Error, Result};
+use crate::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
+use crate::layout::{Archive, document_root};
+use crate::lock::Lock;
+use crate::plan::{Plan, plan};
+use crate::prearchive::{Prearchive, STALE_LOCK_SECS, SessionRef, Status};
 use crate::refresh::Progress;
-use crate::tree::Tree;
+use crate::tree::{Kind, RelPath, Tree};
 
 /// XNAT's `overwrite` (D1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,13 +94,20 @@ pub struct Faults {
     pub point: Option<u32>,
 }
 
-/// Validates one session; writes nothing.
+/// Validates one session; writes nothing (`validate-archive` simulates overwrite=none with merging
+/// allowed, as XNAT's validator does).
 pub fn validate(prearchive: &Tree, archive: &Tree, params: &Params) -> Result<Vec<Notice>> {
-    let _ = (prearchive, archive, params);
-    Err(Error::Io("validate is being written".into()))
+    let session = match params.src.as_slice() {
+        [] => return Err(Error::NotFound("Unknown prearchive session.".into())),
+        [one] => SessionRef::parse_src(one)?,
+        _ => return Err(Error::BadRequest("Cannot validate multiple sessions in one request.".into())),
+    };
+    Ok(plan(prearchive, archive, &session, params)?.notices)
 }
 
-/// Archives each named session in turn.
+/// Archives each named session in turn. A malformed `src` fails the whole request before anything is
+/// touched; each session's own failure is reported in its row, and the session stays in the prearchive
+/// with status CONFLICT (for a 409) or ERROR.
 pub fn archive(
     prearchive: &Tree,
     archive: &Tree,
@@ -103,12 +115,508 @@ pub fn archive(
     faults: Faults,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Archived>> {
-    let _ = (prearchive, archive, params, faults, progress);
-    Err(Error::Io("archive is being written".into()))
+    if params.src.is_empty() {
+        return Err(Error::NotFound("Unknown prearchive session.".into()));
+    }
+    let sessions = params.src.iter().map(|s| SessionRef::parse_src(s)).collect::<Result<Vec<_>>>()?;
+    if sessions.len() > 1 && params.label.is_some() {
+        return Err(Error::BadRequest("a batch of sessions cannot share one label; archive them one by one".into()));
+    }
+    let mut cp = Checkpoints::new(faults);
+    progress.begin("archive", sessions.len() as u64);
+    let mut out = Vec::new();
+    for s in &sessions {
+        let result = archive_one(prearchive, archive, s, params, &mut cp);
+        progress.advance(1);
+        out.push(Archived { src: s.url(), result });
+    }
+    progress.end();
+    Ok(out)
 }
 
-/// Finishes or rolls back every interrupted archive.
+fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {
+    let prearchive = Prearchive::new(pre);
+    prearchive.require(s)?;
+    if s.project.is_none() {
+        return Err(Error::BadRequest(
+            "Cannot archive sessions from the Unassigned folder. Move the session to a project first.".into(),
+        ));
+    }
+    let lock = prearchive.lock(s, "ARCHIVING")?;
+    // An archive of this session that was cut short: finish or roll it back first (D14).
+    if let Some((action, detail)) = recover_session(pre, arch, s)?
+        && action == "completed"
+    {
+        lock.release()?;
+        prearchive.remove_empty_parents(s)?;
+        return Ok(detail);
+    }
+    cp.pass();
+    // D12: archive from READY, or from CONFLICT with overwrite.
+    match prearchive.status_without_lock(s)? {
+        Status::Ready => {}
+        Status::Conflict if params.overwrite != Overwrite::None => {}
+        other => {
+            lock.release()?;
+            return Err(Error::Conflict(format!(
+                "{} is {}; only READY sessions (or CONFLICT ones with overwrite=append or delete) can be archived{}",
+                s.url(),
+                other.as_str(),
+                if other == Status::Error { " — fix the cause, then reset its status" } else { "" }
+            )));
+        }
+    }
+    let result = archive_locked(pre, arch, s, params, cp);
+    match &result {
+        Ok(_) => {
+            lock.release()?;
+            prearchive.remove_empty_parents(s)?;
+        }
+        Err(Error::Io(m)) if m.contains("run recover") => lock.keep(),
+        Err(e) => {
+            // A conflict marks the session CONFLICT, a fault ERROR (XNAT); a wrong request changes nothing
+            // but the log, so that the same session can be archived with better parameters right away.
+            let status = match e {
+                Error::Conflict(_) => Some(Status::Conflict),
+                Error::Io(_) | Error::Corrupt(_) | Error::Forbidden(_) => Some(Status::Error),
+                _ => None,
+            };
+            if prearchive.exists(s).unwrap_or(false) {
+                if let Some(status) = status {
+                    let _ = prearchive.set_status(s, &status, Some(e.message()));
+                }
+                let _ = prearchive.log(s, &format!("Unable to archive {}: {e}", s.folder));
+            }
+            lock.release()?;
+        }
+    }
+    result
+}
+
+fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {
+    let first = plan(pre, arch, s, params)?;
+    decide(&first, params.overwrite)?;
+    // The destination is locked too, so that two sessions cannot become one experiment at once; the plan
+    // is made again under that lock.
+    let arc = first.target.parent();
+    arch.create_dir_all(&arc)?;
+    let label_lock = Lock::acquire(
+        arch,
+        &arc.join(&format!(".{}.lock", first.label))?,
+        "ARCHIVING",
+        STALE_LOCK_SECS,
+        "the destination experiment",
+    )?;
+    let plan = plan(pre, arch, s, params)?;
+    decide(&plan, params.overwrite)?;
+    let site = site_id(params.site_id.as_deref());
+    let experiment_id = match plan.existing.as_ref().and_then(|e| e.doc.as_ref()).and_then(|d| d.id()) {
+        Some(id) => id.to_string(),
+        None => claim_id(arch, &site, 'E', s)?,
+    };
+    let subject = plan.subject.clone().expect("decide() refuses plans without a subject");
+    let subject_id = match &subject.id {
+        Some(id) => id.clone(),
+        None => claim_id(arch, &site, 'S', s)?,
+    };
+    let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
+    journal.write(pre, &plan.incoming)?;
+    cp.pass();
+    let result = match journal.run(pre, arch, cp) {
+        Ok(uri) => Ok(uri),
+        Err(e) if !journal.committed => match journal.roll_back(pre, arch) {
+            Ok(()) => Err(e),
+            Err(undo) => Err(Error::Io(format!(
+                "archiving failed ({e}) and undoing it failed too ({undo}); run recover to finish or roll it back"
+            ))),
+        },
+        Err(e) => Err(Error::Io(format!("archiving stopped after its commit ({e}); run recover to finish it"))),
+    };
+    label_lock.release()?;
+    result
+}
+
+/// Whether a plan may be carried out with this overwrite mode (D1); the first reason it may not.
+fn decide(plan: &Plan, overwrite: Overwrite) -> Result<()> {
+    if let Some(n) = plan.notices.iter().find(|n| n.kind == NoticeKind::Fail) {
+        return Err(Error::BadRequest(n.message.clone()));
+    }
+    let msg = |code: u32| plan.notices.iter().find(|n| n.code == code).map(|n| n.message.clone()).unwrap_or_default();
+    if plan.existing.is_some() && overwrite == Overwrite::None {
+        return Err(Error::Conflict(msg(1)));
+    }
+    if plan.has(5) && overwrite != Overwrite::Delete {
+        return Err(Error::Conflict(format!("{} Retry with overwrite=delete to merge anyway.", msg(5))));
+    }
+    if plan.has(14) && overwrite == Overwrite::Append {
+        return Err(Error::Conflict(format!(
+            "{} overwrite=append never replaces a file; use overwrite=delete to replace them.",
+            msg(14)
+        )));
+    }
+    if overwrite == Overwrite::None
+        && let Some(w) = plan.notices.iter().find(|n| n.kind == NoticeKind::Warn)
+    {
+        return Err(Error::BadRequest(format!(
+            "{} (code {}). Retry with overwrite=append to archive it anyway.",
+            w.message, w.code
+        )));
+    }
+    Ok(())
+}
+
+/// XNAT's site id cleaning: spaces, quotes and `^` dropped, `-` made `_` (D16).
+fn site_id(raw: Option<&str>) -> String {
+    let id: String = raw
+        .unwrap_or("XNAT")
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '"' | '\'' | '^'))
+        .map(|c| if c == '-' { '_' } else { c })
+        .collect();
+    if id.is_empty() { "XNAT".into() } else { id }
+}
+
+/// Claims the next free `<SITE>_E#####` / `<SITE>_S#####` (D16): a claim file created exclusively under
+/// `<archive>/.xnat/ids/`, skipping IDs the documents already use. Two processes can never get one ID.
+fn claim_id(arch: &Tree, site: &str, code: char, s: &SessionRef) -> Result<String> {
+    let ids = RelPath::new(".xnat")?.join("ids")?;
+    arch.create_dir_all(&ids)?;
+    let prefix = format!("{site}_{code}");
+    let claimed = arch.list(&ids)?.iter().filter(|(n, _)| n.starts_with(&prefix)).count() as u64;
+    let used = used_ids(arch, code)?;
+    let mut n = claimed + 1;
+    loop {
+        let id = format!("{prefix}{n:05}");
+        if !used.contains(&id) && arch.create_new(&ids.join(&id)?, s.url().as_bytes())? {
+            return Ok(id);
+        }
+        n += 1;
+    }
+}
+
+/// IDs in the archive's documents: experiments (`E`) or subjects (`S`).
+fn used_ids(arch: &Tree, code: char) -> Result<std::collections::BTreeSet<String>> {
+    let site = Archive::new(arch);
+    let mut out = std::collections::BTreeSet::new();
+    for p in site.projects()? {
+        let pdir = RelPath::new(&p)?;
+        let folders = if code == 'E' { site.arcs(&pdir)? } else { vec![pdir.join("subjects")?] };
+        for f in folders {
+            if !arch.is_dir(&f)? {
+                continue;
+            }
+            for (name, kind) in arch.list(&f)? {
+                if matches!(kind, Kind::File { .. })
+                    && name.ends_with(".xml")
+                    && let Ok(root) = document_root(arch, &f.join(&name)?)
+                    && let Some(id) = root.attr("ID")
+                {
+                    out.insert(id.to_string());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Finishes or rolls back every interrupted archive. This is an administrator's command: it breaks the
+/// locks of sessions that have a journal, so run it when no archive is running.
 pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
-    let _ = (prearchive, archive);
-    Err(Error::Io("recover is being written".into()))
+    let pre = Prearchive::new(prearchive);
+    let mut out = Vec::new();
+    for s in journaled_sessions(prearchive)? {
+        let _ = prearchive.remove_file(&s.lock_file());
+        let lock = pre.lock(&s, "RECOVERING")?;
+        if let Some((action, detail)) = recover_session(prearchive, archive, &s)? {
+            out.push(Recovered { src: s.url(), action, detail });
+        }
+        lock.release()?;
+        pre.remove_empty_parents(&s)?;
+    }
+    // Lock files left by a process that died after its session was archived (no folder, no journal).
+    for s in stray_locks(prearchive)? {
+        let _ = prearchive.remove_file(&s.lock_file());
+        pre.remove_empty_parents(&s)?;
+    }
+    Ok(out)
+}
+
+fn stray_locks(pre: &Tree) -> Result<Vec<SessionRef>> {
+    let mut out = Vec::new();
+    let mut dirs = Vec::new();
+    for (name, kind) in pre.list(&RelPath::root())? {
+        if kind != Kind::Dir || name.starts_with('.') {
+            continue;
+        }
+        if crate::prearchive::is_timestamp(&name) {
+            dirs.push((None, name));
+        } else {
+            for (ts, k) in pre.list(&RelPath::new(&name)?)? {
+                if k == Kind::Dir && crate::prearchive::is_timestamp(&ts) {
+                    dirs.push((Some(name.clone()), ts));
+                }
+            }
+        }
+    }
+    for (project, ts) in dirs {
+        let dir = match &project {
+            Some(p) => RelPath::new(p)?.join(&ts)?,
+            None => RelPath::new(&ts)?,
+        };
+        for (name, _) in pre.list(&dir)? {
+            if let Some(folder) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".lock")) {
+                let s = SessionRef::new(project.as_deref(), &ts, folder)?;
+                if pre.kind(&s.dir())?.is_none() && pre.kind(&s.journal_file())?.is_none() {
+                    out.push(s);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::NoProgress;
+    use std::fs;
+    use std::path::Path;
+
+    struct Site {
+        _d: tempfile::TempDir,
+        pre: Tree,
+        arch: Tree,
+        root: std::path::PathBuf,
+    }
+
+    fn site() -> Site {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().to_path_buf();
+        fs::create_dir_all(root.join("pre")).unwrap();
+        fs::create_dir_all(root.join("arch/P")).unwrap();
+        Site { pre: Tree::new(root.join("pre")), arch: Tree::new(root.join("arch")), root, _d: d }
+    }
+
+    /// A session with scans (id, series uid, files); file content depends on `salt`.
+    fn session(
+        root: &Path,
+        project: &str,
+        ts: &str,
+        folder: &str,
+        study: &str,
+        scans: &[(&str, &str, usize)],
+        salt: &str,
+    ) -> String {
+        let dir = root.join("pre").join(project).join(ts).join(folder);
+        let mut scan_xml = String::new();
+        for (id, uid, n) in scans {
+            let res = dir.join(format!("SCANS/{id}/DICOM"));
+            fs::create_dir_all(&res).unwrap();
+            let mut entries = String::new();
+            for i in 1..=*n {
+                let name = format!("{id}-{i}.dcm");
+                fs::write(res.join(&name), format!("DICM {uid}.{i} {salt}")).unwrap();
+                entries.push_str(&format!(
+                    r#"<cat:entry xsi:type="cat:dcmEntry" URI="{name}" ID="{name}" UID="{uid}.{i}" instanceNumber="{i}" format="DICOM"/>"#
+                ));
+            }
+            fs::write(
+                res.join(format!("scan_{id}_catalog.xml")),
+                format!(r#"<cat:DCMCatalog xmlns:cat="http://nrg.wustl.edu/catalog" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" UID="{uid}"><cat:entries>{entries}</cat:entries></cat:DCMCatalog>"#),
+            )
+            .unwrap();
+            scan_xml.push_str(&format!(
+                r#"<xnat:scan ID="{id}" type="T1" UID="{uid}" xsi:type="xnat:mrScanData"><xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" format="DICOM" content="RAW" URI="SCANS/{id}/DICOM/scan_{id}_catalog.xml"/></xnat:scan>"#
+            ));
+        }
+        fs::write(
+            root.join("pre").join(project).join(ts).join(format!("{folder}.xml")),
+            format!(
+                r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="" project="{project}" label="{folder}" UID="{study}"><xnat:subject_ID>SUBJ1</xnat:subject_ID><xnat:prearchivePath>/x/{project}/{ts}/{folder}</xnat:prearchivePath><xnat:scans>{scan_xml}</xnat:scans></xnat:MRSession>"#
+            ),
+        )
+        .unwrap();
+        format!("/data/prearchive/projects/{project}/{ts}/{folder}")
+    }
+
+    fn params(src: &str, overwrite: Overwrite) -> Params {
+        Params { src: vec![src.into()], overwrite, trigger_pipelines: true, ..Default::default() }
+    }
+
+    fn run(s: &Site, p: &Params) -> Result<String> {
+        let mut r = archive(&s.pre, &s.arch, p, Faults::default(), &mut NoProgress).unwrap();
+        r.pop().unwrap().result
+    }
+
+    fn codes(n: &[Notice]) -> Vec<(u32, &'static str)> {
+        n.iter().map(|n| (n.code, n.kind.as_str())).collect()
+    }
+
+    #[test]
+    fn a_new_session_moves_in_one_piece() {
+        let s = site();
+        let src = session(
+            &s.root,
+            "P",
+            "20240101_120000000",
+            "MR1",
+            "1.2.3",
+            &[("2", "1.2.3.2", 3), ("3", "1.2.3.3", 2)],
+            "a",
+        );
+        assert!(validate(&s.pre, &s.arch, &params(&src, Overwrite::None)).unwrap().is_empty());
+        let uri = run(&s, &params(&src, Overwrite::None)).unwrap();
+        assert_eq!(uri, "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1");
+        let a = s.root.join("arch/P/arc001");
+        assert!(a.join("MR1/SCANS/2/DICOM/2-1.dcm").is_file());
+        assert!(!s.root.join("pre/P").exists(), "empty prearchive parents are removed");
+        let doc = SessionDocTest::read(&a.join("MR1.xml"));
+        assert_eq!(doc.attr("ID"), Some("XNAT_E00001"));
+        assert!(doc.text_of("subject_ID") == "XNAT_S00001");
+        assert!(!doc.xml.contains("prearchivePath"));
+        assert!(doc.xml.contains("file_count=\"3\"") && doc.xml.contains("file_count=\"2\""), "{}", doc.xml);
+        assert!(s.root.join("arch/P/subjects/SUBJ1.xml").is_file());
+        assert!(fs::read_dir(a.join("MR1/logs")).unwrap().count() == 1);
+        // The same subject is found again; a second new session gets the next ID.
+        let src2 = session(&s.root, "P", "20240102_120000000", "MR2", "1.2.4", &[("2", "1.2.4.2", 1)], "b");
+        run(&s, &params(&src2, Overwrite::None)).unwrap();
+        let doc2 = SessionDocTest::read(&a.join("MR2.xml"));
+        assert_eq!(doc2.attr("ID"), Some("XNAT_E00002"));
+        assert_eq!(doc2.text_of("subject_ID"), "XNAT_S00001");
+    }
+
+    #[test]
+    fn existing_experiments_by_overwrite_mode() {
+        let s = site();
+        let src = session(&s.root, "P", "20240101_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 2)], "a");
+        run(&s, &params(&src, Overwrite::None)).unwrap();
+        // Same label again: scan 2 with the same UID (merge, clashing files) and scan 4 new.
+        let src = session(
+            &s.root,
+            "P",
+            "20240103_120000000",
+            "MR1",
+            "1.2.3",
+            &[("2", "1.2.3.2", 3), ("4", "1.2.3.4", 1)],
+            "b",
+        );
+        let notices = validate(&s.pre, &s.arch, &params(&src, Overwrite::None)).unwrap();
+        assert_eq!(codes(&notices), [(1, "CONFLICT"), (14, "CONFLICT"), (16, "CONFLICT")]);
+        let e = run(&s, &params(&src, Overwrite::None)).unwrap_err();
+        assert!(matches!(&e, Error::Conflict(m) if m.contains("Session already exists")), "{e:?}");
+        let pre = Prearchive::new(&s.pre);
+        let sref = SessionRef::parse_src(&src).unwrap();
+        assert_eq!(pre.status(&sref).unwrap(), Status::Conflict);
+        let e = run(&s, &params(&src, Overwrite::Append)).unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict(m) if m.contains("matching files") || m.contains("same resources")),
+            "{e:?}"
+        );
+        assert!(pre.exists(&sref).unwrap(), "a refused archive leaves the session where it was");
+        // delete: merged, the clashing files replaced, the new file and scan added.
+        run(&s, &params(&src, Overwrite::Delete)).unwrap();
+        let a = s.root.join("arch/P/arc001/MR1");
+        assert_eq!(fs::read_to_string(a.join("SCANS/2/DICOM/2-1.dcm")).unwrap(), "DICM 1.2.3.2.1 b");
+        assert!(a.join("SCANS/2/DICOM/2-3.dcm").is_file() && a.join("SCANS/4/DICOM/4-1.dcm").is_file());
+        let cat = Catalog::parse(&fs::read(a.join("SCANS/2/DICOM/scan_2_catalog.xml")).unwrap()).unwrap();
+        assert_eq!(cat.entry_locs().len(), 3);
+        let doc = SessionDocTest::read(&s.root.join("arch/P/arc001/MR1.xml"));
+        assert!(doc.xml.contains("ID=\"4\"") && doc.xml.contains("file_count=\"3\""), "{}", doc.xml);
+        assert!(!a.join(".~xnat-replaced-20240103_120000000").exists());
+        assert!(!s.root.join("pre/P").exists());
+    }
+
+    #[test]
+    fn clashing_scan_numbers_are_renamed() {
+        let s = site();
+        let src = session(&s.root, "P", "20240101_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 1)], "a");
+        run(&s, &params(&src, Overwrite::None)).unwrap();
+        let src = session(&s.root, "P", "20240104_120000000", "MR1", "1.2.3", &[("2", "9.9.9.2", 2)], "c");
+        let notices = validate(&s.pre, &s.arch, &params(&src, Overwrite::Append)).unwrap();
+        assert_eq!(codes(&notices), [(1, "CONFLICT"), (17, "CONFLICT")]);
+        assert!(notices[1].message.contains("2-MR1"));
+        run(&s, &params(&src, Overwrite::Append)).unwrap();
+        let a = s.root.join("arch/P/arc001/MR1");
+        assert!(a.join("SCANS/2-MR1/DICOM/scan_2-MR1_catalog.xml").is_file());
+        assert_eq!(fs::read_to_string(a.join("SCANS/2-MR1/DICOM/2-1.dcm")).unwrap(), "DICM 9.9.9.2.1 c");
+        assert_eq!(fs::read_to_string(a.join("SCANS/2/DICOM/2-1.dcm")).unwrap(), "DICM 1.2.3.2.1 a");
+        let doc = SessionDocTest::read(&s.root.join("arch/P/arc001/MR1.xml"));
+        assert!(doc.xml.contains("URI=\"SCANS/2-MR1/DICOM/scan_2-MR1_catalog.xml\""), "{}", doc.xml);
+    }
+
+    #[test]
+    fn requests_that_cannot_be_archived() {
+        let s = site();
+        let src = session(&s.root, "P", "20240101_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 1)], "a");
+        // Unassigned, unknown, receiving, bad src, contradictory dest.
+        fs::create_dir_all(s.root.join("pre/20240101_000000000/U1")).unwrap();
+        let u = "/data/prearchive/projects/Unassigned/20240101_000000000/U1";
+        assert!(matches!(run(&s, &params(u, Overwrite::None)), Err(Error::BadRequest(m)) if m.contains("Unassigned")));
+        let unknown = "/data/prearchive/projects/P/20240101_120000000/NOPE";
+        assert!(matches!(run(&s, &params(unknown, Overwrite::None)), Err(Error::NotFound(_))));
+        fs::create_dir_all(s.root.join("pre/P/20240101_120000000/RCV")).unwrap();
+        let rcv = "/data/prearchive/projects/P/20240101_120000000/RCV";
+        assert!(matches!(run(&s, &params(rcv, Overwrite::None)), Err(Error::Conflict(m)) if m.contains("RECEIVING")));
+        let bad = params("/data/archive/projects/P/subjects/S/experiments/E", Overwrite::None);
+        assert!(matches!(
+            archive(&s.pre, &s.arch, &bad, Faults::default(), &mut NoProgress),
+            Err(Error::BadRequest(_))
+        ));
+        let mut p = params(&src, Overwrite::None);
+        p.project = Some("Q".into());
+        p.dest = Some("/archive/projects/P".into());
+        assert!(matches!(run(&s, &p), Err(Error::BadRequest(m)) if m.contains("differ")));
+        // Label and subject from the parameters, cleaned as XNAT cleans them.
+        let mut p = params(&src, Overwrite::None);
+        p.label = Some("My Session.1".into());
+        p.subject = Some("New Subject".into());
+        assert_eq!(run(&s, &p).unwrap(), "/data/archive/projects/P/subjects/New_Subject/experiments/My_Session_1");
+        // Validating writes nothing and needs one session.
+        let two = Params { src: vec![src.clone(), src.clone()], ..Default::default() };
+        assert!(matches!(validate(&s.pre, &s.arch, &two), Err(Error::BadRequest(m)) if m.contains("multiple")));
+    }
+
+    #[test]
+    fn dicom_checks() {
+        let s = site();
+        let src = session(
+            &s.root,
+            "P",
+            "20240101_120000000",
+            "MR1",
+            "1.2.3",
+            &[("2", "1.2.3.2", 2), ("3", "1.2.3.3", 1)],
+            "a",
+        );
+        let d = s.root.join("pre/P/20240101_120000000/MR1/SCANS");
+        fs::write(d.join("2/DICOM/stray.txt"), "x").unwrap();
+        fs::remove_file(d.join("3/DICOM/scan_3_catalog.xml")).unwrap();
+        let n = validate(&s.pre, &s.arch, &params(&src, Overwrite::None)).unwrap();
+        assert_eq!(codes(&n), [(20, "WARN"), (21, "WARN")]);
+        assert!(
+            matches!(run(&s, &params(&src, Overwrite::None)), Err(Error::BadRequest(m)) if m.contains("overwrite=append"))
+        );
+    }
+
+    /// Reading documents in tests.
+    struct SessionDocTest {
+        xml: String,
+        root: crate::xml::Element,
+    }
+
+    impl SessionDocTest {
+        fn read(p: &Path) -> Self {
+            let xml = fs::read_to_string(p).unwrap();
+            let root = crate::xml::parse(xml.as_bytes()).unwrap();
+            SessionDocTest { xml, root }
+        }
+        fn attr(&self, a: &str) -> Option<&str> {
+            self.root.attr(a)
+        }
+        fn text_of(&self, local: &str) -> String {
+            self.root.elements().find(|e| e.local_name() == local).map(|e| e.text()).unwrap_or_default()
+        }
+    }
+
+    use crate::catalog::Catalog;
 }

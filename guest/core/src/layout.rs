@@ -205,7 +205,7 @@ impl<'a> Archive<'a> {
         }
     }
 
-    fn projects(&self) -> Result<Vec<String>> {
+    pub fn projects(&self) -> Result<Vec<String>> {
         Ok(self
             .tree
             .list(&RelPath::root())?
@@ -216,7 +216,7 @@ impl<'a> Archive<'a> {
     }
 
     /// The `arc###` folders of a project, oldest first.
-    fn arcs(&self, project: &RelPath) -> Result<Vec<RelPath>> {
+    pub fn arcs(&self, project: &RelPath) -> Result<Vec<RelPath>> {
         let mut out = Vec::new();
         for (name, kind) in self.tree.list(project)? {
             if kind == Kind::Dir && name.starts_with("arc") {

@@ -3,13 +3,16 @@
 //! Nothing here knows about WIT or wasmtime. The same code runs natively (unit tests, benchmarks) and inside
 //! the `xnat:archive` component, where the WASI sandbox confines every path to the host's directory grants.
 
+pub mod archive;
 pub mod audit;
 pub mod catalog;
 pub mod digest;
 pub mod document;
 pub mod error;
+pub mod journal;
 pub mod layout;
 pub mod lock;
+pub mod plan;
 pub mod prearchive;
 pub mod refresh;
 pub mod resource;
@@ -17,4 +20,3 @@ pub mod session;
 pub mod tree;
 pub mod uri;
 pub mod xml;
-pub mod archive;

@@ -1,0 +1,622 @@
+//! How an archive request for one prearchive session is resolved and checked, before anything moves:
+//! destination project, label and subject (`archive-service.md` §4.2–4.3, D3), the existing experiment,
+//! XNAT's validation notices (§2, D11), and — for the archive itself — the exact list of file moves,
+//! catalog merges and scan renames (§4.6–4.7, D1).
+//!
+//! `validate-archive` turns a plan into its notices; `archive` executes it (`journal.rs`).
+
+use crate::archive::{Notice, NoticeKind, Overwrite, Params};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
+use crate::prearchive::{Prearchive, SessionRef};
+use crate::session::{SessionDoc, clean_value};
+use crate::tree::{Kind, RelPath, Tree};
+use crate::uri::{ExperimentRef, Item, ResourceUri};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The subject an archived session will belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectChoice {
+    pub label: String,
+    /// The ID of an existing subject; `None` when a new one will be created.
+    pub id: Option<String>,
+    /// The project the subject's document lives in.
+    pub project: String,
+}
+
+/// An experiment already in the archive under the destination.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub dir: ExperimentDir,
+    pub doc: Option<SessionDoc>,
+}
+
+/// One file operation of a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Rename a prearchive path to an archive path.
+    Move { from: RelPath, to: RelPath },
+    /// Set an existing archive file aside before an incoming file replaces it (overwrite=delete).
+    Backup { file: RelPath, to: RelPath },
+    /// Merge an incoming catalog into an existing one, entry by entry.
+    MergeCatalog { from: RelPath, into: RelPath },
+}
+
+/// Everything an archive of one session will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub session: SessionRef,
+    pub incoming: SessionDoc,
+    pub project: String,
+    pub label: String,
+    pub subject: Option<SubjectChoice>,
+    pub existing: Option<Existing>,
+    /// The experiment folder in the archive.
+    pub target: RelPath,
+    pub notices: Vec<Notice>,
+    /// Incoming scan id → the id it gets (renamed `<id>-<MM><n>`, or adopted from a same-UID scan).
+    pub scan_ids: BTreeMap<String, String>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    fn notice(&mut self, code: u32, kind: NoticeKind, message: impl Into<String>) {
+        self.notices.push(Notice { code, kind, message: message.into() });
+    }
+
+    pub fn has(&self, code: u32) -> bool {
+        self.notices.iter().any(|n| n.code == code)
+    }
+}
+
+/// Resolves and checks one session. `Err` only for what stops even validation: an unknown session, a
+/// session still receiving, an unreadable document, a contradictory request.
+pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
+    let prearchive = Prearchive::new(pre);
+    prearchive.require(session)?;
+    let incoming = prearchive.document(session)?.ok_or_else(|| {
+        Error::Conflict(format!(
+            "{} is RECEIVING: its session document {} has not been written yet; archive it when it is READY",
+            session.url(),
+            session.document()
+        ))
+    })?;
+    let dest = Dest::parse(params.dest.as_deref())?;
+    let project =
+        agree("project", params.project.as_deref(), dest.project.as_deref())?.or_else(|| session.project.clone());
+    let label_param = agree("session label", params.label.as_deref(), dest.experiment.as_deref())?;
+    let subject_param = agree("subject", params.subject.as_deref(), dest.subject.as_deref())?;
+
+    let mut plan = Plan {
+        session: session.clone(),
+        incoming: incoming.clone(),
+        project: project.clone().unwrap_or_default(),
+        label: String::new(),
+        subject: None,
+        existing: None,
+        target: RelPath::root(),
+        notices: Vec::new(),
+        scan_ids: BTreeMap::new(),
+        steps: Vec::new(),
+    };
+    // Code 6: no destination project.
+    let Some(project) = project else {
+        plan.notice(6, NoticeKind::Fail, "unable to identify destination project");
+        return Ok(plan);
+    };
+    crate::tree::check_segment(&project)
+        .map_err(|_| Error::BadRequest(format!("{project:?} is not a valid project id")))?;
+
+    // Code 8: the label, first non-empty of session/label params, XML label, folder, XML ID (§4.2).
+    let raw_label = label_param
+        .or_else(|| incoming.label().map(str::to_string))
+        .or_else(|| Some(session.folder.clone()))
+        .or_else(|| incoming.id().map(str::to_string));
+    let label = raw_label.map(|l| clean_value(&l)).filter(|l| !l.is_empty());
+    let Some(label) = label else {
+        plan.notice(8, NoticeKind::Fail, "unable to deduce session label");
+        return Ok(plan);
+    };
+    if !valid_identifier(&label) {
+        plan.notice(13, NoticeKind::Fail, format!("Identifiers cannot use special characters: {label}"));
+        return Ok(plan);
+    }
+    plan.label = label.clone();
+
+    // Code 11: the subject (§4.3).
+    let raw_subject = subject_param
+        .or_else(|| incoming.subject_id())
+        .or_else(|| incoming.field("dcmPatientName"))
+        .map(|s| clean_value(&s))
+        .filter(|s| !s.is_empty());
+    match raw_subject {
+        None => plan.notice(11, NoticeKind::Fail, "Unable to identify subject."),
+        Some(s) if !valid_identifier(&s) => {
+            plan.notice(13, NoticeKind::Fail, format!("Identifiers cannot use special characters: {s}"))
+        }
+        Some(s) => plan.subject = Some(find_subject(arch, &project, &s)?),
+    }
+
+    // The existing experiment: by label under the project, or by the document's ID anywhere.
+    let site = Archive::new(arch);
+    let by_label = if arch.is_dir(&RelPath::new(&project)?)? {
+        site.experiment(&ExperimentRef::InProject {
+            project: project.clone(),
+            subject: None,
+            experiment: label.clone(),
+        })
+        .ok()
+        .filter(|e| e.label == label)
+    } else {
+        None
+    };
+    let by_id = match incoming.id() {
+        Some(id) if by_label.is_none() => site.experiment(&ExperimentRef::Id(id.to_string())).ok(),
+        _ => None,
+    };
+    plan.target = RelPath::new(&project)?.join(CURRENT_ARC)?.join(&label)?;
+    if let Some(dir) = by_label.or(by_id) {
+        let doc = match &dir.document {
+            Some(d) => Some(SessionDoc::from_root(document_root(arch, d)?)),
+            None => None,
+        };
+        plan.target = dir.folder.clone();
+        check_existing(&mut plan, arch, &dir, doc.as_ref())?;
+        plan.existing = Some(Existing { dir, doc });
+    }
+    check_dicom(&mut plan, pre)?;
+    if plan.existing.is_some() {
+        plan_merge(&mut plan, pre, arch, params.overwrite)?;
+    }
+    plan.notices.sort_by_key(|n| n.code);
+    Ok(plan)
+}
+
+/// XNAT's rule for IDs and labels after cleaning (`XftStringUtils.REGEX_VALID_ID`).
+fn valid_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Two spellings of one parameter must agree (D3).
+fn agree(what: &str, param: Option<&str>, dest: Option<&str>) -> Result<Option<String>> {
+    let param = param.map(str::trim).filter(|s| !s.is_empty());
+    match (param, dest) {
+        (Some(p), Some(d)) if p != d => {
+            Err(Error::BadRequest(format!("the {what} is given twice and the values differ: {p:?} and dest's {d:?}")))
+        }
+        (Some(p), _) => Ok(Some(p.to_string())),
+        (None, d) => Ok(d.map(str::to_string)),
+    }
+}
+
+/// `dest=/archive/projects/P[/subjects/S[/experiments/E]]`.
+#[derive(Default)]
+struct Dest {
+    project: Option<String>,
+    subject: Option<String>,
+    experiment: Option<String>,
+}
+
+impl Dest {
+    fn parse(dest: Option<&str>) -> Result<Dest> {
+        let Some(dest) = dest.map(str::trim).filter(|d| !d.is_empty()) else { return Ok(Dest::default()) };
+        let bad = || {
+            Error::BadRequest(format!(
+                "dest {dest:?} must be /archive/projects/P, /archive/projects/P/subjects/S or \
+                 /archive/projects/P/subjects/S/experiments/E"
+            ))
+        };
+        let uri = ResourceUri::parse(dest).map_err(|_| bad())?;
+        if uri.resource.is_some() {
+            return Err(bad());
+        }
+        match uri.item {
+            Item::Project(p) => Ok(Dest { project: Some(p), ..Default::default() }),
+            Item::Subject { project: Some(p), subject } => {
+                Ok(Dest { project: Some(p), subject: Some(subject), experiment: None })
+            }
+            Item::Experiment(ExperimentRef::InProject { project, subject, experiment }) => {
+                Ok(Dest { project: Some(project), subject, experiment: Some(experiment) })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Finds the subject by label in the project (case-insensitive, XNAT-2865), else by ID anywhere.
+fn find_subject(arch: &Tree, project: &str, wanted: &str) -> Result<SubjectChoice> {
+    let subjects = RelPath::new(project)?.join("subjects")?;
+    if arch.is_dir(&subjects)? {
+        for (name, kind) in arch.list(&subjects)? {
+            let label = match kind {
+                Kind::File { .. } => name.strip_suffix(".xml"),
+                Kind::Dir => Some(name.as_str()),
+                _ => None,
+            };
+            if let Some(label) = label
+                && label.eq_ignore_ascii_case(wanted)
+            {
+                let doc = subjects.join(&format!("{label}.xml"))?;
+                let id = match arch.kind(&doc)? {
+                    Some(Kind::File { .. }) => document_root(arch, &doc)?.attr("ID").map(str::to_string),
+                    _ => None,
+                };
+                return Ok(SubjectChoice { label: label.to_string(), id, project: project.to_string() });
+            }
+        }
+    }
+    if let Ok(s) = Archive::new(arch).subject(None, wanted)
+        && let Some(doc) = &s.document
+        && document_root(arch, doc)?.attr("ID") == Some(wanted)
+    {
+        return Ok(SubjectChoice { label: s.label, id: Some(wanted.to_string()), project: s.project });
+    }
+    Ok(SubjectChoice { label: wanted.to_string(), id: None, project: project.to_string() })
+}
+
+/// A scan as it is in the existing experiment.
+struct ExistingScan {
+    id: String,
+    uid: Option<String>,
+}
+
+fn existing_scans(arch: &Tree, dir: &ExperimentDir, doc: Option<&SessionDoc>) -> Result<Vec<ExistingScan>> {
+    let mut out: Vec<ExistingScan> =
+        doc.map(|d| d.scans().into_iter().map(|s| ExistingScan { id: s.id, uid: s.uid }).collect()).unwrap_or_default();
+    let scans = dir.folder.join("SCANS")?;
+    if arch.is_dir(&scans)? {
+        for (id, kind) in arch.list(&scans)? {
+            if kind == Kind::Dir && !out.iter().any(|s| s.id == id) {
+                // No document entry: the series UID of its DICOM catalog, if any.
+                let uid = find_catalogs(arch, &scans.join(&id)?)?
+                    .into_iter()
+                    .find_map(|c| Catalog::parse(&arch.read(&c).ok()?).ok()?.root().attr("UID").map(str::to_string));
+                out.push(ExistingScan { id, uid });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Codes 1–5, 19, 16–18 against an existing experiment.
+fn check_existing(plan: &mut Plan, arch: &Tree, dir: &ExperimentDir, doc: Option<&SessionDoc>) -> Result<()> {
+    plan.notice(1, NoticeKind::Conflict, "Session already exists, retry with overwrite enabled");
+    if dir.label != plan.label {
+        plan.notice(2, NoticeKind::Fail, "Invalid modification of session label via archive process.");
+    }
+    if dir.project != plan.project {
+        plan.notice(3, NoticeKind::Fail, "Invalid modification of session project via archive process.");
+    }
+    if let (Some(existing), Some(subject)) = (&dir.subject, &plan.subject)
+        && !existing.eq_ignore_ascii_case(&subject.label)
+    {
+        plan.notice(
+            4,
+            NoticeKind::Fail,
+            format!(
+                "Invalid modification of session subject via archive process.: {} Already Exists for another Subject",
+                dir.label
+            ),
+        );
+    }
+    if let Some(doc) = doc {
+        if let (Some(a), Some(b)) = (doc.uid(), plan.incoming.uid())
+            && a != b
+        {
+            plan.notice(5, NoticeKind::Conflict, "Invalid modification of session UID via archive process.");
+        }
+        if doc.xsi_type() != plan.incoming.xsi_type() {
+            plan.notice(
+                19,
+                NoticeKind::Fail,
+                "Invalid modification of session modality via archive process.  Data may require a manual merge.",
+            );
+        }
+    }
+    let existing = existing_scans(arch, dir, doc)?;
+    let code = plan.incoming.modality_code();
+    let mut taken: BTreeSet<String> = existing.iter().map(|s| s.id.clone()).collect();
+    for scan in plan.incoming.scans() {
+        let same_id = existing.iter().find(|e| e.id == scan.id);
+        let same_uid = scan.uid.as_ref().and_then(|u| existing.iter().find(|e| e.uid.as_ref() == Some(u)));
+        match (same_id, same_uid) {
+            (Some(e), _) if e.uid == scan.uid || e.uid.is_none() || scan.uid.is_none() => {
+                plan.notice(
+                    16,
+                    NoticeKind::Conflict,
+                    format!("Session already contains a scan ({}) with the same UID and number.", scan.id),
+                );
+                plan.scan_ids.insert(scan.id.clone(), scan.id.clone());
+            }
+            (Some(_), Some(e)) => {
+                plan.notice(
+                    18,
+                    NoticeKind::Conflict,
+                    format!(
+                        "Session already contains a scan ({}) with the same UID as scan {}; its files join scan {}.",
+                        e.id, scan.id, e.id
+                    ),
+                );
+                plan.scan_ids.insert(scan.id.clone(), e.id.clone());
+            }
+            (Some(_), None) => {
+                let new_id = rename_scan(&scan.id, &code, &taken);
+                plan.notice(
+                    17,
+                    NoticeKind::Conflict,
+                    format!(
+                        "Session already contains a scan ({}) with the same number and a different UID; \
+                         the new scan will be renamed {new_id} during archive.",
+                        scan.id
+                    ),
+                );
+                taken.insert(new_id.clone());
+                plan.scan_ids.insert(scan.id.clone(), new_id);
+            }
+            (None, Some(e)) => {
+                plan.notice(
+                    18,
+                    NoticeKind::Conflict,
+                    format!(
+                        "Session already contains a scan ({}) with the same UID as scan {}; its files join scan {}.",
+                        e.id, scan.id, e.id
+                    ),
+                );
+                plan.scan_ids.insert(scan.id.clone(), e.id.clone());
+            }
+            (None, None) => {
+                taken.insert(scan.id.clone());
+                plan.scan_ids.insert(scan.id.clone(), scan.id.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// XNAT's `correctScanID`: `<id>-<MM><n>`, reusing the stem of an id that already looks like that.
+fn rename_scan(id: &str, code: &str, taken: &BTreeSet<String>) -> String {
+    let stem = match id.rsplit_once('-') {
+        Some((stem, tail)) if tail.starts_with(code) && tail[code.len()..].chars().all(|c| c.is_ascii_digit()) => stem,
+        _ => id,
+    };
+    (1..).map(|n| format!("{stem}-{code}{n}")).find(|c| !taken.contains(c)).expect("some name is free")
+}
+
+/// Every catalog file (by name or content) directly in a resource folder or below it.
+fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
+    let mut out = Vec::new();
+    if !tree.is_dir(folder)? {
+        return Ok(out);
+    }
+    for (name, kind) in tree.list(folder)? {
+        let p = folder.join(&name)?;
+        match kind {
+            Kind::Dir => out.extend(find_catalogs(tree, &p)?),
+            Kind::File { .. } if name.ends_with("_catalog.xml") => out.push(p),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A catalog's entries as (path relative to the catalog folder, SOP UID, is dcmEntry).
+fn catalog_entries(cat: &Catalog) -> Vec<(String, Option<String>, bool)> {
+    cat.entry_locs()
+        .iter()
+        .map(|l| {
+            let e = cat.entry(l);
+            (
+                e.uri().unwrap_or("").trim_start_matches("./").to_string(),
+                e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string),
+                e.is_dicom(),
+            )
+        })
+        .collect()
+}
+
+/// Codes 21, 20 and 22 on the incoming session's scan resources.
+fn check_dicom(plan: &mut Plan, pre: &Tree) -> Result<()> {
+    let dir = plan.session.dir();
+    for scan in plan.incoming.scans() {
+        for file in &scan.files {
+            let Some(rel) = relative_uri(&file.uri, &dir) else { continue };
+            let Ok(cat_path) = dir.join_path(&rel) else { continue };
+            let bytes = match pre.read(&cat_path) {
+                Ok(b) => b,
+                Err(Error::NotFound(_)) => {
+                    plan.notice(21, NoticeKind::Warn, "Expected a catalog file, however it was missing.");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Ok(cat) = Catalog::parse(&bytes) else {
+                plan.notice(21, NoticeKind::Warn, format!("Expected a catalog file, however {rel} cannot be read."));
+                continue;
+            };
+            let entries = catalog_entries(&cat);
+            let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
+            let folder = cat_path.parent();
+            let mut on_disk = Vec::new();
+            files_below(pre, &folder, "", &mut on_disk)?;
+            let unlisted: Vec<&String> =
+                on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
+            if !unlisted.is_empty() {
+                plan.notice(
+                    20,
+                    NoticeKind::Warn,
+                    format!(
+                        "Scan {} resource {} holds files its catalog does not list: {}",
+                        scan.id,
+                        file.label,
+                        unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            if file.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("DICOM"))
+                && entries.iter().any(|(_, uid, dcm)| !dcm || uid.is_none())
+            {
+                plan.notice(
+                    20,
+                    NoticeKind::Warn,
+                    format!(
+                        "Scan {} resource {} is DICOM but lists entries that are not DICOM or have no UID",
+                        scan.id, file.label
+                    ),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
+                if !seen.insert(uid) {
+                    plan.notice(22, NoticeKind::Warn, format!("Duplicate SOP Instance UID {uid} in scan {}", scan.id));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every file below `folder`, as paths relative to it.
+fn files_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+    if !tree.is_dir(folder)? {
+        return Ok(());
+    }
+    for (name, kind) in tree.list(folder)? {
+        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        match kind {
+            Kind::Dir => files_below(tree, &folder.join(&name)?, &rel, out)?,
+            _ => out.push(rel),
+        }
+    }
+    Ok(())
+}
+
+/// A resource URI from a session document made relative to the session folder (D15). Absolute URIs
+/// written by XNAT (`/data/prearchive/P/TS/F/SCANS/...`) are cut after the session folder.
+pub fn relative_uri(uri: &str, session_dir: &RelPath) -> Option<String> {
+    let uri = uri.replace('\\', "/");
+    if !uri.starts_with('/') {
+        let u = uri.trim_start_matches("./").to_string();
+        return (!u.is_empty()).then_some(u);
+    }
+    let marker = format!("/{}/", session_dir.name());
+    uri.rfind(&marker).map(|i| uri[i + marker.len()..].to_string())
+}
+
+/// The moves, backups and catalog merges of an archive into an existing experiment, and code 14.
+fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) -> Result<()> {
+    let src = plan.session.dir();
+    let mut files = Vec::new();
+    files_below(pre, &src, "", &mut files)?;
+    // Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
+    let mut merged_catalogs: BTreeMap<String, RelPath> = BTreeMap::new();
+    let mut existing_uids: BTreeMap<String, (RelPath, String)> = BTreeMap::new();
+    for rel in &files {
+        if !rel.ends_with("_catalog.xml") {
+            continue;
+        }
+        let to = map_path(rel, &plan.scan_ids);
+        let to_folder = plan.target.join_path(&to)?.parent();
+        let existing = find_catalogs(arch, &to_folder)?;
+        if let Some(target_cat) = existing.into_iter().next() {
+            if let Ok(cat) = Catalog::parse(&arch.read(&target_cat)?) {
+                for (uri, uid, _) in catalog_entries(&cat) {
+                    if let Some(uid) = uid {
+                        existing_uids.insert(uid, (target_cat.clone(), uri));
+                    }
+                }
+            }
+            merged_catalogs.insert(rel.clone(), target_cat);
+        }
+    }
+    let mut matching_files = false;
+    let mut same_resources = false;
+    for rel in &files {
+        let from = src.join_path(rel)?;
+        if let Some(into) = merged_catalogs.get(rel) {
+            // DICOM instances already in the existing catalog under another file name.
+            if let Ok(cat) = Catalog::parse(&pre.read(&from)?) {
+                for (uri, uid, _) in catalog_entries(&cat) {
+                    if let Some((_, old_uri)) = uid.as_ref().and_then(|u| existing_uids.get(u))
+                        && *old_uri != uri
+                    {
+                        same_resources = true;
+                    }
+                }
+            }
+            plan.steps.push(Step::MergeCatalog { from, into: into.clone() });
+            continue;
+        }
+        let to = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
+        let is_meta = rel.ends_with(".xml") || rel.ends_with(".log");
+        if arch.kind(&to)?.is_some() {
+            if !is_meta {
+                matching_files = true;
+            }
+            if overwrite == Overwrite::Delete || is_meta {
+                let backup = plan
+                    .target
+                    .join(&format!(".~xnat-replaced-{}", plan.session.timestamp))?
+                    .join_path(&map_path(rel, &plan.scan_ids))?;
+                plan.steps.push(Step::Backup { file: to.clone(), to: backup });
+            }
+        }
+        plan.steps.push(Step::Move { from, to });
+    }
+    if same_resources {
+        plan.notice(14, NoticeKind::Conflict, "Session already exists with the same resources.");
+    } else if matching_files {
+        plan.notice(14, NoticeKind::Conflict, "Session already exists with matching files.");
+    }
+    Ok(())
+}
+
+/// A path of the incoming session with its scan renamed: `SCANS/<id>/...` → `SCANS/<new>/...`, and
+/// `scan_<id>_catalog.xml` → `scan_<new>_catalog.xml`.
+pub fn map_path(rel: &str, scan_ids: &BTreeMap<String, String>) -> String {
+    let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if parts.len() > 2
+        && parts[0] == "SCANS"
+        && let Some(new) = scan_ids.get(&parts[1])
+        && *new != parts[1]
+    {
+        let old = std::mem::replace(&mut parts[1], new.clone());
+        let last = parts.last_mut().expect("not empty");
+        if let Some(rest) = last.strip_prefix(&format!("scan_{old}_")) {
+            *last = format!("scan_{new}_{rest}");
+        } else if *last == format!("{old}_catalog.xml") {
+            *last = format!("{new}_catalog.xml");
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_renames_like_xnat() {
+        let taken: BTreeSet<String> = ["4", "4-MR1"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(rename_scan("4", "MR", &taken), "4-MR2");
+        assert_eq!(rename_scan("4-MR1", "MR", &taken), "4-MR2");
+        assert_eq!(rename_scan("5", "PT", &taken), "5-PT1");
+        let ids: BTreeMap<String, String> = [("4".to_string(), "4-MR2".to_string())].into();
+        assert_eq!(map_path("SCANS/4/DICOM/scan_4_catalog.xml", &ids), "SCANS/4-MR2/DICOM/scan_4-MR2_catalog.xml");
+        assert_eq!(map_path("SCANS/4/DICOM/a.dcm", &ids), "SCANS/4-MR2/DICOM/a.dcm");
+        assert_eq!(map_path("RESOURCES/4/x", &ids), "RESOURCES/4/x");
+    }
+
+    #[test]
+    fn relative_uris() {
+        let dir = RelPath::new("P/20240101_000000000/S1").unwrap();
+        assert_eq!(relative_uri("SCANS/2/DICOM/c.xml", &dir).as_deref(), Some("SCANS/2/DICOM/c.xml"));
+        assert_eq!(relative_uri("./SCANS/2/c.xml", &dir).as_deref(), Some("SCANS/2/c.xml"));
+        assert_eq!(
+            relative_uri("/data/xnat/prearchive/P/20240101_000000000/S1/SCANS/2/c.xml", &dir).as_deref(),
+            Some("SCANS/2/c.xml")
+        );
+        assert_eq!(relative_uri("/elsewhere/c.xml", &dir), None);
+    }
+}
