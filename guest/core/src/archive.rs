@@ -12,6 +12,7 @@ use crate::plan::{Plan, plan};
 use crate::prearchive::{Prearchive, STALE_LOCK_SECS, SessionRef, Status};
 use crate::refresh::Progress;
 use crate::tree::{Kind, RelPath, Tree};
+use crate::xml::Element;
 
 /// XNAT's `overwrite` (D1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,6 +93,8 @@ pub struct Recovered {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
     pub point: Option<u32>,
+    /// Milliseconds to wait while holding the session's lock, so tests can make archives overlap.
+    pub pause_ms: Option<u64>,
 }
 
 /// Validates one session; writes nothing (`validate-archive` simulates overwrite=none with merging
@@ -152,6 +155,9 @@ fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mu
         return Ok(detail);
     }
     cp.pass();
+    if let Some(ms) = cp.pause_ms() {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     // D12: archive from READY, or from CONFLICT with overwrite.
     match prearchive.status_without_lock(s)? {
         Status::Ready => {}
@@ -217,7 +223,7 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     let subject = plan.subject.clone().expect("decide() refuses plans without a subject");
     let subject_id = match &subject.id {
         Some(id) => id.clone(),
-        None => claim_id(arch, &site, 'S', s)?,
+        None => create_subject(arch, &subject.project, &subject.label, &site, s)?,
     };
     let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
     journal.write(pre, &plan.incoming)?;
@@ -263,6 +269,33 @@ fn decide(plan: &Plan, overwrite: Overwrite) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Creates a new subject's document (`<P>/subjects/<LABEL>.xml`) exclusively and returns its ID. When
+/// another archive created it first, that subject's ID is used. Like XNAT, a subject is kept even if the
+/// archive that created it fails later.
+fn create_subject(arch: &Tree, project: &str, label: &str, site: &str, s: &SessionRef) -> Result<String> {
+    let subjects = RelPath::new(project)?.join("subjects")?;
+    arch.create_dir_all(&subjects)?;
+    let doc = subjects.join(&format!("{label}.xml"))?;
+    if arch.kind(&doc)?.is_none() {
+        let id = claim_id(arch, site, 'S', s)?;
+        let mut root = Element::new("xnat:Subject");
+        root.attrs = vec![
+            ("xmlns:xnat".into(), crate::session::XNAT_NS.into()),
+            ("ID".into(), id.clone()),
+            ("project".into(), project.into()),
+            ("label".into(), label.into()),
+        ];
+        let xml = crate::xml::write(&root, crate::xml::AttributeOrder::Kept, crate::xml::Indent::Pretty);
+        if arch.create_new(&doc, xml.as_bytes())? {
+            return Ok(id);
+        }
+    }
+    document_root(arch, &doc)?
+        .attr("ID")
+        .map(str::to_string)
+        .ok_or_else(|| Error::Corrupt(format!("subject document {doc} has no ID")))
 }
 
 /// XNAT's site id cleaning: spaces, quotes and `^` dropped, `-` made `_` (D16).

@@ -11,7 +11,7 @@
 use crate::archive::{Faults, Overwrite};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::layout::{Archive, document_root};
+use crate::layout::document_root;
 use crate::plan::{Plan, Step, relative_uri};
 use crate::prearchive::{Prearchive, SessionRef};
 use crate::session::SessionDoc;
@@ -53,6 +53,10 @@ pub struct Checkpoints {
 impl Checkpoints {
     pub fn new(faults: Faults) -> Self {
         Checkpoints { faults, seen: 0 }
+    }
+
+    pub fn pause_ms(&self) -> Option<u64> {
+        self.faults.pause_ms
     }
 
     pub fn pass(&mut self) {
@@ -278,8 +282,6 @@ impl Journal {
             }
         }
         cp.pass();
-        self.write_subject(arch)?;
-        cp.pass();
         let incoming = SessionDoc::parse(&pre.read(&snapshot(&self.session))?)
             .map_err(|why| crate::session::unreadable(snapshot(&self.session).as_str(), &why))?;
         let doc = self.experiment_document(arch, incoming)?;
@@ -304,32 +306,6 @@ impl Journal {
         );
         let _ = arch.create_new(&logs.join(&format!("archive-{}.log", self.session.timestamp))?, line.as_bytes())?;
         cp.pass();
-        Ok(())
-    }
-
-    fn write_subject(&self, arch: &Tree) -> Result<()> {
-        let subjects = RelPath::new(&self.project)?.join("subjects")?;
-        let doc = subjects.join(&format!("{}.xml", self.subject_label))?;
-        if arch.kind(&doc)?.is_some() {
-            return Ok(());
-        }
-        // A subject found by ID in another project keeps its document there.
-        if Archive::new(arch).subject(None, &self.subject_id).is_ok_and(|s| s.document.is_some()) {
-            return Ok(());
-        }
-        arch.create_dir_all(&subjects)?;
-        let mut root = Element::new("xnat:Subject");
-        root.attrs = vec![
-            ("xmlns:xnat".into(), crate::session::XNAT_NS.into()),
-            ("xmlns:xsi".into(), crate::catalog::XSI_NS.into()),
-            ("ID".into(), self.subject_id.clone()),
-            ("project".into(), self.project.clone()),
-            ("label".into(), self.subject_label.clone()),
-        ];
-        let _ = arch.create_new(
-            &doc,
-            crate::xml::write(&root, crate::xml::AttributeOrder::Kept, crate::xml::Indent::Pretty).as_bytes(),
-        )?;
         Ok(())
     }
 
