@@ -352,8 +352,8 @@ fn used_ids(arch: &Tree, code: char) -> Result<std::collections::BTreeSet<String
     Ok(out)
 }
 
-/// Finishes or rolls back every interrupted archive. This is an administrator's command: it breaks the
-/// locks of sessions that have a journal, so run it when no archive is running.
+/// Finishes or rolls back every interrupted archive, and removes the locks that died with their process.
+/// This is an administrator's command: it breaks every lock, so run it when no operation is running.
 pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
     let pre = Prearchive::new(prearchive);
     let mut out = Vec::new();
@@ -366,10 +366,21 @@ pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
         lock.release()?;
         pre.remove_empty_parents(&s)?;
     }
-    // Lock files left by a process that died after its session was archived (no folder, no journal).
+    // Locks left by processes that died before they wrote a journal, or after they removed it; and the
+    // destination locks of archives into the archive tree.
     for s in stray_locks(prearchive)? {
         let _ = prearchive.remove_file(&s.lock_file());
         pre.remove_empty_parents(&s)?;
+    }
+    let site = Archive::new(archive);
+    for p in site.projects()? {
+        for arc in site.arcs(&RelPath::new(&p)?)? {
+            for (name, kind) in archive.list(&arc)? {
+                if matches!(kind, Kind::File { .. }) && name.starts_with('.') && name.ends_with(".lock") {
+                    archive.remove_file(&arc.join(&name)?)?;
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -399,7 +410,7 @@ fn stray_locks(pre: &Tree) -> Result<Vec<SessionRef>> {
         for (name, _) in pre.list(&dir)? {
             if let Some(folder) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".lock")) {
                 let s = SessionRef::new(project.as_deref(), &ts, folder)?;
-                if pre.kind(&s.dir())?.is_none() && pre.kind(&s.journal_file())?.is_none() {
+                if pre.kind(&s.journal_file())?.is_none() {
                     out.push(s);
                 }
             }
