@@ -20,6 +20,7 @@ use crate::digest::Hasher;
 use crate::document;
 use crate::error::{Error, Result};
 use crate::layout::{Archive, ResourceDir};
+use crate::lock::Lock;
 use crate::tree::{Kind, RelPath, TEMP_PREFIX, Tree};
 use crate::uri::ResourceUri;
 use percent_encoding::percent_decode_str;
@@ -229,7 +230,7 @@ impl Job<'_> {
         let lock = if writing { Some(self.lock(&catalog_path)?) } else { None };
         let result = self.refresh_locked(report, &catalog_path, original.as_deref(), &mut catalog);
         if let Some(lock) = lock {
-            let _ = self.tree.remove_file(&lock);
+            lock.release()?;
         }
         result
     }
@@ -522,32 +523,10 @@ impl Job<'_> {
         Ok(root_is_catalog(&head[..n]))
     }
 
-    /// Takes `.~lock-<catalog>.refresh` beside the catalog, exclusively.
-    fn lock(&self, catalog: &RelPath) -> Result<RelPath> {
+    /// Takes `.~lock-<catalog>.refresh` beside the catalog, exclusively (XNAT's refresh-lock name).
+    fn lock(&self, catalog: &RelPath) -> Result<Lock> {
         let lock = catalog.parent().join(&format!(".~lock-{}.refresh", catalog.name()))?;
-        let now = self.stamp.time.timestamp();
-        let body = format!("xnat-archive refresh\nsince {now}\n");
-        if self.tree.create_new(&lock, body.as_bytes())? {
-            return Ok(lock);
-        }
-        let since = String::from_utf8_lossy(&self.tree.read(&lock).unwrap_or_default())
-            .lines()
-            .find_map(|l| l.strip_prefix("since ").and_then(|t| t.trim().parse::<i64>().ok()));
-        match since {
-            Some(t) if now - t > STALE_LOCK_SECS => {
-                // Left behind by a process that died: take it over.
-                self.tree.remove_file(&lock)?;
-                if self.tree.create_new(&lock, body.as_bytes())? {
-                    return Ok(lock);
-                }
-                Err(Error::Locked(format!(
-                    "another refresh of {catalog} is running (lock {lock}); try again when it is done"
-                )))
-            }
-            _ => Err(Error::Locked(format!(
-                "another refresh of {catalog} is running (lock {lock}); try again when it is done, or remove the lock file if no refresh is running"
-            ))),
-        }
+        Lock::acquire(self.tree, &lock, "REFRESHING", STALE_LOCK_SECS, &format!("catalog {catalog} (another refresh)"))
     }
 }
 
@@ -766,7 +745,7 @@ mod tests {
 
         put(d.path(), "R_catalog.xml", &before);
         let now = chrono::Utc::now().timestamp();
-        put(d.path(), ".~lock-R_catalog.xml.refresh", format!("x\nsince {now}\n").as_bytes());
+        put(d.path(), ".~lock-R_catalog.xml.refresh", format!("REFRESHING\nsince {now}\n").as_bytes());
         let r = run(&tree, Options::default(), Mode::Apply);
         assert!(matches!(&r.outcome, Outcome::Skipped(m) if m.contains("another refresh")), "{r:?}");
         assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
