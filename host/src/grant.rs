@@ -37,6 +37,11 @@ impl Grant {
         Grant { host: host.into(), guest: ARCHIVE.to_owned(), writable }
     }
 
+    /// The prearchive tree at [`PREARCHIVE`].
+    pub fn prearchive(host: impl Into<PathBuf>, writable: bool) -> Grant {
+        Grant { host: host.into(), guest: PREARCHIVE.to_owned(), writable }
+    }
+
     /// Adds this grant as a WASI preopen. The only place where grants become wasmtime-wasi permissions.
     pub(crate) fn preopen(&self, wasi: &mut WasiCtxBuilder) -> anyhow::Result<()> {
         let perms = if self.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };

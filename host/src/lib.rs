@@ -32,8 +32,9 @@ mod types;
 pub use grant::{ARCHIVE, Grant, PREARCHIVE};
 pub use limits::{Limits, TICK};
 pub use progress::{NoProgress, Progress, TerminalProgress};
-pub use runtime::{COMPONENT, Runtime};
+pub use runtime::{COMPONENT, FAULT_POINT_VAR, PAUSE_MS_VAR, Runtime, TEST_SWITCHES};
 pub use types::{
-    CreatedResource, DigestAlgorithm, DigestMismatch, Error, RefreshMode, RefreshOptions, RefreshRequest,
-    ResourceOutcome, ResourceReport, ResourceSpec, SkippedItem,
+    ArchiveRequest, Archived, CreatedResource, DigestAlgorithm, DigestMismatch, Error, Overwrite, PrearchiveRow,
+    Recovered, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport, ResourceSpec, SkippedItem,
+    ValidationNotice,
 };

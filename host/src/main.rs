@@ -1,5 +1,6 @@
-//! `xnat-archive`: the command-line host. Runs XNAT's archive services (catalog refresh, resource creation)
-//! in the sandboxed component, granting it only the archive directory named on the command line.
+//! `xnat-archive`: the command-line host. Runs XNAT's archive services (catalog refresh, resource creation,
+//! the prearchive, validate and archive) in the sandboxed component, granting it only the archive and
+//! prearchive directories named on the command line, read-only where the command only reads.
 //!
 //! Exit codes: 0 success; 1 host failure; 2 bad request; 3 forbidden; 4 not found; 5 conflict; 6 locked;
 //! 7 I/O error; 8 corrupt catalog or document.
@@ -10,11 +11,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use serde::Serialize;
+use serde::ser::SerializeMap as _;
 use serde_json::json;
 use xnat_archive::{
-    DigestAlgorithm, Error, Grant, Limits, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome,
-    ResourceReport, ResourceSpec, Runtime, TerminalProgress, demo,
+    ArchiveRequest, Archived, DigestAlgorithm, Error, Grant, Limits, Overwrite, PrearchiveRow, Recovered, RefreshMode,
+    RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport, ResourceSpec, Runtime, TerminalProgress,
+    ValidationNotice, demo,
 };
 
 /// `println!` that returns write errors (a closed pipe) instead of panicking.
@@ -58,8 +63,176 @@ enum Command {
     /// Manage resources.
     #[command(subcommand)]
     Resource(ResourceCommand),
-    /// Write a small demo archive site, refresh it through the component and verify the result.
+    /// List, move, delete prearchive sessions and reset their status (XNAT's /data/prearchive).
+    #[command(subcommand)]
+    Prearchive(PrearchiveCommand),
+    /// Check whether a prearchive session can be archived as requested; writes nothing
+    /// (XNAT's POST /data/services/validate-archive).
+    Validate(ValidateArgs),
+    /// Move prearchive sessions into the archive (XNAT's POST /data/services/archive).
+    Archive(ArchiveArgs),
+    /// Finish or roll back every archive that was interrupted (a crash, a killed process).
+    Recover(RecoverArgs),
+    /// Write a demo site (a prearchive and an archive), then list, validate, archive, refresh and verify.
     Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum PrearchiveCommand {
+    /// List the prearchive's sessions (XNAT's GET /data/prearchive[/projects/P]).
+    List(ListArgs),
+    /// Delete sessions: their folders and documents (XNAT's DELETE /data/prearchive/projects/P/TS/F).
+    Delete(SrcArgs),
+    /// Move sessions to another project or to Unassigned (XNAT's action=move&newProject=P).
+    Move(MoveArgs),
+    /// Forget a persisted CONFLICT or ERROR status: the row goes back to what the disk says
+    /// (XNAT's action=reset-status).
+    ResetStatus(SrcArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// The prearchive root: the folder that holds the project folders (<prearchive>/<PROJECT>/<TIMESTAMP>/...).
+    #[arg(long, value_name = "DIR")]
+    prearchive: PathBuf,
+    /// Only this project's sessions (Unassigned: the sessions with no project).
+    #[arg(long, value_name = "P")]
+    project: Option<String>,
+    /// Print XNAT's JSON: {"ResultSet":{"Result":[rows],"totalRecords":"N"}} with all 19 columns.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV: a header row with XNAT's 19 column names, then one row per session.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(Args)]
+struct SrcArgs {
+    /// The prearchive root.
+    #[arg(long, value_name = "DIR")]
+    prearchive: PathBuf,
+    /// A session: /prearchive/projects/P/TIMESTAMP/FOLDER, with or without /data (repeatable).
+    #[arg(long = "src", value_name = "SRC", required = true)]
+    src: Vec<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MoveArgs {
+    #[command(flatten)]
+    sessions: SrcArgs,
+    /// The project to move the sessions to, or Unassigned.
+    #[arg(long, alias = "newProject", value_name = "P")]
+    new_project: String,
+}
+
+/// Which session(s), in XNAT's two spellings, and where they go (shared by validate and archive).
+#[derive(Args)]
+struct Selection {
+    /// The prearchive root.
+    #[arg(long, value_name = "DIR")]
+    prearchive: PathBuf,
+    /// The archive root.
+    #[arg(long, value_name = "DIR")]
+    archive: PathBuf,
+    /// A session: /prearchive/projects/P/TIMESTAMP/FOLDER, with or without /data (repeatable: a batch).
+    #[arg(long = "src", value_name = "SRC", required_unless_present = "timestamp")]
+    src: Vec<String>,
+    /// The project. With --timestamp and --folder it names the session (XNAT's project, PREARC_TIMESTAMP,
+    /// PREARC_SESSION_FOLDER); it is also passed on as XNAT's project parameter.
+    #[arg(long, value_name = "P")]
+    project: Option<String>,
+    /// The session's timestamp folder (with --project and --folder instead of --src).
+    #[arg(long, value_name = "TS", requires_all = ["project", "folder"])]
+    timestamp: Option<String>,
+    /// The session's folder (with --project and --timestamp instead of --src; repeatable).
+    #[arg(long, value_name = "F", requires = "timestamp")]
+    folder: Vec<String>,
+    /// The subject label or ID to archive into (XNAT's subject / SUBJECT_ID).
+    #[arg(long, value_name = "S")]
+    subject: Option<String>,
+    /// The experiment label (XNAT's session / label / EXPT_LABEL).
+    #[arg(long, visible_alias = "label", value_name = "L")]
+    session: Option<String>,
+    /// The destination, /archive/projects/P[/subjects/S[/experiments/E]].
+    #[arg(long, value_name = "URI")]
+    dest: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Selection {
+    /// The `src` values: those given, then one per --folder of the project/timestamp/folder triple.
+    fn src(&self) -> Vec<String> {
+        let mut src = self.src.clone();
+        if let (Some(project), Some(timestamp)) = (&self.project, &self.timestamp) {
+            for folder in &self.folder {
+                src.push(format!("/prearchive/projects/{}/{}/{}", escape(project), escape(timestamp), escape(folder)));
+            }
+        }
+        src
+    }
+
+    fn request(&self) -> ArchiveRequest {
+        ArchiveRequest {
+            src: self.src(),
+            project: self.project.clone(),
+            subject: self.subject.clone(),
+            label: self.session.clone(),
+            dest: self.dest.clone(),
+            ..ArchiveRequest::default()
+        }
+    }
+}
+
+/// A path segment for a `src` URI: the component percent-decodes segments, so `%` and `/` are encoded.
+fn escape(segment: &str) -> String {
+    segment.replace('%', "%25").replace('/', "%2F")
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    selection: Selection,
+}
+
+#[derive(Args)]
+struct ArchiveArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// How to meet an existing experiment: none (a conflict), append (merge; a clashing file is a conflict)
+    /// or delete (merge, replacing clashing files). Case-insensitive.
+    #[arg(long, value_name = "MODE", default_value = "none", value_parser = parse_overwrite)]
+    overwrite: Overwrite,
+    /// Put the new or merged experiment into quarantine.
+    #[arg(long)]
+    quarantine: bool,
+    /// Whether to launch the project's AutoRun pipeline (XNAT's triggerPipelines).
+    #[arg(long, value_name = "BOOL", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    trigger_pipelines: bool,
+    /// The site id new accession numbers start with (<SITE>_E00001; default XNAT).
+    #[arg(long, value_name = "ID")]
+    site_id: Option<String>,
+}
+
+fn parse_overwrite(value: &str) -> Result<Overwrite, String> {
+    value.parse().map_err(|e: Error| e.message().to_owned())
+}
+
+#[derive(Args)]
+struct RecoverArgs {
+    /// The prearchive root.
+    #[arg(long, value_name = "DIR")]
+    prearchive: PathBuf,
+    /// The archive root.
+    #[arg(long, value_name = "DIR")]
+    archive: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -140,7 +313,8 @@ struct CreateArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Where to write the demo site (default: a new folder in the system's temporary directory).
+    /// Where to write the demo site, as DIR/prearchive and DIR/archive (default: a new folder in the
+    /// system's temporary directory). Its prearchive and archive folders must be new or empty.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
@@ -152,6 +326,12 @@ fn main() -> ExitCode {
         // The reader went away (`| head`): stop quietly, as a process killed by SIGPIPE would.
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
             ExitCode::from(141)
+        }
+        // The component stopped itself (a test's fault point): end as it did, "stopped dead".
+        Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
+            eprintln!("error: {e}");
+            let status = e.downcast_ref::<wasmtime_wasi::I32Exit>().map_or(1, |exit| exit.0);
+            ExitCode::from(u8::try_from(status).ok().filter(|&s| s != 0).unwrap_or(1))
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -169,6 +349,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Refresh(args) => refresh(&runtime, &limits, args),
         Command::Resource(ResourceCommand::Create(args)) => create(&runtime, &limits, args),
+        Command::Prearchive(PrearchiveCommand::List(args)) => prearchive_list(&runtime, &limits, args),
+        Command::Prearchive(PrearchiveCommand::Delete(args)) => prearchive_delete(&runtime, &limits, args),
+        Command::Prearchive(PrearchiveCommand::Move(args)) => prearchive_move(&runtime, &limits, args),
+        Command::Prearchive(PrearchiveCommand::ResetStatus(args)) => prearchive_reset(&runtime, &limits, args),
+        Command::Validate(args) => validate(&runtime, &limits, args),
+        Command::Archive(args) => archive(&runtime, &limits, args),
+        Command::Recover(args) => recover(&runtime, &limits, args),
         Command::Demo(args) => run_demo(&runtime, &limits, args),
     }
 }
@@ -226,6 +413,24 @@ fn archive_grant(archive: &Path, writable: bool) -> Result<Grant, Error> {
             archive.display()
         )))
     }
+}
+
+/// The prearchive grant, or a not-found error when the directory does not exist.
+fn prearchive_grant(prearchive: &Path, writable: bool) -> Result<Grant, Error> {
+    if prearchive.is_dir() {
+        Ok(Grant::prearchive(prearchive, writable))
+    } else {
+        Err(Error::NotFound(format!(
+            "the prearchive directory {} does not exist: pass the prearchive root (the folder holding the \
+             project and timestamp folders) with --prearchive",
+            prearchive.display()
+        )))
+    }
+}
+
+/// The prearchive and archive grants of validate (read-only), archive and recover (read-write).
+fn both_grants(prearchive: &Path, archive: &Path, writable: bool) -> Result<[Grant; 2], Error> {
+    Ok([prearchive_grant(prearchive, writable)?, archive_grant(archive, writable)?])
 }
 
 fn refresh_request(args: &RefreshArgs) -> Result<RefreshRequest, Error> {
@@ -313,20 +518,67 @@ fn create(runtime: &Runtime, limits: &Limits, args: CreateArgs) -> anyhow::Resul
 fn run_demo(runtime: &Runtime, limits: &Limits, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir =
         args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("xnat-archive-demo-{}", std::process::id())));
-    demo::write_site(&dir).with_context(|| format!("cannot write the demo site to {}", dir.display()))?;
-    out!("Demo archive site: {}", dir.display());
-    out!("  DEMO/arc001/MR1/SCANS/2/DICOM: 1.dcm 2.dcm 3.dcm on disk; the catalog lists 1.dcm, 2.dcm and gone.dcm");
-    out!("  DEMO/arc001/MR1/RESOURCES/NOTES: notes.txt on disk; the catalog is empty");
+    let site =
+        demo::write_import_site(&dir).with_context(|| format!("cannot write the demo site to {}", dir.display()))?;
+    let spec = site.demo_session();
+    let src = demo::ImportSite::src(spec);
+    let (pre, arc) = (site.prearchive.display(), site.archive.display());
+    out!("Demo site: {}", dir.display());
+    out!("  prearchive {pre}: {} sessions from the generator", site.sessions.len());
+    out!("  archive    {arc}: projects DEMO and TRIAL, subjects SUBJ1 and T001");
     out!();
 
-    let request = RefreshRequest {
-        resources: vec![demo::EXPERIMENT.to_owned()],
-        user: Some("demo".into()),
-        ..Default::default()
+    out!("$ xnat-archive prearchive list --prearchive {pre}");
+    let read_pre = Grant::prearchive(&site.prearchive, false);
+    match runtime.prearchive_list(std::slice::from_ref(&read_pre), limits, None)? {
+        Ok(rows) => print_rows(&rows, None)?,
+        Err(e) => return fail(&e, false),
+    }
+    out!();
+
+    let request = ArchiveRequest { src: vec![src.clone()], ..ArchiveRequest::default() };
+    out!("$ xnat-archive validate --prearchive {pre} --archive {arc} --src {src}");
+    let read_only = [read_pre.clone(), Grant::archive(&site.archive, false)];
+    match runtime.validate(&read_only, limits, request.clone())? {
+        Ok(notices) => print_notices(&notices)?,
+        Err(e) => demo_error(&e)?,
+    }
+    out!();
+
+    out!("$ xnat-archive archive --prearchive {pre} --archive {arc} --src {src}");
+    let writable = [Grant::prearchive(&site.prearchive, true), Grant::archive(&site.archive, true)];
+    let uri = match runtime.archive(&writable, limits, request, TerminalProgress::new())? {
+        Ok(archived) => {
+            print_archived(&archived)?;
+            archived.into_iter().find(|a| a.error.is_none()).and_then(|a| a.uri)
+        }
+        Err(e) => {
+            demo_error(&e)?;
+            None
+        }
     };
-    out!("Refresh {} (append, checksum, delete, populateStats):", demo::EXPERIMENT);
-    let grant = Grant::archive(&dir, true);
-    let reports = match runtime.refresh(std::slice::from_ref(&grant), limits, request, TerminalProgress::new())? {
+    out!();
+
+    out!("$ xnat-archive prearchive list --prearchive {pre} --project {}", demo::DEMO_PROJECT);
+    match runtime.prearchive_list(std::slice::from_ref(&read_pre), limits, Some(demo::DEMO_PROJECT))? {
+        Ok(rows) => print_rows(&rows, Some(demo::DEMO_PROJECT))?,
+        Err(e) => return fail(&e, false),
+    }
+    out!();
+
+    let Some(uri) = uri else {
+        out!("The session was not archived, so there is no experiment to refresh and verify.");
+        out!();
+        out!("Try it yourself:");
+        out!("  xnat-archive prearchive list --prearchive {pre} --csv");
+        out!("  xnat-archive validate --prearchive {pre} --archive {arc} --src {src} --json");
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    out!("$ xnat-archive refresh --archive {arc} --resource {uri}");
+    let request = RefreshRequest { resources: vec![uri.clone()], user: Some("demo".into()), ..Default::default() };
+    let grant = Grant::archive(&site.archive, true);
+    let reports = match runtime.refresh(&[grant], limits, request, TerminalProgress::new())? {
         Ok(reports) => reports,
         Err(e) => return fail(&e, false),
     };
@@ -336,25 +588,345 @@ fn run_demo(runtime: &Runtime, limits: &Limits, args: DemoArgs) -> anyhow::Resul
     }
     out!();
 
-    out!("Verify (read-only grant):");
-    let request = RefreshRequest {
-        resources: vec![demo::EXPERIMENT.to_owned()],
-        mode: RefreshMode::Verify,
-        ..Default::default()
-    };
-    let grant = Grant::archive(&dir, false);
-    let reports = match runtime.refresh(&[grant], limits, request, TerminalProgress::new())? {
-        Ok(reports) => reports,
-        Err(e) => return fail(&e, false),
-    };
+    out!("$ xnat-archive refresh --archive {arc} --resource {uri} --verify");
+    let request = RefreshRequest { resources: vec![uri.clone()], mode: RefreshMode::Verify, ..Default::default() };
+    let reports =
+        match runtime.refresh(&[Grant::archive(&site.archive, false)], limits, request, TerminalProgress::new())? {
+            Ok(reports) => reports,
+            Err(e) => return fail(&e, false),
+        };
     print_reports(&reports, RefreshMode::Verify)?;
     if let Some(e) = first_failure(&reports) {
         return Ok(exit_code(e));
     }
     out!();
     out!("Try it yourself:");
-    out!("  xnat-archive refresh --archive {} --resource {} --verify", dir.display(), demo::EXPERIMENT);
+    out!("  xnat-archive prearchive list --prearchive {pre} --csv");
+    out!("  xnat-archive refresh --archive {arc} --resource {uri} --verify --json");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error of validate or archive: the demo shows it and goes on (the listings still tell the story).
+fn demo_error(error: &Error) -> io::Result<()> {
+    out!("error ({}, HTTP {}): {}", error.kind(), error.http_status(), error.message());
+    out!("(the demo goes on)");
+    Ok(())
+}
+
+/// `{"<key>": value}`, with `value`'s fields in declaration order (a `json!` map would sort them).
+struct Keyed<'a, T: ?Sized>(&'a str, &'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Keyed<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, self.1)?;
+        map.end()
+    }
+}
+
+/// XNAT's table JSON: `{"ResultSet":{"Result":[...],"totalRecords":"N"}}`.
+#[derive(Serialize)]
+struct ResultSet<'a, T> {
+    #[serde(rename = "Result")]
+    result: &'a [T],
+    #[serde(rename = "totalRecords")]
+    total_records: String,
+}
+
+fn print_result_set<T: Serialize>(rows: &[T]) -> anyhow::Result<()> {
+    let set = ResultSet { result: rows, total_records: rows.len().to_string() };
+    out!("{}", serde_json::to_string_pretty(&Keyed("ResultSet", &set))?);
+    Ok(())
+}
+
+/// One session's outcome of a prearchive batch command, for `--json`.
+#[derive(Serialize)]
+struct SessionOutcome<'a> {
+    src: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row: Option<Option<&'a PrearchiveRow>>,
+    error: Option<&'a Error>,
+}
+
+/// Prints a component error for one of several sessions (stderr) and keeps the exit code of the first.
+fn note_failure(src: &str, error: &Error, json: bool, first: &mut Option<ExitCode>) {
+    if !json {
+        eprintln!("error: {src}: {}", error.message());
+        eprintln!("({}, HTTP {})", error.kind(), error.http_status());
+    }
+    first.get_or_insert_with(|| exit_code(error));
+}
+
+fn prearchive_list(runtime: &Runtime, limits: &Limits, args: ListArgs) -> anyhow::Result<ExitCode> {
+    // Listing only reads: the grant is always read-only.
+    let grant = match prearchive_grant(&args.prearchive, false) {
+        Ok(grant) => grant,
+        Err(e) => return fail(&e, args.json),
+    };
+    let rows = match runtime.prearchive_list(&[grant], limits, args.project.as_deref())? {
+        Ok(rows) => rows,
+        Err(e) => return fail(&e, args.json),
+    };
+    if args.json {
+        print_result_set(&rows)?;
+    } else if args.csv {
+        out!("{}", csv_line(&PrearchiveRow::COLUMNS));
+        for row in &rows {
+            out!("{}", csv_line(&row.values()));
+        }
+    } else {
+        print_rows(&rows, args.project.as_deref())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One CSV record (RFC 4180): a field holding a comma, a quote, a line break or edge spaces is quoted,
+/// its quotes doubled.
+fn csv_line(fields: &[&str]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') || f.ends_with(' ') {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                (*f).to_owned()
+            }
+        })
+        .collect();
+    quoted.join(",")
+}
+
+/// The readable listing: the columns that tell sessions apart; `--json` and `--csv` have all 19.
+fn print_rows(rows: &[PrearchiveRow], project: Option<&str>) -> io::Result<()> {
+    if rows.is_empty() {
+        match project {
+            Some(p) => out!("no sessions in project {p} of the prearchive"),
+            None => out!("the prearchive holds no sessions"),
+        }
+        return Ok(());
+    }
+    let header = ["PROJECT", "TIMESTAMP", "FOLDER", "SUBJECT", "SESSION", "SCAN DATE", "STATUS"];
+    let cells: Vec<[&str; 7]> = rows
+        .iter()
+        .map(|r| [&r.project, &r.timestamp, &r.folder_name, &r.subject, &r.name, &r.scan_date, &r.status].map(|s| &**s))
+        .collect();
+    print_table(&header, &cells)?;
+    let n = rows.len();
+    out!("{n} session{}", if n == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// A left-aligned table, columns two spaces apart; the last column is not padded.
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[&str; N]]) -> io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out!("{}", line.trim_end());
+    }
+    Ok(())
+}
+
+fn prearchive_delete(runtime: &Runtime, limits: &Limits, args: SrcArgs) -> anyhow::Result<ExitCode> {
+    let grant = match prearchive_grant(&args.prearchive, true) {
+        Ok(grant) => grant,
+        Err(e) => return fail(&e, args.json),
+    };
+    let mut results = Vec::new();
+    let mut first = None;
+    for src in &args.src {
+        let result = runtime.prearchive_delete(std::slice::from_ref(&grant), limits, src)?;
+        match &result {
+            Ok(()) if !args.json => out!("deleted {src}"),
+            Ok(()) => {}
+            Err(e) => note_failure(src, e, args.json, &mut first),
+        }
+        results.push((src, result));
+    }
+    if args.json {
+        let outcomes: Vec<SessionOutcome> =
+            results.iter().map(|(src, r)| SessionOutcome { src, row: None, error: r.as_ref().err() }).collect();
+        out!("{}", serde_json::to_string_pretty(&Keyed("deleted", &outcomes))?);
+    }
+    Ok(first.unwrap_or(ExitCode::SUCCESS))
+}
+
+/// Runs a prearchive command that answers with the session's row, for each `src`.
+fn prearchive_rows(
+    args: &SrcArgs,
+    key: &str,
+    describe: fn(&str, &PrearchiveRow) -> String,
+    mut call: impl FnMut(&Grant, &str) -> anyhow::Result<Result<PrearchiveRow, Error>>,
+) -> anyhow::Result<ExitCode> {
+    let grant = match prearchive_grant(&args.prearchive, true) {
+        Ok(grant) => grant,
+        Err(e) => return fail(&e, args.json),
+    };
+    let mut results = Vec::new();
+    let mut first = None;
+    for src in &args.src {
+        let result = call(&grant, src)?;
+        match &result {
+            Ok(row) if !args.json => out!("{}", describe(src, row)),
+            Ok(_) => {}
+            Err(e) => note_failure(src, e, args.json, &mut first),
+        }
+        results.push((src, result));
+    }
+    if args.json {
+        let outcomes: Vec<SessionOutcome> = results
+            .iter()
+            .map(|(src, r)| SessionOutcome { src, row: Some(r.as_ref().ok()), error: r.as_ref().err() })
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&Keyed(key, &outcomes))?);
+    }
+    Ok(first.unwrap_or(ExitCode::SUCCESS))
+}
+
+fn prearchive_move(runtime: &Runtime, limits: &Limits, args: MoveArgs) -> anyhow::Result<ExitCode> {
+    let project = args.new_project;
+    let describe = |src: &str, row: &PrearchiveRow| format!("moved {src} -> {} ({})", row.url, row.status);
+    prearchive_rows(&args.sessions, "moved", describe, |grant, src| {
+        runtime.prearchive_move(std::slice::from_ref(grant), limits, src, &project)
+    })
+}
+
+fn prearchive_reset(runtime: &Runtime, limits: &Limits, args: SrcArgs) -> anyhow::Result<ExitCode> {
+    let describe = |src: &str, row: &PrearchiveRow| format!("reset {src}: {}", row.status);
+    prearchive_rows(&args, "reset", describe, |grant, src| {
+        runtime.prearchive_reset_status(std::slice::from_ref(grant), limits, src)
+    })
+}
+
+/// A validation notice as XNAT's JSON has it: every value a string.
+#[derive(Serialize)]
+struct NoticeRow<'a> {
+    code: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    message: &'a str,
+}
+
+fn validate(runtime: &Runtime, limits: &Limits, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let s = &args.selection;
+    let grants = match both_grants(&s.prearchive, &s.archive, false) {
+        Ok(grants) => grants,
+        Err(e) => return fail(&e, s.json),
+    };
+    let notices = match runtime.validate(&grants, limits, s.request())? {
+        Ok(notices) => notices,
+        Err(e) => return fail(&e, s.json),
+    };
+    if s.json {
+        let rows: Vec<NoticeRow> = notices
+            .iter()
+            .map(|n| NoticeRow { code: n.code.to_string(), kind: &n.kind, message: &n.message })
+            .collect();
+        print_result_set(&rows)?;
+    } else {
+        print_notices(&notices)?;
+    }
+    // The table is the answer, FAIL rows included.
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_notices(notices: &[ValidationNotice]) -> io::Result<()> {
+    if notices.is_empty() {
+        out!("no notices: the session can be archived as requested");
+        return Ok(());
+    }
+    let codes: Vec<String> = notices.iter().map(|n| n.code.to_string()).collect();
+    let cells: Vec<[&str; 3]> = notices.iter().zip(&codes).map(|(n, c)| [c.as_str(), &n.kind, &n.message]).collect();
+    print_table(&["CODE", "TYPE", "MESSAGE"], &cells)?;
+    let count = |kind: &str| notices.iter().filter(|n| n.kind == kind).count();
+    let (fails, warns, conflicts) = (count("FAIL"), count("WARN"), count("CONFLICT"));
+    let n = notices.len();
+    out!("{n} notice{}: {fails} FAIL, {warns} WARN, {conflicts} CONFLICT", if n == 1 { "" } else { "s" });
+    if fails > 0 {
+        out!("the session cannot be archived as requested (FAIL)");
+    } else if conflicts > 0 {
+        out!("the session meets existing data: archive it with --overwrite append or delete");
+    }
+    Ok(())
+}
+
+fn archive(runtime: &Runtime, limits: &Limits, args: ArchiveArgs) -> anyhow::Result<ExitCode> {
+    let s = &args.selection;
+    let grants = match both_grants(&s.prearchive, &s.archive, true) {
+        Ok(grants) => grants,
+        Err(e) => return fail(&e, s.json),
+    };
+    let request = ArchiveRequest {
+        overwrite: args.overwrite,
+        quarantine: args.quarantine,
+        trigger_pipelines: args.trigger_pipelines,
+        site_id: args.site_id.clone(),
+        ..s.request()
+    };
+    let archived = match runtime.archive(&grants, limits, request, TerminalProgress::new())? {
+        Ok(archived) => archived,
+        Err(e) => return fail(&e, s.json),
+    };
+    if s.json {
+        out!("{}", serde_json::to_string_pretty(&Keyed("archived", &archived))?);
+    } else {
+        print_archived(&archived)?;
+    }
+    Ok(archived.iter().find_map(|a| a.error.as_ref()).map_or(ExitCode::SUCCESS, exit_code))
+}
+
+fn print_archived(archived: &[Archived]) -> io::Result<()> {
+    for a in archived {
+        out!("{}", a.src);
+        match (&a.uri, &a.error) {
+            (_, Some(e)) => out!("  failed    {} (HTTP {}): {}", e.kind(), e.http_status(), e.message()),
+            (Some(uri), None) => out!("  archived  {uri}"),
+            (None, None) => out!("  not archived (no reason given)"),
+        }
+    }
+    let done = archived.iter().filter(|a| a.error.is_none() && a.uri.is_some()).count();
+    let n = archived.len();
+    out!("{n} session{}: {done} archived, {} not", if n == 1 { "" } else { "s" }, n - done);
+    Ok(())
+}
+
+fn recover(runtime: &Runtime, limits: &Limits, args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let grants = match both_grants(&args.prearchive, &args.archive, true) {
+        Ok(grants) => grants,
+        Err(e) => return fail(&e, args.json),
+    };
+    let recovered = match runtime.recover(&grants, limits)? {
+        Ok(recovered) => recovered,
+        Err(e) => return fail(&e, args.json),
+    };
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&Keyed("recovered", &recovered))?);
+    } else {
+        print_recovered(&recovered)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_recovered(recovered: &[Recovered]) -> io::Result<()> {
+    if recovered.is_empty() {
+        out!("nothing to recover: no archive was interrupted");
+    }
+    for r in recovered {
+        out!("{}", r.src);
+        out!("  {}  {}", r.action, r.detail);
+    }
+    Ok(())
 }
 
 /// How many paths of each kind the summary lists before it only counts.

@@ -5,15 +5,27 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{Catalogs, Library, LibraryPre, ProgressHost, TypesHost};
+use crate::bindings::{Library, LibraryIndices, Prearchive, PrearchiveIndices, ProgressHost, TypesHost};
 use crate::grant::Grant;
 use crate::limits::{self, Limiter, Limits};
 use crate::progress::{NoProgress, Progress};
-use crate::types::{CreatedResource, Error, RefreshRequest, ResourceReport, ResourceSpec};
+use crate::types::{
+    ArchiveRequest, Archived, CreatedResource, Error, PrearchiveRow, Recovered, RefreshRequest, ResourceReport,
+    ResourceSpec, ValidationNotice,
+};
+
+/// A test-only switch that stops an archive dead at a numbered point, to test recovery. Passed through
+/// from the host's environment when set (see [`TEST_SWITCHES`]).
+pub const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
+/// A test-only switch: milliseconds an archive waits while holding the session's lock, so that tests can
+/// make archives overlap.
+pub const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
+/// The only variables of the host's environment the component sees, each only when it is set.
+pub const TEST_SWITCHES: [&str; 2] = [FAULT_POINT_VAR, PAUSE_MS_VAR];
 
 /// The library component built from `guest/plugin` for `wasm32-wasip2`, embedded at build time.
 pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm"));
@@ -21,7 +33,11 @@ pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plu
 /// A loaded component, ready to run calls. Cheap to clone; calls may run concurrently from several threads.
 #[derive(Clone)]
 pub struct Runtime {
-    pre: LibraryPre<State>,
+    pre: InstancePre<State>,
+    /// Where the generated bindings' exports are in the component.
+    library: LibraryIndices,
+    /// Where the `prearchive` functions are (see `bindings.rs` for why they are apart).
+    prearchive: PrearchiveIndices,
 }
 
 impl Runtime {
@@ -59,19 +75,21 @@ impl Runtime {
         let mut linker = Linker::<State>::new(component.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Library::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        let not_ours = |e: wasmtime::Error| {
+            anyhow::Error::from(e).context(
+                "the component does not export xnat:archive's interfaces as this host expects (built for another \
+                 version of wit/archive.wit?)",
+            )
+        };
         let pre = linker.instantiate_pre(component).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component needs imports this host does not provide (it was built for another version of \
                  wit/archive.wit?)",
             )
         })?;
-        let pre = LibraryPre::new(pre).map_err(|e| {
-            anyhow::Error::from(e).context(
-                "the component does not export xnat:archive/catalogs as this host expects (built for another \
-                 version of wit/archive.wit?)",
-            )
-        })?;
-        Ok(Runtime { pre })
+        let library = LibraryIndices::new(&pre).map_err(not_ours)?;
+        let prearchive = PrearchiveIndices::new(component).map_err(not_ours)?;
+        Ok(Runtime { pre, library, prearchive })
     }
 
     /// `POST /data/services/refresh/catalog`: brings each named resource's catalog in line with the disk.
@@ -87,8 +105,8 @@ impl Runtime {
         request: RefreshRequest,
         progress: impl Progress + 'static,
     ) -> anyhow::Result<Result<Vec<ResourceReport>, Error>> {
-        let result = self.call(grants, limits, Box::new(progress), |catalogs, store| {
-            catalogs.call_refresh(store, &request.into())
+        let result = self.call(grants, limits, Box::new(progress), |exports, store| {
+            exports.library.xnat_archive_catalogs().call_refresh(store, &request.into())
         })?;
         Ok(result.map(|reports| reports.into_iter().map(ResourceReport::from).collect()).map_err(Error::from))
     }
@@ -101,10 +119,116 @@ impl Runtime {
         limits: &Limits,
         spec: ResourceSpec,
     ) -> anyhow::Result<Result<CreatedResource, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |catalogs, store| {
-            catalogs.call_create_resource(store, &spec.into())
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.library.xnat_archive_catalogs().call_create_resource(store, &spec.into())
         })?;
         Ok(result.map(CreatedResource::from).map_err(Error::from))
+    }
+
+    /// `GET /data/prearchive[/projects/P]`: every prearchive session's row, or those of one project
+    /// (`Unassigned` for the sessions at the root). A read-only grant of the prearchive at
+    /// [`crate::PREARCHIVE`] is enough.
+    pub fn prearchive_list(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        project: Option<&str>,
+    ) -> anyhow::Result<Result<Vec<PrearchiveRow>, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.prearchive.call_list(store, project)
+        })?;
+        Ok(result.map(|rows| rows.into_iter().map(PrearchiveRow::from).collect()).map_err(Error::from))
+    }
+
+    /// `GET /data/prearchive/projects/P/TS/FOLDER`: one session's row (`src` with or without `/data`). A
+    /// read-only grant of the prearchive is enough.
+    pub fn prearchive_get(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        src: &str,
+    ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
+        let result =
+            self.call(grants, limits, Box::new(NoProgress), |exports, store| exports.prearchive.call_get(store, src))?;
+        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+    }
+
+    /// `DELETE /data/prearchive/projects/P/TS/FOLDER`: deletes a RECEIVING, READY, CONFLICT or ERROR session
+    /// (its folder, its document, and its timestamp folder when that is left empty). Needs a writable grant
+    /// of the prearchive.
+    pub fn prearchive_delete(&self, grants: &[Grant], limits: &Limits, src: &str) -> anyhow::Result<Result<(), Error>> {
+        let result = self
+            .call(grants, limits, Box::new(NoProgress), |exports, store| exports.prearchive.call_delete(store, src))?;
+        Ok(result.map_err(Error::from))
+    }
+
+    /// `POST .../P/TS/FOLDER?action=move&newProject=Q`: moves a session to another project (or
+    /// `Unassigned`) and returns its row at the new place. Needs a writable grant of the prearchive.
+    pub fn prearchive_move(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        src: &str,
+        new_project: &str,
+    ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.prearchive.call_move(store, src, new_project)
+        })?;
+        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+    }
+
+    /// `POST .../P/TS/FOLDER?action=reset-status`: forgets a persisted status (CONFLICT, ERROR) and returns
+    /// the row as the disk has it. Needs a writable grant of the prearchive.
+    pub fn prearchive_reset_status(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        src: &str,
+    ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.prearchive.call_reset_status(store, src)
+        })?;
+        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+    }
+
+    /// `POST /data/services/validate-archive`: XNAT's (code, type, message) notices for one session, sorted
+    /// by code; writes nothing. Read-only grants of the prearchive at [`crate::PREARCHIVE`] and the archive
+    /// at [`crate::ARCHIVE`] are enough.
+    pub fn validate(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        request: ArchiveRequest,
+    ) -> anyhow::Result<Result<Vec<ValidationNotice>, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.library.xnat_archive_validation().call_validate(store, &request.into())
+        })?;
+        Ok(result.map(|notices| notices.into_iter().map(ValidationNotice::from).collect()).map_err(Error::from))
+    }
+
+    /// `POST /data/services/archive`: moves each named session from the prearchive into the archive. A
+    /// malformed request fails whole (the inner error); a session that cannot be archived is reported in its
+    /// own [`Archived`]. Needs writable grants of the prearchive and the archive.
+    pub fn archive(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        request: ArchiveRequest,
+        progress: impl Progress + 'static,
+    ) -> anyhow::Result<Result<Vec<Archived>, Error>> {
+        let result = self.call(grants, limits, Box::new(progress), |exports, store| {
+            exports.library.xnat_archive_archiver().call_archive(store, &request.into())
+        })?;
+        Ok(result.map(|archived| archived.into_iter().map(Archived::from).collect()).map_err(Error::from))
+    }
+
+    /// Finishes or rolls back every interrupted archive (its journal is still in the prearchive). Needs
+    /// writable grants of the prearchive and the archive.
+    pub fn recover(&self, grants: &[Grant], limits: &Limits) -> anyhow::Result<Result<Vec<Recovered>, Error>> {
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.library.xnat_archive_archiver().call_recover(store)
+        })?;
+        Ok(result.map(|recovered| recovered.into_iter().map(Recovered::from).collect()).map_err(Error::from))
     }
 
     /// Runs `f` on a fresh instance in a fresh store with the given grants and limits.
@@ -113,11 +237,16 @@ impl Runtime {
         grants: &[Grant],
         limits: &Limits,
         progress: Box<dyn Progress>,
-        f: impl FnOnce(&Catalogs, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Exports, &mut Store<State>) -> wasmtime::Result<R>,
     ) -> anyhow::Result<R> {
         let mut wasi = WasiCtxBuilder::new();
         // Must come before the preopens: each preopened directory captures the setting when it is added.
         wasi.allow_blocking_current_thread(true).inherit_stdout().inherit_stderr();
+        for var in TEST_SWITCHES {
+            if let Ok(value) = std::env::var(var) {
+                wasi.env(var, value);
+            }
+        }
         for grant in grants {
             grant.preopen(&mut wasi)?;
         }
@@ -128,8 +257,10 @@ impl Runtime {
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(limits::epoch_deadline(engine, limits.timeout));
 
-        let result =
-            self.pre.instantiate(&mut store).and_then(|library| f(library.xnat_archive_catalogs(), &mut store));
+        let result = self.pre.instantiate(&mut store).and_then(|instance| {
+            let library = self.library.load(&mut store, &instance)?;
+            f(&Exports { library, prearchive: self.prearchive.bind(instance) }, &mut store)
+        });
         result.map_err(|e| explain(e, &store, limits))
     }
 }
@@ -164,6 +295,17 @@ fn explain(error: wasmtime::Error, store: &Store<State>, limits: &Limits) -> any
             human(limits.memory_bytes)
         );
     }
+    if let Some(status) = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0) {
+        // Kept as the source, so that a host can end with the component's status (the CLI does).
+        return error.context(format!(
+            "the component exited with status {status} in the middle of the call{}",
+            if std::env::var_os(FAULT_POINT_VAR).is_some() {
+                format!(" ({FAULT_POINT_VAR} is set: a fault point stopped it; run recover)")
+            } else {
+                String::new()
+            }
+        ));
+    }
     match (trap, limits.timeout) {
         (Some(Trap::Interrupt), Some(timeout)) => anyhow::anyhow!(
             "the component did not finish within its time limit of {timeout:?} and was stopped; raise the \
@@ -183,6 +325,12 @@ fn human(bytes: usize) -> String {
     } else {
         format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
     }
+}
+
+/// The exports of one instance.
+struct Exports<'a> {
+    library: Library,
+    prearchive: Prearchive<'a>,
 }
 
 /// What a store holds for one call.

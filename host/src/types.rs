@@ -2,7 +2,9 @@
 //! types that serialise with serde, so that callers need neither wasmtime nor bindgen types.
 //!
 //! The JSON shape: field names as in Rust (`file_count`), enums in kebab-case (`dry-run`), an [`Error`] as
-//! `{"kind": "not-found", "message": "..."}`, an outcome as `{"status": "failed", "error": {...}}`.
+//! `{"kind": "not-found", "message": "..."}`, an outcome as `{"status": "failed", "error": {...}}`. Where
+//! XNAT's own JSON names the fields, its names are kept: a [`PrearchiveRow`] has XNAT's column names
+//! (`folderName`, `SOURCE`), a [`ValidationNotice`] has `type`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -266,4 +268,185 @@ pub struct CreatedResource {
     pub resource: String,
     pub folder: String,
     pub catalog: String,
+}
+
+/// One row of the prearchive listing: XNAT's 19 columns (`xdat_search.prearchive`), all strings. Serialised
+/// with XNAT's column names, in XNAT's order (`folderName`, `SOURCE`, ...), as its `/data/prearchive` JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrearchiveRow {
+    /// The project, or `Unassigned`.
+    pub project: String,
+    /// The upload timestamp folder (`yyyyMMdd_HHmmssSSS`).
+    pub timestamp: String,
+    /// When the session document (or folder) last changed (`2024-01-31 09:15:00.123`).
+    pub lastmod: String,
+    /// The upload time, from the timestamp folder.
+    pub uploaded: String,
+    pub scan_date: String,
+    pub scan_time: String,
+    pub subject: String,
+    #[serde(rename = "folderName")]
+    pub folder_name: String,
+    /// The session label (else the patient id, else the folder name).
+    pub name: String,
+    /// The StudyInstanceUID.
+    pub tag: String,
+    /// `READY`, `RECEIVING`, `CONFLICT`, `ERROR`, ..., or an in-progress `_ARCHIVING`, `_MOVING`, ...
+    pub status: String,
+    /// `/prearchive/projects/P/TS/FOLDER`, the session's `src`.
+    pub url: String,
+    pub autoarchive: String,
+    pub prevent_anon: String,
+    pub prevent_auto_commit: String,
+    #[serde(rename = "SOURCE")]
+    pub source: String,
+    #[serde(rename = "VISIT")]
+    pub visit: String,
+    #[serde(rename = "PROTOCOL")]
+    pub protocol: String,
+    #[serde(rename = "TIMEZONE")]
+    pub timezone: String,
+}
+
+impl PrearchiveRow {
+    /// XNAT's column names, in order.
+    pub const COLUMNS: [&'static str; 19] = [
+        "project",
+        "timestamp",
+        "lastmod",
+        "uploaded",
+        "scan_date",
+        "scan_time",
+        "subject",
+        "folderName",
+        "name",
+        "tag",
+        "status",
+        "url",
+        "autoarchive",
+        "prevent_anon",
+        "prevent_auto_commit",
+        "SOURCE",
+        "VISIT",
+        "PROTOCOL",
+        "TIMEZONE",
+    ];
+
+    /// The values, in the order of [`PrearchiveRow::COLUMNS`].
+    pub fn values(&self) -> [&str; 19] {
+        [
+            &self.project,
+            &self.timestamp,
+            &self.lastmod,
+            &self.uploaded,
+            &self.scan_date,
+            &self.scan_time,
+            &self.subject,
+            &self.folder_name,
+            &self.name,
+            &self.tag,
+            &self.status,
+            &self.url,
+            &self.autoarchive,
+            &self.prevent_anon,
+            &self.prevent_auto_commit,
+            &self.source,
+            &self.visit,
+            &self.protocol,
+            &self.timezone,
+        ]
+    }
+}
+
+/// One validation notice: XNAT's (code, type, message); `type` is `FAIL`, `WARN` or `CONFLICT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationNotice {
+    pub code: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// How an archive meets an existing experiment (XNAT's `overwrite`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overwrite {
+    /// An existing experiment is a conflict (409).
+    #[default]
+    None,
+    /// Merge into an existing experiment; a clashing file is a conflict.
+    Append,
+    /// Merge, replacing clashing files (nothing else is deleted).
+    Delete,
+}
+
+/// XNAT's `overwrite` values, case-insensitive: `none`, `append`, `delete`. Unlike XNAT, which reads an
+/// unknown value as `none`, an unknown value is a [`Error::BadRequest`].
+impl FromStr for Overwrite {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Overwrite::None),
+            "append" => Ok(Overwrite::Append),
+            "delete" => Ok(Overwrite::Delete),
+            _ => Err(Error::BadRequest(format!("unknown overwrite value `{value}`: use none, append or delete"))),
+        }
+    }
+}
+
+/// The parameters of `/data/services/archive` and `/data/services/validate-archive`, by XNAT name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArchiveRequest {
+    /// `src` values (`/prearchive/projects/P/TS/FOLDER`, with or without `/data`); several make a batch.
+    pub src: Vec<String>,
+    pub project: Option<String>,
+    /// `subject` / `SUBJECT_ID`.
+    pub subject: Option<String>,
+    /// `session` / `label` / `EXPT_LABEL`.
+    pub label: Option<String>,
+    pub dest: Option<String>,
+    pub overwrite: Overwrite,
+    pub quarantine: bool,
+    /// `triggerPipelines`; true unless explicitly false, as in XNAT.
+    pub trigger_pipelines: bool,
+    /// The site id new accession numbers start with (`<SITE>_E00001`); `XNAT` when absent.
+    pub site_id: Option<String>,
+}
+
+impl Default for ArchiveRequest {
+    fn default() -> Self {
+        ArchiveRequest {
+            src: Vec::new(),
+            project: None,
+            subject: None,
+            label: None,
+            dest: None,
+            overwrite: Overwrite::None,
+            quarantine: false,
+            trigger_pipelines: true,
+            site_id: None,
+        }
+    }
+}
+
+/// The outcome of archiving one session of a (batch) archive request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archived {
+    /// The session, as `/prearchive/projects/P/TS/FOLDER`.
+    pub src: String,
+    /// `/data/archive/projects/P/subjects/S/experiments/LABEL` when it was archived.
+    pub uri: Option<String>,
+    /// Why it was not; the session stays in the prearchive (status CONFLICT or ERROR).
+    pub error: Option<Error>,
+}
+
+/// What recovery did with one interrupted archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    pub src: String,
+    /// `rolled-back` (the session is back in the prearchive) or `completed` (it is archived).
+    pub action: String,
+    pub detail: String,
 }

@@ -1,23 +1,33 @@
 //! The `xnat:archive` library component: WIT exports translated to `xnat-core` calls, core results and
-//! errors translated back. No logic lives here.
+//! errors translated back. No logic lives here, beyond one parameter check the core leaves to its callers
+//! (an empty `newProject`).
 //!
-//! The host grants the archive at the guest path `/archive` (see `wit/archive.wit`).
+//! The host grants the archive at the guest path `/archive` and the prearchive at `/prearchive` (see
+//! `wit/archive.wit`).
 
 wit_bindgen::generate!({
     world: "library",
     path: "../../wit",
 });
 
-use exports::xnat::archive::catalogs::Guest;
+use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
 use xnat::archive::types as wit;
+use xnat_core::archive::{self, Faults, Overwrite, Params};
+use xnat_core::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::{refresh, resource, tree::Tree};
 
 /// Where the host grants the archive tree inside the component.
 const ARCHIVE: &str = "/archive";
+/// Where the host grants the prearchive tree inside the component.
+const PREARCHIVE: &str = "/prearchive";
+/// The test-only switches of an archive (`archive::Faults`), which the host passes through from its own
+/// environment: stop the process dead at a numbered point; pause while holding the session's lock.
+const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
+const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
 
 struct Plugin;
 
-impl Guest for Plugin {
+impl catalogs::Guest for Plugin {
     fn refresh(request: wit::RefreshRequest) -> Result<Vec<wit::ResourceReport>, wit::Error> {
         let o = request.options;
         let req = refresh::Request {
@@ -57,6 +67,83 @@ impl Guest for Plugin {
     }
 }
 
+impl prearchive::Guest for Plugin {
+    fn list(project: Option<String>) -> Result<Vec<wit::PrearchiveRow>, wit::Error> {
+        let tree = Tree::new(PREARCHIVE);
+        let rows = Prearchive::new(&tree).list(project.as_deref()).map_err(error)?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    fn get(src: String) -> Result<wit::PrearchiveRow, wit::Error> {
+        let session = SessionRef::parse_src(&src).map_err(error)?;
+        let tree = Tree::new(PREARCHIVE);
+        let pre = Prearchive::new(&tree);
+        pre.require(&session).map_err(error)?;
+        pre.row(&session).map(row).map_err(error)
+    }
+
+    fn delete(src: String) -> Result<(), wit::Error> {
+        let session = SessionRef::parse_src(&src).map_err(error)?;
+        let tree = Tree::new(PREARCHIVE);
+        Prearchive::new(&tree).delete(&session).map_err(error)
+    }
+
+    fn move_(src: String, new_project: String) -> Result<wit::PrearchiveRow, wit::Error> {
+        let session = SessionRef::parse_src(&src).map_err(error)?;
+        // `SessionRef::new` reads an empty project as Unassigned; an empty `newProject` is a missing parameter.
+        if new_project.trim().is_empty() {
+            return Err(wit::Error::BadRequest(
+                "newProject is empty: name the project to move the session to (or Unassigned)".into(),
+            ));
+        }
+        let tree = Tree::new(PREARCHIVE);
+        let pre = Prearchive::new(&tree);
+        let moved = pre.move_to(&session, &new_project).map_err(error)?;
+        pre.row(&moved).map(row).map_err(error)
+    }
+
+    fn reset_status(src: String) -> Result<wit::PrearchiveRow, wit::Error> {
+        let session = SessionRef::parse_src(&src).map_err(error)?;
+        let tree = Tree::new(PREARCHIVE);
+        Prearchive::new(&tree).reset_status(&session).map(row).map_err(error)
+    }
+}
+
+impl validation::Guest for Plugin {
+    fn validate(request: wit::ArchiveRequest) -> Result<Vec<wit::ValidationNotice>, wit::Error> {
+        let notices =
+            archive::validate(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), &params(request)).map_err(error)?;
+        Ok(notices
+            .into_iter()
+            .map(|n| wit::ValidationNotice { code: n.code, kind: n.kind.as_str().to_string(), message: n.message })
+            .collect())
+    }
+}
+
+impl archiver::Guest for Plugin {
+    fn archive(request: wit::ArchiveRequest) -> Result<Vec<wit::Archived>, wit::Error> {
+        let faults = Faults { point: switch(FAULT_POINT_VAR), pause_ms: switch(PAUSE_MS_VAR) };
+        let archived =
+            archive::archive(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), &params(request), faults, &mut HostProgress)
+                .map_err(error)?;
+        Ok(archived
+            .into_iter()
+            .map(|a| {
+                let (uri, error) = match a.result {
+                    Ok(uri) => (Some(uri), None),
+                    Err(e) => (None, Some(error(e))),
+                };
+                wit::Archived { src: a.src, uri, error }
+            })
+            .collect())
+    }
+
+    fn recover() -> Result<Vec<wit::Recovered>, wit::Error> {
+        let recovered = archive::recover(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE)).map_err(error)?;
+        Ok(recovered.into_iter().map(|r| wit::Recovered { src: r.src, action: r.action, detail: r.detail }).collect())
+    }
+}
+
 /// Progress goes to the host's `progress` import.
 struct HostProgress;
 
@@ -82,6 +169,53 @@ fn error(e: xnat_core::error::Error) -> wit::Error {
         E::Locked(m) => wit::Error::Locked(m),
         E::Io(m) => wit::Error::Io(m),
         E::Corrupt(m) => wit::Error::Corrupt(m),
+    }
+}
+
+/// A test switch from the environment: absent or not a number → off.
+fn switch<T: std::str::FromStr>(var: &str) -> Option<T> {
+    std::env::var(var).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn params(r: wit::ArchiveRequest) -> Params {
+    Params {
+        src: r.src,
+        project: r.project,
+        subject: r.subject,
+        label: r.label,
+        dest: r.dest,
+        overwrite: match r.overwrite {
+            wit::OverwriteMode::None => Overwrite::None,
+            wit::OverwriteMode::Append => Overwrite::Append,
+            wit::OverwriteMode::Delete => Overwrite::Delete,
+        },
+        quarantine: r.quarantine,
+        trigger_pipelines: r.trigger_pipelines,
+        site_id: r.site_id,
+    }
+}
+
+fn row(r: Row) -> wit::PrearchiveRow {
+    wit::PrearchiveRow {
+        project: r.project,
+        timestamp: r.timestamp,
+        lastmod: r.lastmod,
+        uploaded: r.uploaded,
+        scan_date: r.scan_date,
+        scan_time: r.scan_time,
+        subject: r.subject,
+        folder_name: r.folder_name,
+        name: r.name,
+        tag: r.tag,
+        status: r.status,
+        url: r.url,
+        autoarchive: r.autoarchive,
+        prevent_anon: r.prevent_anon,
+        prevent_auto_commit: r.prevent_auto_commit,
+        source: r.source,
+        visit: r.visit,
+        protocol: r.protocol,
+        timezone: r.timezone,
     }
 }
 
