@@ -20,6 +20,24 @@ pub fn cli(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xnat-archive")).args(args).output().expect("run xnat-archive")
 }
 
+/// Runs the real CLI with extra environment variables (the test-only fault and pause switches).
+pub fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xnat-archive"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run xnat-archive")
+}
+
+/// Parses a CLI run's stdout as JSON.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr))
+    })
+}
+
 /// Runs the CLI with `--json` and returns (exit code, parsed stdout).
 pub fn cli_json(args: &[&str]) -> (i32, serde_json::Value) {
     let mut all: Vec<&str> = args.to_vec();

@@ -223,6 +223,8 @@ impl Tree {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(false),
+            // WASI's ENOTEMPTY (errno 55) is not mapped to `DirectoryNotEmpty` by std on wasm32-wasip2.
+            Err(_) if fs::read_dir(self.path(rel)).is_ok_and(|mut d| d.next().is_some()) => Ok(false),
             Err(e) => Err(Error::io(rel.as_str(), &e)),
         }
     }
