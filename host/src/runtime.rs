@@ -277,6 +277,11 @@ fn engine() -> anyhow::Result<&'static Engine> {
     let engine = ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // wasmtime's on-disk cache of compiled code (in the user's cache folder): the component is compiled
+        // once per build, not once per command. Without a usable cache folder it just compiles every time.
+        if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+            config.cache(Some(cache));
+        }
         Engine::new(&config).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
     });
     engine.as_ref().map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e}"))
