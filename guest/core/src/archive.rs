@@ -385,35 +385,12 @@ pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
     Ok(out)
 }
 
+/// Sessions whose lock has no journal beside it.
 fn stray_locks(pre: &Tree) -> Result<Vec<SessionRef>> {
     let mut out = Vec::new();
-    let mut dirs = Vec::new();
-    for (name, kind) in pre.list(&RelPath::root())? {
-        if kind != Kind::Dir || name.starts_with('.') {
-            continue;
-        }
-        if crate::prearchive::is_timestamp(&name) {
-            dirs.push((None, name));
-        } else {
-            for (ts, k) in pre.list(&RelPath::new(&name)?)? {
-                if k == Kind::Dir && crate::prearchive::is_timestamp(&ts) {
-                    dirs.push((Some(name.clone()), ts));
-                }
-            }
-        }
-    }
-    for (project, ts) in dirs {
-        let dir = match &project {
-            Some(p) => RelPath::new(p)?.join(&ts)?,
-            None => RelPath::new(&ts)?,
-        };
-        for (name, _) in pre.list(&dir)? {
-            if let Some(folder) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".lock")) {
-                let s = SessionRef::new(project.as_deref(), &ts, folder)?;
-                if pre.kind(&s.journal_file())?.is_none() {
-                    out.push(s);
-                }
-            }
+    for s in Prearchive::new(pre).sessions_with(".lock")? {
+        if pre.kind(&s.journal_file())?.is_none() {
+            out.push(s);
         }
     }
     Ok(out)

@@ -563,36 +563,7 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
 
 /// Every session with a journal, whether its folder is still there or not.
 pub fn journaled_sessions(pre: &Tree) -> Result<Vec<SessionRef>> {
-    let mut out = Vec::new();
-    let mut ts_dirs: Vec<(Option<String>, String)> = Vec::new();
-    for (name, kind) in pre.list(&RelPath::root())? {
-        if kind != Kind::Dir || name.starts_with('.') {
-            continue;
-        }
-        if crate::prearchive::is_timestamp(&name) {
-            ts_dirs.push((None, name));
-        } else {
-            for (ts, k) in pre.list(&RelPath::new(&name)?)? {
-                if k == Kind::Dir && crate::prearchive::is_timestamp(&ts) {
-                    ts_dirs.push((Some(name.clone()), ts));
-                }
-            }
-        }
-    }
-    for (project, ts) in ts_dirs {
-        let dir = match &project {
-            Some(p) => RelPath::new(p)?.join(&ts)?,
-            None => RelPath::new(&ts)?,
-        };
-        for (name, kind) in pre.list(&dir)? {
-            if let (Kind::File { .. }, Some(folder)) =
-                (kind, name.strip_prefix('.').and_then(|n| n.strip_suffix(".journal")))
-            {
-                out.push(SessionRef::new(project.as_deref(), &ts, folder)?);
-            }
-        }
-    }
-    Ok(out)
+    Prearchive::new(pre).sessions_with(".journal")
 }
 
 /// Finishes (after its commit) or rolls back (before it) the interrupted archive of `session`.

@@ -198,20 +198,10 @@ impl<'a> Prearchive<'a> {
     /// Every session, or those of one project (`Unassigned` for the root), sorted.
     pub fn sessions(&self, project: Option<&str>) -> Result<Vec<SessionRef>> {
         let mut out = Vec::new();
-        let root = RelPath::root();
-        for (name, kind) in self.tree.list(&root)? {
-            if kind != Kind::Dir || skipped_name(&name) {
-                continue;
-            }
-            if is_timestamp(&name) {
-                if project.is_none_or(|p| p == UNASSIGNED) {
-                    self.sessions_in(None, &name, &mut out)?;
-                }
-            } else if project.is_none_or(|p| p == name) {
-                for (ts, k) in self.tree.list(&RelPath::new(&name)?)? {
-                    if k == Kind::Dir && is_timestamp(&ts) {
-                        self.sessions_in(Some(&name), &ts, &mut out)?;
-                    }
+        for (p, ts, dir) in self.timestamp_dirs(project)? {
+            for (name, kind) in self.tree.list(&dir)? {
+                if kind == Kind::Dir && !skipped_name(&name) {
+                    out.push(SessionRef::new(p.as_deref(), &ts, &name)?);
                 }
             }
         }
@@ -219,17 +209,44 @@ impl<'a> Prearchive<'a> {
         Ok(out)
     }
 
-    fn sessions_in(&self, project: Option<&str>, ts: &str, out: &mut Vec<SessionRef>) -> Result<()> {
-        let dir = match project {
-            Some(p) => RelPath::new(p)?.join(ts)?,
-            None => RelPath::new(ts)?,
-        };
-        for (name, kind) in self.tree.list(&dir)? {
-            if kind == Kind::Dir && !skipped_name(&name) {
-                out.push(SessionRef::new(project, ts, &name)?);
+    /// The timestamp folders, of every project or of one (`Unassigned` for the root): (project, timestamp,
+    /// folder). Our own files (`.<FOLDER>.lock`, `.journal`, ...) live in these folders.
+    pub fn timestamp_dirs(&self, project: Option<&str>) -> Result<Vec<(Option<String>, String, RelPath)>> {
+        let mut out = Vec::new();
+        for (name, kind) in self.tree.list(&RelPath::root())? {
+            if kind != Kind::Dir || skipped_name(&name) {
+                continue;
+            }
+            if is_timestamp(&name) {
+                if project.is_none_or(|p| p == UNASSIGNED) {
+                    out.push((None, name.clone(), RelPath::new(&name)?));
+                }
+            } else if project.is_none_or(|p| p == name) {
+                let pdir = RelPath::new(&name)?;
+                for (ts, k) in self.tree.list(&pdir)? {
+                    if k == Kind::Dir && is_timestamp(&ts) {
+                        out.push((Some(name.clone()), ts.clone(), pdir.join(&ts)?));
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// Sessions that have one of our files (`.<FOLDER><suffix>`, e.g. `.journal`) beside them, whether their
+    /// folder is still there or not.
+    pub fn sessions_with(&self, suffix: &str) -> Result<Vec<SessionRef>> {
+        let mut out = Vec::new();
+        for (p, ts, dir) in self.timestamp_dirs(None)? {
+            for (name, kind) in self.tree.list(&dir)? {
+                if let (Kind::File { .. }, Some(folder)) =
+                    (kind, name.strip_prefix('.').and_then(|n| n.strip_suffix(suffix)))
+                {
+                    out.push(SessionRef::new(p.as_deref(), &ts, folder)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the session's folder exists.
