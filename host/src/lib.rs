@@ -27,6 +27,7 @@ mod grant;
 mod limits;
 mod progress;
 mod runtime;
+pub mod serve;
 mod types;
 
 pub use grant::{ARCHIVE, Grant, PREARCHIVE};

@@ -6,6 +6,7 @@
 //! 7 I/O error; 8 corrupt catalog or document.
 
 use std::io::{self, Write as _};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use serde_json::json;
 use xnat_archive::{
     ArchiveRequest, Archived, DigestAlgorithm, Error, Grant, Limits, Overwrite, PrearchiveRow, Recovered, RefreshMode,
     RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport, ResourceSpec, Runtime, TerminalProgress,
-    ValidationNotice, demo,
+    ValidationNotice, demo, serve,
 };
 
 /// `println!` that returns write errors (a closed pipe) instead of panicking.
@@ -75,6 +76,13 @@ enum Command {
     Recover(RecoverArgs),
     /// Write a demo site (a prearchive and an archive), then list, validate, archive, refresh and verify.
     Demo(DemoArgs),
+    /// Serve XNAT's REST API over HTTP for one or more tenants, each request in a fresh sandboxed instance
+    /// of the HTTP component (--component: another build of it; --memory, --timeout: the limits of tenants
+    /// that set none, default 1024 MiB and 300 s).
+    Serve(ServeArgs),
+    /// Read a password from standard input and print its argon2 hash, for a `password_hash` in `serve`'s
+    /// configuration.
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +327,27 @@ struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// The configuration (TOML): `listen`, and [[tenant]] tables with name, prearchive, archive, limits and
+    /// [[tenant.user]] name/password_hash. Without it: one tenant `demo` over a generated demo site, user
+    /// `admin` with a random password shown at start.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The address to listen on, overriding the configuration's (default 127.0.0.1:8080; port 0 picks a
+    /// free port, and the first line printed says which).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    listen: Option<SocketAddr>,
+    /// Without --config: where the demo site is, as DIR/prearchive and DIR/archive (used as it is when
+    /// present, written when not; default: a new folder in the system's temporary directory).
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    dir: Option<PathBuf>,
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    serve::config::parse_listen(value).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -342,11 +371,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let limits = limits(&cli.global)?;
+    // These two do not run the library component.
+    let command = match cli.command {
+        Command::Serve(args) => return serve(&cli.global, &limits, args),
+        Command::HashPassword => return hash_password(),
+        command => command,
+    };
     let runtime = match &cli.global.component {
         Some(path) => Runtime::from_file(path)?,
         None => Runtime::new()?,
     };
-    match cli.command {
+    match command {
         Command::Refresh(args) => refresh(&runtime, &limits, args),
         Command::Resource(ResourceCommand::Create(args)) => create(&runtime, &limits, args),
         Command::Prearchive(PrearchiveCommand::List(args)) => prearchive_list(&runtime, &limits, args),
@@ -357,7 +392,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Archive(args) => archive(&runtime, &limits, args),
         Command::Recover(args) => recover(&runtime, &limits, args),
         Command::Demo(args) => run_demo(&runtime, &limits, args),
+        Command::Serve(_) | Command::HashPassword => unreachable!("handled before the runtime is loaded"),
     }
+}
+
+fn serve(global: &Global, limits: &Limits, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let component = match &global.component {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read the component {}; check the path", path.display()))?,
+        None => anyhow::bail!(
+            "this build embeds no HTTP component yet; pass one with --component FILE \
+             (target/guest/wasm32-wasip2/release/xnat_http.wasm once guest/http is built)"
+        ),
+    };
+    let defaults = serve::Defaults {
+        memory_bytes: limits.memory_bytes,
+        timeout: limits.timeout.unwrap_or(serve::config::DEFAULT_TIMEOUT),
+    };
+    let options = serve::Options { config: args.config, listen: args.listen, dir: args.dir, defaults };
+    serve::serve(&component, options)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+    if io::stdin().is_terminal() {
+        eprintln!("type the password and press Enter (it is shown as you type; or pipe it in)");
+    }
+    let mut line = String::new();
+    io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input: type it, or pipe it in (`xnat-archive hash-password < file`)");
+    }
+    out!("{}", serve::hash_password(password)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn limits(global: &Global) -> anyhow::Result<Limits> {

@@ -1,0 +1,263 @@
+//! The HTTP component on wasmtime: load it once, then for every request grant a fresh instance its
+//! tenant's two directories, environment and limits, instantiate it and call its
+//! `wasi:http/incoming-handler`. The whole wasmtime side of `serve` is in this file.
+//!
+//! Instances come from a pooling allocator sized for the tenants' slots. Time is watched by epoch
+//! interruption: every [`TICK`] a running instance yields to the other tasks (fairness: a spinning guest
+//! cannot hold a worker thread) and is stopped once its request's time limit has passed. Memory is capped by
+//! the store's limiter. A guest cannot make outgoing HTTP requests or open sockets.
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::tenant::Tenant;
+use crate::limits::{Limiter, TICK};
+
+/// Why a request got no response from its component.
+#[derive(Debug)]
+pub enum Failure {
+    /// It asked for more memory than its tenant allows (the size it asked for).
+    OutOfMemory(usize),
+    /// It ran past its tenant's time limit.
+    TimedOut(Duration),
+    /// Every instance slot of the server is in use.
+    Busy,
+    /// It answered with a `wasi:http` error instead of a response.
+    Refused(ErrorCode),
+    /// It trapped or failed; the message says how.
+    Crashed(String),
+    /// It returned without answering.
+    NoResponse,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::OutOfMemory(desired) => write!(f, "ran out of memory (asked for {} MiB)", desired >> 20),
+            Failure::TimedOut(limit) => write!(f, "did not finish within {limit:?}"),
+            Failure::Busy => write!(f, "no free instance slot"),
+            Failure::Refused(code) => write!(f, "answered with an error: {code:?}"),
+            Failure::Crashed(message) => write!(f, "crashed: {message}"),
+            Failure::NoResponse => write!(f, "returned without a response"),
+        }
+    }
+}
+
+/// The HTTP component, compiled and linked, ready to instantiate. Cheap to share between tasks.
+pub struct HttpComponent {
+    pre: ProxyPre<State>,
+}
+
+impl HttpComponent {
+    /// Compiles the component (`bytes`: a binary `.wasm`) for an engine with `slots` instance slots whose
+    /// memories may grow to `max_memory` bytes, and links it to WASI and `wasi:http`.
+    pub fn load(bytes: &[u8], slots: u32, max_memory: usize) -> anyhow::Result<HttpComponent> {
+        let engine = engine(slots, max_memory)?;
+        let component = Component::new(&engine, bytes)
+            .map_err(|e| anyhow::Error::from(e).context("not a valid WebAssembly component"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let pre = linker.instantiate_pre(&component).and_then(ProxyPre::new).map_err(|e| {
+            anyhow::Error::from(e).context(
+                "the component is not an HTTP component this host can run (it must export \
+                 wasi:http/incoming-handler and import only WASI 0.2 and wasi:http)",
+            )
+        })?;
+        start_ticker(&engine);
+        Ok(HttpComponent { pre })
+    }
+
+    /// Serves one request in a fresh instance of `tenant`'s: its grants, its environment, its limits.
+    /// `request` already carries the path the component should see. The instance lives until the response
+    /// body is written (or the limits stop it), and holds `slot` until then.
+    pub async fn handle(
+        &self,
+        tenant: &Tenant,
+        request: hyper::Request<Incoming>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
+        // Grant: exactly the tenant's directories and variables; no sockets, no stdin or stdout.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        for (name, value) in &tenant.env {
+            wasi.env(name, value);
+        }
+        for grant in &tenant.grants {
+            grant.preopen(&mut wasi).map_err(|e| Failure::Crashed(format!("{e:#}")))?;
+        }
+        let state = State {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(&tenant.limits),
+            hooks: NoOutgoingRequests,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        let limit = tenant.timeout();
+        let deadline = Instant::now() + limit;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let resources = |store: &mut Store<State>| -> wasmtime::Result<_> {
+            let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((request, out))
+        };
+        let (request, out) =
+            resources(&mut store).map_err(|e| Failure::Crashed(format!("{:#}", anyhow::Error::from(e))))?;
+
+        // Instantiate and call in a task of its own: it goes on writing the body after the response started.
+        let pre = self.pre.clone();
+        let task = tokio::spawn(async move {
+            let call = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
+            };
+            // The epoch callback stops a guest that runs wasm past the limit; this stops one that waits in a
+            // host call (a file operation, a clock) past it.
+            let result = tokio::time::timeout(limit, call).await;
+            drop(slot);
+            match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(explain(error, &store, limit)),
+                Err(_elapsed) => Err(Failure::TimedOut(limit)),
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let name = tenant.name.clone();
+                tokio::spawn(async move {
+                    if let Ok(Err(failure)) = task.await {
+                        eprintln!("tenant {name}: the component {failure} after its response had started");
+                    }
+                });
+                Ok(response)
+            }
+            Ok(Err(code)) => Err(Failure::Refused(code)),
+            Err(_no_response) => match task.await {
+                Ok(Ok(())) => Err(Failure::NoResponse),
+                Ok(Err(failure)) => Err(failure),
+                Err(panic) => Err(Failure::Crashed(panic.to_string())),
+            },
+        }
+    }
+}
+
+/// The engine: epoch interruption, and a pool of `slots` instances whose memories may reach `max_memory`.
+fn engine(slots: u32, max_memory: usize) -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    // Per instance of a Rust wasip2 component: a handful of core instances (the program and WASI's
+    // adapter shims), one or two memories and tables. Generous, since unused slots cost only address space.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 4)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memory_size(max_memory);
+    let mut config = Config::new();
+    config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // The on-disk cache of compiled code: the server starts in milliseconds after its first start.
+    if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
+        config.cache(Some(cache));
+    }
+    Engine::new(&config).map_err(|e| anyhow::Error::from(e).context("cannot set up the WebAssembly engine"))
+}
+
+/// Advances the engine's epoch every [`TICK`], for as long as the process runs.
+fn start_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("xnat-serve-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("cannot start the epoch ticker thread");
+}
+
+/// Why a call failed, from the error and what the store saw.
+fn explain(error: wasmtime::Error, store: &Store<State>, limit: Duration) -> Failure {
+    if let Some(desired) = store.data().limiter.memory_refused {
+        return Failure::OutOfMemory(desired);
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return Failure::Busy;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::TimedOut(limit),
+        _ => Failure::Crashed(format!("{:#}", anyhow::Error::from(error))),
+    }
+}
+
+/// What a store holds for one request.
+struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    hooks: NoOutgoingRequests,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// The component serves requests; it never sends any.
+struct NoOutgoingRequests;
+
+impl WasiHttpHooks for NoOutgoingRequests {
+    fn send_request(
+        &mut self,
+        _request: hyper::http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// A plain-text body for the host's own answers, in the component's body type.
+pub fn text_body(text: String) -> HyperOutgoingBody {
+    http_body_util::Full::new(hyper::body::Bytes::from(text)).map_err(|never| match never {}).boxed_unsync()
+}

@@ -1,0 +1,262 @@
+//! The HTTP server: accepts connections, routes each request by its first path segment to a tenant, logs
+//! it, and stops gracefully. `GET /` lists the tenants; `/<tenant>/rest` goes to that tenant's component
+//! as `/rest`; anything else is answered here in plain text.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::http::uri::PathAndQuery;
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::component::{Failure, HttpComponent, text_body};
+use super::tenant::Tenant;
+
+/// The tenants and the component that serves them.
+pub struct Server {
+    pub component: HttpComponent,
+    pub tenants: Vec<Tenant>,
+}
+
+/// Serves connections from `listener` until `shutdown` completes, then stops accepting and lets the
+/// requests in flight finish (waiting at most the longest time limit, plus a little).
+pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
+    let local = listener.local_addr().ok();
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    eprintln!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let server = server.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.respond(request, local).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let wait = server.tenants.iter().map(Tenant::timeout).max().unwrap_or_default() + Duration::from_secs(2);
+    eprintln!("shutting down: no new connections; finishing the requests in flight (at most {wait:?})");
+    if tokio::time::timeout(wait, graceful.shutdown()).await.is_err() {
+        eprintln!("some requests did not finish in time; stopping them");
+    }
+}
+
+impl Server {
+    /// Answers one request and arranges its access-log line (written once the body is sent).
+    async fn respond(&self, request: Request<Incoming>, local: Option<std::net::SocketAddr>) -> Response<Logged> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let (tenant, response) = self.route(request, local).await;
+        let line = LogLine { method, path, tenant, status: response.status(), started };
+        response.map(|body| Logged { body, line: Some(line) })
+    }
+
+    /// The response, and the tenant it went to (for the log).
+    async fn route(
+        &self,
+        mut request: Request<Incoming>,
+        local: Option<std::net::SocketAddr>,
+    ) -> (Option<String>, Response<HyperOutgoingBody>) {
+        let path = request.uri().path();
+        if has_dot_segment(path) {
+            let message = "the path must not contain '.' or '..' segments (plain or percent-encoded)";
+            return (None, plain(StatusCode::BAD_REQUEST, message));
+        }
+        if path == "/" || path.is_empty() {
+            return (None, self.index(request.method()));
+        }
+        let rest = &path[1..];
+        let (name, rest) = rest.split_once('/').map_or((rest, "/"), |(name, _)| (name, &rest[name.len()..]));
+        let Some(tenant) = self.tenants.iter().find(|t| t.name == name) else {
+            let message = format!("no tenant named '{name}' here; GET / lists the tenants");
+            return (None, plain(StatusCode::NOT_FOUND, &message));
+        };
+        let tenant_name = Some(tenant.name.clone());
+
+        // The component sees the path without the tenant's prefix (XNAT_BASE_PATH tells it the prefix).
+        let forwarded = match request.uri().query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        match PathAndQuery::try_from(forwarded).map(Uri::from) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(_) => return (tenant_name, plain(StatusCode::BAD_REQUEST, "the request's path is not valid")),
+        }
+        if !request.headers().contains_key(HOST) {
+            // HTTP/1.0 clients may leave it out; wasi:http needs an authority.
+            let host = local.map_or_else(|| "localhost".to_owned(), |addr| addr.to_string());
+            request.headers_mut().insert(HOST, HeaderValue::from_str(&host).expect("an address is a valid header"));
+        }
+
+        let Some(slot) = tenant.slot().await else {
+            let message = format!(
+                "tenant '{}' is already serving its limit of {} requests at once; retry shortly",
+                tenant.name,
+                tenant.max_concurrent()
+            );
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, &message);
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            return (tenant_name, response);
+        };
+        let response = match self.component.handle(tenant, request, slot).await {
+            Ok(response) => response,
+            Err(failure) => refusal(tenant, failure),
+        };
+        (tenant_name, response)
+    }
+
+    /// `GET /`: the tenants' names, one a line.
+    fn index(&self, method: &Method) -> Response<HyperOutgoingBody> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "GET / lists the tenants; nothing else is here");
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let names: String = self.tenants.iter().map(|t| format!("{}\n", t.name)).collect();
+        let mut response = Response::new(text_body(names));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response
+    }
+}
+
+/// The answer when the component gave none: what happened and what to do.
+fn refusal(tenant: &Tenant, failure: Failure) -> Response<HyperOutgoingBody> {
+    let name = &tenant.name;
+    let (status, message) = match &failure {
+        Failure::OutOfMemory(_) => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "the request needed more memory than tenant '{name}' allows ({} MiB) and was stopped; ask for less \
+                 at a time, or raise memory_mib in the server's configuration",
+                tenant.limits.memory_bytes >> 20
+            ),
+        ),
+        Failure::TimedOut(limit) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request did not finish within tenant '{name}''s time limit of {limit:?} and was stopped; ask \
+                 for less at a time, or raise request_timeout_secs in the server's configuration"
+            ),
+        ),
+        Failure::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is running as many requests as it has room for; retry shortly".to_owned(),
+        ),
+        Failure::Refused(_) | Failure::Crashed(_) | Failure::NoResponse => {
+            eprintln!("tenant {name}: the component {failure}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request failed inside the server ({failure}); please report it with this message"),
+            )
+        }
+    };
+    let mut response = plain(status, &message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A plain-text answer of the host's own.
+fn plain(status: StatusCode, message: &str) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(text_body(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Whether a path has a `.` or `..` segment, also once percent-decoded (`%2e%2e`, `..%2f`) and with
+/// backslashes read as slashes: such a path is refused rather than interpreted.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|raw| {
+        let decoded = percent_decode_str(raw).decode_utf8_lossy();
+        decoded.split(['/', '\\']).any(|segment| segment == "." || segment == "..")
+    })
+}
+
+/// One access-log line: method, path (without the query, which may hold credentials), tenant, status and
+/// the time until the body was sent.
+struct LogLine {
+    method: Method,
+    path: String,
+    tenant: Option<String>,
+    status: StatusCode,
+    started: Instant,
+}
+
+/// A response body that writes its request's log line once it is sent (or dropped by a closed connection).
+pub struct Logged {
+    body: HyperOutgoingBody,
+    line: Option<LogLine>,
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(l) = self.line.take() {
+            let ms = l.started.elapsed().as_secs_f64() * 1000.0;
+            let tenant = l.tenant.as_deref().unwrap_or("-");
+            eprintln!("{} {} tenant={tenant} status={} {ms:.1}ms", l.method, l.path, l.status.as_u16());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_dot_segment;
+
+    #[test]
+    fn dot_segments_in_every_spelling() {
+        for path in
+            ["/A/../B/data", "/A/%2e%2e/B", "/A/%2E%2E/B", "/A/.%2e/B", "/A/..%2fB", "/A/..%5cB", "/./A", "/A/."]
+        {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in ["/", "/A/data/prearchive", "/A/data/files/a..b", "/A/.hidden", "/A/...", "/A/data/x.xml"] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+}
