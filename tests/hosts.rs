@@ -1,0 +1,474 @@
+//! End to end: the library component in other hosts — Node (jco + preview2-shim, `examples/node`), Python
+//! (PyPI `wasmtime`, `examples/python`), the `wasmtime` CLI, `wasm-tools` — and the Rust embedding example
+//! (`examples/embed.rs`), each on a site written by `xnat-archive demo --dir`.
+//!
+//! Each test installs what it needs, cached in gitignored places so that reruns are fast:
+//! `examples/node/node_modules` and `examples/node/generated` (jco's output), `target/venv`, `target/tools`
+//! (`cargo install --root`). A test whose tool is missing (node, npm, python3) FAILS; only
+//! `XNAT_SKIP_SLOW_HOSTS=1` skips them, saying so, for local iteration.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use common::*;
+
+/// Set to `1` to skip these tests (they print why).
+const SKIP_VAR: &str = "XNAT_SKIP_SLOW_HOSTS";
+const WASMTIME_CLI: (&str, &str) = ("wasmtime-cli", "48.0.8");
+const WASM_TOOLS: (&str, &str) = ("wasm-tools", "1.263.0");
+
+fn skipped(test: &str) -> bool {
+    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("SKIPPED {test}: {SKIP_VAR}=1 is set (unset it to run the other hosts)");
+    }
+    skip
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
+}
+
+fn target() -> PathBuf {
+    workspace().join("target")
+}
+
+/// The component embedded in this build of xnat-archive, as a file for the other hosts.
+fn component() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = target().join("hosts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("xnat_plugin.wasm");
+        if std::fs::read(&file).ok().as_deref() != Some(xnat_archive::COMPONENT) {
+            std::fs::write(&file, xnat_archive::COMPONENT).unwrap();
+        }
+        file
+    })
+}
+
+/// A site written by `xnat-archive demo --dir`: a prearchive of six sessions and an archive where DEMO's
+/// SUBJ1_MR1 has been archived and refreshed.
+fn site() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = cli(&["demo", "--dir", site.to_str().unwrap()]);
+    assert!(out.status.success(), "xnat-archive demo failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    (dir, site)
+}
+
+fn text(out: &Output) -> String {
+    format!("--- stdout\n{}--- stderr\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs a command; a program that is not installed fails the test with what to do.
+fn output(cmd: &mut Command) -> Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.output().unwrap_or_else(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            panic!("`{program}` is not installed, and this test needs it; install it, or set {SKIP_VAR}=1 to skip")
+        }
+        panic!("cannot run {program}: {e}")
+    })
+}
+
+/// Runs a command that must succeed.
+fn run(cmd: &mut Command) -> Output {
+    let out = output(cmd);
+    assert!(out.status.success(), "{cmd:?} failed ({}):\n{}", out.status, text(&out));
+    out
+}
+
+/// Tool installs one at a time (two `cargo install`s on two cores only slow each other down).
+fn install_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `target/tools/bin/<bin>`, installed with `cargo install --locked --root target/tools` unless that
+/// version is there already.
+fn cargo_tool((krate, version): (&str, &str), bin: &str) -> PathBuf {
+    let _lock = install_lock();
+    let root = target().join("tools");
+    let path = root.join("bin").join(bin);
+    let installed = Command::new(&path)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).contains(version));
+    if !installed {
+        eprintln!("installing {krate} {version} into {} (once; minutes)", root.display());
+        run(Command::new(env!("CARGO"))
+            .args(["install", "--locked", "--root"])
+            .arg(&root)
+            .arg(format!("{krate}@{version}"))
+            // The outer build's settings are not the install's.
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"));
+    }
+    path
+}
+
+/// A stamp file holding `key`: true when it already did (the cached step can be skipped).
+fn stamped(stamp: &Path, key: &str) -> bool {
+    std::fs::read_to_string(stamp).is_ok_and(|s| s == key)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Node: jco + @bytecodealliance/preview2-shim
+
+/// `examples/node` with its packages installed (`npm ci`, when package-lock.json changed) and the component
+/// transpiled into `examples/node/generated` (when the component changed).
+fn node_example() -> &'static Path {
+    static READY: OnceLock<PathBuf> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = workspace().join("examples/node");
+        let node = run(Command::new("node").arg("--version"));
+        let major: u32 = String::from_utf8_lossy(&node.stdout)
+            .trim()
+            .trim_start_matches('v')
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(major >= 20, "Node {major} is too old for jco 1.35 and the preview2 shim: Node 20 or later is needed");
+
+        let lock = std::fs::read(dir.join("package-lock.json")).unwrap();
+        let stamp = dir.join("node_modules/.xnat-archive-stamp");
+        if !stamped(&stamp, &md5_hex(&lock)) {
+            eprintln!("npm ci in {}", dir.display());
+            run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir));
+            std::fs::write(&stamp, md5_hex(&lock)).unwrap();
+        }
+
+        let generated = dir.join("generated");
+        let key = format!("{} {}", md5_hex(xnat_archive::COMPONENT), md5_hex(&lock));
+        let stamp = generated.join(".xnat-archive-stamp");
+        if !stamped(&stamp, &key) {
+            let _ = std::fs::remove_dir_all(&generated);
+            run(Command::new(dir.join("node_modules/.bin/jco"))
+                .args(["transpile"])
+                .arg(component())
+                .args(["--instantiation", "async", "--name", "xnat_plugin", "--no-typescript", "--quiet", "-o"])
+                .arg(&generated)
+                .current_dir(&dir));
+            std::fs::write(&stamp, key).unwrap();
+        }
+        dir
+    })
+}
+
+#[test]
+fn node_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
+    if skipped("node_lists_validates_refreshes_with_grants_and_keeps_the_sandbox") {
+        return;
+    }
+    let dir = node_example();
+    let (_tmp, site) = site();
+    let out = output(Command::new("node").arg("main.mjs").arg(&site).arg(dir.join("generated")).current_dir(dir));
+    let shown = text(&out);
+    println!("{shown}");
+    assert!(out.status.success() && shown.contains("node: all checks passed"), "examples/node/main.mjs:\n{shown}");
+
+    // What the host saw, checked again from here.
+    let catalog = site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM/scan_1_catalog.xml");
+    assert!(std::fs::read_to_string(catalog).unwrap().contains("added-by-node.txt"));
+    assert!(shown.contains("failed (forbidden: cannot write"), "the read-only refusal:\n{shown}");
+    assert!(!shown.contains("secret.txt"), "a file outside the grant showed up:\n{shown}");
+}
+
+#[test]
+fn node_shim_alone_refuses_writes_with_not_supported() {
+    if skipped("node_shim_alone_refuses_writes_with_not_supported") {
+        return;
+    }
+    let dir = node_example();
+    let (_tmp, site) = site();
+    let before = snapshot(&site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM"));
+    let out = output(Command::new("node").arg("shim-alone.mjs").arg(&site).arg(dir.join("generated")).current_dir(dir));
+    let shown = text(&out);
+    println!("{shown}");
+    assert!(
+        out.status.success() && shown.contains("shim alone: behaves as README.md describes"),
+        "examples/node/shim-alone.mjs (if the shim changed, examples/node/README.md needs a new look):\n{shown}"
+    );
+    assert!(shown.contains("Not supported (os error 58)"), "{shown}");
+    let mut after = snapshot(&site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM"));
+    after.remove("added-by-shim.txt");
+    assert_eq!(before, after, "the shim alone changed the resource's files");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Python: the PyPI wasmtime package
+
+/// `target/venv` with `examples/python/requirements.txt` installed (again when it changed).
+fn python_venv() -> PathBuf {
+    let venv = target().join("venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    }
+    let requirements = workspace().join("examples/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let stamp = venv.join(".xnat-archive-requirements");
+    if !stamped(&stamp, &wanted) {
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
+            .arg(&requirements));
+        std::fs::write(&stamp, &wanted).unwrap();
+    }
+    python
+}
+
+#[test]
+fn python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
+    if skipped("python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox") {
+        return;
+    }
+    let python = python_venv();
+    let (_tmp, site) = site();
+    let out = output(
+        Command::new(python)
+            .arg("-B") // no __pycache__ in examples/python
+            .arg("main.py")
+            .arg(component())
+            .arg(&site)
+            .current_dir(workspace().join("examples/python")),
+    );
+    let shown = text(&out);
+    println!("{shown}");
+    assert!(out.status.success() && shown.contains("python: all checks passed"), "examples/python/main.py:\n{shown}");
+
+    let catalog = site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM/scan_1_catalog.xml");
+    assert!(std::fs::read_to_string(catalog).unwrap().contains("added-by-python.txt"));
+    assert!(!shown.contains("secret.txt"), "a file outside the grant showed up:\n{shown}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The Rust embedding example
+
+/// `target/release/examples/embed`: `cargo test` builds the examples; built here when it did not (`cargo
+/// test --test hosts`).
+fn embed_example() -> PathBuf {
+    // The test binary is target/<profile>/deps/hosts-<hash>; the examples are in target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let example = profile_dir.join("examples").join("embed");
+    if !example.exists() {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "xnat-archive", "--example", "embed"]).current_dir(workspace());
+        if release {
+            cmd.arg("--release");
+        }
+        run(&mut cmd);
+    }
+    example
+}
+
+#[test]
+fn embed_example_lists_a_prearchive() {
+    let example = embed_example();
+    let (_tmp, site) = site();
+    let out = run(Command::new(&example).arg(site.join("prearchive")));
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{rows}");
+    assert_eq!(rows.lines().count(), 6, "six sessions are left after the demo archived one:\n{rows}");
+    assert!(rows.lines().any(|l| l.starts_with("READY") && l.contains("Unassigned/") && l.ends_with("/ANON01_MR")));
+    assert!(rows.lines().any(|l| l.starts_with("RECEIVING") && l.ends_with("/SUBJ4_MR1")));
+
+    let out = run(Command::new(&example).arg(site.join("prearchive")).arg("TRIAL"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // A directory that does not exist cannot be granted: a host failure, exit status 1, saying so.
+    let out = output(Command::new(&example).arg(site.join("no-such-dir")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot grant"), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// wasm-tools: the contract as compiled into the component
+
+#[test]
+fn wasm_tools_prints_the_library_world() {
+    if skipped("wasm_tools_prints_the_library_world") {
+        return;
+    }
+    let wasm_tools = cargo_tool(WASM_TOOLS, "wasm-tools");
+    let out = run(Command::new(wasm_tools).args(["component", "wit"]).arg(component()));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let world: Vec<&str> = printed.lines().skip_while(|l| !l.starts_with("world ")).take_while(|l| *l != "}").collect();
+    println!("{}", world.join("\n"));
+    for line in [
+        "  import xnat:archive/progress@0.1.0;",
+        "  import xnat:archive/types@0.1.0;",
+        "  export xnat:archive/catalogs@0.1.0;",
+        "  export xnat:archive/prearchive@0.1.0;",
+        "  export xnat:archive/validation@0.1.0;",
+        "  export xnat:archive/archiver@0.1.0;",
+    ] {
+        assert!(world.contains(&line), "the component's world lacks `{}`:\n{}", line.trim(), world.join("\n"));
+    }
+    // Beyond those, the component imports WASI 0.2 only (no wasi:http, no sockets: a plain WASI host runs it).
+    for line in world.iter().filter(|l| l.trim_start().starts_with("import ")) {
+        let name = line.trim().trim_start_matches("import ");
+        assert!(
+            name.starts_with("xnat:archive/")
+                || ["wasi:io/", "wasi:clocks/", "wasi:cli/", "wasi:filesystem/", "wasi:random/"]
+                    .iter()
+                    .any(|p| name.starts_with(p)),
+            "unexpected import {name}"
+        );
+        assert!(!name.starts_with("wasi:") || name.contains("@0.2."), "not WASI 0.2: {name}");
+    }
+
+    // Every function of wit/archive.wit, with its signature, is in the compiled contract.
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let printed = squash(&printed);
+    let source = std::fs::read_to_string(workspace().join("wit/archive.wit")).unwrap();
+    let functions: Vec<String> =
+        source.lines().map(str::trim).filter(|l| l.contains(": func(") && !l.starts_with("///")).map(squash).collect();
+    assert!(functions.len() >= 12, "found only {} functions in wit/archive.wit", functions.len());
+    for f in &functions {
+        assert!(printed.contains(f.as_str()), "the component lacks `{f}` (rebuilt from another wit/archive.wit?)");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The wasmtime CLI: `wasmtime run --dir HOST::GUEST --invoke 'func(WAVE arguments)'`
+
+/// The library component with `examples/wasmtime-cli/progress-noop.wat` composed into its progress import
+/// (`wasm-tools component embed` + `component new` + `compose`), so that it imports WASI only.
+fn component_with_noop_progress(wasm_tools: &Path) -> PathBuf {
+    let example = workspace().join("examples/wasmtime-cli");
+    let dir = target().join("hosts/progress-noop");
+    let _ = std::fs::remove_dir_all(&dir);
+    // The stub's WIT: its world, and the xnat:archive package as a dependency (only archive.wit, so that other
+    // files in wit/ never matter here).
+    std::fs::create_dir_all(dir.join("wit/deps/archive")).unwrap();
+    std::fs::copy(example.join("progress-noop.wit"), dir.join("wit/progress-noop.wit")).unwrap();
+    std::fs::copy(workspace().join("wit/archive.wit"), dir.join("wit/deps/archive/archive.wit")).unwrap();
+    let tool = |args: &[&str]| run(Command::new(wasm_tools).args(args).current_dir(&dir));
+    let wat = example.join("progress-noop.wat");
+    tool(&["component", "embed", "wit", "--world", "noop", wat.to_str().unwrap(), "-o", "noop.core.wasm"]);
+    tool(&["component", "new", "noop.core.wasm", "-o", "noop.wasm"]);
+    let plugged = dir.join("xnat_plugin_noop_progress.wasm");
+    tool(&["compose", component().to_str().unwrap(), "-d", "noop.wasm", "-o", plugged.to_str().unwrap()]);
+    let out = tool(&["component", "wit", plugged.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("import xnat:archive/progress"), "still imports progress:\n{printed}");
+    assert!(printed.contains("export xnat:archive/catalogs@0.1.0;"), "{printed}");
+    plugged
+}
+
+/// The `src` of the Unassigned session of a demo site (`/prearchive/projects/Unassigned/TS/ANON01_MR`).
+fn unassigned_src(site: &Path) -> String {
+    for entry in std::fs::read_dir(site.join("prearchive")).unwrap() {
+        let timestamp = entry.unwrap().file_name().into_string().unwrap();
+        if site.join("prearchive").join(&timestamp).join("ANON01_MR").is_dir() {
+            return format!("/prearchive/projects/Unassigned/{timestamp}/ANON01_MR");
+        }
+    }
+    panic!("the demo site has no Unassigned session ANON01_MR");
+}
+
+#[test]
+fn wasmtime_cli_invokes_exports_with_wave_arguments() {
+    if skipped("wasmtime_cli_invokes_exports_with_wave_arguments") {
+        return;
+    }
+    let wasmtime = cargo_tool(WASMTIME_CLI, "wasmtime");
+    let wasm_tools = cargo_tool(WASM_TOOLS, "wasm-tools");
+    let (_tmp, site) = site();
+    let pre = format!("{}::/prearchive", site.join("prearchive").display());
+    let arc = format!("{}::/archive", site.join("archive").display());
+    let invoke = |flags: &[&str], dirs: &[&str], call: &str, wasm: &Path| {
+        let mut cmd = Command::new(&wasmtime);
+        cmd.arg("run").args(flags);
+        for dir in dirs {
+            cmd.args(["--dir", dir]);
+        }
+        let out = output(cmd.args(["--invoke", call]).arg(wasm).env("RUST_BACKTRACE", "0"));
+        let dirs: String = dirs.iter().map(|d| format!(" --dir {d}")).collect();
+        println!("$ wasmtime run {}{dirs} --invoke '{call}' {}\n{}", flags.join(" "), wasm.display(), text(&out));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), text(&out))
+    };
+    let get = format!("get(\"{}\")", unassigned_src(&site));
+
+    // 1. The component as built imports xnat:archive/progress, which the CLI cannot provide: it refuses to
+    //    instantiate it.
+    let (ok, _, shown) = invoke(&[], &[&pre], &get, component());
+    assert!(!ok, "{shown}");
+    assert!(
+        shown.contains(
+            "component imports instance `xnat:archive/progress@0.1.0`, but a matching implementation was not found"
+        ),
+        "{shown}"
+    );
+    // 2. `-W unknown-imports-trap=y` stubs progress, but also every WASI interface the component imports at
+    //    another 0.2 minor than wasmtime's own (0.2.6 vs 0.2.12): the first file access traps
+    //    (bytecodealliance/wasmtime#10663).
+    let (ok, _, shown) = invoke(&["-W", "unknown-imports-trap=y"], &[&pre], &get, component());
+    assert!(!ok, "{shown}");
+    assert!(shown.contains("unknown import: `wasi:filesystem/preopens@"), "{shown}");
+
+    // With the no-op progress composed in, every export with a name --invoke can parse runs.
+    let plugged = component_with_noop_progress(&wasm_tools);
+
+    // 3. `list` is a WIT keyword and the WAVE function name has no `%` escape: prearchive.list cannot be named.
+    let (ok, _, shown) = invoke(&[], &[&pre], "list(none)", &plugged);
+    assert!(!ok && shown.contains("found keyword `list`"), "{shown}");
+
+    // 4. Interface functions by their bare name, records in WAVE (option fields may be left out).
+    let (ok, stdout, shown) = invoke(&[], &[&pre], &get, &plugged);
+    assert!(ok && stdout.starts_with("ok({project: \"Unassigned\"") && stdout.contains("status: \"READY\""), "{shown}");
+
+    let validate = format!(
+        "validate({{src: [\"{}\"], overwrite: %none, quarantine: false, trigger-pipelines: false}})",
+        unassigned_src(&site)
+    );
+    let (ok, stdout, shown) = invoke(&[], &[&pre, &arc], &validate, &plugged);
+    assert!(
+        ok && stdout.contains("{code: 6, kind: \"FAIL\", message: \"unable to identify destination project\"}"),
+        "{shown}"
+    );
+
+    let session = "/archive/projects/DEMO/subjects/SUBJ1/experiments/SUBJ1_MR1";
+    let refresh = |resource: &str, mode: &str| {
+        format!("refresh({{resources: [\"{resource}\"], options: {{}}, algorithm: md5, mode: {mode}}})")
+    };
+    let (ok, stdout, shown) = invoke(&[], &[&arc], &refresh(session, "verify"), &plugged);
+    assert!(ok && stdout.starts_with("ok([") && stdout.matches("outcome: unchanged").count() == 2, "{shown}");
+
+    // --dir is always read-write in the CLI (no read-only grants): an apply writes.
+    let scan = site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM");
+    std::fs::write(scan.join("added-by-cli.txt"), "not cataloged yet\n").unwrap();
+    let (ok, stdout, shown) =
+        invoke(&[], &[&arc], &refresh(&format!("{session}/scans/1/resources/DICOM"), "apply"), &plugged);
+    assert!(ok && stdout.contains("outcome: written") && stdout.contains("added: [\"added-by-cli.txt\"]"), "{shown}");
+    assert!(std::fs::read_to_string(scan.join("scan_1_catalog.xml")).unwrap().contains("added-by-cli.txt"));
+
+    // Limits: -W max-memory-size and -W timeout, per run.
+    let (ok, _, shown) = invoke(&["-W", "max-memory-size=268435456", "-W", "timeout=30s"], &[&pre], &get, &plugged);
+    assert!(ok, "{shown}");
+    let (ok, _, shown) = invoke(&["-W", "max-memory-size=1048576"], &[&pre], &get, &plugged);
+    assert!(!ok, "the component ran within 1 MiB of memory:\n{shown}");
+
+    // The component's errors come back as `err(...)` on stdout (the exit status stays 0).
+    let (ok, stdout, shown) = invoke(&[], &[&pre], "get(\"/prearchive/projects/X/1/Y\")", &plugged);
+    assert!(ok && stdout.starts_with("err(not-found("), "{shown}");
+
+    // 5. The sandbox: a symlink inside the grant that leads out of it is not followed.
+    let outside = site.join("outside-the-grant/resources/NOTES");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "not for the component\n").unwrap();
+    std::os::unix::fs::symlink("../outside-the-grant", site.join("archive/ESCAPE")).unwrap();
+    let (ok, stdout, shown) =
+        invoke(&[], &[&arc], &refresh("/archive/projects/ESCAPE/resources/NOTES", "dry-run"), &plugged);
+    assert!(ok && stdout.starts_with("err(not-found(") && !shown.contains("secret.txt"), "{shown}");
+}
