@@ -288,7 +288,7 @@ fn create_subject(arch: &Tree, project: &str, label: &str, site: &str, s: &Sessi
             ("label".into(), label.into()),
         ];
         let xml = crate::xml::write(&root, crate::xml::AttributeOrder::Kept, crate::xml::Indent::Pretty);
-        if arch.create_new(&doc, xml.as_bytes())? {
+        if arch.create_new_complete(&doc, xml.as_bytes())? {
             return Ok(id);
         }
     }

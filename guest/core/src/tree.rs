@@ -236,6 +236,26 @@ impl Tree {
         Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
     }
 
+    /// Creates a file that must not exist, with its whole content at once: written to a temporary file
+    /// first, then hard-linked into place (which fails if the name exists). Readers never see it partly
+    /// written. False when it already exists.
+    pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
+        let tmp = rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))?;
+        let result = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(&tmp))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::hard_link(self.path(&tmp), self.path(rel))
+        })();
+        let _ = fs::remove_file(self.path(&tmp));
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(rel.as_str(), &e)),
+        }
+    }
+
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
         fs::remove_file(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }
@@ -296,6 +316,9 @@ mod tests {
         assert_eq!(tree.read(&f).unwrap(), b"two");
         assert_eq!(tree.list(&RelPath::root()).unwrap().len(), 1);
         assert!(tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
+        assert!(tree.create_new_complete(&RelPath::new("c").unwrap(), b"whole").unwrap());
+        assert!(!tree.create_new_complete(&RelPath::new("c").unwrap(), b"other").unwrap());
+        assert_eq!(tree.read(&RelPath::new("c").unwrap()).unwrap(), b"whole");
         assert!(!tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
     }
 }
