@@ -65,6 +65,9 @@ impl HttpComponent {
     /// Compiles the component (`bytes`: a binary `.wasm`) for an engine with `slots` instance slots whose
     /// memories may grow to `max_memory` bytes, and links it to WASI and `wasi:http`.
     pub fn load(bytes: &[u8], slots: u32, max_memory: usize) -> anyhow::Result<HttpComponent> {
+        if !bytes.starts_with(b"\0asm") {
+            anyhow::bail!("not a WebAssembly binary (a .wasm file starts with \\0asm); check the path");
+        }
         let engine = engine(slots, max_memory)?;
         let component = Component::new(&engine, bytes)
             .map_err(|e| anyhow::Error::from(e).context("not a valid WebAssembly component"))?;
@@ -138,12 +141,15 @@ impl HttpComponent {
             // The epoch callback stops a guest that runs wasm past the limit; this stops one that waits in a
             // host call (a file operation, a clock) past it.
             let result = tokio::time::timeout(limit, call).await;
-            drop(slot);
-            match result {
+            let outcome = match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(explain(error, &store, limit)),
                 Err(_elapsed) => Err(Failure::TimedOut(limit)),
-            }
+            };
+            // The instance's pool slot is free before the tenant's slot is, so the pool never runs short.
+            drop(store);
+            drop(slot);
+            outcome
         });
 
         match receiver.await {
