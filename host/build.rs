@@ -1,16 +1,16 @@
-//! Builds the guest component (`xnat-plugin` for `wasm32-wasip2`) and puts it in `OUT_DIR` for
-//! `include_bytes!`.
+//! Builds the guest components (`xnat-plugin`, the library component, and `xnat-http`, the HTTP component,
+//! for `wasm32-wasip2`) and puts them in `OUT_DIR` for `include_bytes!`.
 //!
-//! The guest is built by a nested `cargo` with its own target directory (`<workspace>/target/guest`), so it
+//! The guests are built by one nested `cargo` with its own target directory (`<workspace>/target/guest`), so it
 //! never waits on the lock of the outer build's target directory, and without the outer build's flags.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUEST_PACKAGE: &str = "xnat-plugin";
 const GUEST_TARGET: &str = "wasm32-wasip2";
-const GUEST_ARTIFACT: &str = "xnat_plugin.wasm";
+/// The guest packages and the components they build.
+const GUESTS: [(&str, &str); 2] = [("xnat-plugin", "xnat_plugin.wasm"), ("xnat-http", "xnat_http.wasm")];
 
 /// Variables set by the outer build that must not reach the nested one: they would change its flags, its
 /// target or its target directory, or wrap rustc in clippy.
@@ -35,9 +35,11 @@ fn main() {
     }
 
     ensure_target();
-    let wasm = build_guest(&workspace);
-    let dest = out_dir.join(GUEST_ARTIFACT);
-    std::fs::copy(&wasm, &dest).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
+    for wasm in build_guests(&workspace) {
+        let dest = out_dir.join(wasm.file_name().expect("a component file"));
+        std::fs::copy(&wasm, &dest)
+            .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
+    }
 }
 
 /// Installs the guest target with rustup when this toolchain lacks it, so that a fresh machine needs no
@@ -62,14 +64,16 @@ fn ensure_target() {
     }
 }
 
-/// Runs the nested cargo and returns the path of the built component.
-fn build_guest(workspace: &Path) -> PathBuf {
+/// Runs the nested cargo and returns the paths of the built components.
+fn build_guests(workspace: &Path) -> Vec<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = workspace.join("target").join("guest");
+    let packages: Vec<&str> = GUESTS.iter().flat_map(|(package, _)| ["-p", package]).collect();
 
     let mut cmd = Command::new(&cargo);
     cmd.arg("build")
-        .args(["-p", GUEST_PACKAGE, "--release", "--target", GUEST_TARGET])
+        .args(&packages)
+        .args(["--release", "--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir)
         .arg("--manifest-path")
@@ -97,14 +101,20 @@ fn build_guest(workspace: &Path) -> PathBuf {
             );
         }
         panic!(
-            "building the guest component failed ({}): `{} build -p {GUEST_PACKAGE} --release --target {GUEST_TARGET}`; \
+            "building the guest components failed ({}): `{} build {} --release --target {GUEST_TARGET}`; \
              its output is above.",
             output.status,
-            cargo.to_string_lossy()
+            cargo.to_string_lossy(),
+            packages.join(" ")
         );
     }
 
-    let wasm = target_dir.join(GUEST_TARGET).join("release").join(GUEST_ARTIFACT);
-    assert!(wasm.is_file(), "the guest build succeeded but {} is missing", wasm.display());
-    wasm
+    GUESTS
+        .iter()
+        .map(|(_, artifact)| {
+            let wasm = target_dir.join(GUEST_TARGET).join("release").join(artifact);
+            assert!(wasm.is_file(), "the guest build succeeded but {} is missing", wasm.display());
+            wasm
+        })
+        .collect()
 }

@@ -30,6 +30,11 @@ pub const TEST_SWITCHES: [&str; 2] = [FAULT_POINT_VAR, PAUSE_MS_VAR];
 /// The library component built from `guest/plugin` for `wasm32-wasip2`, embedded at build time.
 pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm"));
 
+/// The HTTP component built from `guest/http` for `wasm32-wasip2` (exports `wasi:http/incoming-handler`;
+/// the archive preopened at `/archive`, the prearchive at `/prearchive`; settings from `XNAT_*` environment
+/// variables, see the `xnat-http` crate), embedded at build time.
+pub static HTTP_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_http.wasm"));
+
 /// A loaded component, ready to run calls. Cheap to clone; calls may run concurrently from several threads.
 #[derive(Clone)]
 pub struct Runtime {

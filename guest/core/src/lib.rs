@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod auth;
 pub mod catalog;
 pub mod digest;
 pub mod document;

@@ -1,0 +1,184 @@
+//! Who is asking: HTTP Basic on any request, or the `JSESSIONID` cookie holding a signed session token
+//! (`xnat_core::auth::Token`); and the login/session endpoints xnatpy and pyxnat call
+//! (`http-surface.md` §2.1, §3.1).
+//!
+//! A valid cookie is checked first, so a Basic caller that carries the cookie (pyxnat keeps it after
+//! `GET /data/JSESSION`) costs no password hash per request; an expired or foreign cookie falls back to
+//! Basic credentials when they are present.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use xnat_core::auth::{AuthError, Token};
+
+use crate::formats::HttpError;
+use crate::params::Params;
+use crate::{Context, Request, Response};
+
+/// The session cookie's name (XNAT's, which both clients expect).
+pub const COOKIE: &str = "JSESSIONID";
+
+/// The body pyxnat recognises as an authentication failure on its first request (`GET /data/JSESSION`).
+pub const PYXNAT_401: &str = "The request requires user authentication";
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A valid session token from the cookie.
+    Cookie(String),
+    Basic,
+}
+
+/// Authenticates the request, or says why not (401; 500 when the settings are broken).
+pub fn authenticate(req: &Request, ctx: &Context) -> Result<Principal, HttpError> {
+    if let Some(problem) = &ctx.config_error {
+        return Err(HttpError::new(500, "io", problem));
+    }
+    let mut cookie_problem = None;
+    for token in session_cookies(req) {
+        match verify(ctx, token) {
+            Ok(user) => return Ok(Principal { user, via: Via::Cookie(token.to_string()) }),
+            Err(e) => {
+                cookie_problem.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(basic) = req.header("authorization") {
+        let Some((user, password)) = basic_credentials(basic) else {
+            return Err(HttpError::unauthorized(
+                "The Authorization header is not HTTP Basic (Basic base64(user:password)); \
+                 send Basic credentials or log in with PUT /data/services/auth",
+            ));
+        };
+        if ctx.users.verify_password(&user, &password) {
+            return Ok(Principal { user, via: Via::Basic });
+        }
+        return Err(HttpError::unauthorized(&format!(
+            "Login attempt failed. Please try again. (wrong user name or password{})",
+            no_users_hint(ctx)
+        )));
+    }
+    Err(match cookie_problem {
+        Some(e) => HttpError::unauthorized(&e.to_string()),
+        None => HttpError::unauthorized(&format!(
+            "{PYXNAT_401}: send HTTP Basic credentials, or the {COOKIE} cookie that PUT /data/services/auth \
+             returns{}",
+            no_users_hint(ctx)
+        )),
+    })
+}
+
+fn no_users_hint(ctx: &Context) -> &'static str {
+    if ctx.users.is_empty() { "; this server has no users configured (XNAT_USERS)" } else { "" }
+}
+
+/// A token's user, if the token is valid for this tenant and its user is still configured.
+fn verify(ctx: &Context, token: &str) -> Result<String, AuthError> {
+    let secret = ctx.secret.as_deref().ok_or(AuthError::NoSecret)?;
+    let user = Token::verify(secret, &ctx.tenant, token, ctx.now)?;
+    if ctx.users.contains(&user) {
+        Ok(user)
+    } else {
+        Err(AuthError::Config(format!("user {user} is no longer configured on this server; log in as another user")))
+    }
+}
+
+/// Every `JSESSIONID` value in the request's `Cookie` headers (a client may hold more than one).
+pub fn session_cookies(req: &Request) -> Vec<&str> {
+    req.headers_named("cookie")
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(name, _)| name.trim() == COOKIE)
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// `Basic base64(user:password)` → (user, password).
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, b64) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `Set-Cookie` for a token, on the tenant's base path.
+pub fn set_cookie(ctx: &Context, token: &str) -> String {
+    format!("{COOKIE}={token}; Path={}; HttpOnly; SameSite=Lax", cookie_path(ctx))
+}
+
+/// `Set-Cookie` that makes the client drop the cookie.
+pub fn expire_cookie(ctx: &Context) -> String {
+    format!(
+        "{COOKIE}=; Path={}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax",
+        cookie_path(ctx)
+    )
+}
+
+fn cookie_path(ctx: &Context) -> &str {
+    if ctx.base_path.is_empty() { "/" } else { &ctx.base_path }
+}
+
+/// A fresh token for `user` as the response to a login or heartbeat: 200 with the token as body and the
+/// cookie set; with no secret configured, 200 with an empty body (xnatpy then falls back to Basic).
+fn session_response(ctx: &Context, user: &str) -> Result<Response, HttpError> {
+    let Some(secret) = ctx.secret.as_deref() else {
+        return Ok(Response::empty());
+    };
+    let token = Token::issue(secret, &ctx.tenant, user, ctx.now, ctx.token_ttl)
+        .map_err(|e| HttpError::new(500, "io", &format!("cannot issue a session token: {e}")))?;
+    Ok(Response::text(token.clone()).with_header("set-cookie", &set_cookie(ctx, &token)))
+}
+
+/// `PUT|POST /data/services/auth`: form `username`/`password` (or `j_username`/`j_password`); without a
+/// user name in the form, the request's own credentials (Basic or cookie).
+pub fn login(req: &Request, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    if let Some(problem) = &ctx.config_error {
+        return Err(HttpError::new(500, "io", problem));
+    }
+    let user = params.get("username").or_else(|| params.get("j_username"));
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        let who = authenticate(req, ctx)?;
+        return session_response(ctx, &who.user);
+    };
+    let password = params.get("password").or_else(|| params.get("j_password")).unwrap_or("");
+    if !ctx.users.verify_password(user, password) {
+        return Err(HttpError::unauthorized(&format!(
+            "Login attempt failed. Please try again. (wrong user name or password{})",
+            no_users_hint(ctx)
+        )));
+    }
+    session_response(ctx, user)
+}
+
+/// `GET /data/JSESSION`: the heartbeat (cookie callers) and the session for Basic callers: a fresh token,
+/// so an active client's session keeps going.
+pub fn jsession(who: &Principal, ctx: &Context) -> Result<Response, HttpError> {
+    session_response(ctx, &who.user)
+}
+
+/// `DELETE /data/JSESSION`: nothing to invalidate (tokens are stateless); the cookie is expired. A caller
+/// whose cookie is genuine but has expired may still log out.
+pub fn logout(req: &Request, ctx: &Context) -> Result<Response, HttpError> {
+    let genuine = |t: &str| match verify(ctx, t) {
+        Ok(_) | Err(AuthError::Expired { .. }) => true,
+        Err(_) => false,
+    };
+    if !session_cookies(req).into_iter().any(genuine) {
+        authenticate(req, ctx)?;
+    }
+    Ok(Response::empty().with_header("set-cookie", &expire_cookie(ctx)))
+}
+
+/// `GET /data/auth`: the text xnatpy's `check_auth` matches.
+pub fn whoami(who: &Principal) -> Response {
+    Response::text(format!("User '{}' is logged in", who.user))
+}

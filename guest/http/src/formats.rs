@@ -1,0 +1,261 @@
+//! What goes out: XNAT's table formats (ResultSet JSON, CSV, XML) and error bodies (plain text, or JSON when
+//! the request asked for `format=json`; never HTML, which xnatpy and pyxnat both reject).
+
+use crate::Response;
+use crate::params::Params;
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+pub const CSV: &str = "text/csv; charset=utf-8";
+pub const XML: &str = "application/xml";
+pub const URI_LIST: &str = "text/uri-list";
+
+/// A table format XNAT offers with `format=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Xml,
+}
+
+impl Format {
+    /// `format=` of the request; `default` when absent. `html` and unknown names are a 400.
+    pub fn from_params(params: &Params, default: Format) -> Result<Format, HttpError> {
+        match params.value("format").map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some("xml") => Ok(Format::Xml),
+            Some(other) => Err(HttpError::bad_request(&format!(
+                "format={other} is not offered here; use format=json, format=csv or format=xml"
+            ))),
+        }
+    }
+}
+
+/// A failed request: its status, XNAT-style kind and a message that tells what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub message: String,
+    /// Extra response headers (`www-authenticate`, `allow`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpError {
+    pub fn new(status: u16, kind: &'static str, message: &str) -> HttpError {
+        HttpError { status, kind, message: message.to_string(), headers: Vec::new() }
+    }
+
+    pub fn bad_request(message: &str) -> HttpError {
+        HttpError::new(400, "bad-request", message)
+    }
+
+    pub fn not_found(message: &str) -> HttpError {
+        HttpError::new(404, "not-found", message)
+    }
+
+    /// A 401, with the Basic challenge.
+    pub fn unauthorized(message: &str) -> HttpError {
+        HttpError::new(401, "unauthorized", message).with_header("www-authenticate", "Basic realm=\"XNAT\"")
+    }
+
+    /// A 405 naming the methods the path takes.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> HttpError {
+        HttpError::new(
+            405,
+            "method-not-allowed",
+            &format!("{method} is not allowed on {path}; use {}", allowed.join(" or ")),
+        )
+        .with_header("allow", &allowed.join(", "))
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpError {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The response: JSON `{"error":{"kind","message"}}` when `json`, plain text otherwise.
+    pub fn response(&self, json: bool) -> Response {
+        let mut r = if json {
+            let body = serde_json::json!({ "error": { "kind": self.kind, "message": self.message } });
+            Response::new(self.status, JSON, body.to_string())
+        } else {
+            Response::new(self.status, TEXT, self.message.clone())
+        };
+        r.headers.extend(self.headers.iter().cloned());
+        r
+    }
+}
+
+impl From<xnat_core::error::Error> for HttpError {
+    fn from(e: xnat_core::error::Error) -> HttpError {
+        use xnat_core::error::Error as E;
+        let (status, kind) = match &e {
+            E::BadRequest(_) => (400, "bad-request"),
+            E::Forbidden(_) => (403, "forbidden"),
+            E::NotFound(_) => (404, "not-found"),
+            E::Conflict(_) => (409, "conflict"),
+            E::Locked(_) => (423, "locked"),
+            E::Io(_) => (500, "io"),
+            E::Corrupt(_) => (500, "corrupt"),
+        };
+        HttpError::new(status, kind, e.message())
+    }
+}
+
+/// A plain-text error response (for the glue, before parameters are known).
+pub fn failure(status: u16, kind: &'static str, message: &str) -> Response {
+    HttpError::new(status, kind, message).response(false)
+}
+
+/// An XNAT table: named columns, rows of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[&str]) -> Table {
+        Table { columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        debug_assert_eq!(row.len(), self.columns.len());
+        self.rows.push(row);
+    }
+
+    /// `{"ResultSet":{"Result":[{"col":"value",...}],"totalRecords":"N"}}`, columns in table order.
+    pub fn to_json(&self) -> String {
+        let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> =
+                    self.columns.iter().zip(row).map(|(c, v)| format!("{}:{}", q(c), q(v))).collect();
+                format!("{{{}}}", cells.join(","))
+            })
+            .collect();
+        format!("{{\"ResultSet\":{{\"Result\":[{}],\"totalRecords\":\"{}\"}}}}", rows.join(","), self.rows.len())
+    }
+
+    /// A header line, then one line per row (RFC 4180 quoting). Never empty: pyxnat needs the header.
+    pub fn to_csv(&self) -> String {
+        let mut out = csv_line(&self.columns);
+        out.push('\n');
+        for row in &self.rows {
+            out.push_str(&csv_line(row));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// XNAT's XML table: `<ResultSet><results><columns>…</columns><rows><row><cell>…`.
+    pub fn to_xml(&self) -> String {
+        let mut out = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ResultSet totalRecords=\"{}\">\n<results>\n<columns>",
+            self.rows.len()
+        );
+        for c in &self.columns {
+            out.push_str(&format!("<column>{}</column>", xml_escape(c)));
+        }
+        out.push_str("</columns>\n<rows>\n");
+        for row in &self.rows {
+            out.push_str("<row>");
+            for v in row {
+                out.push_str(&format!("<cell>{}</cell>", xml_escape(v)));
+            }
+            out.push_str("</row>\n");
+        }
+        out.push_str("</rows>\n</results>\n</ResultSet>\n");
+        out
+    }
+
+    /// The table as a response with `status`.
+    pub fn response(&self, format: Format, status: u16) -> Response {
+        match format {
+            Format::Json => Response::new(status, JSON, self.to_json()),
+            Format::Csv => Response::new(status, CSV, self.to_csv()),
+            Format::Xml => Response::new(status, XML, self.to_xml()),
+        }
+    }
+}
+
+/// One CSV record: a field holding a comma, a quote, a line break or edge spaces is quoted, quotes doubled.
+fn csv_line(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') || f.ends_with(' ') {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    quoted.join(",")
+}
+
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        let mut t = Table::new(&["code", "type", "message"]);
+        t.push(vec!["5".into(), "CONFLICT".into(), "a \"quoted\", <odd> message".into()]);
+        t.push(vec!["7".into(), "FAIL".into(), String::new()]);
+        t
+    }
+
+    #[test]
+    fn json_keeps_column_order_and_strings() {
+        let json = table().to_json();
+        assert!(json.starts_with(r#"{"ResultSet":{"Result":[{"code":"5","type":"CONFLICT","message":"#), "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["ResultSet"]["Result"][0]["message"], "a \"quoted\", <odd> message");
+        assert_eq!(v["ResultSet"]["totalRecords"], "2");
+        assert_eq!(Table::new(&["a"]).to_json(), r#"{"ResultSet":{"Result":[],"totalRecords":"0"}}"#);
+    }
+
+    #[test]
+    fn csv_and_xml() {
+        assert_eq!(table().to_csv(), "code,type,message\n5,CONFLICT,\"a \"\"quoted\"\", <odd> message\"\n7,FAIL,\n");
+        assert_eq!(Table::new(&["a", "b"]).to_csv(), "a,b\n");
+        let xml = table().to_xml();
+        assert!(xml.contains("<column>code</column><column>type</column>"), "{xml}");
+        assert!(xml.contains("<cell>a &quot;quoted&quot;, &lt;odd&gt; message</cell>"), "{xml}");
+    }
+
+    #[test]
+    fn formats_and_errors() {
+        let p = |v: &str| Params::from_pairs([("format", v)]);
+        assert_eq!(Format::from_params(&Params::default(), Format::Json).unwrap(), Format::Json);
+        assert_eq!(Format::from_params(&p("CSV"), Format::Json).unwrap(), Format::Csv);
+        assert_eq!(Format::from_params(&p("xml"), Format::Json).unwrap(), Format::Xml);
+        assert_eq!(Format::from_params(&p("html"), Format::Json).unwrap_err().status, 400);
+        let e: HttpError = xnat_core::error::Error::Locked("busy; retry".into()).into();
+        let r = e.response(true);
+        assert_eq!(r.status, 423);
+        assert_eq!(r.body_text(), r#"{"error":{"kind":"locked","message":"busy; retry"}}"#);
+        let r = e.response(false);
+        assert_eq!((r.header("content-type"), r.body_text().as_str()), (Some(TEXT), "busy; retry"));
+    }
+}

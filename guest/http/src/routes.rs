@@ -1,0 +1,563 @@
+//! The router: method and path → handler, each handler a thin mapping of parameters onto an `xnat-core`
+//! call and of its result onto XNAT's response (`http-surface.md` §5, tiers A–C; statuses per D2).
+//!
+//! Every path but `GET /`, the login and the logout needs an authenticated caller (see [`crate::auth`]);
+//! unknown paths are 404 only once the caller is known, so they reveal nothing to strangers.
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use serde_json::{Value, json};
+use xnat_core::archive::{self, Overwrite};
+use xnat_core::prearchive::{Prearchive, Row, SessionRef};
+use xnat_core::refresh::{self, NoProgress, Outcome, ResourceReport};
+use xnat_core::resource::{self, ResourceSpec};
+
+use crate::auth::{self, Principal};
+use crate::formats::{self, Format, HttpError, Table};
+use crate::objects;
+use crate::params::Params;
+use crate::{Context, Request, Response};
+
+pub use crate::formats::failure;
+
+/// The XNAT version this surface reports: 1.8.x makes xnatpy use its 1.7+ model loader.
+pub const XNAT_VERSION: &str = "1.8.10";
+
+const XNAT_XSD: &str = include_str!("schemas/xnat.xsd");
+const XDAT_XSD: &str = include_str!("schemas/xdat.xsd");
+
+/// The prearchive listing's 19 columns, in XNAT's order (`DatabaseSession`).
+pub const ROW_COLUMNS: [&str; 19] = [
+    "project",
+    "timestamp",
+    "lastmod",
+    "uploaded",
+    "scan_date",
+    "scan_time",
+    "subject",
+    "folderName",
+    "name",
+    "tag",
+    "status",
+    "url",
+    "autoarchive",
+    "prevent_anon",
+    "prevent_auto_commit",
+    "SOURCE",
+    "VISIT",
+    "PROTOCOL",
+    "TIMEZONE",
+];
+
+/// Handles one request. Never fails: every error becomes its response (plain text, or JSON with
+/// `format=json`).
+pub fn handle(req: &Request, ctx: &Context) -> Response {
+    let head = req.method == "HEAD";
+    let method = if head { "GET" } else { req.method.as_str() };
+    let params = match Params::parse(req) {
+        Ok(p) => p,
+        Err(e) => return e.response(false),
+    };
+    let json_errors = params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let mut response = route(method, req, &params, ctx).unwrap_or_else(|e| e.response(json_errors));
+    if head {
+        response.body.clear();
+    }
+    response
+}
+
+fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let owned = segments(&req.path)?;
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let allow = |allowed: &[&str]| -> Result<(), HttpError> {
+        if allowed.contains(&method) { Ok(()) } else { Err(HttpError::method_not_allowed(method, &req.path, allowed)) }
+    };
+
+    // Open to anyone.
+    match segs.as_slice() {
+        [] => {
+            allow(&["GET"])?;
+            return Ok(Response::text("XNAT archive services (xnat-archive): the REST API is under /data\n"));
+        }
+        ["data", "services", "auth"] => {
+            allow(&["PUT", "POST"])?;
+            return auth::login(req, params, ctx);
+        }
+        ["data", "JSESSION"] if method == "DELETE" => return auth::logout(req, ctx),
+        _ => {}
+    }
+
+    let who = auth::authenticate(req, ctx).map_err(|e| match segs.as_slice() {
+        // pyxnat's first request: this exact body becomes its "Authentication failed".
+        ["data", "JSESSION"] if e.status == 401 => HttpError { message: auth::PYXNAT_401.into(), ..e },
+        _ => e,
+    })?;
+
+    match segs.as_slice() {
+        ["data", "auth"] => {
+            allow(&["GET"])?;
+            Ok(auth::whoami(&who))
+        }
+        ["data", "JSESSION"] => {
+            allow(&["GET", "DELETE"])?;
+            auth::jsession(&who, ctx)
+        }
+        ["data", "version"] => {
+            allow(&["GET"])?;
+            Ok(Response::text(XNAT_VERSION))
+        }
+        ["xapi", "siteConfig", "buildInfo"] => {
+            allow(&["GET"])?;
+            let info = json!({ "version": XNAT_VERSION, "buildNumber": "1", "tag": XNAT_VERSION });
+            Ok(Response::new(200, formats::JSON, info.to_string()))
+        }
+        ["xapi", "schemas"] => {
+            allow(&["GET"])?;
+            Ok(Response::new(200, formats::JSON, r#"["xnat","xdat"]"#))
+        }
+        ["xapi", "schemas", name] | ["xapi", "schemas", name, _] => {
+            allow(&["GET"])?;
+            match name.strip_suffix(".xsd").unwrap_or(name) {
+                "xnat" => Ok(Response::new(200, formats::XML, XNAT_XSD)),
+                "xdat" => Ok(Response::new(200, formats::XML, XDAT_XSD)),
+                other => Err(HttpError::not_found(&format!("no schema {other}; this server has xnat and xdat"))),
+            }
+        }
+        ["data", "search", "elements"] => {
+            allow(&["GET"])?;
+            Ok(Response::new(200, formats::JSON, r#"{"ResultSet":{"Result":[]}}"#))
+        }
+        ["data", "prearchive"] | ["data", "prearchive", "projects"] => {
+            allow(&["GET"])?;
+            prearchive_list(params, ctx, None)
+        }
+        ["data", "prearchive", "projects", project] => {
+            allow(&["GET"])?;
+            prearchive_list(params, ctx, Some(project))
+        }
+        ["data", "prearchive", "projects", project, timestamp, folder] => {
+            allow(&["GET", "POST", "DELETE"])?;
+            let session = SessionRef::new(Some(project), timestamp, folder)?;
+            match method {
+                "GET" => prearchive_session(params, ctx, &session),
+                "POST" => prearchive_action(params, ctx, &session),
+                _ => {
+                    Prearchive::new(&ctx.prearchive).delete(&session)?;
+                    Ok(Response::empty())
+                }
+            }
+        }
+        ["data", "services", "validate-archive"] => {
+            allow(&["POST"])?;
+            validate(params, ctx)
+        }
+        ["data", "services", "archive"] => {
+            allow(&["POST"])?;
+            archive(params, ctx)
+        }
+        ["data", "services", "prearchive", action @ ("move" | "delete" | "rebuild")] => {
+            allow(&["POST"])?;
+            prearchive_batch(action, params, ctx)
+        }
+        ["data", "services", "refresh", "catalog"] => {
+            allow(&["POST"])?;
+            refresh_catalog(params, ctx, &who)
+        }
+        ["data", item, .., "resources", _] if is_archive_step(item) && matches!(method, "PUT" | "POST") => {
+            create_resource(req, params, ctx)
+        }
+        ["data", item, ..] if is_archive_step(item) && method == "GET" => {
+            let xml = params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("xml"));
+            objects::get(&ctx.archive, &req.path, xml).unwrap_or_else(|| Err(not_offered(method, &req.path)))
+        }
+        _ => Err(not_offered(method, &req.path)),
+    }
+}
+
+fn not_offered(method: &str, path: &str) -> HttpError {
+    HttpError::not_found(&format!(
+        "{method} {path} is not offered by this server (XNAT's prearchive, archive and catalog refresh services, \
+         and the experiment and subject documents, are)"
+    ))
+}
+
+fn is_archive_step(step: &str) -> bool {
+    matches!(step, "archive" | "projects" | "experiments" | "subjects")
+}
+
+/// The path's segments, percent-decoded; `/REST` is XNAT's old name for `/data`.
+fn segments(path: &str) -> Result<Vec<String>, HttpError> {
+    let mut out = Vec::new();
+    for s in path.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_decode_str(s)
+            .decode_utf8()
+            .map_err(|_| HttpError::bad_request(&format!("the path segment {s:?} is not UTF-8 once decoded")))?;
+        out.push(decoded.into_owned());
+    }
+    if out.first().is_some_and(|s| s == "REST") {
+        out[0] = "data".into();
+    }
+    Ok(out)
+}
+
+// ----- prearchive -----------------------------------------------------------------------------------------
+
+fn row_values(r: Row) -> Vec<String> {
+    vec![
+        r.project,
+        r.timestamp,
+        r.lastmod,
+        r.uploaded,
+        r.scan_date,
+        r.scan_time,
+        r.subject,
+        r.folder_name,
+        r.name,
+        r.tag,
+        r.status,
+        r.url,
+        r.autoarchive,
+        r.prevent_anon,
+        r.prevent_auto_commit,
+        r.source,
+        r.visit,
+        r.protocol,
+        r.timezone,
+    ]
+}
+
+fn rows_table(rows: impl IntoIterator<Item = Row>) -> Table {
+    let mut t = Table::new(&ROW_COLUMNS);
+    for r in rows {
+        t.push(row_values(r));
+    }
+    t
+}
+
+/// `GET /data/prearchive[/projects[/P]]`: every row, or those of the named projects (a comma list, in the
+/// path or in `project=`).
+fn prearchive_list(params: &Params, ctx: &Context, project: Option<&str>) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let pre = Prearchive::new(&ctx.prearchive);
+    let wanted: Vec<&str> = project
+        .or_else(|| params.value("project"))
+        .map(|p| p.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let rows = if wanted.is_empty() {
+        pre.list(None)?
+    } else {
+        let mut rows = Vec::new();
+        for p in wanted {
+            rows.extend(pre.list(Some(p))?);
+        }
+        rows
+    };
+    Ok(rows_table(rows).response(format, 200))
+}
+
+/// `GET /data/prearchive/projects/P/TS/F`: the row (a one-row table), or with `format=xml` the session
+/// document.
+fn prearchive_session(params: &Params, ctx: &Context, s: &SessionRef) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let pre = Prearchive::new(&ctx.prearchive);
+    pre.require(s)?;
+    if format == Format::Xml {
+        return match ctx.prearchive.read(&s.document()) {
+            Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => Ok(Response::new(200, formats::XML, bytes)),
+            Ok(_) | Err(xnat_core::error::Error::NotFound(_)) => Err(HttpError::not_found(&format!(
+                "The named session exists, but its XNAT session document is not available ({} is {}); \
+                 wait until the session has been received and built",
+                s.url(),
+                pre.status(s)?.as_str()
+            ))),
+            Err(e) => Err(e.into()),
+        };
+    }
+    Ok(rows_table([pre.row(s)?]).response(format, 200))
+}
+
+/// `POST /data/prearchive/projects/P/TS/F?action=reset-status|build|move&newProject=Q`. The answer is the
+/// session's row with `format=json|csv|xml`, otherwise its URI (`text/uri-list`), as XNAT answers a build.
+fn prearchive_action(params: &Params, ctx: &Context, s: &SessionRef) -> Result<Response, HttpError> {
+    let format = match params.value("format").map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => Some(Format::Json),
+        Some("csv") => Some(Format::Csv),
+        Some("xml") => Some(Format::Xml),
+        _ => None,
+    };
+    let pre = Prearchive::new(&ctx.prearchive);
+    let row = match params.value("action") {
+        // Our status is derived from the files on every read: a rebuild is a reset of the stored status.
+        Some("reset-status" | "build" | "rebuild") => pre.reset_status(s)?,
+        Some("move") => {
+            let target = new_project(params)?;
+            let moved = pre.move_to(s, target)?;
+            pre.row(&moved)?
+        }
+        Some(other) => {
+            return Err(HttpError::bad_request(&format!(
+                "action={other} is not offered; use action=reset-status, action=build or action=move&newProject=P"
+            )));
+        }
+        None => {
+            return Err(HttpError::bad_request(
+                "action is missing; use action=reset-status, action=build or action=move&newProject=P",
+            ));
+        }
+    };
+    Ok(match format {
+        Some(f) => rows_table([row]).response(f, 200),
+        None => Response::new(200, formats::URI_LIST, format!("/data{}\r\n", row.url)),
+    })
+}
+
+fn new_project(params: &Params) -> Result<&str, HttpError> {
+    params.value("newProject").ok_or_else(|| {
+        HttpError::bad_request(
+            "newProject is missing or empty: name the project to move the session to (or Unassigned)",
+        )
+    })
+}
+
+/// `POST /data/services/prearchive/{move,delete,rebuild}` (`src`…): the table of the sessions' rows (for
+/// delete, as they were). Every session is tried; if any failed, the answer is the first failure's status
+/// with a message listing each failed session.
+fn prearchive_batch(action: &str, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let srcs = sources(params)?;
+    if srcs.is_empty() {
+        return Err(HttpError::not_found(
+            "Unknown prearchive session: name it with src=/prearchive/projects/P/TIMESTAMP/FOLDER",
+        ));
+    }
+    let target = if action == "move" { Some(new_project(params)?) } else { None };
+    let sessions = srcs.iter().map(|s| SessionRef::parse_src(s)).collect::<Result<Vec<_>, _>>()?;
+    let pre = Prearchive::new(&ctx.prearchive);
+    let mut rows = Vec::new();
+    let mut failed: Vec<(String, HttpError)> = Vec::new();
+    for s in &sessions {
+        let done = match (action, target) {
+            ("move", Some(t)) => pre.move_to(s, t).and_then(|m| pre.row(&m)),
+            ("delete", _) => pre.require(s).and_then(|()| pre.row(s)).and_then(|row| pre.delete(s).map(|()| row)),
+            _ => pre.reset_status(s),
+        };
+        match done {
+            Ok(row) => rows.push(row),
+            Err(e) => failed.push((s.url(), e.into())),
+        }
+    }
+    match failed.len() {
+        0 => Ok(rows_table(rows).response(format, 200)),
+        1 if sessions.len() == 1 => Err(failed.remove(0).1),
+        n => {
+            let (status, kind) = (failed[0].1.status, failed[0].1.kind);
+            let list: Vec<String> = failed.iter().map(|(u, e)| format!("{u}: {}", e.message)).collect();
+            Err(HttpError::new(
+                status,
+                kind,
+                &format!("{n} of {} sessions failed ({}); the others succeeded", sessions.len(), list.join("; ")),
+            ))
+        }
+    }
+}
+
+/// The sessions a request names: `src` (repeated), and/or the `project` (or `PROJECT_ID`) +
+/// `PREARC_TIMESTAMP` + `PREARC_SESSION_FOLDER` (repeated) triple.
+fn sources(params: &Params) -> Result<Vec<String>, HttpError> {
+    let mut srcs: Vec<String> =
+        params.all("src").into_iter().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let timestamp = params.value("PREARC_TIMESTAMP");
+    let folders: Vec<&str> =
+        params.all("PREARC_SESSION_FOLDER").into_iter().map(str::trim).filter(|f| !f.is_empty()).collect();
+    if timestamp.is_some() || !folders.is_empty() {
+        let project = params.value("PROJECT_ID").or_else(|| params.value("project"));
+        let (Some(project), Some(ts), false) = (project, timestamp, folders.is_empty()) else {
+            return Err(HttpError::bad_request(
+                "name a session by project (or PROJECT_ID), PREARC_TIMESTAMP and PREARC_SESSION_FOLDER together, \
+                 or by src=/prearchive/projects/P/TIMESTAMP/FOLDER",
+            ));
+        };
+        const SEGMENT: &AsciiSet = &CONTROLS.add(b'%').add(b'/').add(b'?').add(b'#').add(b' ');
+        let enc = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+        for f in folders {
+            srcs.push(format!("/prearchive/projects/{}/{}/{}", enc(project), enc(ts), enc(f)));
+        }
+    }
+    Ok(srcs)
+}
+
+// ----- validate and archive ---------------------------------------------------------------------------------
+
+fn archive_params(params: &Params, ctx: &Context) -> Result<archive::Params, HttpError> {
+    let overwrite = match params.value("overwrite").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("none") => Overwrite::None,
+        Some("append") => Overwrite::Append,
+        Some("delete") => Overwrite::Delete,
+        Some(other) => {
+            return Err(HttpError::bad_request(&format!("overwrite={other} is not known; use none, append or delete")));
+        }
+    };
+    Ok(archive::Params {
+        src: sources(params)?,
+        project: params.value("project").map(str::to_string),
+        subject: params.synonym(&["subject", "SUBJECT_ID"])?,
+        label: params.synonym(&["session", "label", "EXPT_LABEL"])?,
+        dest: params.value("dest").map(str::to_string),
+        overwrite,
+        quarantine: params.only_if_true("quarantine"),
+        trigger_pipelines: params.on_unless_false("triggerPipelines").unwrap_or(true),
+        site_id: Some(ctx.site_id.clone()),
+    })
+}
+
+/// `POST /data/services/validate-archive`: the (code, type, message) table; empty means archivable.
+fn validate(params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let notices = archive::validate(&ctx.prearchive, &ctx.archive, &archive_params(params, ctx)?)?;
+    let mut t = Table::new(&["code", "type", "message"]);
+    for n in notices {
+        t.push(vec![n.code.to_string(), n.kind.as_str().to_string(), n.message]);
+    }
+    Ok(t.response(format, 200))
+}
+
+/// `POST /data/services/archive`: one session → `200 text/uri-list` with the experiment's URI, or the
+/// session's error; several → a table (src, status, uri, message), with the first failure's status if
+/// any failed.
+fn archive(params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let request = archive_params(params, ctx)?;
+    let mut results = archive::archive(&ctx.prearchive, &ctx.archive, &request, ctx.faults, &mut NoProgress)?;
+    if results.len() == 1 {
+        let uri = results.remove(0).result?;
+        return Ok(Response::new(200, formats::URI_LIST, format!("{uri}\r\n")));
+    }
+    let mut t = Table::new(&["src", "status", "uri", "message"]);
+    let mut status = 200;
+    for a in results {
+        match a.result {
+            Ok(uri) => t.push(vec![a.src, "200".into(), uri, String::new()]),
+            Err(e) => {
+                let e = HttpError::from(e);
+                if status == 200 {
+                    status = e.status;
+                }
+                t.push(vec![a.src, e.status.to_string(), String::new(), e.message]);
+            }
+        }
+    }
+    Ok(t.response(format, status))
+}
+
+// ----- refresh and resources ------------------------------------------------------------------------------
+
+/// `POST /data/services/refresh/catalog`: `resource` (repeated); `options` repeated and/or comma-joined;
+/// `append=`, `checksum=`, `delete=`, `populateStats=` switches. 200 with an empty body, or with
+/// `format=json` the per-resource reports; a resource that failed gives its status.
+fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Response, HttpError> {
+    let json = match params.value("format").map(str::to_ascii_lowercase).as_deref() {
+        None => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(HttpError::bad_request(&format!(
+                "format={other} is not offered by the refresh; it answers with an empty body, or its report with \
+                 format=json"
+            )));
+        }
+    };
+    let mut options = refresh::Options::default();
+    for o in params.list("options") {
+        match o {
+            "append" => options.append = true,
+            "checksum" => options.checksum = true,
+            "delete" => options.delete = true,
+            "populateStats" => options.populate_stats = true,
+            other => {
+                return Err(HttpError::bad_request(&format!(
+                    "unknown option {other:?}; options are append, checksum, delete and populateStats"
+                )));
+            }
+        }
+    }
+    for (name, flag) in [
+        ("append", &mut options.append),
+        ("checksum", &mut options.checksum),
+        ("delete", &mut options.delete),
+        ("populateStats", &mut options.populate_stats),
+    ] {
+        if params.on_unless_false(name) == Some(true) {
+            *flag = true;
+        }
+    }
+    let request = refresh::Request {
+        resources: params
+            .all("resource")
+            .into_iter()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(String::from)
+            .collect(),
+        options,
+        user: Some(who.user.clone()),
+        ..refresh::Request::default()
+    };
+    let reports = refresh::refresh(&ctx.archive, &request, &mut NoProgress)?;
+    let failure = reports.iter().find_map(|r| match &r.outcome {
+        Outcome::Failed(e) => Some((r.resource.clone(), HttpError::from(e.clone()))),
+        _ => None,
+    });
+    if json {
+        let status = failure.as_ref().map_or(200, |(_, e)| e.status);
+        let body = json!({ "reports": reports.iter().map(report_json).collect::<Vec<_>>() });
+        return Ok(Response::new(status, formats::JSON, body.to_string()));
+    }
+    match failure {
+        Some((resource, e)) => Err(HttpError { message: format!("{resource}: {}", e.message), ..e }),
+        None => Ok(Response::empty()),
+    }
+}
+
+/// A refresh report as the host's JSON shows it (`xnat-archive refresh --json`).
+fn report_json(r: &ResourceReport) -> Value {
+    let outcome = match &r.outcome {
+        Outcome::Written => json!({ "status": "written" }),
+        Outcome::Unchanged => json!({ "status": "unchanged" }),
+        Outcome::NotWritten => json!({ "status": "not-written" }),
+        Outcome::Skipped(reason) => json!({ "status": "skipped", "reason": reason }),
+        Outcome::Failed(e) => {
+            let e = HttpError::from(e.clone());
+            json!({ "status": "failed", "error": { "kind": e.kind, "message": e.message } })
+        }
+    };
+    let mismatches: Vec<Value> =
+        r.mismatches.iter().map(|m| json!({ "path": m.path, "stored": m.stored, "actual": m.actual })).collect();
+    let skipped: Vec<Value> = r.skipped.iter().map(|s| json!({ "path": s.path, "reason": s.reason })).collect();
+    json!({
+        "resource": r.resource,
+        "catalog": r.catalog,
+        "outcome": outcome,
+        "catalog_created": r.catalog_created,
+        "added": r.added,
+        "removed": r.removed,
+        "modified": r.modified,
+        "mismatches": mismatches,
+        "skipped": skipped,
+        "file_count": r.file_count,
+        "file_size": r.file_size,
+        "stats_written": r.stats_written,
+    })
+}
+
+/// `PUT|POST …/resources/LABEL` with `format`, `content`, `description`, `tags`: the resource folder and its
+/// empty catalog. 200 with an empty body; 409 if it exists.
+fn create_resource(req: &Request, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let text = |name: &str| params.value(name).map(str::to_string);
+    let spec = ResourceSpec {
+        resource: req.path.clone(),
+        format: text("format"),
+        content: text("content"),
+        description: text("description"),
+        tags: params.list("tags").into_iter().map(str::to_string).collect(),
+    };
+    resource::create_resource(&ctx.archive, &spec)?;
+    Ok(Response::empty())
+}

@@ -1,0 +1,599 @@
+//! The handler end to end, natively: requests as xnatpy and pyxnat send them (`http-surface.md`), over a
+//! temporary prearchive and archive.
+
+use std::fs;
+use std::path::Path;
+
+use base64::Engine;
+use serde_json::Value;
+use xnat_core::auth::{Token, Users, hash_password_with};
+use xnat_core::tree::Tree;
+
+use crate::auth::PYXNAT_401;
+use crate::{Context, Request, Response, handle};
+
+const TS: &str = "20240101_120000000";
+const SECRET: &[u8] = b"test-secret";
+const NOW: u64 = 1_700_000_000;
+
+struct Site {
+    dir: tempfile::TempDir,
+    ctx: Context,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("pre")).unwrap();
+        fs::create_dir_all(dir.path().join("arch")).unwrap();
+        let cheap = argon2::Params::new(64, 1, 1, None).unwrap();
+        let users = format!(
+            "admin:{};bob:{}",
+            hash_password_with("admin-pw", b"saltsaltsaltsalt", cheap.clone()).unwrap(),
+            hash_password_with("bob-pw", b"pepperpepperpepp", cheap).unwrap()
+        );
+        let mut ctx = Context::new(Tree::new(dir.path().join("arch")), Tree::new(dir.path().join("pre")), NOW);
+        ctx.users = Users::parse(&users).unwrap();
+        ctx.secret = Some(SECRET.to_vec());
+        ctx.tenant = "demo".into();
+        ctx.base_path = "/demo".into();
+        Site { dir, ctx }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A prearchive session of project P with one scan of `files` files; returns its `url` column.
+    fn session(&self, folder: &str, files: usize) -> String {
+        let base = self.root().join("pre/P").join(TS);
+        let res = base.join(folder).join("SCANS/2/DICOM");
+        fs::create_dir_all(&res).unwrap();
+        let mut entries = String::new();
+        for i in 1..=files {
+            fs::write(res.join(format!("{i}.dcm")), format!("DICM {folder} {i}")).unwrap();
+            entries.push_str(&format!(
+                r#"<cat:entry xsi:type="cat:dcmEntry" URI="{i}.dcm" ID="{i}.dcm" UID="1.2.{i}" instanceNumber="{i}" format="DICOM"/>"#
+            ));
+        }
+        fs::write(
+            res.join("scan_2_catalog.xml"),
+            format!(
+                r#"<cat:DCMCatalog xmlns:cat="http://nrg.wustl.edu/catalog" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" UID="1.2"><cat:entries>{entries}</cat:entries></cat:DCMCatalog>"#
+            ),
+        )
+        .unwrap();
+        fs::write(
+            base.join(format!("{folder}.xml")),
+            format!(
+                r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="" project="P" label="{folder}" UID="1.2.{folder}"><xnat:date>2023-12-31</xnat:date><xnat:subject_ID>SUBJ1</xnat:subject_ID><xnat:scans><xnat:scan ID="2" type="T1" UID="1.2.{folder}.2" xsi:type="xnat:mrScanData"><xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" format="DICOM" content="RAW" URI="SCANS/2/DICOM/scan_2_catalog.xml"/></xnat:scan></xnat:scans></xnat:MRSession>"#
+            ),
+        )
+        .unwrap();
+        format!("/prearchive/projects/P/{TS}/{folder}")
+    }
+
+    fn send(&self, req: Request) -> Response {
+        handle(&req, &self.ctx)
+    }
+
+    /// A request with admin's Basic credentials.
+    fn basic(&self, method: &str, path: &str) -> Response {
+        self.send(Request::new(method, path).with_header("Authorization", &basic("admin", "admin-pw")))
+    }
+
+    fn token(&self, user: &str) -> String {
+        Token::issue(SECRET, "demo", user, NOW, 3600).unwrap()
+    }
+
+    fn cookie(&self, method: &str, path: &str) -> Response {
+        self.send(Request::new(method, path).with_header("Cookie", &format!("JSESSIONID={}", self.token("admin"))))
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn json(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body_text()))
+}
+
+fn result(r: &Response) -> Vec<Value> {
+    json(r)["ResultSet"]["Result"].as_array().unwrap().clone()
+}
+
+#[track_caller]
+fn status(r: &Response, want: u16) {
+    assert_eq!(r.status, want, "{}", r.body_text());
+    assert!(!r.body_text().trim_start().starts_with('<') || r.header("content-type") == Some(crate::formats::XML));
+}
+
+#[test]
+fn the_root_is_open_and_sets_no_cookie() {
+    let site = Site::new();
+    let r = site.send(Request::new("GET", "/"));
+    status(&r, 200);
+    assert_eq!(r.header("content-type"), Some(crate::formats::TEXT));
+    assert!(r.header("set-cookie").is_none());
+    let mut ctx = site.ctx.clone();
+    ctx.users = Users::default();
+    assert_eq!(handle(&Request::new("GET", ""), &ctx).status, 200);
+}
+
+#[test]
+fn everything_else_needs_credentials() {
+    let site = Site::new();
+    for (method, path) in [
+        ("GET", "/data/auth"),
+        ("GET", "/data/prearchive/projects"),
+        ("POST", "/data/services/archive?src=/prearchive/projects/P/T/F"),
+        ("GET", "/data/no/such/thing"),
+        ("GET", "/xapi/schemas/xnat"),
+    ] {
+        let r = site.send(Request::new(method, path));
+        status(&r, 401);
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"XNAT\""));
+        assert!(r.body_text().contains("PUT /data/services/auth"), "{}", r.body_text());
+    }
+    // Wrong password, unknown user, a scheme that is not Basic.
+    for auth in [basic("admin", "nope"), basic("mallory", "admin-pw"), "Bearer abc".to_string()] {
+        let r = site.send(Request::new("GET", "/data/auth").with_header("authorization", &auth));
+        status(&r, 401);
+    }
+    // With no users configured nobody gets in, and the message says why.
+    let mut ctx = site.ctx.clone();
+    ctx.users = Users::default();
+    let r = handle(&Request::new("GET", "/data/auth").with_header("authorization", &basic("admin", "admin-pw")), &ctx);
+    status(&r, 401);
+    assert!(r.body_text().contains("XNAT_USERS"), "{}", r.body_text());
+    // Errors follow format=json.
+    let r = site.send(Request::new("GET", "/data/prearchive/projects?format=json"));
+    assert_eq!(json(&r)["error"]["kind"], "unauthorized");
+}
+
+#[test]
+fn xnatpy_connect_and_disconnect() {
+    let site = Site::new();
+    // 2. PUT /data/services/auth with a form body.
+    let r = site.send(Request::new("PUT", "/data/services/auth").with_form("username=admin&password=admin-pw"));
+    status(&r, 200);
+    let token = r.body_text();
+    assert_eq!(Token::verify(SECRET, "demo", &token, NOW).unwrap(), "admin");
+    assert_eq!(r.header("set-cookie").unwrap(), format!("JSESSIONID={token}; Path=/demo; HttpOnly; SameSite=Lax"));
+    let with_cookie = |method: &str, path: &str| {
+        site.send(Request::new(method, path).with_header("cookie", &format!("other=1; JSESSIONID={token}")))
+    };
+    // 3. check_auth, 4. heartbeat (a fresh token, so the session goes on while the client lives).
+    let r = with_cookie("GET", "/data/auth");
+    status(&r, 200);
+    assert_eq!(r.body_text(), "User 'admin' is logged in");
+    let r = with_cookie("GET", "/data/JSESSION");
+    status(&r, 200);
+    assert_eq!(Token::verify(SECRET, "demo", &r.body_text(), NOW).unwrap(), "admin");
+    assert!(r.header("set-cookie").unwrap().starts_with("JSESSIONID="));
+    // 5.–10. the data model.
+    let r = with_cookie("GET", "/data/version");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "1.8.10"));
+    let r = with_cookie("GET", "/xapi/siteConfig/buildInfo?format=json");
+    assert_eq!(json(&r)["version"], "1.8.10");
+    let r = with_cookie("GET", "/xapi/schemas?format=json");
+    assert_eq!(json(&r), serde_json::json!(["xnat", "xdat"]));
+    for name in ["xnat", "xdat"] {
+        let r = with_cookie("GET", &format!("/xapi/schemas/{name}"));
+        status(&r, 200);
+        assert!(r.body_text().contains(&format!("targetNamespace=\"http://nrg.wustl.edu/{name}\"")));
+    }
+    let xsd = with_cookie("GET", "/xapi/schemas/xnat").body_text();
+    for t in ["mrSessionData", "ctSessionData", "petSessionData", "subjectData"] {
+        assert!(xsd.contains(&format!("name=\"{t}\"")), "{t}");
+    }
+    status(&with_cookie("GET", "/xapi/schemas/nope"), 404);
+    let r = with_cookie("GET", "/data/search/elements?format=json");
+    assert_eq!(json(&r), serde_json::json!({"ResultSet": {"Result": []}}));
+    // Disconnect.
+    let r = with_cookie("DELETE", "/data/JSESSION");
+    status(&r, 200);
+    assert!(r.body.is_empty());
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
+#[test]
+fn login_variants() {
+    let site = Site::new();
+    let r = site.send(Request::new("POST", "/data/services/auth").with_form("j_username=bob&j_password=bob-pw"));
+    status(&r, 200);
+    assert_eq!(Token::verify(SECRET, "demo", &r.body_text(), NOW).unwrap(), "bob");
+    // Parameters in the query work as well; a bad password is a 401 xnatpy reports as a failed login.
+    let r = site.send(Request::new("PUT", "/data/services/auth?username=admin&password=wrong"));
+    status(&r, 401);
+    assert!(r.body_text().starts_with("Login attempt failed. Please try again."));
+    // No form: the request's own Basic credentials.
+    let r = site.basic("PUT", "/data/services/auth");
+    status(&r, 200);
+    assert!(!r.body.is_empty());
+    status(&site.send(Request::new("PUT", "/data/services/auth")), 401);
+    status(&site.send(Request::new("GET", "/data/services/auth")), 405);
+    // Without a secret there are no tokens: 200 with an empty body sends xnatpy to Basic auth.
+    let mut ctx = site.ctx.clone();
+    ctx.secret = None;
+    let r = handle(&Request::new("PUT", "/data/services/auth").with_form("username=admin&password=admin-pw"), &ctx);
+    status(&r, 200);
+    assert!(r.body.is_empty() && r.header("set-cookie").is_none());
+    let r =
+        handle(&Request::new("GET", "/data/JSESSION").with_header("authorization", &basic("admin", "admin-pw")), &ctx);
+    status(&r, 200);
+    let cookie = format!("JSESSIONID={}", site.token("admin"));
+    status(&handle(&Request::new("GET", "/data/auth").with_header("cookie", &cookie), &ctx), 401);
+}
+
+#[test]
+fn pyxnat_basic_flow() {
+    let site = Site::new();
+    // First request: GET /data/JSESSION with Basic; it gets a session cookie as from XNAT.
+    let r = site.basic("GET", "/data/JSESSION");
+    status(&r, 200);
+    assert_eq!(
+        r.header("set-cookie").unwrap(),
+        format!("JSESSIONID={}; Path=/demo; HttpOnly; SameSite=Lax", r.body_text())
+    );
+    // A wrong password there answers the exact text pyxnat turns into "Authentication failed".
+    let r = site.send(Request::new("GET", "/data/JSESSION").with_header("authorization", &basic("admin", "x")));
+    assert_eq!((r.status, r.body_text().as_str()), (401, PYXNAT_401));
+    // pyxnat's `with` exit and disconnect.
+    let r = site.basic("DELETE", "/data/JSESSION");
+    status(&r, 200);
+    status(&site.send(Request::new("DELETE", "/data/JSESSION")), 401);
+}
+
+#[test]
+fn tokens_expire_and_stay_in_their_tenant() {
+    let site = Site::new();
+    let token = site.token("admin");
+    let get = |ctx: &Context, cookie: &str, auth: Option<&str>| {
+        let mut req = Request::new("GET", "/data/auth").with_header("cookie", cookie);
+        if let Some(a) = auth {
+            req = req.with_header("authorization", a);
+        }
+        handle(&req, ctx)
+    };
+    let cookie = format!("JSESSIONID={token}");
+    status(&get(&site.ctx, &cookie, None), 200);
+    // Expired.
+    let mut later = site.ctx.clone();
+    later.now = NOW + 3600;
+    let r = get(&later, &cookie, None);
+    status(&r, 401);
+    assert!(r.body_text().contains("expired"), "{}", r.body_text());
+    // ... but Basic credentials beside it still work, and logging out with it is allowed.
+    status(&get(&later, &cookie, Some(&basic("admin", "admin-pw"))), 200);
+    status(&handle(&Request::new("DELETE", "/data/JSESSION").with_header("cookie", &cookie), &later), 200);
+    // Another tenant, even with the same secret; and with its own secret.
+    let mut other = site.ctx.clone();
+    other.tenant = "other".into();
+    let r = get(&other, &cookie, None);
+    status(&r, 401);
+    assert!(r.body_text().contains("another site"), "{}", r.body_text());
+    other.secret = Some(b"other-secret".to_vec());
+    status(&get(&other, &cookie, None), 401);
+    status(&handle(&Request::new("DELETE", "/data/JSESSION").with_header("cookie", &cookie), &other), 401);
+    // Forged: a longer expiry with the old signature.
+    let (_, sig) = token.split_once('.').unwrap();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("demo|admin|{}", NOW + 99_999));
+    status(&get(&site.ctx, &format!("JSESSIONID={payload}.{sig}"), None), 401);
+    // A user removed from the configuration loses their sessions.
+    let carol = Token::issue(SECRET, "demo", "carol", NOW, 60).unwrap();
+    status(&get(&site.ctx, &format!("JSESSIONID={carol}"), None), 401);
+    // Two cookies of that name (a stale one and a good one): the good one counts.
+    status(&get(&site.ctx, &format!("JSESSIONID=junk; JSESSIONID={token}"), None), 200);
+}
+
+#[test]
+fn prearchive_listing_in_three_formats() {
+    let site = Site::new();
+    let url = site.session("MR1", 2);
+    site.session("MR2", 1);
+    let r = site.basic("GET", "/data/prearchive/projects?format=json");
+    status(&r, 200);
+    let rows = result(&r);
+    assert_eq!(rows.len(), 2);
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 19);
+    assert_eq!(rows[0]["url"], url.as_str());
+    assert_eq!(rows[0]["status"], "READY");
+    assert_eq!(rows[0]["subject"], "SUBJ1");
+    assert!(rows[0].as_object().unwrap().values().all(Value::is_string));
+    assert_eq!(json(&r)["ResultSet"]["totalRecords"], "2");
+    // The project in the path, in the query, or absent from the site.
+    assert_eq!(result(&site.basic("GET", "/data/prearchive/projects/P")).len(), 2);
+    assert_eq!(result(&site.basic("GET", "/data/prearchive?project=P")).len(), 2);
+    assert_eq!(result(&site.basic("GET", "/data/prearchive/projects/Q")).len(), 0);
+    // pyxnat reads CSV: a header, then the rows.
+    let r = site.basic("GET", "/data/prearchive/projects?format=csv");
+    status(&r, 200);
+    let text = r.body_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], crate::routes::ROW_COLUMNS.join(","));
+    assert_eq!(lines.len(), 3);
+    assert!(lines[1].starts_with(&format!("P,{TS},")));
+    let r = site.basic("GET", "/data/prearchive/projects/Q?format=csv");
+    assert_eq!(r.body_text().lines().count(), 1);
+    let r = site.basic("GET", "/data/prearchive/projects?format=xml");
+    assert!(r.body_text().contains("<column>folderName</column>"));
+    status(&site.basic("GET", "/data/prearchive/projects?format=html"), 400);
+    // One session: its row, or its document.
+    let r = site.basic("GET", &format!("/data{url}?format=json"));
+    let rows = result(&r);
+    assert_eq!((rows.len(), rows[0]["folderName"].as_str()), (1, Some("MR1")));
+    let r = site.basic("GET", &format!("/data{url}?format=xml"));
+    assert!(r.body_text().starts_with("<xnat:MRSession"));
+    let r = site.basic("GET", &format!("/data/prearchive/projects/P/{TS}/NOPE"));
+    status(&r, 404);
+    status(&site.basic("GET", "/data/prearchive/projects/P/x/%2e%2e"), 400);
+}
+
+#[test]
+fn validate_archive_and_fetch_the_experiment() {
+    let site = Site::new();
+    let url = site.session("MR1", 2);
+    let r = site.basic("POST", &format!("/data/services/validate-archive?src={url}&format=json"));
+    status(&r, 200);
+    assert_eq!(result(&r), Vec::<Value>::new());
+    // xnatpy: src with /data, auto-archive ignored, label in `session`.
+    let r = site.basic(
+        "POST",
+        &format!(
+            "/data/services/archive?src=/data{url}&auto-archive=false&overwrite=none&project=P&subject=SUBJ1\
+             &session=MR1"
+        ),
+    );
+    status(&r, 200);
+    assert_eq!(r.header("content-type"), Some(crate::formats::URI_LIST));
+    assert_eq!(r.body_text(), "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1\r\n");
+    assert!(site.root().join("arch/P/arc001/MR1/SCANS/2/DICOM/1.dcm").is_file());
+    // The row has left the prearchive listing.
+    assert!(result(&site.basic("GET", "/data/prearchive/projects")).is_empty());
+    status(&site.basic("GET", &format!("/data{url}?format=json")), 404);
+    // xnatpy's follow-up GET, and the other spellings of the experiment.
+    for path in [
+        "/data/projects/P/subjects/SUBJ1/experiments/MR1?format=json",
+        "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1?format=json",
+        "/data/projects/P/subjects/XNAT_S00001/experiments/XNAT_E00001",
+        "/data/projects/P/experiments/MR1",
+        "/data/experiments/XNAT_E00001?format=json",
+    ] {
+        let r = site.basic("GET", path);
+        status(&r, 200);
+        let item = &json(&r)["items"][0];
+        assert_eq!(item["meta"]["xsi:type"], "xnat:mrSessionData", "{path}");
+        assert_eq!(item["meta"]["isHistory"], false);
+        assert_eq!(item["children"], serde_json::json!([]));
+        let f = &item["data_fields"];
+        assert_eq!(
+            (f["ID"].as_str(), f["project"].as_str(), f["label"].as_str()),
+            (Some("XNAT_E00001"), Some("P"), Some("MR1"))
+        );
+        assert_eq!((f["subject_ID"].as_str(), f["date"].as_str()), (Some("XNAT_S00001"), Some("2023-12-31")));
+    }
+    let r = site.basic("GET", "/data/experiments/XNAT_E00001?format=xml");
+    assert!(r.body_text().contains("XNAT_E00001"));
+    let r = site.basic("GET", "/data/archive/subjects/XNAT_S00001?format=json");
+    status(&r, 200);
+    assert_eq!(json(&r)["items"][0]["meta"]["xsi:type"], "xnat:subjectData");
+    assert_eq!(json(&r)["items"][0]["data_fields"]["label"], "SUBJ1");
+    status(&site.basic("GET", "/data/experiments/XNAT_E09999"), 404);
+    status(&site.basic("GET", "/data/experiments/XNAT_E00001/scans"), 404);
+    // Archiving it again: the session is gone.
+    status(&site.basic("POST", &format!("/data/services/archive?src={url}")), 404);
+}
+
+#[test]
+fn archive_errors_and_batches() {
+    let site = Site::new();
+    let first = site.session("MR1", 1);
+    status(&site.basic("POST", &format!("/data/services/archive?src={first}")), 200);
+    // The same label again without overwrite: 409, as JSON when asked, and the session is CONFLICT.
+    let again = site.session("MR1", 1);
+    let r = site.basic("POST", &format!("/data/services/validate-archive?src={again}"));
+    let notices = result(&r);
+    assert!(notices.iter().any(|n| n["type"] == "CONFLICT"), "{}", r.body_text());
+    assert!(notices.iter().all(|n| n["code"].is_string()));
+    let r = site.basic("POST", &format!("/data/services/archive?src={again}&format=json"));
+    status(&r, 409);
+    assert_eq!(json(&r)["error"]["kind"], "conflict");
+    assert_eq!(result(&site.basic("GET", "/data/prearchive/projects"))[0]["status"], "CONFLICT");
+    // Bad input.
+    status(&site.basic("POST", &format!("/data/services/archive?src={again}&overwrite=sometimes")), 400);
+    status(&site.basic("POST", &format!("/data/services/archive?src={again}&session=A&label=B")), 400);
+    status(&site.basic("POST", "/data/services/archive"), 404);
+    status(&site.basic("POST", "/data/services/archive?src=/etc/passwd"), 400);
+    status(&site.basic("GET", &format!("/data/services/archive?src={again}")), 405);
+    // A batch: one conflict, one new session → a table, with the conflict's status.
+    let new = site.session("MR2", 1);
+    let r = site.basic("POST", &format!("/data/services/archive?src={again}&src={new}"));
+    status(&r, 409);
+    let rows = result(&r);
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0]["status"].as_str(), rows[1]["status"].as_str()), (Some("409"), Some("200")));
+    assert_eq!(rows[1]["uri"], "/data/archive/projects/P/subjects/SUBJ1/experiments/MR2");
+    // The project/timestamp/folder triple, as a form body.
+    let r = site.send(
+        Request::new("POST", "/data/services/archive")
+            .with_header("authorization", &basic("admin", "admin-pw"))
+            .with_form(&format!(
+                "project=P&PREARC_TIMESTAMP={TS}&PREARC_SESSION_FOLDER=MR1&overwrite=delete&XNAT_CSRF=x"
+            )),
+    );
+    status(&r, 200);
+    assert_eq!(r.body_text(), "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1\r\n");
+    status(&site.basic("POST", &format!("/data/services/archive?PREARC_TIMESTAMP={TS}")), 400);
+}
+
+#[test]
+fn prearchive_actions() {
+    let site = Site::new();
+    let one = site.session("MR1", 1);
+    let two = site.session("MR2", 1);
+    // Batch move: the moved rows.
+    let r = site
+        .basic("POST", &format!("/data/services/prearchive/move?src={one}&src=/data{two}&newProject=Q&async=false"));
+    status(&r, 200);
+    let rows = result(&r);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["url"], format!("/prearchive/projects/Q/{TS}/MR1").as_str());
+    status(&site.basic("POST", &format!("/data/services/prearchive/move?src={one}")), 400);
+    // Single-session actions.
+    let q1 = format!("/data/prearchive/projects/Q/{TS}/MR1");
+    let r = site.basic("POST", &format!("{q1}?action=move&newProject=P&format=json"));
+    status(&r, 200);
+    assert_eq!(result(&r)[0]["project"], "P");
+    let p1 = format!("/data/prearchive/projects/P/{TS}/MR1");
+    let r = site.basic("POST", &format!("{p1}?action=reset-status"));
+    assert_eq!((r.status, r.body_text()), (200, format!("{p1}\r\n")));
+    let r = site.basic("POST", &format!("{p1}?format=single&action=build"));
+    status(&r, 200);
+    status(&site.basic("POST", &p1), 400);
+    status(&site.basic("POST", &format!("{p1}?action=explode")), 400);
+    // Deletes: the row as it was; then 404.
+    let r = site.send(
+        Request::new("POST", "/data/services/prearchive/delete?format=csv")
+            .with_header("authorization", &basic("admin", "admin-pw"))
+            .with_form(&format!("src={}&async=false", urlenc(&format!("/prearchive/projects/Q/{TS}/MR2")))),
+    );
+    status(&r, 200);
+    assert_eq!(r.body_text().lines().count(), 2);
+    status(&site.basic("DELETE", &p1), 200);
+    status(&site.basic("DELETE", &p1), 404);
+    assert!(result(&site.basic("GET", "/data/prearchive")).is_empty());
+    // A batch where one session is missing: its status, naming it.
+    let three = site.session("MR3", 1);
+    let r = site
+        .basic("POST", &format!("/data/services/prearchive/delete?src={three}&src=/prearchive/projects/P/{TS}/GONE"));
+    status(&r, 404);
+    assert!(r.body_text().contains("GONE") && r.body_text().contains("1 of 2"), "{}", r.body_text());
+}
+
+fn urlenc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[test]
+fn refresh_and_resources() {
+    let site = Site::new();
+    let url = site.session("MR1", 2);
+    status(&site.basic("POST", &format!("/data/services/archive?src={url}")), 200);
+    let exp = "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1";
+    // A new file in the scan's folder; xnatpy's repeated options.
+    fs::write(site.root().join("arch/P/arc001/MR1/SCANS/2/DICOM/3.dcm"), "DICM new").unwrap();
+    let r = site
+        .basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&options=append&options=populateStats"));
+    status(&r, 200);
+    assert!(r.body.is_empty());
+    // The report, with comma-joined options and a switch; nothing left to add.
+    let query = "resource=/archive/experiments/XNAT_E00001&options=checksum,delete&append=true&format=json";
+    let r = site.basic("POST", &format!("/data/services/refresh/catalog?{query}"));
+    status(&r, 200);
+    let reports = json(&r)["reports"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["resource"], "/archive/projects/P/subjects/SUBJ1/experiments/MR1/scans/2/resources/DICOM");
+    assert_eq!(reports[0]["file_count"], 3);
+    assert!(reports[0]["added"].as_array().unwrap().is_empty());
+    // Bad options, unknown and malformed resources.
+    status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&options=everything")), 400);
+    status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&options=Append")), 400);
+    status(&site.basic("POST", "/data/services/refresh/catalog?resource=/archive/projects/NOPE"), 404);
+    status(&site.basic("POST", "/data/services/refresh/catalog?resource=/archive/projects/P/../x"), 400);
+    status(&site.basic("POST", "/data/services/refresh/catalog"), 400);
+    status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&format=xml")), 400);
+    // A catalog that cannot be read: that resource's status (500), the report says which.
+    fs::write(site.root().join("arch/P/arc001/MR1/SCANS/2/DICOM/scan_2_catalog.xml"), "<broken").unwrap();
+    let r = site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&format=json"));
+    status(&r, 500);
+    assert_eq!(json(&r)["reports"][0]["outcome"]["status"], "failed");
+    let r = site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}"));
+    status(&r, 500);
+    assert!(r.body_text().contains("scans/2/resources/DICOM"), "{}", r.body_text());
+    // Creating resources: PUT the resource URL (the forms with and without /archive).
+    let r = site.basic("PUT", &format!("{exp}/resources/NOTES?format=TXT&content=notes&tags=a,b"));
+    status(&r, 200);
+    assert!(site.root().join("arch/P/arc001/MR1/RESOURCES/NOTES/NOTES_catalog.xml").is_file());
+    status(&site.basic("PUT", &format!("{exp}/resources/NOTES")), 409);
+    status(&site.basic("POST", "/data/experiments/XNAT_E00001/scans/2/resources/NIFTI?format=NIFTI"), 200);
+    status(&site.basic("PUT", "/data/projects/P/resources/DOCS"), 200);
+    assert!(site.root().join("arch/P/resources/DOCS/DOCS_catalog.xml").is_file());
+    status(&site.basic("PUT", "/data/projects/NOPE/resources/DOCS"), 404);
+    // Uploads and other writes to archive items are not offered.
+    let r = site.basic("PUT", &format!("{exp}/resources/NOTES/files/x.txt"));
+    status(&r, 404);
+    assert!(r.body_text().contains("not offered"), "{}", r.body_text());
+    status(&site.basic("DELETE", exp), 404);
+}
+
+#[test]
+fn methods_heads_and_unknown_paths() {
+    let site = Site::new();
+    let r = site.basic("POST", "/data/auth");
+    status(&r, 405);
+    assert_eq!(r.header("allow"), Some("GET"));
+    status(&site.basic("PATCH", "/data/prearchive"), 405);
+    let r = site.basic("GET", "/data/nothing/here?format=json");
+    status(&r, 404);
+    assert_eq!(json(&r)["error"]["kind"], "not-found");
+    let r = site.basic("HEAD", "/data/version");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    // /REST is XNAT's old prefix.
+    assert_eq!(site.basic("GET", "/REST/version").body_text(), "1.8.10");
+    // Cookie auth works on every endpoint.
+    status(&site.cookie("GET", "/data/prearchive/projects"), 200);
+}
+
+#[test]
+fn settings_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = || Tree::new(dir.path());
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    };
+    let ctx = Context::from_env(env(&[]), tree(), tree(), 5);
+    assert!(ctx.users.is_empty() && ctx.secret.is_none() && ctx.config_error.is_none());
+    assert_eq!(
+        (ctx.tenant.as_str(), ctx.base_path.as_str(), ctx.token_ttl, ctx.site_id.as_str()),
+        ("default", "", 3600, "XNAT")
+    );
+    let ctx = Context::from_env(
+        env(&[
+            ("XNAT_SECRET", "s3cret"),
+            ("XNAT_TENANT", "demo"),
+            ("XNAT_BASE_PATH", "demo/"),
+            ("XNAT_TOKEN_TTL", "60"),
+            ("XNAT_SITE_ID", "DEMO"),
+            ("XNAT_ARCHIVE_PAUSE_MS", "10"),
+            ("XNAT_USERS", ""),
+        ]),
+        tree(),
+        tree(),
+        5,
+    );
+    assert_eq!(ctx.secret.as_deref(), Some(&b"s3cret"[..]));
+    assert_eq!(
+        (ctx.tenant.as_str(), ctx.base_path.as_str(), ctx.token_ttl, ctx.site_id.as_str()),
+        ("demo", "/demo", 60, "DEMO")
+    );
+    assert_eq!(ctx.faults.pause_ms, Some(10));
+    assert!(ctx.config_error.is_none());
+    // Broken settings: GET / still answers, everything else is a 500 naming them.
+    let ctx = Context::from_env(
+        env(&[("XNAT_USERS", "admin:not-a-hash"), ("XNAT_TOKEN_TTL", "soon"), ("XNAT_TENANT", "a|b")]),
+        tree(),
+        tree(),
+        5,
+    );
+    let problem = ctx.config_error.clone().unwrap();
+    for name in ["XNAT_USERS", "XNAT_TOKEN_TTL", "XNAT_TENANT"] {
+        assert!(problem.contains(name), "{problem}");
+    }
+    assert_eq!(handle(&Request::new("GET", "/"), &ctx).status, 200);
+    let r = handle(&Request::new("PUT", "/data/services/auth").with_form("username=admin&password=x"), &ctx);
+    status(&r, 500);
+    status(&handle(&Request::new("GET", "/data/auth").with_header("authorization", &basic("admin", "x")), &ctx), 500);
+}
