@@ -134,14 +134,24 @@ impl Tree {
                 .file_name()
                 .into_string()
                 .map_err(|n| Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy())))?;
-            let kind = entry.file_type().map_err(|e| Error::io(rel.as_str(), &e))?;
+            // An entry can vanish between the listing and its stat (another process released a lock or
+            // renamed a temporary file): it is no longer there, so it is not listed.
+            let what = || format!("{rel}/{name}");
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&what(), &e)),
+            };
             let kind = if kind.is_symlink() {
                 Kind::Symlink
             } else if kind.is_dir() {
                 Kind::Dir
             } else if kind.is_file() {
-                let m = entry.metadata().map_err(|e| Error::io(rel.as_str(), &e))?;
-                Kind::File { len: m.len() }
+                match entry.metadata() {
+                    Ok(m) => Kind::File { len: m.len() },
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(&what(), &e)),
+                }
             } else {
                 Kind::Other
             };
@@ -304,6 +314,32 @@ mod tests {
         assert_eq!(p.parent().as_str(), "P/arc001/S 1");
         assert_eq!(p.strip_prefix(&RelPath::new("P/arc001").unwrap()), Some("S 1/é"));
         assert_eq!(p.strip_prefix(&RelPath::new("P/arc").unwrap()), None);
+    }
+
+    #[test]
+    fn listing_skips_entries_that_vanish_meanwhile() {
+        // Another process releasing locks while we list (the CI failure of concurrent archives): files come
+        // and go; a listing must never fail because one of them went between read_dir and stat.
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (root, stop) = (dir.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in 0..64 {
+                        let _ = fs::write(root.join(format!(".{i}.lock")), b"x");
+                    }
+                    for i in 0..64 {
+                        let _ = fs::remove_file(root.join(format!(".{i}.lock")));
+                    }
+                }
+            })
+        };
+        let result = (0..2000).try_for_each(|_| tree.list(&RelPath::root()).map(drop));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        result.unwrap();
     }
 
     #[test]
