@@ -398,12 +398,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn serve(global: &Global, limits: &Limits, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let component = match &global.component {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read the component {}; check the path", path.display()))?,
-        None => anyhow::bail!(
-            "this build embeds no HTTP component yet; pass one with --component FILE \
-             (target/guest/wasm32-wasip2/release/xnat_http.wasm once guest/http is built)"
+        Some(path) => std::borrow::Cow::Owned(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the component {}; check the path", path.display()))?,
         ),
+        None => std::borrow::Cow::Borrowed(xnat_archive::HTTP_COMPONENT),
     };
     let defaults = serve::Defaults {
         memory_bytes: limits.memory_bytes,

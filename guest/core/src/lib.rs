@@ -7,6 +7,7 @@ pub mod archive;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod contents;
 pub mod digest;
 pub mod document;
 pub mod error;

@@ -9,6 +9,7 @@ pub const JSON: &str = "application/json";
 pub const CSV: &str = "text/csv; charset=utf-8";
 pub const XML: &str = "application/xml";
 pub const URI_LIST: &str = "text/uri-list";
+pub const BINARY: &str = "application/octet-stream";
 
 /// A table format XNAT offers with `format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,11 +101,18 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A file streamed as the body instead of `body` (downloads): its path inside the component, its size.
+    pub file: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into() }
+        Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into(), file: None }
+    }
+
+    /// `200` streaming a file of `size` bytes.
+    pub fn file(content_type: &str, path: std::path::PathBuf, size: u64) -> Response {
+        Response { file: Some((path, size)), ..Response::new(200, content_type, Vec::new()) }
     }
 
     /// `200 text/plain` with `text`.
@@ -298,7 +305,8 @@ mod component {
         for (name, value) in &response.headers {
             let _ = headers.append(name, value.as_bytes());
         }
-        let _ = headers.set("content-length", &[response.body.len().to_string().into_bytes()]);
+        let length = response.file.as_ref().map_or(response.body.len() as u64, |(_, size)| *size);
+        let _ = headers.set("content-length", &[length.to_string().into_bytes()]);
         let outgoing = OutgoingResponse::new(headers);
         let _ = outgoing.set_status_code(response.status);
         let Ok(body) = outgoing.body() else {
@@ -306,9 +314,32 @@ mod component {
         };
         ResponseOutparam::set(out, Ok(outgoing));
         if let Ok(stream) = body.write() {
-            for chunk in response.body.chunks(4096) {
-                if stream.blocking_write_and_flush(chunk).is_err() {
-                    break;
+            match &response.file {
+                None => {
+                    for chunk in response.body.chunks(4096) {
+                        if stream.blocking_write_and_flush(chunk).is_err() {
+                            break;
+                        }
+                    }
+                }
+                // Streamed in chunks (never whole in memory). A file that shrank since it was listed ends the
+                // body early; the client sees fewer bytes than content-length, as from any server.
+                Some((path, _)) => {
+                    use std::io::Read as _;
+                    if let Ok(mut f) = std::fs::File::open(path) {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        // blocking-write-and-flush takes at most 4096 bytes per call.
+                        'file: while let Ok(n) = f.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            for chunk in buf[..n].chunks(4096) {
+                                if stream.blocking_write_and_flush(chunk).is_err() {
+                                    break 'file;
+                                }
+                            }
+                        }
+                    }
                 }
             }
             drop(stream);

@@ -7,6 +7,8 @@
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde_json::{Value, json};
 use xnat_core::archive::{self, Overwrite};
+use xnat_core::contents;
+use xnat_core::layout::Archive;
 use xnat_core::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::refresh::{self, NoProgress, Outcome, ResourceReport};
 use xnat_core::resource::{self, ResourceSpec};
@@ -97,8 +99,9 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
             allow(&["GET"])?;
             Ok(auth::whoami(&who))
         }
+        // POST is how XNAT's wiki makes a session: `curl -u user:pass -X POST …/data/JSESSION`.
         ["data", "JSESSION"] => {
-            allow(&["GET", "DELETE"])?;
+            allow(&["GET", "POST", "DELETE"])?;
             auth::jsession(&who, ctx)
         }
         ["data", "version"] => {
@@ -126,6 +129,10 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
             allow(&["GET"])?;
             Ok(Response::new(200, formats::JSON, r#"{"ResultSet":{"Result":[]}}"#))
         }
+        ["data", "projects"] | ["data", "archive", "projects"] => {
+            allow(&["GET"])?;
+            projects_list(params, ctx)
+        }
         ["data", "prearchive"] | ["data", "prearchive", "projects"] => {
             allow(&["GET"])?;
             prearchive_list(params, ctx, None)
@@ -145,6 +152,11 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
                     Ok(Response::empty())
                 }
             }
+        }
+        ["data", "prearchive", "projects", project, timestamp, folder, "scans", tail @ ..] => {
+            allow(&["GET"])?;
+            let session = SessionRef::new(Some(project), timestamp, folder)?;
+            prearchive_contents(params, ctx, &session, tail)
         }
         ["data", "services", "validate-archive"] => {
             allow(&["POST"])?;
@@ -197,6 +209,20 @@ fn segments(path: &str) -> Result<Vec<String>, HttpError> {
         out[0] = "data".into();
     }
     Ok(out)
+}
+
+// ----- archive ------------------------------------------------------------------------------------------
+
+/// `GET /data/projects`: the archive's projects (its top-level folders). We keep no project documents, so
+/// a project's name and secondary ID are its ID, as XNAT shows a project created with no title.
+fn projects_list(params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let format = Format::from_params(params, Format::Json)?;
+    let mut t = Table::new(&["ID", "secondary_ID", "name", "description", "pi_firstname", "pi_lastname", "URI"]);
+    for p in Archive::new(&ctx.archive).projects()? {
+        let uri = format!("/data/projects/{}", encode(&p));
+        t.push(vec![p.clone(), p.clone(), p, String::new(), String::new(), String::new(), uri]);
+    }
+    Ok(t.response(format, 200))
 }
 
 // ----- prearchive -----------------------------------------------------------------------------------------
@@ -310,6 +336,49 @@ fn prearchive_action(params: &Params, ctx: &Context, s: &SessionRef) -> Result<R
     })
 }
 
+/// `GET …/P/TS/F/scans[/N/resources[/R/files[/PATH]]]`: a session's scans, a scan's resources, a
+/// resource's files (tables, as XNAT's prearchive listings), or one file's bytes.
+fn prearchive_contents(params: &Params, ctx: &Context, s: &SessionRef, tail: &[&str]) -> Result<Response, HttpError> {
+    let pre = Prearchive::new(&ctx.prearchive);
+    let format = || Format::from_params(params, Format::Json);
+    match tail {
+        [] => {
+            let mut t = Table::new(&["ID", "type", "series_description", "xsiType"]);
+            for scan in contents::scans(&pre, s)? {
+                t.push(vec![scan.id, scan.kind, scan.series_description, scan.xsi_type]);
+            }
+            Ok(t.response(format()?, 200))
+        }
+        [scan, "resources"] => {
+            let mut t = Table::new(&["label", "format", "content", "file_count", "file_size"]);
+            for r in contents::resources(&pre, s, scan)? {
+                t.push(vec![r.label, r.format, r.content, r.file_count.to_string(), r.file_size.to_string()]);
+            }
+            Ok(t.response(format()?, 200))
+        }
+        [scan, "resources", resource, "files"] => {
+            let base = format!("/data{}/scans/{}/resources/{}/files", s.url(), encode(scan), encode(resource));
+            let mut t = Table::new(&["Name", "Size", "URI", "digest", "format", "content"]);
+            for f in contents::files(&pre, s, scan, resource)? {
+                let uri = format!("{base}/{}", f.name.split('/').map(encode).collect::<Vec<_>>().join("/"));
+                t.push(vec![f.name, f.size.to_string(), uri, f.digest, f.format, f.content]);
+            }
+            Ok(t.response(format()?, 200))
+        }
+        [scan, "resources", resource, "files", name @ ..] if !name.is_empty() => {
+            let (path, size) = contents::file(&pre, s, scan, resource, &name.join("/"))?;
+            Ok(Response::file(formats::BINARY, ctx.prearchive.path(&path), size))
+        }
+        _ => Err(not_offered("GET", &format!("/data{}/scans/{}", s.url(), tail.join("/")))),
+    }
+}
+
+/// A path segment percent-encoded for a URI in a listing.
+fn encode(segment: &str) -> String {
+    const SEGMENT: &AsciiSet = &CONTROLS.add(b'%').add(b'/').add(b'?').add(b'#').add(b' ');
+    utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
 fn new_project(params: &Params) -> Result<&str, HttpError> {
     params.value("newProject").ok_or_else(|| {
         HttpError::bad_request(
@@ -376,10 +445,8 @@ fn sources(params: &Params) -> Result<Vec<String>, HttpError> {
                  or by src=/prearchive/projects/P/TIMESTAMP/FOLDER",
             ));
         };
-        const SEGMENT: &AsciiSet = &CONTROLS.add(b'%').add(b'/').add(b'?').add(b'#').add(b' ');
-        let enc = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
         for f in folders {
-            srcs.push(format!("/prearchive/projects/{}/{}/{}", enc(project), enc(ts), enc(f)));
+            srcs.push(format!("/prearchive/projects/{}/{}/{}", encode(project), encode(ts), encode(f)));
         }
     }
     Ok(srcs)

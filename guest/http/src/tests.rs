@@ -597,3 +597,64 @@ fn settings_from_the_environment() {
     status(&r, 500);
     status(&handle(&Request::new("GET", "/data/auth").with_header("authorization", &basic("admin", "x")), &ctx), 500);
 }
+
+#[test]
+fn prearchive_scans_resources_and_files_as_pyxnat_and_xnatpy_read_them() {
+    let site = Site::new();
+    let url = site.session("S1", 2);
+    let base = format!("/data{url}/scans");
+    let scans = site.cookie("GET", &format!("{base}?format=json"));
+    status(&scans, 200);
+    let rows = result(&scans);
+    assert_eq!((rows[0]["ID"].as_str(), rows[0]["xsiType"].as_str()), (Some("2"), Some("xnat:mrScanData")));
+    // pyxnat asks for CSV and reads ID / label / Name from the header row.
+    let csv = site.basic("GET", &format!("{base}?format=csv")).body_text();
+    assert!(csv.starts_with("ID,type,series_description,xsiType\n2,T1,"), "{csv}");
+    let res = result(&site.cookie("GET", &format!("{base}/2/resources")));
+    assert_eq!(res[0]["label"], "DICOM");
+    assert_eq!((res[0]["file_count"].as_str(), res[0]["content"].as_str()), (Some("2"), Some("")));
+    let files = result(&site.cookie("GET", &format!("{base}/2/resources/DICOM/files?format=json")));
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["Name"], "1.dcm");
+    assert_eq!(files[0]["URI"], format!("{base}/2/resources/DICOM/files/1.dcm"));
+    // The file itself: streamed from the prearchive, never read whole into the response.
+    let one = site.cookie("GET", files[1]["URI"].as_str().unwrap());
+    status(&one, 200);
+    let (path, size) = one.file.clone().expect("a streamed body");
+    assert_eq!(fs::read(&path).unwrap(), b"DICM S1 2");
+    assert_eq!((size, one.header("content-type")), (9, Some(crate::formats::BINARY)));
+    for missing in [
+        format!("{base}/9/resources"),
+        format!("{base}/2/resources/NIFTI/files"),
+        format!("{base}/2/resources/DICOM/files/3.dcm"),
+        format!("{base}/2/resources/DICOM/files/scan_2_catalog.xml"),
+        format!("{base}/2/resources/DICOM/files/..%2f..%2fS1.xml"),
+        format!("/data/prearchive/projects/P/{TS}/NOPE/scans"),
+    ] {
+        let r = site.cookie("GET", &missing);
+        assert!(matches!(r.status, 400 | 404), "{missing}: {}", r.status);
+        assert!(r.file.is_none());
+    }
+    status(&site.cookie("POST", &format!("{base}/2/resources")), 405);
+    status(&site.send(Request::new("GET", &base)), 401);
+}
+
+#[test]
+fn projects_list_and_a_wiki_style_jsession_post() {
+    let site = Site::new();
+    fs::create_dir_all(site.root().join("arch/P/arc001")).unwrap();
+    fs::create_dir_all(site.root().join("arch/.xnat/ids")).unwrap();
+    let r = site.cookie("GET", "/data/projects?format=csv");
+    status(&r, 200);
+    assert_eq!(
+        r.body_text(),
+        "ID,secondary_ID,name,description,pi_firstname,pi_lastname,URI\nP,P,P,,,,/data/projects/P\n"
+    );
+    assert_eq!(result(&site.cookie("GET", "/data/archive/projects")).len(), 1);
+    // `curl -u user:pass -X POST …/data/JSESSION` answers a session id that works as the cookie.
+    let token = site.basic("POST", "/data/JSESSION");
+    status(&token, 200);
+    let cookie = format!("JSESSIONID={}", token.body_text().trim());
+    let r = site.send(Request::new("GET", "/data/projects").with_header("Cookie", &cookie));
+    status(&r, 200);
+}
