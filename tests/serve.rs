@@ -6,16 +6,20 @@
 //!   configuration's checks, `hash-password` and the demo mode. They run the probe component
 //!   (`tests/serve_probe`, built here for `wasm32-wasip2`), which reports what it was given and misbehaves
 //!   on request, so that they test the host and nothing else.
-//! * `xnat_*`: XNAT's REST surface and its authentication through the real HTTP component (`guest/http`),
-//!   on two tenants over generated sites: HTTP Basic, `PUT /data/services/auth` and the JSESSIONID cookie,
-//!   forged tokens, one tenant's token on another, unknown tenants, path traversal, SIGTERM.
+//! * `xnat_*`: XNAT's REST surface and its authentication through the real HTTP component (`guest/http`,
+//!   embedded in the binary), on two tenants over generated sites: HTTP Basic, `PUT /data/services/auth`
+//!   and the JSESSIONID cookie, forged tokens, one tenant's token on another, unknown tenants, path
+//!   traversal, SIGTERM; and the demo mode's own curl example.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use xnat_archive::generator;
 
@@ -215,6 +219,7 @@ struct Answer {
     body: String,
     set_cookie: Vec<String>,
     retry_after: Option<String>,
+    www_authenticate: Option<String>,
 }
 
 fn agent() -> ureq::Agent {
@@ -232,9 +237,10 @@ fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> An
     };
     let set_cookie = header("set-cookie");
     let retry_after = header("retry-after").into_iter().next();
+    let www_authenticate = header("www-authenticate").into_iter().next();
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
-    Answer { status, body, set_cookie, retry_after }
+    Answer { status, body, set_cookie, retry_after, www_authenticate }
 }
 
 fn get(url: &str) -> Answer {
@@ -246,36 +252,8 @@ fn get_with(url: &str, header: &str, value: &str) -> Answer {
 }
 
 fn basic(user: &str, password: &str) -> String {
-    use base64_lite::encode;
-    format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
-}
-
-/// Base64 for Basic auth, without another dependency.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn matches_rfc_4648() {
-        assert_eq!(encode(b"admin:admin"), "YWRtaW46YWRtaW4=");
-        assert_eq!(encode(b"ab"), "YWI=");
-        assert_eq!(encode(b"abc"), "YWJj");
-    }
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// Sends one request exactly as written (no client normalises its path) and returns the status.
@@ -562,7 +540,6 @@ fn login(server: &Server, tenant: &str, user: &str, password: &str) -> Answer {
 }
 
 #[test]
-#[ignore = "needs the HTTP component (guest/http) embedded in xnat-archive"]
 fn xnat_basic_auth_and_sessions_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let server = xnat_server(dir.path());
@@ -622,7 +599,6 @@ fn xnat_basic_auth_and_sessions_per_tenant() {
 }
 
 #[test]
-#[ignore = "needs the HTTP component (guest/http) embedded in xnat-archive"]
 fn xnat_traversal_never_reaches_another_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let server = xnat_server(dir.path());
@@ -654,7 +630,6 @@ fn xnat_traversal_never_reaches_another_tenant() {
 }
 
 #[test]
-#[ignore = "needs the HTTP component (guest/http) embedded in xnat-archive"]
 fn xnat_sigterm_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let server = xnat_server(dir.path());
@@ -662,4 +637,650 @@ fn xnat_sigterm_exits_0() {
     assert_eq!(ok.status, 200);
     let status = server.stop();
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn xnat_demo_mode_answers_its_own_curl_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let server = Server::start(&["--dir", site.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let stdout = server.stdout.lock().unwrap().clone();
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("user admin, password "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password line:\n{stdout}"))
+        .to_owned();
+    let listing = get_with(
+        &server.url("/demo/data/prearchive/projects?format=json"),
+        "Authorization",
+        &basic("admin", &password),
+    );
+    assert_eq!(listing.status, 200, "{listing:?}");
+    let json: serde_json::Value = serde_json::from_str(&listing.body).expect("a JSON listing");
+    assert!(json["ResultSet"]["Result"].as_array().is_some_and(|rows| rows.len() >= 6), "{json}");
+    assert!(server.stop().success());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Isolation under attack, through the real HTTP component: each attack gets the answer XNAT's users expect
+// while good requests on every tenant keep succeeding, and nothing outside the attacked tenant changes.
+
+/// Good requests, on a thread of their own until [`Traffic::finish`]: an authenticated prearchive listing of
+/// each tenant in turn, again and again. Every one must be a 200 with a JSON listing.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Traffic {
+    /// Logs in to each tenant once (`PUT /data/services/auth`) and starts listing with the session cookie.
+    fn start(server: &Server, tenants: &[&str]) -> Traffic {
+        let targets: Vec<(String, String)> = tenants
+            .iter()
+            .map(|t| {
+                let session = login(server, t, "admin", PASSWORD);
+                assert_eq!(session.status, 200, "login to {t}: {session:?}");
+                (server.url(&format!("/{t}/data/prearchive/projects?format=json")), cookie(&session))
+            })
+            .collect();
+        let (stop, rounds) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (stopped, counter) = (stop.clone(), rounds.clone());
+        let thread = std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                for (url, cookie) in &targets {
+                    let started = Instant::now();
+                    let answer = match agent().get(url).header("Cookie", cookie).call() {
+                        Ok(response) => answer(Ok(response)),
+                        Err(e) => {
+                            failures.push(format!("{url} after {:?}: {e}", started.elapsed()));
+                            continue;
+                        }
+                    };
+                    let rows = serde_json::from_str::<serde_json::Value>(&answer.body)
+                        .ok()
+                        .and_then(|json| json["ResultSet"]["Result"].as_array().map(Vec::len));
+                    if answer.status != 200 || rows.is_none_or(|n| n == 0) {
+                        failures.push(format!("{url} after {:?}: {answer:?}", started.elapsed()));
+                    }
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+                // Pacing, not synchronisation: leave the attacks some of this machine's two cores.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            failures
+        });
+        Traffic { stop, rounds, thread }
+    }
+
+    /// Rounds completed so far (every tenant listed once per round).
+    fn rounds(&self) -> usize {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more rounds have completed (at most 60 s): the good requests went on meanwhile.
+    fn wait_rounds(&self, n: usize) {
+        let (target, deadline) = (self.rounds() + n, Instant::now() + Duration::from_secs(60));
+        while self.rounds() < target {
+            assert!(!self.thread.is_finished(), "the good requests stopped");
+            assert!(Instant::now() < deadline, "the good requests made no progress for 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the loop and fails the test if any good request failed; returns how many rounds ran.
+    fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let rounds = self.rounds();
+        let failures = self.thread.join().expect("the good-request thread panicked");
+        assert!(
+            failures.is_empty(),
+            "{} good requests failed during the attacks:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert!(rounds > 0, "no good request completed");
+        rounds
+    }
+}
+
+/// `JSESSIONID=<token>` from a login's answer.
+fn cookie(session: &Answer) -> String {
+    format!("JSESSIONID={}", session.body.trim())
+}
+
+/// A response read off the wire: the status, the head (status line and headers, as sent) and the body.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Raw {
+    /// The value of a header (names compared ignoring case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Sends `method target` with `headers` (each ending in `\r\n`) and `body` exactly as written (no client
+/// normalises the path), on a connection of its own, and reads the whole answer (at most 30 s).
+fn raw(address: &str, method: &str, target: &str, headers: &str, body: &str) -> Raw {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let length = if body.is_empty() { String::new() } else { format!("Content-Length: {}\r\n", body.len()) };
+    write!(stream, "{method} {target} HTTP/1.1\r\nHost: {address}\r\n{headers}{length}Connection: close\r\n\r\n{body}")
+        .unwrap();
+    read_raw(&mut stream)
+}
+
+/// Reads an answer until the server closes the connection.
+fn read_raw(stream: &mut TcpStream) -> Raw {
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status =
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    Raw { status, head: head.to_owned(), body: body.to_owned() }
+}
+
+/// An `application/x-www-form-urlencoded` body (values encoded as a browser would).
+fn form(pairs: &[(&str, &str)]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!("{}={}", utf8_percent_encode(k, NON_ALPHANUMERIC), utf8_percent_encode(v, NON_ALPHANUMERIC))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+const FORM: &str = "Content-Type: application/x-www-form-urlencoded\r\n";
+
+/// The timestamp folder of `project`'s session `folder` in a generated prearchive.
+fn timestamp_of(prearchive: &Path, project: &str, folder: &str) -> String {
+    std::fs::read_dir(prearchive.join(project))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|ts| prearchive.join(project).join(ts).join(folder).is_dir())
+        .unwrap_or_else(|| panic!("no session {project}/*/{folder} in {}", prearchive.display()))
+}
+
+#[test]
+fn xnat_auth_attacks_get_401_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // A and B share a secret, so that only the tenant bound into a token tells them apart; C's tokens live
+    // three seconds.
+    let shared = "secret = \"one-key-for-A-and-B-0123456789\"";
+    let config = configure(
+        dir.path(),
+        &[TenantSpec::with("A", shared), TenantSpec::with("B", shared), TenantSpec::with("C", "token_ttl_secs = 3")],
+    );
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let traffic = Traffic::start(&server, &["A", "B"]);
+    let listing = |tenant: &str| server.url(&format!("/{tenant}/data/prearchive/projects?format=json"));
+    let refused = |answer: Answer, what: &str, says: &str| {
+        assert_eq!(answer.status, 401, "{what}: {answer:?}");
+        assert_eq!(answer.www_authenticate.as_deref(), Some("Basic realm=\"XNAT\""), "{what}: {answer:?}");
+        assert!(answer.body.contains(says), "{what}: the body should say {says:?}: {answer:?}");
+    };
+
+    // Credentials that are missing, wrong, or not HTTP Basic.
+    refused(get(&listing("A")), "no credentials", "The request requires user authentication");
+    refused(
+        get_with(&listing("A"), "Authorization", &basic("admin", "wrong")),
+        "wrong password",
+        "Login attempt failed",
+    );
+    refused(get_with(&listing("A"), "Authorization", &basic("root", PASSWORD)), "unknown user", "Login attempt failed");
+    refused(get_with(&listing("A"), "Authorization", &basic("admin", "")), "empty password", "Login attempt failed");
+    refused(get_with(&listing("A"), "Authorization", "Bearer abc"), "not Basic", "not HTTP Basic");
+    refused(get_with(&listing("A"), "Authorization", "Basic !!!"), "not base64", "not HTTP Basic");
+    refused(login(&server, "A", "admin", "wrong"), "login with a wrong password", "Login attempt failed");
+    refused(
+        get_with(&server.url("/A/data/JSESSION"), "Authorization", &basic("admin", "x")),
+        "pyxnat",
+        "requires user",
+    );
+
+    // Forged tokens: A's genuine token with its signature or its payload (`tenant|user|expiry`) altered.
+    let token = login(&server, "A", "admin", PASSWORD).body.trim().to_owned();
+    assert_eq!(get_with(&listing("A"), "Cookie", &format!("JSESSIONID={token}")).status, 200, "the genuine token");
+    let (payload, signature) = token.split_once('.').expect("payload.signature");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let fields = String::from_utf8(b64.decode(payload).unwrap()).unwrap();
+    let [tenant, user, expiry]: [&str; 3] = fields.split('|').collect::<Vec<_>>().try_into().unwrap();
+    assert_eq!((tenant, user), ("A", "admin"), "{fields}");
+    let mut flipped = signature.to_owned().into_bytes();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let re_signed = |fields: String| format!("{}.{signature}", b64.encode(fields));
+    let later = expiry.parse::<u64>().unwrap() + 10 * 365 * 86400;
+    for (what, forged, says) in [
+        ("altered signature", format!("{payload}.{}", String::from_utf8(flipped).unwrap()), "bad signature"),
+        ("no signature", format!("{payload}."), "bad signature"),
+        ("expiry pushed back", re_signed(format!("A|admin|{later}")), "bad signature"),
+        ("another user", re_signed(format!("A|root|{expiry}")), "bad signature"),
+        ("another tenant", re_signed(format!("B|admin|{expiry}")), "bad signature"),
+        ("garbage", "garbage".to_owned(), "malformed"),
+        ("two dots", format!("{token}.{signature}"), "malformed"),
+    ] {
+        refused(get_with(&listing("A"), "Cookie", &format!("JSESSIONID={forged}")), what, says);
+        if what == "another tenant" {
+            refused(get_with(&listing("B"), "Cookie", &format!("JSESSIONID={forged}")), "relabelled for B", says);
+        }
+    }
+
+    // One tenant's genuine token on another, although both sign with the same key.
+    let b_token = login(&server, "B", "admin", PASSWORD).body.trim().to_owned();
+    refused(get_with(&listing("B"), "Cookie", &format!("JSESSIONID={token}")), "A's token on B", "another site");
+    refused(get_with(&listing("A"), "Cookie", &format!("JSESSIONID={b_token}")), "B's token on A", "another site");
+    refused(get_with(&listing("C"), "Cookie", &format!("JSESSIONID={token}")), "A's token on C", "bad signature");
+
+    // An expired token: C's live 3 s (token_ttl_secs). Good until then, refused from then on.
+    let issued = Instant::now();
+    let c_session = login(&server, "C", "admin", PASSWORD);
+    assert_eq!(c_session.status, 200, "{c_session:?}");
+    let c_cookie = cookie(&c_session);
+    assert_eq!(get_with(&listing("C"), "Cookie", &c_cookie).status, 200, "a fresh token");
+    let expired = loop {
+        let answer = get_with(&listing("C"), "Cookie", &c_cookie);
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(issued.elapsed() < Duration::from_secs(10), "C's token still worked after 10 s (token_ttl_secs = 3)");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(issued.elapsed() >= Duration::from_secs(2), "refused after only {:?}", issued.elapsed());
+    refused(expired, "an expired token", "expired");
+    // An expired cookie beside good Basic credentials: the credentials count (pyxnat keeps stale cookies).
+    let agent = agent();
+    let both = agent.get(&listing("C")).header("Cookie", &c_cookie).header("Authorization", &basic("admin", PASSWORD));
+    assert_eq!(answer(both.call()).status, 200);
+
+    traffic.wait_rounds(2);
+    traffic.finish();
+    let log = server.log();
+    assert!(!log.contains(PASSWORD) && !log.contains(&token), "credentials are not logged:\n{log}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn xnat_traversal_in_every_parameter_is_refused_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = xnat_server(dir.path());
+    std::fs::write(dir.path().join("SENTINEL.txt"), "beside the tenants' folders\n").unwrap();
+    // Everything but A's prearchive must stay as it is: B, A's archive, the sentinel, the configuration.
+    // A's prearchive may gain a status or a log when a refused archive marks its session; its sessions stay.
+    let outside = || {
+        let mut all = common::snapshot(dir.path());
+        all.retain(|path, _| !path.starts_with("A/prearchive/"));
+        all
+    };
+    let sessions = |root: &Path| {
+        let mut found = common::snapshot(root);
+        found.retain(|path, _| {
+            !path.split('/').any(|s| s == "logs" || (s.starts_with('.') && s.len() > 1)) && !path.ends_with("logs/")
+        });
+        found
+    };
+    let (before, a_sessions) = (outside(), sessions(&dir.path().join("A/prearchive")));
+    assert!(before.keys().any(|p| p.starts_with("B/prearchive/DEMO/")), "B has sessions to protect");
+
+    let traffic = Traffic::start(&server, &["A", "B"]);
+    let address = server.address();
+    let token = login(&server, "A", "admin", PASSWORD);
+    let auth = format!("Cookie: {}\r\n", cookie(&token));
+    let ts = timestamp_of(&dir.path().join("A/prearchive"), "DEMO", "SUBJ1_MR1");
+    let src = format!("/prearchive/projects/DEMO/{ts}/SUBJ1_MR1");
+    let b_session = format!("B/prearchive/DEMO/{ts}/SUBJ1_MR1");
+
+    // Values that try to leave the tenant's grants: plain, percent-encoded (once and twice, so that a second
+    // decoding would reveal them), with backslashes, absolute.
+    let escapes_pre = [
+        format!("/prearchive/projects/../../{b_session}"),
+        format!("/prearchive/projects/DEMO/{ts}/../../../../{b_session}"),
+        format!("/prearchive/projects/%2e%2e/%2e%2e/{b_session}"),
+        format!("/prearchive/projects/%252e%252e/%252e%252e/{b_session}"),
+        format!("/prearchive/projects/DEMO/{ts}/..%2f..%2f..%2f..%2f{}", b_session.replace('/', "%2f")),
+        format!("/prearchive/projects/DEMO/{ts}/..%5c..%5c..%5c..%5cB"),
+        format!("/prearchive/projects/DEMO/{ts}/..\\..\\..\\..\\B"),
+        format!("/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1/../../../../../{b_session}"),
+        format!("../../{b_session}"),
+        "/etc/passwd".to_owned(),
+        format!("{}/{b_session}", dir.path().display()),
+        format!("file://{}/{b_session}", dir.path().display()),
+    ];
+    let names = ["..", "../B", "..%2fB", "%2e%2e", "..\\B", "../../B/archive/DEMO", "DEMO/../../B", "/B", "a/b", "."];
+    let escapes_arc = [
+        "/archive/projects/../../B/archive/DEMO".to_owned(),
+        "/archive/projects/%2e%2e/%2e%2e/B/archive/DEMO".to_owned(),
+        "/archive/projects/%252e%252e/B".to_owned(),
+        "/archive/projects/..%252fB/subjects/SUBJ1".to_owned(),
+        "/archive/projects/DEMO/subjects/..%2f..%2f..%2fB".to_owned(),
+        "/archive/projects/DEMO/subjects/..%5c..%5c..%5cB".to_owned(),
+        "/archive/projects/DEMO%2f..%2f..%2fB/subjects/SUBJ1".to_owned(),
+        "/projects/DEMO/subjects/SUBJ1/../../../../B/archive/DEMO/subjects/SUBJ1".to_owned(),
+        "/archive/experiments/..%2f..%2fB".to_owned(),
+        format!("{}/B/archive/DEMO", dir.path().display()),
+        "../B/archive/DEMO".to_owned(),
+    ];
+
+    // (what, method, target, form body)
+    let mut attacks: Vec<(String, &str, String, String)> = Vec::new();
+    let post = |what: String, target: &str, pairs: &[(&str, &str)]| (what, "POST", target.to_owned(), form(pairs));
+    for s in &escapes_pre {
+        for service in ["validate-archive", "archive"] {
+            attacks.push(post(format!("{service} src={s}"), &format!("/A/data/services/{service}"), &[("src", s)]));
+        }
+        for action in ["move", "delete", "rebuild"] {
+            let target = format!("/A/data/services/prearchive/{action}");
+            attacks.push(post(format!("{action} src={s}"), &target, &[("src", s), ("newProject", "TRIAL")]));
+        }
+    }
+    for name in names {
+        for service in ["validate-archive", "archive"] {
+            let target = format!("/A/data/services/{service}");
+            // (subject and session labels are not paths: see the end.)
+            attacks.push(post(format!("{service} project={name}"), &target, &[("src", &src), ("project", name)]));
+            let triple = [("PROJECT_ID", "DEMO"), ("PREARC_TIMESTAMP", ts.as_str()), ("PREARC_SESSION_FOLDER", name)];
+            attacks.push(post(format!("{service} PREARC_SESSION_FOLDER={name}"), &target, &triple));
+            let triple =
+                [("PROJECT_ID", name), ("PREARC_TIMESTAMP", ts.as_str()), ("PREARC_SESSION_FOLDER", "SUBJ1_MR1")];
+            attacks.push(post(format!("{service} PROJECT_ID={name}"), &target, &triple));
+        }
+        let target = "/A/data/services/prearchive/move";
+        attacks.push(post(format!("move newProject={name}"), target, &[("src", &src), ("newProject", name)]));
+        let target = format!("/A/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1?action=move");
+        attacks.push(post(format!("action=move newProject={name}"), &target, &[("newProject", name)]));
+    }
+    for dest in &escapes_arc {
+        for service in ["validate-archive", "archive"] {
+            let target = format!("/A/data/services/{service}");
+            attacks.push(post(format!("{service} dest={dest}"), &target, &[("src", &src), ("dest", dest)]));
+        }
+        let target = "/A/data/services/refresh/catalog";
+        for resource in [dest.clone(), format!("{dest}/resources/DICOM"), format!("{dest}/files")] {
+            attacks.push(post(format!("refresh resource={resource}"), target, &[("resource", &resource)]));
+        }
+    }
+    // Path segments of the prearchive session URL and of resource URLs; the host refuses dot segments in
+    // every spelling, the component what is left (a decoded separator, an absolute name).
+    let session_paths = [
+        format!("/A/data/prearchive/projects/DEMO/{ts}/%2e%2e"),
+        "/A/data/prearchive/projects/DEMO/%2e%2e/%2e%2e".to_owned(),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/..%2f..%2f..%2f{}", b_session.replace('/', "%2f")),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/..%5c..%5cB"),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1%2f..%2f..%2f..%2f..%2f..%2fB"),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/%2fetc%2fpasswd"),
+        format!(
+            "/A/data/prearchive/projects/%2f{}/{ts}/SUBJ1_MR1",
+            dir.path().display().to_string().replace('/', "%2f")
+        ),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1%5c..%5c..%5c..%5cB"),
+        format!("/A/data/prearchive/projects/DEMO/{ts}/a%2fb"),
+    ];
+    for path in &session_paths {
+        for method in ["GET", "DELETE"] {
+            attacks.push((format!("{method} {path}"), method, path.clone(), String::new()));
+        }
+        let target = format!("{path}?action=move&newProject=TRIAL");
+        attacks.push((format!("POST {target}"), "POST", target, String::new()));
+    }
+    // A prearchive session's scans, resources and files (downloads): every segment after the session's.
+    let session_url = format!("/A/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1");
+    let sentinel = dir.path().join("SENTINEL.txt").display().to_string().replace('/', "%2f");
+    for tail in [
+        "scans/%2e%2e/resources".to_owned(),
+        "scans/..%2f..%2f..%2f..%2fB/resources".to_owned(),
+        "scans/1/resources/%2e%2e/files".to_owned(),
+        "scans/1/resources/DICOM/files/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/SENTINEL.txt".to_owned(),
+        "scans/1/resources/DICOM/files/..%2f..%2f..%2f..%2f..%2f..%2f..%2fSENTINEL.txt".to_owned(),
+        "scans/1/resources/DICOM/files/..%5c..%5c..%5c..%5c..%5c..%5c..%5cSENTINEL.txt".to_owned(),
+        format!("scans/1/resources/DICOM/files/{sentinel}"),
+        format!("scans/1/resources/DICOM/files/{}", sentinel.replace("%2f", "/")),
+        format!("scans/%2f{}/resources/DICOM/files", dir.path().display().to_string().replace('/', "%2f")),
+        "scans/1/resources/%2fetc/files/passwd".to_owned(),
+        "scans/1/resources/DICOM/files/%2fetc%2fpasswd".to_owned(),
+    ] {
+        let path = format!("{session_url}/{tail}");
+        attacks.push((format!("GET {path}"), "GET", path, String::new()));
+    }
+    for label in ["%2e%2e", "..%2f..%2f..%2fB", "..%5c..%5cB", "%2fetc", "a%2fb", ".%2e", "%2e"] {
+        for base in ["/A/data/projects/DEMO", "/A/data/projects/DEMO/subjects/SUBJ1", "/A/data/archive/projects/DEMO"] {
+            let path = format!("{base}/resources/{label}");
+            for method in ["PUT", "POST"] {
+                attacks.push((format!("{method} {path}"), method, format!("{path}?format=DICOM"), String::new()));
+            }
+            attacks.push((format!("GET {path}"), "GET", path.clone(), String::new()));
+        }
+        for path in [
+            format!("/A/data/projects/{label}/resources/X"),
+            format!("/A/data/projects/DEMO/subjects/{label}/resources/X"),
+        ] {
+            attacks.push((format!("PUT {path}"), "PUT", path.clone(), String::new()));
+        }
+        let path = format!("/A/data/experiments/{label}");
+        attacks.push((format!("GET {path}"), "GET", path, String::new()));
+    }
+
+    // The same endpoints answer genuine requests (so a 404 above is a refusal, not a missing route).
+    let scans = dir.path().join(format!("A/prearchive/DEMO/{ts}/SUBJ1_MR1/SCANS"));
+    let scan = std::fs::read_dir(&scans).unwrap().next().unwrap().unwrap().file_name().into_string().unwrap();
+    let dicom = scans.join(&scan).join("DICOM");
+    let file = std::fs::read_dir(&dicom)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|f| !f.ends_with(".xml"))
+        .unwrap();
+    let download = raw(&address, "GET", &format!("{session_url}/scans/{scan}/resources/DICOM/files/{file}"), &auth, "");
+    assert_eq!(download.status, 200, "a genuine download: {:?}", download.head);
+    let size = std::fs::metadata(dicom.join(&file)).unwrap().len().to_string();
+    assert_eq!(download.header("content-length"), Some(size.as_str()), "{:?}", download.head);
+    let validated =
+        raw(&address, "POST", "/A/data/services/validate-archive", &format!("{auth}{FORM}"), &form(&[("src", &src)]));
+    assert_eq!(validated.status, 200, "a genuine validation: {validated:?}");
+
+    let mut wrong = Vec::new();
+    for (what, method, target, body) in &attacks {
+        let headers = if body.is_empty() { auth.clone() } else { format!("{auth}{FORM}") };
+        let answer = raw(&address, method, target, &headers, body);
+        if !matches!(answer.status, 400 | 404) {
+            wrong.push(format!("{what}: {} {}", answer.status, answer.body.trim()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} attacks were not answered 400 or 404:\n{}",
+        wrong.len(),
+        attacks.len(),
+        wrong.join("\n")
+    );
+
+    traffic.wait_rounds(2);
+    traffic.finish();
+    let after = outside();
+    let changed: Vec<_> = before
+        .iter()
+        .filter(|(p, h)| after.get(*p) != Some(*h))
+        .map(|(p, _)| format!("changed or gone: {p}"))
+        .chain(after.keys().filter(|p| !before.contains_key(*p)).map(|p| format!("new: {p}")))
+        .collect();
+    assert!(changed.is_empty(), "files outside A's prearchive changed:\n{}", changed.join("\n"));
+    assert_eq!(sessions(&dir.path().join("A/prearchive")), a_sessions, "A's sessions were moved or changed");
+
+    // Subject and session labels are identifiers, not paths: XNAT's cleanValue turns every character but
+    // letters, digits, '-' and '_' into '_' (as XNAT does), so a traversal there names a subject and an
+    // experiment of A's own project.
+    let escape = [("src", src.as_str()), ("subject", "../../B/archive/DEMO/subjects/SUBJ1"), ("session", "..\\..\\x")];
+    let archived = raw(&address, "POST", "/A/data/services/archive", &format!("{auth}{FORM}"), &form(&escape));
+    assert_eq!(archived.status, 200, "{archived:?}");
+    let experiment = "/data/archive/projects/DEMO/subjects/______B_archive_DEMO_subjects_SUBJ1/experiments/______x";
+    assert_eq!(archived.body.trim(), experiment, "{archived:?}");
+    assert!(dir.path().join("A/archive/DEMO/subjects/______B_archive_DEMO_subjects_SUBJ1.xml").is_file());
+    let mut after = outside();
+    after.retain(|path, _| !path.starts_with("A/archive/"));
+    let mut expected = before.clone();
+    expected.retain(|path, _| !path.starts_with("A/archive/"));
+    assert_eq!(after, expected, "the archive changed something outside A");
+    let log = server.log();
+    assert!(
+        !log.lines().any(|l| l.contains("tenant=B") && !l.contains("status=200")),
+        "B saw only good requests:\n{log}"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn xnat_memory_exhaustion_is_507_and_the_tenant_recovers_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::with("A", "memory_mib = 64"), TenantSpec::new("B")]);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let traffic = Traffic::start(&server, &["A", "B"]);
+    let address = server.address();
+    let auth = format!("Cookie: {}\r\n{FORM}", cookie(&login(&server, "A", "admin", PASSWORD)));
+    let ts = timestamp_of(&dir.path().join("A/prearchive"), "DEMO", "SUBJ1_MR1");
+    let src = format!("/prearchive/projects/DEMO/{ts}/SUBJ1_MR1");
+
+    // The component reads at most 1 MiB of form body (413 beyond), so a big body alone cannot exhaust
+    // 64 MiB. What allocates in proportion to its input: sessions named by PROJECT_ID + PREARC_TIMESTAMP +
+    // PREARC_SESSION_FOLDER (repeated) each become a src of their own, so a long project name times many
+    // folders asks for gigabytes from a body under 1 MiB.
+    let huge = "x".repeat(2 << 20);
+    let too_big = raw(&address, "POST", "/A/data/services/validate-archive", &auth, &form(&[("src", &huge)]));
+    assert_eq!(too_big.status, 413, "{too_big:?}");
+    let project = "P".repeat(64 << 10);
+    let mut folders = vec![("PROJECT_ID", project.as_str()), ("PREARC_TIMESTAMP", ts.as_str())];
+    folders.extend(std::iter::repeat_n(("PREARC_SESSION_FOLDER", "F"), 30_000));
+    let body = form(&folders);
+    assert!(body.len() < 1 << 20, "within the component's body limit: {}", body.len());
+    for _ in 0..2 {
+        let started = Instant::now();
+        let oom = raw(&address, "POST", "/A/data/services/validate-archive", &auth, &body);
+        assert_eq!(oom.status, 507, "{:?} after {:?}", oom.status, started.elapsed());
+        assert!(oom.body.contains("more memory than tenant 'A' allows (64 MiB)"), "{}", oom.body);
+        assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+
+        // The next request on A gets a fresh instance and succeeds.
+        let next = raw(&address, "POST", "/A/data/services/validate-archive", &auth, &form(&[("src", &src)]));
+        assert_eq!(next.status, 200, "{next:?}");
+        assert!(next.body.contains("\"ResultSet\""), "{next:?}");
+    }
+
+    traffic.wait_rounds(2);
+    traffic.finish();
+    let log = server.log();
+    assert!(log.contains("POST /A/data/services/validate-archive tenant=A status=507 "), "{log}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn xnat_slow_clients_and_endless_requests_are_cut_off_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = "request_timeout_secs = 3\nmax_concurrent = 8";
+    let config = configure(dir.path(), &[TenantSpec::with("A", a), TenantSpec::new("B")]);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let traffic = Traffic::start(&server, &["A", "B"]);
+    let address = server.address();
+    let session = format!("Cookie: {}\r\n", cookie(&login(&server, "A", "admin", PASSWORD)));
+    let limit = Duration::from_secs(3);
+    let open = |head: &str| {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+    };
+    let post_head = format!(
+        "POST /A/data/services/validate-archive HTTP/1.1\r\nHost: {address}\r\n{session}{FORM}Content-Length: 100000\r\n\r\n"
+    );
+    let rounds = traffic.rounds();
+    let started = Instant::now();
+
+    // 1. Headers, then a body that never comes.
+    let mut withheld = open(&post_head);
+    // 2. Headers, then a body dribbled a byte at a time that would take minutes.
+    let mut dribbled = open(&post_head);
+    let mut writer = dribbled.try_clone().unwrap();
+    let dribbler = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if writer.write_all(b"x").is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    // 3. Headers that never end.
+    let mut endless_head = open(&format!("GET /A/data/prearchive/projects HTTP/1.1\r\nHost: {address}\r\n{session}"));
+    // 4. A request that keeps the component working past the limit: a listing of one project named 200,000
+    //    times, each a walk of the prearchive.
+    let mut projects = String::from("project=");
+    projects.push_str(&"NONE,".repeat(200_000));
+    let busy = {
+        let (address, session) = (address.clone(), session.clone());
+        std::thread::spawn(move || {
+            let answer =
+                raw(&address, "GET", "/A/data/prearchive/projects?format=json", &format!("{session}{FORM}"), &projects);
+            (answer, Instant::now())
+        })
+    };
+
+    let withheld_answer = read_raw(&mut withheld);
+    let withheld_after = started.elapsed();
+    let dribbled_answer = read_raw(&mut dribbled);
+    let dribbled_after = started.elapsed();
+    let mut rest = Vec::new();
+    let head_result = endless_head.read_to_end(&mut rest);
+    let head_after = started.elapsed();
+    let (busy_answer, busy_end) = busy.join().unwrap();
+    let busy_after = busy_end - started;
+    let during = traffic.rounds() - rounds;
+
+    for (what, answer, after) in
+        [("withheld body", &withheld_answer, withheld_after), ("dribbled body", &dribbled_answer, dribbled_after)]
+    {
+        assert_eq!(answer.status, 408, "{what}: {answer:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{what}: {answer:?}");
+        assert!(answer.body.contains("request body did not arrive within tenant 'A''s time limit of 3s"), "{answer:?}");
+        assert!(
+            after >= limit - Duration::from_millis(100) && after < limit + Duration::from_secs(5),
+            "{what}: {after:?}"
+        );
+    }
+    assert!(dribbler.join().unwrap(), "the server closed the dribbling connection");
+    assert!(
+        head_result.is_ok() && rest.is_empty(),
+        "headers that never end: closed without an answer: {head_result:?} {rest:?}"
+    );
+    assert!(head_after < limit + Duration::from_secs(5), "headers that never end: closed after {head_after:?}");
+    assert_eq!(busy_answer.status, 504, "{busy_answer:?}");
+    assert!(busy_answer.body.contains("time limit of 3s"), "{busy_answer:?}");
+    assert!(
+        busy_after >= limit - Duration::from_millis(100) && busy_after < limit + Duration::from_secs(5),
+        "{busy_after:?}"
+    );
+    assert!(during >= 3, "only {during} rounds of good requests while the attacks ran");
+
+    // A is still itself.
+    let listing = raw(&address, "GET", "/A/data/prearchive/projects?format=json", &session, "");
+    assert_eq!(listing.status, 200, "{listing:?}");
+    traffic.wait_rounds(2);
+    traffic.finish();
+    let log = server.log();
+    assert!(
+        log.contains("tenant A: the client did not send its whole request body within the time limit of 3s"),
+        "{log}"
+    );
+    assert_eq!(log.matches("POST /A/data/services/validate-archive tenant=A status=408 ").count(), 2, "{log}");
+    assert!(log.contains("without a whole request's headers"), "{log}");
+    assert!(log.contains("GET /A/data/prearchive/projects tenant=A status=504 "), "{log}");
+    assert!(server.stop().success());
 }

@@ -105,8 +105,7 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         plan.notice(6, NoticeKind::Fail, "unable to identify destination project");
         return Ok(plan);
     };
-    crate::tree::check_segment(&project)
-        .map_err(|_| Error::BadRequest(format!("{project:?} is not a valid project id")))?;
+    check_project_id(&project)?;
 
     // Code 8: the label, first non-empty of session/label params, XML label, folder, XML ID (§4.2).
     let raw_label = label_param
@@ -176,6 +175,18 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
 /// XNAT's rule for IDs and labels after cleaning (`XftStringUtils.REGEX_VALID_ID`).
 fn valid_identifier(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A project id a request names (an archive's `project` or `dest`, a move's `newProject`) must be an XNAT
+/// identifier. A plain folder name is not enough: `..%2fB` would become a folder whose URI
+/// (`/archive/projects/..%2fB/...`) decodes to a path out of the tree, so that no request could name it.
+pub fn check_project_id(project: &str) -> Result<()> {
+    if valid_identifier(project) {
+        return Ok(());
+    }
+    Err(Error::BadRequest(format!(
+        "{project:?} is not a valid project id: XNAT project ids are letters, digits, '-' and '_'"
+    )))
 }
 
 /// Two spellings of one parameter must agree (D3).
@@ -606,6 +617,17 @@ mod tests {
         assert_eq!(map_path("SCANS/4/DICOM/scan_4_catalog.xml", &ids), "SCANS/4-MR2/DICOM/scan_4-MR2_catalog.xml");
         assert_eq!(map_path("SCANS/4/DICOM/a.dcm", &ids), "SCANS/4-MR2/DICOM/a.dcm");
         assert_eq!(map_path("RESOURCES/4/x", &ids), "RESOURCES/4/x");
+    }
+
+    #[test]
+    fn project_ids_are_xnat_identifiers() {
+        for good in ["DEMO", "trial_2", "A-1", "Unassigned"] {
+            assert!(check_project_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "..", ".", "../B", "..%2fB", "%2e%2e", "a/b", "a\\b", "A B", "P.1", "/B"] {
+            let e = check_project_id(bad).unwrap_err();
+            assert!(matches!(&e, Error::BadRequest(m) if m.contains("not a valid project id")), "{bad}: {e:?}");
+        }
     }
 
     #[test]

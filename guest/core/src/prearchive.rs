@@ -404,6 +404,7 @@ impl<'a> Prearchive<'a> {
     /// Moves a session to another project (or `Unassigned`): document first, then the folder, then the
     /// old document, so a crash at any point loses nothing. The moved session is READY.
     pub fn move_to(&self, s: &SessionRef, new_project: &str) -> Result<SessionRef> {
+        crate::plan::check_project_id(new_project)?;
         self.require(s)?;
         let target = SessionRef::new(Some(new_project), &s.timestamp, &s.folder)?;
         if target == *s {
@@ -620,6 +621,10 @@ mod tests {
         let (d, tree) = site();
         let pre = Prearchive::new(&tree);
         let s = SessionRef::new(Some("P"), "20240131_091500123", "S1").unwrap();
+        for bad in ["..%2fQ", "../Q", "Q.1"] {
+            assert!(matches!(pre.move_to(&s, bad), Err(Error::BadRequest(_))), "{bad}");
+        }
+        assert!(!d.path().join("..%2fQ").exists() && pre.exists(&s).unwrap());
         let moved = pre.move_to(&s, "Q").unwrap();
         assert_eq!(moved.url(), "/prearchive/projects/Q/20240131_091500123/S1");
         let doc = pre.document(&moved).unwrap().unwrap();

@@ -4,13 +4,20 @@
 //!
 //! Instances come from a pooling allocator sized for the tenants' slots. Time is watched by epoch
 //! interruption: every [`TICK`] a running instance yields to the other tasks (fairness: a spinning guest
-//! cannot hold a worker thread) and is stopped once its request's time limit has passed. Memory is capped by
-//! the store's limiter. A guest cannot make outgoing HTTP requests or open sockets.
+//! cannot hold a worker thread) and is stopped once its request's time limit has passed. The same limit is
+//! the deadline for the client's request body: a request whose client is still sending (or withholding) the
+//! body the component is waiting for when the limit comes is a [`Failure::BodyTimedOut`], not the
+//! component's fault. Memory is capped by the store's limiter. A guest cannot make outgoing HTTP requests or
+//! open sockets.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
@@ -33,6 +40,9 @@ pub enum Failure {
     OutOfMemory(usize),
     /// It ran past its tenant's time limit.
     TimedOut(Duration),
+    /// The client had not finished sending the request body when its tenant's time limit came: the
+    /// component was still waiting for it (a slow or stalled client, such as a slow-loris attack).
+    BodyTimedOut(Duration),
     /// Every instance slot of the server is in use.
     Busy,
     /// It answered with a `wasi:http` error instead of a response.
@@ -48,6 +58,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::OutOfMemory(desired) => write!(f, "ran out of memory (asked for {} MiB)", desired >> 20),
             Failure::TimedOut(limit) => write!(f, "did not finish within {limit:?}"),
+            Failure::BodyTimedOut(limit) => write!(f, "did not receive the whole request body within {limit:?}"),
             Failure::Busy => write!(f, "no free instance slot"),
             Failure::Refused(code) => write!(f, "answered with an error: {code:?}"),
             Failure::Crashed(message) => write!(f, "crashed: {message}"),
@@ -122,6 +133,8 @@ impl HttpComponent {
             })
         });
 
+        // The body-read deadline is the request's: a client that has not sent its body by then is cut off.
+        let (request, body) = watch_body(request);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let resources = |store: &mut Store<State>| -> wasmtime::Result<_> {
             let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
@@ -146,6 +159,10 @@ impl HttpComponent {
                 Ok(Err(error)) => Err(explain(error, &store, limit)),
                 Err(_elapsed) => Err(Failure::TimedOut(limit)),
             };
+            let outcome = match outcome {
+                Err(Failure::TimedOut(limit)) if body.stalled() => Err(Failure::BodyTimedOut(limit)),
+                other => other,
+            };
             // The instance's pool slot is free before the tenant's slot is, so the pool never runs short.
             drop(store);
             drop(slot);
@@ -169,6 +186,65 @@ impl HttpComponent {
                 Err(panic) => Err(Failure::Crashed(panic.to_string())),
             },
         }
+    }
+}
+
+/// The request with its body watched, and the watch.
+fn watch_body(request: hyper::Request<Incoming>) -> (hyper::Request<WatchedBody>, BodyWatch) {
+    let watch = BodyWatch::default();
+    if request.body().is_end_stream() {
+        watch.0.store(BodyWatch::COMPLETE, Ordering::Relaxed);
+    }
+    let watched = watch.clone();
+    (request.map(|inner| WatchedBody { inner, watch: watched }), watch)
+}
+
+/// How far the reading of a request body got: not started, started, or complete. Shared between the body
+/// (which the instance reads) and [`HttpComponent::handle`] (which decides what a timeout means).
+#[derive(Debug, Clone, Default)]
+struct BodyWatch(Arc<AtomicU8>);
+
+impl BodyWatch {
+    const STARTED: u8 = 1;
+    const COMPLETE: u8 = 2;
+
+    /// Whether the component began reading the body and the client has not sent all of it: a time-out is
+    /// then the client's doing (408), not the component's (504).
+    fn stalled(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == BodyWatch::STARTED
+    }
+}
+
+/// A request body that reports to its [`BodyWatch`].
+struct WatchedBody {
+    inner: Incoming,
+    watch: BodyWatch,
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let state = match &polled {
+            Poll::Ready(None) => BodyWatch::COMPLETE,
+            _ if self.inner.is_end_stream() => BodyWatch::COMPLETE,
+            _ => BodyWatch::STARTED,
+        };
+        self.watch.0.fetch_max(state, Ordering::Relaxed);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -406,6 +406,8 @@ mod tests {
         assert!(error(&set("request_timeout_secs = 0"), d).contains("positive number of seconds"));
         assert!(error(&set("max_concurrent = 0"), d).contains("from 1 to 256"));
         assert!(error(&set("secret = \"short\""), d).contains("too short"));
+        assert!(error(&set("token_ttl_secs = 0"), d).contains("token_ttl_secs = 0: give a positive number"));
+        assert!(error(&set("token_ttl_secs = -5"), d).contains("token_ttl_secs"));
         assert!(error(&set("site_id = \"X-1\""), d).contains("letters, digits and _"));
         assert!(error(&set("memroy_mib = 3"), d).contains("unknown field `memroy_mib`"));
     }

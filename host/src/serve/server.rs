@@ -9,10 +9,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
@@ -31,6 +31,9 @@ pub struct Server {
 /// requests in flight finish (waiting at most the longest time limit, plus a little).
 pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
     let local = listener.local_addr().ok();
+    let header_deadline = header_read_timeout(&server.tenants);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_deadline);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -51,11 +54,16 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Futu
             let server = server.clone();
             async move { Ok::<_, Infallible>(server.respond(request, local).await) }
         });
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("connection from {peer}: {e}");
+            match connection.await {
+                Err(e) if e.is_timeout() => eprintln!(
+                    "connection from {peer}: closed after {header_deadline:?} without a whole request's headers \
+                     (an idle keep-alive connection, or a client too slow to send them)"
+                ),
+                Err(e) => eprintln!("connection from {peer}: {e}"),
+                Ok(()) => {}
             }
         });
     }
@@ -65,6 +73,16 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Futu
     if tokio::time::timeout(wait, graceful.shutdown()).await.is_err() {
         eprintln!("some requests did not finish in time; stopping them");
     }
+}
+
+/// The longest a client may take to send a request's headers (and an idle connection may stay open).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header deadline: [`HEADER_READ_TIMEOUT`], or the shortest request time limit of a tenant if that is
+/// shorter (the tenant is only known once the headers are in, and no request may take longer than that).
+/// A client that has not sent its headers by then is disconnected (hyper's header read timeout).
+fn header_read_timeout(tenants: &[Tenant]) -> Duration {
+    tenants.iter().map(Tenant::timeout).fold(HEADER_READ_TIMEOUT, Duration::min)
 }
 
 impl Server {
@@ -165,6 +183,19 @@ fn refusal(tenant: &Tenant, failure: Failure) -> Response<HyperOutgoingBody> {
                  for less at a time, or raise request_timeout_secs in the server's configuration"
             ),
         ),
+        Failure::BodyTimedOut(limit) => {
+            eprintln!(
+                "tenant {name}: the client did not send its whole request body within the time limit of {limit:?}; \
+                 answered 408 and closed the connection"
+            );
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within tenant '{name}''s time limit of {limit:?}; the \
+                     connection is closed. Send the whole request at once"
+                ),
+            )
+        }
         Failure::Busy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is running as many requests as it has room for; retry shortly".to_owned(),
@@ -180,6 +211,10 @@ fn refusal(tenant: &Tenant, failure: Failure) -> Response<HyperOutgoingBody> {
     let mut response = plain(status, &message);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still be on its way: this connection cannot carry another request.
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
