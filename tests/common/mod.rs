@@ -2,6 +2,9 @@
 //! `xnat-archive` binary, and semantic comparison of trees and catalogs.
 #![allow(dead_code)]
 
+pub mod python;
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -573,6 +573,16 @@ mod tests {
         fs::create_dir_all(s.root.join("pre/20240101_000000000/U1")).unwrap();
         let u = "/data/prearchive/projects/Unassigned/20240101_000000000/U1";
         assert!(matches!(run(&s, &params(u, Overwrite::None)), Err(Error::BadRequest(m)) if m.contains("Unassigned")));
+        // Validation does not promise what archive refuses: naming a project still fails with code 6.
+        fs::write(
+            s.root.join("pre/20240101_000000000/U1.xml"),
+            r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" ID="" label="U1"/>"#,
+        )
+        .unwrap();
+        let mut into_p = params(u, Overwrite::None);
+        into_p.project = Some("P".into());
+        let notices = validate(&s.pre, &s.arch, &into_p).unwrap();
+        assert!(notices.iter().any(|n| n.code == 6 && n.message.contains("move it to project P")), "{notices:?}");
         let unknown = "/data/prearchive/projects/P/20240101_120000000/NOPE";
         assert!(matches!(run(&s, &params(unknown, Overwrite::None)), Err(Error::NotFound(_))));
         fs::create_dir_all(s.root.join("pre/P/20240101_120000000/RCV")).unwrap();

@@ -106,6 +106,16 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         return Ok(plan);
     };
     check_project_id(&project)?;
+    // An Unassigned session cannot be archived even into a named project (XNAT answers 400): it must be
+    // moved into the project first. Validation says so instead of promising an archive that would fail.
+    if session.project.is_none() {
+        plan.notice(
+            6,
+            NoticeKind::Fail,
+            format!("the session is Unassigned; move it to project {project} first, then archive it"),
+        );
+        return Ok(plan);
+    }
 
     // Code 8: the label, first non-empty of session/label params, XML label, folder, XML ID (§4.2).
     let raw_label = label_param

@@ -343,9 +343,10 @@ fn prearchive_contents(params: &Params, ctx: &Context, s: &SessionRef, tail: &[&
     let format = || Format::from_params(params, Format::Json);
     match tail {
         [] => {
-            let mut t = Table::new(&["ID", "type", "series_description", "xsiType"]);
+            // No `xsiType` column: xnatpy would take it for the listing's object type (a prearchive scan).
+            let mut t = Table::new(&["ID", "type", "series_description"]);
             for scan in contents::scans(&pre, s)? {
-                t.push(vec![scan.id, scan.kind, scan.series_description, scan.xsi_type]);
+                t.push(vec![scan.id, scan.kind, scan.series_description]);
             }
             Ok(t.response(format()?, 200))
         }
