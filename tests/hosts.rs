@@ -1,6 +1,7 @@
 //! End to end: the library component in other hosts — Node (jco + preview2-shim, `examples/node`), Python
 //! (PyPI `wasmtime`, `examples/python`), the `wasmtime` CLI, `wasm-tools` — and the Rust embedding example
-//! (`examples/embed.rs`), each on a site written by `xnat-archive demo --dir`.
+//! (`examples/embed.rs`), each on a site written by `xnat-archive demo --dir`; and the HTTP component under
+//! the stock `wasmtime serve`, with the command README.md shows.
 //!
 //! Each test installs what it needs, cached in gitignored places so that reruns are fast:
 //! `examples/node/node_modules` and `examples/node/generated` (jco's output), `target/venv`, `target/tools`
@@ -471,4 +472,191 @@ fn wasmtime_cli_invokes_exports_with_wave_arguments() {
     let (ok, stdout, shown) =
         invoke(&[], &[&arc], &refresh("/archive/projects/ESCAPE/resources/NOTES", "dry-run"), &plugged);
     assert!(ok && stdout.starts_with("err(not-found(") && !shown.contains("secret.txt"), "{shown}");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The HTTP component under the stock `wasmtime serve`
+
+/// The HTTP component embedded in this build (`target/guest/wasm32-wasip2/release/xnat_http.wasm`), as a
+/// file of its own.
+fn http_component() -> PathBuf {
+    let dir = target().join("hosts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("xnat_http.wasm");
+    if std::fs::read(&file).ok().as_deref() != Some(xnat_archive::HTTP_COMPONENT) {
+        std::fs::write(&file, xnat_archive::HTTP_COMPONENT).unwrap();
+    }
+    file
+}
+
+/// The `src` of a project's session in a demo site.
+fn session_src(site: &Path, project: &str, folder: &str) -> String {
+    let dir = site.join("prearchive").join(project);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let timestamp = entry.unwrap().file_name().into_string().unwrap();
+        if dir.join(&timestamp).join(folder).is_dir() {
+            return format!("/prearchive/projects/{project}/{timestamp}/{folder}");
+        }
+    }
+    panic!("the demo site has no session {project}/*/{folder}");
+}
+
+/// A child process killed (and reaped) when dropped, so that a failing test leaves no server behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
+    if skipped("wasmtime_serve_runs_the_http_component_with_directory_grants") {
+        return;
+    }
+    let wasmtime = cargo_tool(WASMTIME_CLI, "wasmtime");
+    let (_tmp, site) = site();
+    let component = http_component();
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+
+    // README.md's lines, run as written but for where things are on this machine.
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section =
+        readme.split("### Under stock `wasmtime serve`").nth(1).expect("README.md: the wasmtime serve section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("its sh block");
+    let password = block
+        .split("echo -n '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the block hashes a password with echo -n '...'");
+    let curl = format!("curl -u admin:{password} 'http://127.0.0.1:8080/data/prearchive/projects?format=json'");
+    assert!(block.lines().any(|l| l == curl), "README.md's block ends with `{curl}`:\n{block}");
+    let mut script: String = block.lines().filter(|l| !l.starts_with("curl ")).map(|l| format!("{l}\n")).collect();
+    let bin = env!("CARGO_BIN_EXE_xnat-archive");
+    for (written, here) in [
+        ("xnat-archive hash-password", format!("{bin} hash-password")),
+        ("wasmtime serve", format!("exec {} serve", wasmtime.display())),
+        ("127.0.0.1:8080", address.clone()),
+        ("/data/xnat/prearchive::", format!("{}::", site.join("prearchive").display())),
+        ("/data/xnat/archive::", format!("{}::", site.join("archive").display())),
+        ("target/guest/wasm32-wasip2/release/xnat_http.wasm", component.display().to_string()),
+    ] {
+        assert_eq!(script.matches(written).count(), 1, "README.md's command has `{written}` once:\n{block}");
+        script = script.replace(written, &here);
+    }
+    println!("$ sh -c '{script}'");
+    let mut child = Killed(
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sh"),
+    );
+
+    // Ready once it says where it serves (wasmtime prints it when the component is compiled and it listens).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+    let (lines, sink) = (std::io::BufReader::new(child.0.stderr.take().unwrap()), stderr.clone());
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in lines.lines().map_while(Result::ok) {
+            if line.starts_with("Serving HTTP on ") {
+                let _ = tx.send(());
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
+    if rx.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+        panic!("wasmtime serve did not start serving within 120 s:\n{}", stderr.lock().unwrap());
+    }
+
+    let url = |path: &str| format!("http://{address}{path}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let text = |response: Result<ureq::http::Response<ureq::Body>, ureq::Error>| {
+        let mut response = response.expect("wasmtime serve answered");
+        let status = response.status().as_u16();
+        let cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+        (status, response.body_mut().read_to_string().unwrap_or_default(), cookie)
+    };
+    let rows = |body: &str| -> Vec<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        json["ResultSet"]["Result"].as_array().unwrap_or_else(|| panic!("no ResultSet: {body}")).clone()
+    };
+
+    // The README's curl: HTTP Basic, the prearchive listing of the demo site.
+    use base64::Engine as _;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}")));
+    let listing = url("/data/prearchive/projects?format=json");
+    let (status, body, _) = text(agent.get(&listing).header("Authorization", &basic).call());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body).len(), 6, "the demo site's six sessions: {body}");
+    let (status, _, _) = text(agent.get(&listing).call());
+    assert_eq!(status, 401, "no credentials");
+
+    // Login: the token as body and cookie (tenant prefix: none, so the cookie's path is /).
+    let (status, token, cookie) =
+        text(agent.put(&url("/data/services/auth")).send_form([("username", "admin"), ("password", password)]));
+    assert_eq!(status, 200, "{token}");
+    let cookie = cookie.expect("a JSESSIONID cookie");
+    assert!(cookie.starts_with(&format!("JSESSIONID={token};")) && cookie.contains("Path=/;"), "{cookie}");
+    let session = format!("JSESSIONID={token}");
+    let (status, body, _) = text(agent.get(&listing).header("Cookie", &session).call());
+    assert_eq!((status, rows(&body).len()), (200, 6), "{body}");
+
+    // validate-archive, then archive: files move from one grant to the other.
+    let src = session_src(&site, "DEMO", "SUBJ2_MR1");
+    let post = |path: &str, form: &[(&str, &str)]| {
+        text(agent.post(&url(path)).header("Cookie", &session).send_form(form.iter().copied()))
+    };
+    let (status, body, _) = post("/data/services/validate-archive", &[("src", &src), ("format", "json")]);
+    assert_eq!(status, 200, "{body}");
+    assert!(rows(&body).iter().all(|n| n["type"] != "FAIL"), "archivable: {body}");
+    let (status, uri, _) = post("/data/services/archive", &[("src", &src)]);
+    assert_eq!(
+        (status, uri.trim()),
+        (200, "/data/archive/projects/DEMO/subjects/SUBJ2/experiments/SUBJ2_MR1"),
+        "{uri}"
+    );
+    let experiment = site.join("archive/DEMO/arc001/SUBJ2_MR1");
+    assert!(site.join("archive/DEMO/arc001/SUBJ2_MR1.xml").is_file(), "the experiment document");
+    assert!(!site.join(src.replace("/prearchive/projects/", "prearchive/")).exists(), "gone from the prearchive");
+    let (status, body, _) = text(agent.get(&listing).header("Cookie", &session).call());
+    assert_eq!((status, rows(&body).len()), (200, 5), "{body}");
+
+    // refresh/catalog: a file added to a scan's resource is cataloged.
+    let scan = std::fs::read_dir(experiment.join("SCANS")).unwrap().next().unwrap().unwrap().file_name();
+    let scan = scan.to_str().unwrap();
+    let dicom = experiment.join("SCANS").join(scan).join("DICOM");
+    std::fs::write(dicom.join("added-by-wasmtime-serve.txt"), "not cataloged yet\n").unwrap();
+    let resource = format!("/archive/projects/DEMO/subjects/SUBJ2/experiments/SUBJ2_MR1/scans/{scan}/resources/DICOM");
+    let (status, body, _) = post("/data/services/refresh/catalog", &[("resource", &resource), ("format", "json")]);
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["reports"][0]["outcome"]["status"], "written", "{body}");
+    assert_eq!(report["reports"][0]["added"], serde_json::json!(["added-by-wasmtime-serve.txt"]), "{body}");
+    let catalog = std::fs::read_to_string(dicom.join(format!("scan_{scan}_catalog.xml"))).unwrap();
+    assert!(catalog.contains("added-by-wasmtime-serve.txt"), "{catalog}");
+
+    // The grants are all it sees: a src that leaves them is refused.
+    let (status, body, _) =
+        post("/data/services/validate-archive", &[("src", "/prearchive/projects/../../../etc/x/y")]);
+    assert_eq!(status, 400, "{body}");
+
+    drop(child);
+    let log = stderr.lock().unwrap().clone();
+    assert!(!log.contains("error") && !log.contains("panicked"), "wasmtime serve's log:\n{log}");
 }
