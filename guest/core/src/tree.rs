@@ -126,39 +126,51 @@ impl Tree {
 
     /// The entries of a folder, sorted by name, with what each is.
     pub fn list(&self, rel: &RelPath) -> Result<Vec<(String, Kind)>> {
-        let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
-        let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(rel.as_str(), &e))?;
-            let name = entry
-                .file_name()
-                .into_string()
-                .map_err(|n| Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy())))?;
-            // An entry can vanish between the listing and its stat (another process released a lock or
-            // renamed a temporary file): it is no longer there, so it is not listed.
-            let what = || format!("{rel}/{name}");
-            let kind = match entry.file_type() {
-                Ok(kind) => kind,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&what(), &e)),
-            };
-            let kind = if kind.is_symlink() {
-                Kind::Symlink
-            } else if kind.is_dir() {
-                Kind::Dir
-            } else if kind.is_file() {
-                match entry.metadata() {
-                    Ok(m) => Kind::File { len: m.len() },
+        // Other processes add and remove files here while we list (locks, temporary files). An entry that
+        // went between the listing and its stat is skipped; a listing the runtime itself breaks off because
+        // an entry vanished (wasmtime stats every entry as it reads the directory, and reports one that
+        // went as an error of the whole read) is started again, a bounded number of times.
+        let mut restarts = 10;
+        'again: loop {
+            let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
+            let mut out = Vec::new();
+            for entry in rd {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && restarts > 0 => {
+                        restarts -= 1;
+                        continue 'again;
+                    }
+                    Err(e) => return Err(Error::Io(format!("cannot list {rel}: {e}"))),
+                };
+                let name = entry
+                    .file_name()
+                    .into_string()
+                    .map_err(|n| Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy())))?;
+                let what = || format!("{rel}/{name}");
+                let kind = match entry.file_type() {
+                    Ok(kind) => kind,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io(&what(), &e)),
-                }
-            } else {
-                Kind::Other
-            };
-            out.push((name, kind));
+                };
+                let kind = if kind.is_symlink() {
+                    Kind::Symlink
+                } else if kind.is_dir() {
+                    Kind::Dir
+                } else if kind.is_file() {
+                    match entry.metadata() {
+                        Ok(m) => Kind::File { len: m.len() },
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::io(&what(), &e)),
+                    }
+                } else {
+                    Kind::Other
+                };
+                out.push((name, kind));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            return Ok(out);
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
     }
 
     pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {
@@ -170,8 +182,36 @@ impl Tree {
         fs::File::open(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }
 
+    /// Creates a folder and its missing parents. Other processes may be creating the same folders at the same
+    /// moment (concurrent archives into one project): each level is made or found as it is, never judged
+    /// by a second look, and a level that is missing after all is walked again (a few times) before the
+    /// error is reported. std's version failed that way under the component (CI: "DEMO/subjects does not
+    /// exist" with eight archives at once).
     pub fn create_dir_all(&self, rel: &RelPath) -> Result<()> {
-        fs::create_dir_all(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+        let mut retries = 5;
+        'walk: loop {
+            let mut path = self.root.clone();
+            for segment in rel.0.split('/').filter(|s| !s.is_empty()) {
+                path.push(segment);
+                match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if !fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                            return Err(Error::Conflict(format!(
+                                "{rel} cannot be created: {} is in the way and is not a folder; move it aside",
+                                path.strip_prefix(&self.root).unwrap_or(&path).display()
+                            )));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && retries > 0 => {
+                        retries -= 1;
+                        continue 'walk;
+                    }
+                    Err(e) => return Err(Error::io(rel.as_str(), &e)),
+                }
+            }
+            return Ok(());
+        }
     }
 
     /// Creates a folder that must not exist yet; `Conflict` if it does.
@@ -314,6 +354,24 @@ mod tests {
         assert_eq!(p.parent().as_str(), "P/arc001/S 1");
         assert_eq!(p.strip_prefix(&RelPath::new("P/arc001").unwrap()), Some("S 1/é"));
         assert_eq!(p.strip_prefix(&RelPath::new("P/arc").unwrap()), None);
+    }
+
+    #[test]
+    fn folders_made_by_many_at_once_and_files_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let rel = RelPath::new("P/subjects/deep/er").unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| tree.create_dir_all(&rel).unwrap());
+            }
+        });
+        assert!(tree.is_dir(&rel).unwrap());
+        tree.create_dir_all(&rel).unwrap();
+        fs::write(dir.path().join("P/file"), b"x").unwrap();
+        let Err(Error::Conflict(m)) = tree.create_dir_all(&RelPath::new("P/file/x").unwrap()) else { panic!() };
+        assert!(m.contains("P/file is in the way"), "{m}");
+        assert!(tree.create_dir_all(&RelPath::root()).is_ok());
     }
 
     #[test]
