@@ -209,21 +209,7 @@ fn node_shim_alone_refuses_writes_with_not_supported() {
 
 /// `target/venv` with `examples/python/requirements.txt` installed (again when it changed).
 fn python_venv() -> PathBuf {
-    let venv = target().join("venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    }
-    let requirements = workspace().join("examples/python/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let stamp = venv.join(".xnat-archive-requirements");
-    if !stamped(&stamp, &wanted) {
-        run(Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r"])
-            .arg(&requirements));
-        std::fs::write(&stamp, &wanted).unwrap();
-    }
-    python
+    common::python::venv("venv", &workspace().join("examples/python/requirements.txt"))
 }
 
 #[test]

@@ -77,7 +77,7 @@ pub struct Server {
     /// Everything it printed on stdout (the banner).
     pub stdout: Arc<Mutex<String>>,
     /// Everything it printed on stderr (the access log).
-    stderr: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
