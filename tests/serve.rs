@@ -996,21 +996,25 @@ fn xnat_memory_exhaustion_is_507_and_the_tenant_recovers_while_others_are_served
     let ts = timestamp_of(&dir.path().join("A/prearchive"), "DEMO", "SUBJ1_MR1");
     let src = format!("/prearchive/projects/DEMO/{ts}/SUBJ1_MR1");
 
-    // The component reads at most 1 MiB of form body (413 beyond), so a big body alone cannot exhaust
-    // 64 MiB. What allocates in proportion to its input: sessions named by PROJECT_ID + PREARC_TIMESTAMP +
-    // PREARC_SESSION_FOLDER (repeated) each become a src of their own, so a long project name times many
-    // folders asks for gigabytes from a body under 1 MiB.
+    // The component reads at most 1 MiB of form body (413 beyond), and bounds the sessions one request
+    // may name, so no request exhausts memory by its size alone. What does: data larger than the tenant
+    // allows, here a resource whose catalog lists 400,000 files (32 MB of XML, parsed whole).
     let huge = "x".repeat(2 << 20);
     let too_big = raw(&address, "POST", "/A/data/services/validate-archive", &auth, &form(&[("src", &huge)]));
     assert_eq!(too_big.status, 413, "{too_big:?}");
-    let project = "P".repeat(64 << 10);
-    let mut folders = vec![("PROJECT_ID", project.as_str()), ("PREARC_TIMESTAMP", ts.as_str())];
-    folders.extend(std::iter::repeat_n(("PREARC_SESSION_FOLDER", "F"), 30_000));
-    let body = form(&folders);
-    assert!(body.len() < 1 << 20, "within the component's body limit: {}", body.len());
+    let resource = "/data/archive/projects/DEMO/subjects/SUBJ1/resources/BIG";
+    assert_eq!(raw(&address, "PUT", &format!("/A{resource}"), &auth, "").status, 200);
+    let catalog = dir.path().join("A/archive/DEMO/subjects/SUBJ1/BIG/BIG_catalog.xml");
+    let mut xml = String::from(r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="BIG"><cat:entries>"#);
+    for i in 0..400_000 {
+        xml.push_str(&format!(r#"<cat:entry URI="f{i:07}.dcm" ID="f{i:07}.dcm" digest="0123456789abcdef"/>"#));
+    }
+    xml.push_str("</cat:entries></cat:Catalog>");
+    std::fs::write(&catalog, xml).expect("the resource's catalog, created by the PUT");
+    let body = form(&[("resource", resource.trim_start_matches("/data"))]);
     for _ in 0..2 {
         let started = Instant::now();
-        let oom = raw(&address, "POST", "/A/data/services/validate-archive", &auth, &body);
+        let oom = raw(&address, "POST", "/A/data/services/refresh/catalog", &auth, &body);
         assert_eq!(oom.status, 507, "{:?} after {:?}", oom.status, started.elapsed());
         assert!(oom.body.contains("more memory than tenant 'A' allows (64 MiB)"), "{}", oom.body);
         assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
@@ -1024,7 +1028,7 @@ fn xnat_memory_exhaustion_is_507_and_the_tenant_recovers_while_others_are_served
     traffic.wait_rounds(2);
     traffic.finish();
     let log = server.log();
-    assert!(log.contains("POST /A/data/services/validate-archive tenant=A status=507 "), "{log}");
+    assert!(log.contains("POST /A/data/services/refresh/catalog tenant=A status=507 "), "{log}");
     assert!(server.stop().success());
 }
 

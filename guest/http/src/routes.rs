@@ -446,12 +446,28 @@ fn sources(params: &Params) -> Result<Vec<String>, HttpError> {
                  or by src=/prearchive/projects/P/TIMESTAMP/FOLDER",
             ));
         };
+        if project.len() > MAX_NAME || ts.len() > MAX_NAME {
+            return Err(HttpError::bad_request(&format!(
+                "a project or timestamp longer than {MAX_NAME} characters names no prearchive session"
+            )));
+        }
         for f in folders {
             srcs.push(format!("/prearchive/projects/{}/{}/{}", encode(project), encode(ts), encode(f)));
         }
     }
+    if srcs.len() > MAX_BATCH {
+        return Err(HttpError::bad_request(&format!(
+            "{} sessions named in one request; name at most {MAX_BATCH} and send the rest in further requests",
+            srcs.len()
+        )));
+    }
     Ok(srcs)
 }
+
+/// The most sessions one batch request may name: each is a lock, a plan and a row, held at once.
+const MAX_BATCH: usize = 1000;
+/// The longest project or timestamp name accepted (folder names on common file systems stop at 255 bytes).
+const MAX_NAME: usize = 255;
 
 // ----- validate and archive ---------------------------------------------------------------------------------
 

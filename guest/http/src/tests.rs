@@ -659,3 +659,26 @@ fn projects_list_and_a_wiki_style_jsession_post() {
     let r = site.send(Request::new("GET", "/data/projects").with_header("Cookie", &cookie));
     status(&r, 200);
 }
+
+#[test]
+fn batches_are_bounded_before_anything_is_built() {
+    let site = Site::new();
+    // 1,001 folders: refused with a clear 400 before a single session is looked up.
+    let folders: String = (0..1001).map(|i| format!("&PREARC_SESSION_FOLDER=F{i}")).collect();
+    let body = format!("PROJECT_ID=P&PREARC_TIMESTAMP={TS}{folders}");
+    for path in ["/data/services/archive", "/data/services/prearchive/delete"] {
+        let r = site.send(
+            Request::new("POST", path).with_header("Authorization", &basic("admin", "admin-pw")).with_form(&body),
+        );
+        status(&r, 400);
+        assert!(r.body_text().contains("name at most 1000"), "{}", r.body_text());
+    }
+    // A project name no folder could have, repeated into every session URI: refused up front.
+    let long = "P".repeat(300);
+    let r = site.send(
+        Request::new("POST", "/data/services/archive")
+            .with_header("Authorization", &basic("admin", "admin-pw"))
+            .with_form(&format!("PROJECT_ID={long}&PREARC_TIMESTAMP={TS}&PREARC_SESSION_FOLDER=F")),
+    );
+    status(&r, 400);
+}
