@@ -153,6 +153,10 @@ fn pyxnat_lists_as_csv_and_posts_archive_validate_and_refresh() {
     assert_eq!(listed, before.keys().filter(|p| p.starts_with("SCANS/1/")).count(), "scan 1's files");
     assert_eq!(seen["validation"], serde_json::json!([]));
     assert_eq!(seen["archived"], "/data/archive/projects/TRIAL/subjects/T001/experiments/T001_PET1");
+    assert_eq!(seen["exists"], serde_json::json!([true, false, true]));
+    let document = std::fs::read_to_string(arch.join("TRIAL/arc001/T001_PET1.xml")).unwrap();
+    let id = seen["experiment_id"].as_str().unwrap();
+    assert!(id.starts_with("XNAT_E") && document.contains(&format!("ID=\"{id}\"")), "{id}");
     assert_eq!(seen["refresh_body"], "");
     assert_eq!(seen["refresh_unknown"][0], 404);
     assert_eq!(seen["after_reset"], "READY");

@@ -51,6 +51,15 @@ r = intf.post("/data/services/refresh/catalog", params={"resource": resource, "o
 assert r.status_code == 200, (r.status_code, r.text)
 seen["refresh_body"] = r.text
 
+# pyxnat's own check that the archive landed (the subject's experiment listing, by label or ID).
+project = intf.select.project("TRIAL")
+seen["exists"] = [
+    project.subject("T001").experiment("T001_PET1").exists(),
+    project.subject("T001").experiment("NOT_ARCHIVED").exists(),
+    project.subject("T001").exists(),
+]
+seen["experiment_id"] = project.subject("T001").experiment("T001_PET1").id()
+
 # A refresh of something that does not exist: a clear 404, not a silent 200.
 r = intf.post("/data/services/refresh/catalog", params={"resource": "/archive/projects/DEMO/subjects/NOBODY"})
 seen["refresh_unknown"] = [r.status_code, r.text]

@@ -215,6 +215,60 @@ impl<'a> Archive<'a> {
             .collect())
     }
 
+    /// A project's subjects: `<P>/subjects/<LABEL>.xml` documents and `<LABEL>/` folders, by label.
+    pub fn subjects(&self, project: &str) -> Result<Vec<SubjectDir>> {
+        let subjects = self.project(project)?.join("subjects")?;
+        if !self.tree.is_dir(&subjects)? {
+            return Ok(Vec::new());
+        }
+        let mut labels = std::collections::BTreeSet::new();
+        for (name, kind) in self.tree.list(&subjects)? {
+            match (kind, name.strip_suffix(".xml")) {
+                (Kind::File { .. }, Some(label)) if !label.starts_with('.') => labels.insert(label.to_string()),
+                (Kind::Dir, None) if !name.starts_with('.') => labels.insert(name),
+                _ => false,
+            };
+        }
+        labels
+            .into_iter()
+            .map(|label| {
+                let doc = subjects.join(&format!("{label}.xml"))?;
+                let document = matches!(self.tree.kind(&doc)?, Some(Kind::File { .. })).then_some(doc);
+                Ok(SubjectDir { project: project.to_string(), folder: subjects.join(&label)?, label, document })
+            })
+            .collect()
+    }
+
+    /// A project's experiments in every `arc###`: folders and `<LABEL>.xml` documents, by label.
+    pub fn experiments(&self, project: &str) -> Result<Vec<ExperimentDir>> {
+        let pdir = self.project(project)?;
+        let mut out = Vec::new();
+        for arc in self.arcs(&pdir)? {
+            let mut labels = std::collections::BTreeSet::new();
+            for (name, kind) in self.tree.list(&arc)? {
+                match (kind, name.strip_suffix(".xml")) {
+                    (Kind::File { .. }, Some(label)) if !label.starts_with('.') => labels.insert(label.to_string()),
+                    (Kind::Dir, None) if !name.starts_with('.') => labels.insert(name),
+                    _ => false,
+                };
+            }
+            for label in labels {
+                // One unreadable document does not hide the others: it is listed without its subject.
+                out.push(match self.experiment_at(project, &arc, &label) {
+                    Err(Error::Corrupt(_)) => ExperimentDir {
+                        project: project.to_string(),
+                        folder: arc.join(&label)?,
+                        document: Some(arc.join(&format!("{label}.xml"))?),
+                        subject: None,
+                        label,
+                    },
+                    other => other?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The `arc###` folders of a project, oldest first.
     pub fn arcs(&self, project: &RelPath) -> Result<Vec<RelPath>> {
         let mut out = Vec::new();
@@ -581,6 +635,25 @@ mod tests {
         .unwrap();
         let tree = Tree::new(root);
         (dir, tree)
+    }
+
+    #[test]
+    fn subjects_and_experiments_of_a_project() {
+        let (d, tree) = site();
+        std::fs::create_dir_all(d.path().join("P/arc002/E2")).unwrap();
+        std::fs::write(d.path().join("P/arc002/BROKEN.xml"), "<not xml").unwrap();
+        std::fs::write(d.path().join("P/arc001/.E1.lock"), "").unwrap();
+        let site = Archive::new(&tree);
+        let subjects: Vec<_> =
+            site.subjects("P").unwrap().into_iter().map(|s| (s.label, s.document.is_some())).collect();
+        assert_eq!(subjects, [("S1".to_string(), true)]);
+        let exps: Vec<_> = site.experiments("P").unwrap().into_iter().map(|e| (e.label, e.subject)).collect();
+        assert_eq!(
+            exps,
+            [("E1".to_string(), Some("S1".to_string())), ("BROKEN".to_string(), None), ("E2".to_string(), None)]
+        );
+        assert!(site.subjects("Q").unwrap().is_empty());
+        assert!(matches!(site.experiments("NOPE"), Err(Error::NotFound(_))));
     }
 
     fn folders(tree: &Tree, uri: &str) -> Result<Vec<String>> {

@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod formats;
+pub mod listings;
 pub mod objects;
 pub mod params;
 pub mod routes;

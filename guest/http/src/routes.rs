@@ -4,17 +4,17 @@
 //! Every path but `GET /`, the login and the logout needs an authenticated caller (see [`crate::auth`]);
 //! unknown paths are 404 only once the caller is known, so they reveal nothing to strangers.
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 use xnat_core::archive::{self, Overwrite};
 use xnat_core::contents;
-use xnat_core::layout::Archive;
 use xnat_core::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::refresh::{self, NoProgress, Outcome, ResourceReport};
 use xnat_core::resource::{self, ResourceSpec};
 
 use crate::auth::{self, Principal};
 use crate::formats::{self, Format, HttpError, Table};
+use crate::listings::{self, encode};
 use crate::objects;
 use crate::params::Params;
 use crate::{Context, Request, Response};
@@ -131,7 +131,20 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
         }
         ["data", "projects"] | ["data", "archive", "projects"] => {
             allow(&["GET"])?;
-            projects_list(params, ctx)
+            listings::projects(&ctx.archive, Format::from_params(params, Format::Json)?)
+        }
+        ["data", "projects", project, "subjects"] | ["data", "archive", "projects", project, "subjects"] => {
+            allow(&["GET"])?;
+            listings::subjects(&ctx.archive, project, Format::from_params(params, Format::Json)?)
+        }
+        ["data", "projects", project, "experiments"] | ["data", "archive", "projects", project, "experiments"] => {
+            allow(&["GET"])?;
+            listings::experiments(&ctx.archive, project, None, Format::from_params(params, Format::Json)?)
+        }
+        ["data", "projects", project, "subjects", subject, "experiments"]
+        | ["data", "archive", "projects", project, "subjects", subject, "experiments"] => {
+            allow(&["GET"])?;
+            listings::experiments(&ctx.archive, project, Some(subject), Format::from_params(params, Format::Json)?)
         }
         ["data", "prearchive"] | ["data", "prearchive", "projects"] => {
             allow(&["GET"])?;
@@ -209,20 +222,6 @@ fn segments(path: &str) -> Result<Vec<String>, HttpError> {
         out[0] = "data".into();
     }
     Ok(out)
-}
-
-// ----- archive ------------------------------------------------------------------------------------------
-
-/// `GET /data/projects`: the archive's projects (its top-level folders). We keep no project documents, so
-/// a project's name and secondary ID are its ID, as XNAT shows a project created with no title.
-fn projects_list(params: &Params, ctx: &Context) -> Result<Response, HttpError> {
-    let format = Format::from_params(params, Format::Json)?;
-    let mut t = Table::new(&["ID", "secondary_ID", "name", "description", "pi_firstname", "pi_lastname", "URI"]);
-    for p in Archive::new(&ctx.archive).projects()? {
-        let uri = format!("/data/projects/{}", encode(&p));
-        t.push(vec![p.clone(), p.clone(), p, String::new(), String::new(), String::new(), uri]);
-    }
-    Ok(t.response(format, 200))
 }
 
 // ----- prearchive -----------------------------------------------------------------------------------------
@@ -372,12 +371,6 @@ fn prearchive_contents(params: &Params, ctx: &Context, s: &SessionRef, tail: &[&
         }
         _ => Err(not_offered("GET", &format!("/data{}/scans/{}", s.url(), tail.join("/")))),
     }
-}
-
-/// A path segment percent-encoded for a URI in a listing.
-fn encode(segment: &str) -> String {
-    const SEGMENT: &AsciiSet = &CONTROLS.add(b'%').add(b'/').add(b'?').add(b'#').add(b' ');
-    utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 fn new_project(params: &Params) -> Result<&str, HttpError> {

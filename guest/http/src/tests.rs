@@ -383,6 +383,19 @@ fn validate_archive_and_fetch_the_experiment() {
     assert_eq!(json(&r)["items"][0]["data_fields"]["label"], "SUBJ1");
     status(&site.basic("GET", "/data/experiments/XNAT_E09999"), 404);
     status(&site.basic("GET", "/data/experiments/XNAT_E00001/scans"), 404);
+    // The listings pyxnat's select(...).exists() reads (CSV; an ID or a label matches).
+    let csv = site.basic("GET", "/data/projects/P/subjects/SUBJ1/experiments?format=csv&columns=ID,label").body_text();
+    assert_eq!(
+        csv,
+        "ID,project,date,xsiType,label,insert_date,URI\n\
+         XNAT_E00001,P,2023-12-31,xnat:mrSessionData,MR1,,/data/experiments/XNAT_E00001\n"
+    );
+    assert_eq!(result(&site.basic("GET", "/data/archive/projects/P/subjects/XNAT_S00001/experiments")).len(), 1);
+    assert_eq!(result(&site.basic("GET", "/data/projects/P/experiments")).len(), 1);
+    let subjects = result(&site.basic("GET", "/data/projects/P/subjects"));
+    assert_eq!((subjects[0]["ID"].as_str(), subjects[0]["label"].as_str()), (Some("XNAT_S00001"), Some("SUBJ1")));
+    status(&site.basic("GET", "/data/projects/P/subjects/NOBODY/experiments"), 404);
+    status(&site.basic("GET", "/data/projects/NOPE/experiments"), 404);
     // Archiving it again: the session is gone.
     status(&site.basic("POST", &format!("/data/services/archive?src={url}")), 404);
 }
