@@ -310,27 +310,7 @@ pub struct PrearchiveRow {
 
 impl PrearchiveRow {
     /// XNAT's column names, in order.
-    pub const COLUMNS: [&'static str; 19] = [
-        "project",
-        "timestamp",
-        "lastmod",
-        "uploaded",
-        "scan_date",
-        "scan_time",
-        "subject",
-        "folderName",
-        "name",
-        "tag",
-        "status",
-        "url",
-        "autoarchive",
-        "prevent_anon",
-        "prevent_auto_commit",
-        "SOURCE",
-        "VISIT",
-        "PROTOCOL",
-        "TIMEZONE",
-    ];
+    pub const COLUMNS: [&'static str; 19] = xnat_core::prearchive::Row::COLUMNS;
 
     /// The values, in the order of [`PrearchiveRow::COLUMNS`].
     pub fn values(&self) -> [&str; 19] {

@@ -181,6 +181,56 @@ pub struct Row {
     pub timezone: String,
 }
 
+impl Row {
+    /// XNAT's column names (`DatabaseSession`), in its order.
+    pub const COLUMNS: [&'static str; 19] = [
+        "project",
+        "timestamp",
+        "lastmod",
+        "uploaded",
+        "scan_date",
+        "scan_time",
+        "subject",
+        "folderName",
+        "name",
+        "tag",
+        "status",
+        "url",
+        "autoarchive",
+        "prevent_anon",
+        "prevent_auto_commit",
+        "SOURCE",
+        "VISIT",
+        "PROTOCOL",
+        "TIMEZONE",
+    ];
+
+    /// The values, in the order of [`Row::COLUMNS`].
+    pub fn into_values(self) -> [String; 19] {
+        [
+            self.project,
+            self.timestamp,
+            self.lastmod,
+            self.uploaded,
+            self.scan_date,
+            self.scan_time,
+            self.subject,
+            self.folder_name,
+            self.name,
+            self.tag,
+            self.status,
+            self.url,
+            self.autoarchive,
+            self.prevent_anon,
+            self.prevent_auto_commit,
+            self.source,
+            self.visit,
+            self.protocol,
+            self.timezone,
+        ]
+    }
+}
+
 /// The prearchive tree, read and changed through its grant.
 pub struct Prearchive<'a> {
     tree: &'a Tree,

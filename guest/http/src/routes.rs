@@ -27,29 +27,6 @@ pub const XNAT_VERSION: &str = "1.8.10";
 const XNAT_XSD: &str = include_str!("schemas/xnat.xsd");
 const XDAT_XSD: &str = include_str!("schemas/xdat.xsd");
 
-/// The prearchive listing's 19 columns, in XNAT's order (`DatabaseSession`).
-pub const ROW_COLUMNS: [&str; 19] = [
-    "project",
-    "timestamp",
-    "lastmod",
-    "uploaded",
-    "scan_date",
-    "scan_time",
-    "subject",
-    "folderName",
-    "name",
-    "tag",
-    "status",
-    "url",
-    "autoarchive",
-    "prevent_anon",
-    "prevent_auto_commit",
-    "SOURCE",
-    "VISIT",
-    "PROTOCOL",
-    "TIMEZONE",
-];
-
 /// Handles one request. Never fails: every error becomes its response (plain text, or JSON with
 /// `format=json`).
 pub fn handle(req: &Request, ctx: &Context) -> Response {
@@ -226,34 +203,10 @@ fn segments(path: &str) -> Result<Vec<String>, HttpError> {
 
 // ----- prearchive -----------------------------------------------------------------------------------------
 
-fn row_values(r: Row) -> Vec<String> {
-    vec![
-        r.project,
-        r.timestamp,
-        r.lastmod,
-        r.uploaded,
-        r.scan_date,
-        r.scan_time,
-        r.subject,
-        r.folder_name,
-        r.name,
-        r.tag,
-        r.status,
-        r.url,
-        r.autoarchive,
-        r.prevent_anon,
-        r.prevent_auto_commit,
-        r.source,
-        r.visit,
-        r.protocol,
-        r.timezone,
-    ]
-}
-
 fn rows_table(rows: impl IntoIterator<Item = Row>) -> Table {
-    let mut t = Table::new(&ROW_COLUMNS);
+    let mut t = Table::new(&Row::COLUMNS);
     for r in rows {
-        t.push(row_values(r));
+        t.push(r.into_values().into());
     }
     t
 }

@@ -313,7 +313,7 @@ fn prearchive_listing_in_three_formats() {
     status(&r, 200);
     let text = r.body_text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], crate::routes::ROW_COLUMNS.join(","));
+    assert_eq!(lines[0], xnat_core::prearchive::Row::COLUMNS.join(","));
     assert_eq!(lines.len(), 3);
     assert!(lines[1].starts_with(&format!("P,{TS},")));
     let r = site.basic("GET", "/data/prearchive/projects/Q?format=csv");
