@@ -45,8 +45,8 @@ const refresh = (resources, mode) => (x) =>
 
 // --- the prearchive listing: /prearchive read-only ---------------------------------------------------------
 const readPre = grant('/prearchive', prearchiveDir, false);
-const rows = await lib.call([readPre], (x) => x.prearchive.list(undefined));
-console.log(`prearchive.list → ${rows.length} sessions`);
+const rows = await lib.call([readPre], (x) => x.prearchive.listSessions(undefined));
+console.log(`prearchive.listSessions → ${rows.length} sessions`);
 for (const row of rows) console.log(`      ${row.project}/${row.timestamp}/${row.folderName}  ${row.status}`);
 check(rows.length > 0 && rows.every((r) => r.url.startsWith('/prearchive/projects/')), 'the listing has rows with XNAT urls');
 
@@ -110,8 +110,8 @@ check(reports.every((r) => r.outcome.tag === 'unchanged'), 'verify after the wri
 
 // --- the sandbox ------------------------------------------------------------------------------------------
 // Not granted: with only /archive, the prearchive does not exist for the component.
-const ungranted = await attempt(() => lib.call(readArc, (x) => x.prearchive.list(undefined)));
-console.log(`prearchive.list with only /archive granted → ${JSON.stringify(ungranted.error ?? ungranted.value)}`);
+const ungranted = await attempt(() => lib.call(readArc, (x) => x.prearchive.listSessions(undefined)));
+console.log(`prearchive.listSessions with only /archive granted → ${JSON.stringify(ungranted.error ?? ungranted.value)}`);
 check(ungranted.error !== undefined, 'a directory that is not granted cannot be read');
 
 // Symbolic links inside the grant that lead out of it (relative and absolute) are not followed; the same

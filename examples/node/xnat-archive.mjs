@@ -1,7 +1,7 @@
 // Runs the xnat:archive library component (transpiled by jco) in Node, with directory grants.
 //
 //   const lib = await XnatArchive.load('./generated');          // compiles the core modules once
-//   const rows = await lib.call([grant('/prearchive', dir, false)], (x) => x.prearchive.list(undefined));
+//   const rows = await lib.call([grant('/prearchive', dir, false)], (x) => x.prearchive.listSessions(undefined));
 //
 // Every call gets a fresh instance with its own grants, as the Rust host does. A grant is a host directory
 // seen by the component at a guest path (`/archive`, `/prearchive`), read-only or read-write.

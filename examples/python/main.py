@@ -58,7 +58,7 @@ def main() -> int:
     # --- the prearchive listing: /prearchive read-only ------------------------------------------------------
     read_pre = Grant("/prearchive", prearchive, writable=False)
     rows = lib.prearchive_list([read_pre])
-    print(f"prearchive.list → {len(rows)} sessions")
+    print(f"prearchive.list-sessions → {len(rows)} sessions")
     for row in rows:
         print(f"      {row.project}/{row.timestamp}/{getattr(row, 'folder-name')}  {row.status}")
     check(bool(rows) and all(r.url.startswith("/prearchive/projects/") for r in rows), "the listing has rows with XNAT urls")
@@ -127,7 +127,7 @@ def main() -> int:
     # --- the sandbox ------------------------------------------------------------------------------------
     # Not granted: with only /archive, the prearchive does not exist for the component.
     _, error = attempt(lambda: lib.prearchive_list(read_arc))
-    print(f"prearchive.list with only /archive granted → {error}")
+    print(f"prearchive.list-sessions with only /archive granted → {error}")
     check(error is not None, "a directory that is not granted cannot be read")
 
     # Symbolic links inside the grant that lead out of it (relative and absolute) are not followed; the same
@@ -157,7 +157,7 @@ def main() -> int:
         refused = None
     except WasmtimeError as e:
         refused = str(e).splitlines()[0]
-    print(f"prearchive.list with 1 MiB of memory → {refused}")
+    print(f"prearchive.list-sessions with 1 MiB of memory → {refused}")
     check(refused is not None, "a call beyond its memory limit is stopped by the host")
     rows = lib.prearchive_list([read_pre], limits=Limits(memory_bytes=64 << 20, timeout=30.0))
     check(len(rows) > 0, "within its limits (64 MiB, 30 s) it runs")

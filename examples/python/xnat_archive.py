@@ -153,7 +153,7 @@ class XnatArchive:
     def prearchive_list(
         self, grants: list[Grant], project: Optional[str] = None, limits: Limits = Limits()
     ) -> list[Record]:
-        return self.call(grants, "prearchive", "list", project, limits=limits)
+        return self.call(grants, "prearchive", "list-sessions", project, limits=limits)
 
     def validate(self, grants: list[Grant], src: str, **params: Any) -> list[Record]:
         request = record(

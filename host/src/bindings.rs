@@ -62,10 +62,10 @@ impl PrearchiveIndices {
             })
         };
         Ok(PrearchiveIndices {
-            list: lookup("list")?,
+            list: lookup("list-sessions")?,
             get: lookup("get")?,
             delete: lookup("delete")?,
-            move_: lookup("move")?,
+            move_: lookup("move-session")?,
             reset_status: lookup("reset-status")?,
         })
     }

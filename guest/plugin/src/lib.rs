@@ -68,7 +68,7 @@ impl catalogs::Guest for Plugin {
 }
 
 impl prearchive::Guest for Plugin {
-    fn list(project: Option<String>) -> Result<Vec<wit::PrearchiveRow>, wit::Error> {
+    fn list_sessions(project: Option<String>) -> Result<Vec<wit::PrearchiveRow>, wit::Error> {
         let tree = Tree::new(PREARCHIVE);
         let rows = Prearchive::new(&tree).list(project.as_deref()).map_err(error)?;
         Ok(rows.into_iter().map(row).collect())
@@ -88,7 +88,7 @@ impl prearchive::Guest for Plugin {
         Prearchive::new(&tree).delete(&session).map_err(error)
     }
 
-    fn move_(src: String, new_project: String) -> Result<wit::PrearchiveRow, wit::Error> {
+    fn move_session(src: String, new_project: String) -> Result<wit::PrearchiveRow, wit::Error> {
         let session = SessionRef::parse_src(&src).map_err(error)?;
         // `SessionRef::new` reads an empty project as Unassigned; an empty `newProject` is a missing parameter.
         if new_project.trim().is_empty() {
