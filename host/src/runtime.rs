@@ -9,7 +9,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{Library, LibraryIndices, Prearchive, PrearchiveIndices, ProgressHost, TypesHost};
+use crate::bindings::{Library, LibraryIndices, ProgressHost, TypesHost};
 use crate::grant::Grant;
 use crate::limits::{self, Limiter, Limits};
 use crate::progress::{NoProgress, Progress};
@@ -41,8 +41,6 @@ pub struct Runtime {
     pre: InstancePre<State>,
     /// Where the generated bindings' exports are in the component.
     library: LibraryIndices,
-    /// Where the `prearchive` functions are (see `bindings.rs` for why they are apart).
-    prearchive: PrearchiveIndices,
 }
 
 impl Runtime {
@@ -93,8 +91,7 @@ impl Runtime {
             )
         })?;
         let library = LibraryIndices::new(&pre).map_err(not_ours)?;
-        let prearchive = PrearchiveIndices::new(component).map_err(not_ours)?;
-        Ok(Runtime { pre, library, prearchive })
+        Ok(Runtime { pre, library })
     }
 
     /// `POST /data/services/refresh/catalog`: brings each named resource's catalog in line with the disk.
@@ -140,7 +137,7 @@ impl Runtime {
         project: Option<&str>,
     ) -> anyhow::Result<Result<Vec<PrearchiveRow>, Error>> {
         let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.prearchive.call_list(store, project)
+            exports.library.xnat_archive_prearchive().call_list_sessions(store, project)
         })?;
         Ok(result.map(|rows| rows.into_iter().map(PrearchiveRow::from).collect()).map_err(Error::from))
     }
@@ -153,8 +150,9 @@ impl Runtime {
         limits: &Limits,
         src: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
-        let result =
-            self.call(grants, limits, Box::new(NoProgress), |exports, store| exports.prearchive.call_get(store, src))?;
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.library.xnat_archive_prearchive().call_get(store, src)
+        })?;
         Ok(result.map(PrearchiveRow::from).map_err(Error::from))
     }
 
@@ -162,8 +160,9 @@ impl Runtime {
     /// (its folder, its document, and its timestamp folder when that is left empty). Needs a writable grant
     /// of the prearchive.
     pub fn prearchive_delete(&self, grants: &[Grant], limits: &Limits, src: &str) -> anyhow::Result<Result<(), Error>> {
-        let result = self
-            .call(grants, limits, Box::new(NoProgress), |exports, store| exports.prearchive.call_delete(store, src))?;
+        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
+            exports.library.xnat_archive_prearchive().call_delete(store, src)
+        })?;
         Ok(result.map_err(Error::from))
     }
 
@@ -177,7 +176,7 @@ impl Runtime {
         new_project: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
         let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.prearchive.call_move(store, src, new_project)
+            exports.library.xnat_archive_prearchive().call_move_session(store, src, new_project)
         })?;
         Ok(result.map(PrearchiveRow::from).map_err(Error::from))
     }
@@ -191,7 +190,7 @@ impl Runtime {
         src: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
         let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.prearchive.call_reset_status(store, src)
+            exports.library.xnat_archive_prearchive().call_reset_status(store, src)
         })?;
         Ok(result.map(PrearchiveRow::from).map_err(Error::from))
     }
@@ -264,7 +263,7 @@ impl Runtime {
 
         let result = self.pre.instantiate(&mut store).and_then(|instance| {
             let library = self.library.load(&mut store, &instance)?;
-            f(&Exports { library, prearchive: self.prearchive.bind(instance) }, &mut store)
+            f(&Exports { library }, &mut store)
         });
         result.map_err(|e| explain(e, &store, limits))
     }
@@ -338,9 +337,8 @@ fn human(bytes: usize) -> String {
 }
 
 /// The exports of one instance.
-struct Exports<'a> {
+struct Exports {
     library: Library,
-    prearchive: Prearchive<'a>,
 }
 
 /// What a store holds for one call.
