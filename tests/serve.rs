@@ -351,13 +351,7 @@ fn host_demo_mode_writes_a_site_and_prints_a_password_once() {
         probe().to_str().unwrap(),
     ]);
     assert!(site.join("prearchive/DEMO").is_dir(), "the demo site was written");
-    let stdout = server.stdout.lock().unwrap().clone();
-    let password = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("user admin, password "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no password line:\n{stdout}"))
-        .to_owned();
+    let (stdout, password) = demo_password(&server);
     assert_eq!(password.len(), 20);
     assert!(stdout.contains(&format!("curl -u admin:{password} '{}/demo/data/prearchive/projects", server.base)));
     assert_eq!(get(&server.url("/")).body, "demo\n");
@@ -485,11 +479,8 @@ fn xnat_sigterm_exits_0() {
     assert!(status.success(), "{status:?}");
 }
 
-#[test]
-fn xnat_demo_mode_answers_its_own_curl_example() {
-    let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    let server = Server::start(&["--dir", site.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+/// The demo mode's banner, and the password it printed for user admin.
+fn demo_password(server: &Server) -> (String, String) {
     let stdout = server.stdout.lock().unwrap().clone();
     let password = stdout
         .lines()
@@ -497,6 +488,15 @@ fn xnat_demo_mode_answers_its_own_curl_example() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no password line:\n{stdout}"))
         .to_owned();
+    (stdout, password)
+}
+
+#[test]
+fn xnat_demo_mode_answers_its_own_curl_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let server = Server::start(&["--dir", site.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let (_, password) = demo_password(&server);
     let listing = get_with(
         &server.url("/demo/data/prearchive/projects?format=json"),
         "Authorization",

@@ -215,21 +215,27 @@ impl<'a> Archive<'a> {
             .collect())
     }
 
-    /// A project's subjects: `<P>/subjects/<LABEL>.xml` documents and `<LABEL>/` folders, by label.
-    pub fn subjects(&self, project: &str) -> Result<Vec<SubjectDir>> {
-        let subjects = self.project(project)?.join("subjects")?;
-        if !self.tree.is_dir(&subjects)? {
-            return Ok(Vec::new());
-        }
+    /// The items of a folder of subjects or experiments, by label: `<LABEL>.xml` documents and `<LABEL>/`
+    /// folders (hidden names aside), sorted.
+    fn labels(&self, dir: &RelPath) -> Result<std::collections::BTreeSet<String>> {
         let mut labels = std::collections::BTreeSet::new();
-        for (name, kind) in self.tree.list(&subjects)? {
+        for (name, kind) in self.tree.list(dir)? {
             match (kind, name.strip_suffix(".xml")) {
                 (Kind::File { .. }, Some(label)) if !label.starts_with('.') => labels.insert(label.to_string()),
                 (Kind::Dir, None) if !name.starts_with('.') => labels.insert(name),
                 _ => false,
             };
         }
-        labels
+        Ok(labels)
+    }
+
+    /// A project's subjects: `<P>/subjects/<LABEL>.xml` documents and `<LABEL>/` folders, by label.
+    pub fn subjects(&self, project: &str) -> Result<Vec<SubjectDir>> {
+        let subjects = self.project(project)?.join("subjects")?;
+        if !self.tree.is_dir(&subjects)? {
+            return Ok(Vec::new());
+        }
+        self.labels(&subjects)?
             .into_iter()
             .map(|label| {
                 let doc = subjects.join(&format!("{label}.xml"))?;
@@ -244,15 +250,7 @@ impl<'a> Archive<'a> {
         let pdir = self.project(project)?;
         let mut out = Vec::new();
         for arc in self.arcs(&pdir)? {
-            let mut labels = std::collections::BTreeSet::new();
-            for (name, kind) in self.tree.list(&arc)? {
-                match (kind, name.strip_suffix(".xml")) {
-                    (Kind::File { .. }, Some(label)) if !label.starts_with('.') => labels.insert(label.to_string()),
-                    (Kind::Dir, None) if !name.starts_with('.') => labels.insert(name),
-                    _ => false,
-                };
-            }
-            for label in labels {
+            for label in self.labels(&arc)? {
                 // One unreadable document does not hide the others: it is listed without its subject.
                 out.push(match self.experiment_at(project, &arc, &label) {
                     Err(Error::Corrupt(_)) => ExperimentDir {
