@@ -226,14 +226,8 @@ impl Tree {
     /// Writes a whole file atomically: a temporary file beside it, flushed to disk, renamed over it.
     /// Readers see the old or the new content, never a part; the original is never truncated.
     pub fn write_atomic(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
-        let tmp = rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))?;
-        let result = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(&tmp))?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(self.path(&tmp), self.path(rel))
-        })();
+        let tmp = temp_beside(rel)?;
+        let result = self.write_temp(&tmp, bytes).and_then(|()| fs::rename(self.path(&tmp), self.path(rel)));
         if let Err(e) = result {
             let _ = fs::remove_file(self.path(&tmp));
             return Err(Error::io(rel.as_str(), &e));
@@ -290,20 +284,21 @@ impl Tree {
     /// first, then hard-linked into place (which fails if the name exists). Readers never see it partly
     /// written. False when it already exists.
     pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
-        let tmp = rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))?;
-        let result = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(&tmp))?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::hard_link(self.path(&tmp), self.path(rel))
-        })();
+        let tmp = temp_beside(rel)?;
+        let result = self.write_temp(&tmp, bytes).and_then(|()| fs::hard_link(self.path(&tmp), self.path(rel)));
         let _ = fs::remove_file(self.path(&tmp));
         match result {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(rel.as_str(), &e)),
         }
+    }
+
+    /// Writes a new temporary file whole and flushes it to disk.
+    fn write_temp(&self, tmp: &RelPath, bytes: &[u8]) -> io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(tmp))?;
+        f.write_all(bytes)?;
+        f.sync_all()
     }
 
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
@@ -338,6 +333,11 @@ fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{nanos:x}{:x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A unique temporary name beside `rel` (hidden, so listings and refresh skip it).
+fn temp_beside(rel: &RelPath) -> Result<RelPath> {
+    rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))
 }
 
 #[cfg(test)]

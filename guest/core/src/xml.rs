@@ -308,6 +308,13 @@ fn write_element(out: &mut String, el: &Element, depth: usize, order: AttributeO
     out.push('>');
 }
 
+/// Text escaped for an XML element's content, as the writer escapes it.
+pub fn escape_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s, false);
+    out
+}
+
 /// commons-lang `escapeXml10`: the five entities, characters XML 1.0 forbids dropped, NUL as a space.
 /// In attribute values tabs and line breaks are written as character references so they survive
 /// attribute-value normalisation on the next read.

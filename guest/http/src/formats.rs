@@ -161,13 +161,13 @@ impl Table {
             self.rows.len()
         );
         for c in &self.columns {
-            out.push_str(&format!("<column>{}</column>", xml_escape(c)));
+            out.push_str(&format!("<column>{}</column>", xnat_core::xml::escape_text(c)));
         }
         out.push_str("</columns>\n<rows>\n");
         for row in &self.rows {
             out.push_str("<row>");
             for v in row {
-                out.push_str(&format!("<cell>{}</cell>", xml_escape(v)));
+                out.push_str(&format!("<cell>{}</cell>", xnat_core::xml::escape_text(v)));
             }
             out.push_str("</row>\n");
         }
@@ -198,21 +198,6 @@ fn csv_line(fields: &[String]) -> String {
         })
         .collect();
     quoted.join(",")
-}
-
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
