@@ -4,103 +4,13 @@
 
 mod common;
 
+use common::site::*;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use xnat_archive::generator::{self, Modality, SessionSpec};
-
-struct Site {
-    _dir: tempfile::TempDir,
-    pre: PathBuf,
-    arch: PathBuf,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let pre = dir.path().join("prearchive");
-        let arch = dir.path().join("archive");
-        generator::write_site(&pre, &arch).unwrap();
-        Site { _dir: dir, pre, arch }
-    }
-    fn p(&self) -> &str {
-        self.pre.to_str().unwrap()
-    }
-    fn a(&self) -> &str {
-        self.arch.to_str().unwrap()
-    }
-    fn add(&self, spec: &SessionSpec) -> String {
-        generator::write_session(&self.pre, spec).unwrap();
-        src(spec)
-    }
-    fn archive(&self, srcs: &[&str], extra: &[&str]) -> (i32, Value) {
-        let mut args = vec!["archive", "--prearchive", self.p(), "--archive", self.a()];
-        for s in srcs {
-            args.extend(["--src", s]);
-        }
-        args.extend_from_slice(extra);
-        cli_json(&args)
-    }
-    fn validate(&self, src: &str, extra: &[&str]) -> Vec<(u32, String, String)> {
-        let mut args = vec!["validate", "--prearchive", self.p(), "--archive", self.a(), "--src", src];
-        args.extend_from_slice(extra);
-        let (code, v) = cli_json(&args);
-        assert_eq!(code, 0, "{v}");
-        v["ResultSet"]["Result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["code"].as_str().unwrap().parse().unwrap(),
-                    r["type"].as_str().unwrap().to_string(),
-                    r["message"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-    fn rows(&self) -> Vec<Value> {
-        let (code, v) = cli_json(&["prearchive", "list", "--prearchive", self.p()]);
-        assert_eq!(code, 0, "{v}");
-        v["ResultSet"]["Result"].as_array().unwrap().clone()
-    }
-    fn status(&self, src: &str) -> Option<String> {
-        let url = src.trim_start_matches("/data");
-        self.rows().iter().find(|r| r["url"] == url).map(|r| r["status"].as_str().unwrap().to_string())
-    }
-}
-
-fn src(spec: &SessionSpec) -> String {
-    format!(
-        "/data/prearchive/projects/{}/{}/{}",
-        spec.project.as_deref().unwrap_or("Unassigned"),
-        spec.timestamp,
-        spec.folder
-    )
-}
-
-/// The one archived row of a single-session archive: (uri, error kind).
-fn one(v: &Value) -> (Option<String>, Option<String>) {
-    let rows = v["archived"].as_array().unwrap_or_else(|| panic!("{v}"));
-    assert_eq!(rows.len(), 1, "{v}");
-    (rows[0]["uri"].as_str().map(str::to_string), rows[0]["error"]["kind"].as_str().map(str::to_string))
-}
-
-/// Files below a folder (relative path → MD5), leaving out logs and what `skip` names.
-fn files(root: &Path, skip: &dyn Fn(&str) -> bool) -> BTreeMap<String, String> {
-    if !root.exists() {
-        return BTreeMap::new();
-    }
-    snapshot(root).into_iter().filter(|(p, _)| !p.ends_with('/') && !p.starts_with("logs/") && !skip(p)).collect()
-}
-
-fn spec(project: &str, folder: &str, modality: Modality, seed: u64) -> SessionSpec {
-    let mut s = SessionSpec::new(Some(project), folder, modality, seed);
-    s.subject = Some("SUBJ1".into());
-    s
-}
 
 #[test]
 fn a_new_session_is_archived_whole_and_leaves_the_prearchive() {

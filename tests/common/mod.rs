@@ -4,6 +4,7 @@
 
 pub mod python;
 pub mod server;
+pub mod site;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -180,17 +180,18 @@ fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mu
         }
         Err(Error::Io(m)) if m.contains("run recover") => lock.keep(),
         Err(e) => {
-            // A conflict marks the session CONFLICT, a fault ERROR (XNAT); a wrong request changes nothing
-            // but the log, so that the same session can be archived with better parameters right away.
+            // A conflict marks the session CONFLICT, a fault ERROR (XNAT); a wrong request changes nothing,
+            // so that the same session can be archived with better parameters right away.
             let status = match e {
                 Error::Conflict(_) => Some(Status::Conflict),
                 Error::Io(_) | Error::Corrupt(_) | Error::Forbidden(_) => Some(Status::Error),
                 _ => None,
             };
-            if prearchive.exists(s).unwrap_or(false) {
-                if let Some(status) = status {
-                    let _ = prearchive.set_status(s, &status, Some(e.message()));
-                }
+            // A wrong request leaves both trees exactly as they were: no status, no log line.
+            if let Some(status) = status
+                && prearchive.exists(s).unwrap_or(false)
+            {
+                let _ = prearchive.set_status(s, &status, Some(e.message()));
                 let _ = prearchive.log(s, &format!("Unable to archive {}: {e}", s.folder));
             }
             lock.release()?;

@@ -514,13 +514,22 @@ fn recompute_stats(arch: &Tree, target: &RelPath, el: &mut Element) -> Result<()
 
 /// Merges an incoming catalog (still in the prearchive) into the archive's, entry by entry. Repeatable:
 /// an entry already there is updated, not added twice. With `replace`, an existing entry for the same
-/// DICOM instance under another name is dropped in favour of the incoming one.
+/// DICOM instance under another name gives way to the incoming one — but only once its file has been set
+/// aside by the plan's backup step and the incoming file is in place. This runs after the commit, so it
+/// never deletes or moves a file: it only rewrites the catalog.
 fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replace: bool) -> Result<()> {
     let Ok(incoming_bytes) = pre.read(from) else { return Ok(()) };
     let incoming =
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
     let mut target = Catalog::parse(&arch.read(into)?)
         .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
+    let folder = into.parent();
+    let is_file = |uri: &str| -> Result<bool> {
+        Ok(match folder.join_path(uri) {
+            Ok(p) => matches!(arch.kind(&p)?, Some(Kind::File { .. })),
+            Err(_) => false,
+        })
+    };
     let mut by_uri: BTreeMap<String, crate::catalog::EntryLoc> = BTreeMap::new();
     let mut by_uid: BTreeMap<String, (crate::catalog::EntryLoc, String)> = BTreeMap::new();
     for loc in target.entry_locs() {
@@ -543,12 +552,12 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
             }
             continue;
         }
-        if replace && let Some((old, old_uri)) = e.attr("UID").and_then(|u| by_uid.get(u)) {
+        if replace
+            && let Some((old, old_uri)) = e.attr("UID").and_then(|u| by_uid.get(u))
+            && !is_file(old_uri)?
+            && is_file(&uri)?
+        {
             drop.push(old.clone());
-            let old_file = into.parent().join_path(old_uri)?;
-            if arch.kind(&old_file)?.is_some() {
-                arch.remove_file(&old_file)?;
-            }
         }
         let mut el = e.element().clone();
         el.name = target.new_entry("").name;

@@ -174,6 +174,8 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         check_existing(&mut plan, arch, &dir, doc.as_ref())?;
         plan.existing = Some(Existing { dir, doc });
     }
+    check_uris(&mut plan);
+    check_entries(&mut plan, pre)?;
     check_dicom(&mut plan, pre)?;
     if plan.existing.is_some() {
         plan_merge(&mut plan, pre, arch, params.overwrite)?;
@@ -498,6 +500,41 @@ fn check_dicom(plan: &mut Plan, pre: &Tree) -> Result<()> {
     Ok(())
 }
 
+/// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
+/// catalog's folder. An entry without its file would be archived as a promise the archive cannot keep
+/// (and with overwrite=delete could replace an archived instance with nothing).
+fn check_entries(plan: &mut Plan, pre: &Tree) -> Result<()> {
+    for cat_path in find_catalogs(pre, &plan.session.dir())? {
+        let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
+        let folder = cat_path.parent();
+        let mut missing = Vec::new();
+        for (uri, _, _) in catalog_entries(&cat) {
+            let ok = match folder.join_path(&uri) {
+                Ok(p) => matches!(pre.kind(&p)?, Some(Kind::File { .. })),
+                Err(_) => false,
+            };
+            if !ok {
+                missing.push(uri);
+            }
+        }
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+            let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
+            let rel = cat_path.strip_prefix(&plan.session.dir()).unwrap_or(cat_path.as_str()).to_string();
+            plan.notice(
+                21,
+                NoticeKind::Fail,
+                format!(
+                    "Catalog {rel} lists files that are not in its folder: {}{more}; \
+                     put the files back or refresh the catalog before archiving",
+                    shown.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every file below `folder`, as paths relative to it.
 fn files_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<String>) -> Result<()> {
     if !tree.is_dir(folder)? {
@@ -513,16 +550,57 @@ fn files_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<String
     Ok(())
 }
 
-/// A resource URI from a session document made relative to the session folder (D15). Absolute URIs
-/// written by XNAT (`/data/prearchive/P/TS/F/SCANS/...`) are cut after the session folder.
+/// A resource URI from a session document as a path relative to the session folder (D15), or `None` when
+/// it does not name a place inside the session. Relative URIs (`SCANS/2/...`, `./SCANS/...`) are taken as
+/// they are; absolute ones written by XNAT (`/data/prearchive/P/TS/F/SCANS/...`) are cut after the
+/// session's own `/<TIMESTAMP>/<FOLDER>/`. Backslashes count as separators. Refused: `..`, `.` and empty
+/// segments, absolute paths elsewhere, Windows drive paths (`C:`), NUL.
 pub fn relative_uri(uri: &str, session_dir: &RelPath) -> Option<String> {
     let uri = uri.replace('\\', "/");
-    if !uri.starts_with('/') {
-        let u = uri.trim_start_matches("./").to_string();
-        return (!u.is_empty()).then_some(u);
+    let rel = if uri.starts_with('/') {
+        let marker = format!("/{}/{}/", session_dir.parent().name(), session_dir.name());
+        uri.rfind(&marker).map(|i| uri[i + marker.len()..].to_string())?
+    } else {
+        let mut u = uri.as_str();
+        while let Some(rest) = u.strip_prefix("./") {
+            u = rest;
+        }
+        u.to_string()
+    };
+    let inside = !rel.is_empty()
+        && rel.split('/').all(|seg| crate::tree::check_segment(seg).is_ok())
+        && !rel.split('/').next().is_some_and(|first| first.contains(':'));
+    inside.then_some(rel)
+}
+
+/// Code 13: every resource `URI` of the incoming document (scans, session resources, assessors,
+/// reconstructions) must name a place inside the session folder; one that points into another session,
+/// at a host path or a drive, or climbs out with `..`, fails validation and so cannot be archived.
+fn check_uris(plan: &mut Plan) {
+    let dir = plan.session.dir();
+    let mut bad = Vec::new();
+    collect_bad_uris(plan.incoming.root(), &dir, &mut bad);
+    for uri in bad {
+        plan.notice(
+            13,
+            NoticeKind::Fail,
+            format!(
+                "Invalid resource URI {uri:?}: resource catalogs must lie inside the session folder \
+                 (a path relative to it, such as SCANS/1/DICOM/scan_1_catalog.xml); fix the session document"
+            ),
+        );
     }
-    let marker = format!("/{}/", session_dir.name());
-    uri.rfind(&marker).map(|i| uri[i + marker.len()..].to_string())
+}
+
+fn collect_bad_uris(el: &crate::xml::Element, dir: &RelPath, out: &mut Vec<String>) {
+    if let Some(uri) = el.attr("URI")
+        && relative_uri(uri, dir).is_none()
+    {
+        out.push(uri.to_string());
+    }
+    for c in el.elements() {
+        collect_bad_uris(c, dir, out);
+    }
 }
 
 /// The moves, backups and catalog merges of an archive into an existing experiment, and code 14.
@@ -566,6 +644,9 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) ->
                     }
                 }
             }
+            if overwrite == Overwrite::Delete {
+                backup_replaced_instances(plan, pre, arch, &from, into)?;
+            }
             plan.steps.push(Step::MergeCatalog { from, into: into.clone() });
             continue;
         }
@@ -589,6 +670,32 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) ->
         plan.notice(14, NoticeKind::Conflict, "Session already exists with the same resources.");
     } else if matching_files {
         plan.notice(14, NoticeKind::Conflict, "Session already exists with matching files.");
+    }
+    Ok(())
+}
+
+/// overwrite=delete: an archived file whose DICOM instance arrives under another name is replaced like a
+/// clashing file, before the commit — set aside by a backup step (undone on roll-back), never deleted by
+/// the catalog merge after it.
+fn backup_replaced_instances(plan: &mut Plan, pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath) -> Result<()> {
+    let (Ok(incoming), Ok(existing)) = (Catalog::parse(&pre.read(from)?), Catalog::parse(&arch.read(into)?)) else {
+        return Ok(());
+    };
+    let old_by_uid: BTreeMap<String, String> =
+        catalog_entries(&existing).into_iter().filter_map(|(uri, uid, _)| Some((uid?, uri))).collect();
+    for (uri, uid, _) in catalog_entries(&incoming) {
+        let Some(old_uri) = uid.and_then(|u| old_by_uid.get(&u)) else { continue };
+        if *old_uri == uri {
+            continue;
+        }
+        let Ok(old_file) = into.parent().join_path(old_uri) else { continue };
+        let Some(inside) = old_file.strip_prefix(&plan.target) else { continue };
+        if matches!(arch.kind(&old_file)?, Some(Kind::File { .. })) {
+            let backup = plan.target.join(&format!(".~xnat-replaced-{}", plan.session.timestamp))?.join_path(inside)?;
+            if !plan.steps.iter().any(|s| matches!(s, Step::Backup { file, .. } if *file == old_file)) {
+                plan.steps.push(Step::Backup { file: old_file, to: backup });
+            }
+        }
     }
     Ok(())
 }
@@ -650,5 +757,21 @@ mod tests {
             Some("SCANS/2/c.xml")
         );
         assert_eq!(relative_uri("/elsewhere/c.xml", &dir), None);
+        for outside in [
+            "../20240101_000000000/OTHER/SCANS/2/c.xml",
+            "SCANS/../../OTHER/c.xml",
+            "..\\..\\OTHER\\c.xml",
+            "SCANS\\2\\..\\..\\..\\c.xml",
+            "/etc/passwd",
+            "/data/xnat/prearchive/P/20240101_000000000/OTHER/SCANS/2/c.xml",
+            "C:\\xnat\\prearchive\\c.xml",
+            "C:/xnat/c.xml",
+            "",
+            "./",
+            "SCANS//c.xml",
+        ] {
+            assert_eq!(relative_uri(outside, &dir), None, "{outside}");
+        }
+        assert_eq!(relative_uri("SCANS\\2\\c.xml", &dir).as_deref(), Some("SCANS/2/c.xml"));
     }
 }

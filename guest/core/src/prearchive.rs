@@ -34,11 +34,31 @@ pub struct SessionRef {
 }
 
 impl SessionRef {
+    /// A session address, accepted only if it can name exactly one session: a project id that is an XNAT
+    /// identifier and not a timestamp (`Unassigned` or none: the root), a timestamp folder name that is a
+    /// timestamp, and a session folder name the prearchive lists (no dot, not `temp-unpack`). Anything else
+    /// is a bad request, so that no action can take a project's timestamp folder, or a folder inside a
+    /// session, for a session.
     pub fn new(project: Option<&str>, timestamp: &str, folder: &str) -> Result<SessionRef> {
         let project = project.filter(|p| !p.is_empty() && *p != UNASSIGNED);
-        for seg in [project.unwrap_or("x"), timestamp, folder] {
-            check_segment(seg)
-                .map_err(|_| Error::BadRequest(format!("{seg:?} is not a valid project, timestamp or folder name")))?;
+        if let Some(p) = project
+            && (is_timestamp(p) || crate::plan::check_project_id(p).is_err())
+        {
+            return Err(Error::BadRequest(format!(
+                "{p:?} is not a prearchive project: project ids are XNAT identifiers (letters, digits, '-', '_') \
+                 and never timestamps; name /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
+            )));
+        }
+        if !is_timestamp(timestamp) {
+            return Err(Error::BadRequest(format!(
+                "{timestamp:?} is not a prearchive timestamp folder (yyyyMMdd_HHmmssSSS); name \
+                 /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
+            )));
+        }
+        if check_segment(folder).is_err() || skipped_name(folder) {
+            return Err(Error::BadRequest(format!(
+                "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names)"
+            )));
         }
         Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })
     }
@@ -250,8 +270,10 @@ impl<'a> Prearchive<'a> {
         let mut out = Vec::new();
         for (p, ts, dir) in self.timestamp_dirs(project)? {
             for (name, kind) in self.tree.list(&dir)? {
-                if kind == Kind::Dir && !skipped_name(&name) {
-                    out.push(SessionRef::new(p.as_deref(), &ts, &name)?);
+                if kind == Kind::Dir
+                    && let Ok(s) = SessionRef::new(p.as_deref(), &ts, &name)
+                {
+                    out.push(s);
                 }
             }
         }
@@ -271,7 +293,7 @@ impl<'a> Prearchive<'a> {
                 if project.is_none_or(|p| p == UNASSIGNED) {
                     out.push((None, name.clone(), RelPath::new(&name)?));
                 }
-            } else if project.is_none_or(|p| p == name) {
+            } else if project.is_none_or(|p| p == name) && crate::plan::check_project_id(&name).is_ok() {
                 let pdir = RelPath::new(&name)?;
                 for (ts, k) in self.tree.list(&pdir)? {
                     if k == Kind::Dir && is_timestamp(&ts) {
@@ -291,8 +313,9 @@ impl<'a> Prearchive<'a> {
             for (name, kind) in self.tree.list(&dir)? {
                 if let (Kind::File { .. }, Some(folder)) =
                     (kind, name.strip_prefix('.').and_then(|n| n.strip_suffix(suffix)))
+                    && let Ok(s) = SessionRef::new(p.as_deref(), &ts, folder)
                 {
-                    out.push(SessionRef::new(p.as_deref(), &ts, folder)?);
+                    out.push(s);
                 }
             }
         }
@@ -649,6 +672,36 @@ mod tests {
         ] {
             assert!(matches!(SessionRef::parse_src(bad), Err(Error::BadRequest(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_address_names_exactly_one_session_or_is_refused() {
+        let (d, tree) = site();
+        let before = std::process::Command::new("find").arg(d.path()).output().unwrap().stdout;
+        let pre = Prearchive::new(&tree);
+        for bad in [
+            // A project's timestamp folder taken for an Unassigned session.
+            "/prearchive/projects/Unassigned/P/20240131_091500123",
+            // A folder inside an Unassigned session taken for a session of "project" <timestamp>.
+            "/prearchive/projects/20240301_120000500/U1/SCANS",
+            // Not a timestamp, a folder with a dot, a reserved name, a project that is no identifier.
+            "/prearchive/projects/P/not-a-timestamp/S9",
+            "/prearchive/projects/P/20240131_091500123/S1.xml",
+            "/prearchive/projects/P/20240131_091500123/temp-unpack",
+            "/prearchive/projects/P%20Q/20240131_091500123/S1",
+        ] {
+            match SessionRef::parse_src(bad) {
+                Err(Error::BadRequest(_)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // Addresses that parse but name no session are not found, for every action.
+        let ghost = SessionRef::new(Some("P"), "20240131_091500123", "NONE").unwrap();
+        assert!(matches!(pre.delete(&ghost), Err(Error::NotFound(_))));
+        assert!(matches!(pre.move_to(&ghost, "Q"), Err(Error::NotFound(_))));
+        assert!(matches!(pre.reset_status(&ghost), Err(Error::NotFound(_))));
+        let after = std::process::Command::new("find").arg(d.path()).output().unwrap().stdout;
+        assert_eq!(before, after, "nothing may change");
     }
 
     #[test]

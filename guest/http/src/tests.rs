@@ -695,3 +695,38 @@ fn batches_are_bounded_before_anything_is_built() {
     );
     status(&r, 400);
 }
+
+/// Every prearchive action and read takes an address only if it names exactly one session: a project's
+/// timestamp folder is not an Unassigned session, a folder inside a session is not a session.
+#[test]
+fn prearchive_addresses_that_are_not_one_session_change_nothing() {
+    let site = Site::new();
+    site.session("MR1", 2);
+    site.session("MR2", 1);
+    let before = std::process::Command::new("find").arg(site.root()).arg("-ls").output().unwrap().stdout;
+    let not_sessions = [
+        format!("/data/prearchive/projects/Unassigned/P/{TS}"),
+        format!("/data/prearchive/projects/P/{TS}/MR1/SCANS"),
+        format!("/data/prearchive/projects/{TS}/MR1/SCANS"),
+        format!("/data/prearchive/projects/P/{TS}/MR1.xml"),
+        "/data/prearchive/projects/P/not_a_ts/MR1".to_string(),
+    ];
+    for addr in &not_sessions {
+        for (method, path) in [
+            ("DELETE", addr.clone()),
+            ("POST", format!("{addr}?action=move&newProject=Q")),
+            ("POST", format!("{addr}?action=reset-status")),
+            ("POST", format!("/data/services/prearchive/delete?src={}", urlenc(addr))),
+            ("POST", format!("/data/services/prearchive/move?src={}&newProject=Q", urlenc(addr))),
+            ("POST", format!("/data/services/archive?src={}", urlenc(addr))),
+            ("POST", format!("/data/services/validate-archive?src={}", urlenc(addr))),
+            ("GET", format!("{addr}?format=json")),
+            ("GET", format!("{addr}/scans?format=json")),
+        ] {
+            let r = site.basic(method, &path);
+            assert!(matches!(r.status, 400 | 404), "{method} {path}: {} {}", r.status, r.body_text());
+        }
+    }
+    let after = std::process::Command::new("find").arg(site.root()).arg("-ls").output().unwrap().stdout;
+    assert_eq!(String::from_utf8_lossy(&before), String::from_utf8_lossy(&after), "nothing may change");
+}

@@ -1,0 +1,171 @@
+//! End to end: the data-safety defects of the archive services, each reproduced through the real
+//! `xnat-archive` host and component — addresses that do not name one session, archives that would unlink
+//! archived files or carry URIs out of their session — with both trees compared before and after.
+
+mod common;
+
+use common::site::*;
+use common::*;
+use std::fs;
+use xnat_archive::generator::{self, Modality, SessionSpec};
+
+const TS: &str = "20240103_130000000";
+
+/// Two READY sessions of project PROJ under one timestamp folder, beside the demo site.
+fn two_in_one_timestamp(site: &Site) -> (String, String) {
+    let mut a = spec("PROJ", "A1", Modality::Mr, 501);
+    let mut b = spec("PROJ", "B1", Modality::Mr, 502);
+    a.timestamp = TS.into();
+    b.timestamp = TS.into();
+    (site.add(&a), site.add(&b))
+}
+
+fn trees(site: &Site) -> (std::collections::BTreeMap<String, String>, std::collections::BTreeMap<String, String>) {
+    (snapshot(&site.pre), snapshot(&site.arch))
+}
+
+#[test]
+fn a_prearchive_address_that_is_not_one_session_changes_nothing() {
+    let site = Site::new();
+    two_in_one_timestamp(&site);
+    let unassigned = site.rows().into_iter().find(|r| r["project"] == "Unassigned").expect("an Unassigned session");
+    let u_url = unassigned["url"].as_str().unwrap().to_string();
+    let before = trees(&site);
+    let not_sessions = [
+        // project PROJ's timestamp folder, taken for an Unassigned session
+        format!("/data/prearchive/projects/Unassigned/PROJ/{TS}"),
+        // a folder inside an Unassigned session, taken for a session of project <timestamp>
+        format!("/data{}/SCANS", u_url.replacen("/Unassigned", "", 1)),
+        format!("/data/prearchive/projects/PROJ/{TS}/A1/SCANS"),
+        format!("/data/prearchive/projects/PROJ/{TS}/A1.xml"),
+        format!("/data/prearchive/projects/PROJ/not_a_time/A1"),
+    ];
+    for src in &not_sessions {
+        for (command, extra) in [("delete", vec![]), ("move", vec!["--new-project", "Q"]), ("reset-status", vec![])] {
+            let mut args = vec!["prearchive", command, "--prearchive", site.p(), "--src", src];
+            args.extend(extra.iter());
+            let (code, v) = cli_json(&args);
+            assert!(matches!(code, 2 | 4), "{command} {src}: exit {code} {v}");
+        }
+        let (code, v) = site.archive(&[src], &[]);
+        assert!(matches!(code, 2 | 4), "archive {src}: exit {code} {v}");
+        let (code, v) = cli_json(&["validate", "--prearchive", site.p(), "--archive", site.a(), "--src", src]);
+        assert!(matches!(code, 2 | 4), "validate {src}: exit {code} {v}");
+        assert_eq!(trees(&site), before, "{src} changed a tree");
+    }
+    // The listing of a project whose name is a timestamp is empty, not the Unassigned sessions' insides.
+    let (code, v) = cli_json(&["prearchive", "list", "--prearchive", site.p(), "--project", TS]);
+    assert!(code == 2 || v["ResultSet"]["Result"].as_array().is_some_and(|r| r.is_empty()), "{v}");
+    // The two sessions are still there, READY.
+    for folder in ["A1", "B1"] {
+        let row = site.rows().into_iter().find(|r| r["folderName"] == folder).unwrap();
+        assert_eq!(row["status"], "READY", "{row}");
+    }
+}
+
+/// The archived session S1, then a second S1 whose catalog names an archived instance (same UID) under a
+/// new file name that is not in the prearchive.
+#[test]
+fn overwrite_delete_never_unlinks_an_archived_file() {
+    let site = Site::new();
+    let mut first = spec("DEMO", "S1", Modality::Mr, 61);
+    first.scans.truncate(1);
+    first.scans[0].files = 2;
+    let src = site.add(&first);
+    assert_eq!(site.archive(&[&src], &[]).0, 0);
+    let target = site.arch.join("DEMO/arc001/S1");
+    let archived = snapshot(&target);
+
+    let mut again = first.clone();
+    again.timestamp = "20250101_101010101".into();
+    let src = site.add(&again);
+    let dir = again.session_dir(&site.pre);
+    let catalog = dir.join(SessionSpec::catalog_uri(&again.scans[0]));
+    let text = fs::read_to_string(&catalog).unwrap();
+    let kept = generator::file_name(&again, &again.scans[0], 1);
+    let renamed = text.replacen(&format!("URI=\"{kept}\""), "URI=\"zzz.dcm\"", 1);
+    assert_ne!(text, renamed, "the catalog names {kept}");
+    fs::write(&catalog, renamed).unwrap();
+    fs::remove_file(catalog.parent().unwrap().join(&kept)).unwrap();
+
+    let notices = site.validate(&src, &[]);
+    assert!(
+        notices.iter().any(|(code, kind, m)| *code == 21 && kind == "FAIL" && m.contains("zzz.dcm")),
+        "an entry without its file fails validation: {notices:?}"
+    );
+    let before = trees(&site);
+    let (code, v) = site.archive(&[&src], &["--overwrite", "delete"]);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(trees(&site), before, "a refused archive changes nothing");
+    assert_eq!(snapshot(&target), archived);
+}
+
+#[test]
+fn overwrite_delete_replaces_a_renamed_instance_through_the_journal() {
+    let site = Site::new();
+    let mut first = spec("DEMO", "S1", Modality::Mr, 62);
+    first.scans.truncate(1);
+    first.scans[0].files = 2;
+    let src = site.add(&first);
+    assert_eq!(site.archive(&[&src], &[]).0, 0);
+    let target = site.arch.join("DEMO/arc001/S1");
+    let old_name = generator::file_name(&first, &first.scans[0], 1);
+    let old_file = target.join(SessionSpec::dicom_dir(&first.scans[0])).join(&old_name);
+    assert!(old_file.is_file());
+
+    // The same instance again, under a new name, with its file: overwrite=delete replaces the old one.
+    let mut again = first.clone();
+    again.timestamp = "20250101_101010101".into();
+    let src = site.add(&again);
+    let dir = again.session_dir(&site.pre);
+    let dicom = dir.join(SessionSpec::dicom_dir(&again.scans[0]));
+    let catalog = dir.join(SessionSpec::catalog_uri(&again.scans[0]));
+    let text = fs::read_to_string(&catalog).unwrap();
+    fs::write(&catalog, text.replacen(&format!("URI=\"{old_name}\""), "URI=\"zzz.dcm\"", 1)).unwrap();
+    fs::rename(dicom.join(&old_name), dicom.join("zzz.dcm")).unwrap();
+    let bytes = fs::read(dicom.join("zzz.dcm")).unwrap();
+    let (code, v) = site.archive(&[&src], &["--overwrite", "delete"]);
+    assert_eq!(code, 0, "{v}");
+    let new_file = target.join(SessionSpec::dicom_dir(&first.scans[0])).join("zzz.dcm");
+    assert_eq!(fs::read(&new_file).unwrap(), bytes);
+    let cat = entries(&target.join(SessionSpec::catalog_uri(&first.scans[0])));
+    assert!(cat.contains_key("zzz.dcm"), "{:?}", cat.keys());
+    for uri in cat.keys() {
+        assert!(old_file.parent().unwrap().join(uri).is_file(), "entry {uri} has its file");
+    }
+}
+
+#[test]
+fn resource_uris_that_leave_the_session_fail_validation_and_are_refused() {
+    let site = Site::new();
+    for (n, uri) in [
+        "../20240101_000000000/OTHER/SCANS/1/DICOM/scan_1_catalog.xml",
+        "/etc/passwd",
+        "C:\\xnat\\prearchive\\DEMO\\x_catalog.xml",
+        "SCANS\\1\\..\\..\\..\\..\\OTHER\\x_catalog.xml",
+        "SCANS/1/../../../x_catalog.xml",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut s = spec("DEMO", &format!("U{n}"), Modality::Mr, 700 + n as u64);
+        s.scans.truncate(1);
+        let src = site.add(&s);
+        let doc_path = s.document_path(&site.pre);
+        let doc = fs::read_to_string(&doc_path).unwrap();
+        let good = SessionSpec::catalog_uri(&s.scans[0]);
+        let xml_uri = uri.replace('&', "&amp;");
+        let bad = doc.replacen(&format!("URI=\"{good}\""), &format!("URI=\"{xml_uri}\""), 1);
+        assert_ne!(doc, bad, "the document names {good}");
+        fs::write(&doc_path, bad).unwrap();
+        let notices = site.validate(&src, &[]);
+        assert!(
+            notices.iter().any(|(code, kind, m)| *code == 13 && kind == "FAIL" && m.contains("Invalid resource URI")),
+            "{uri}: {notices:?}"
+        );
+        let before = trees(&site);
+        let (code, v) = site.archive(&[&src], &[]);
+        assert_eq!(code, 2, "{uri}: {v}");
+        assert_eq!(trees(&site), before, "{uri}: a refused archive changes nothing");
+    }
+}
