@@ -6,10 +6,8 @@ mod common;
 
 use common::site::*;
 use common::*;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
 use xnat_archive::generator::{self, Modality, SessionSpec};
 
 #[test]

@@ -353,7 +353,12 @@ fn a_second_catalog_skips_the_resource_and_changes_nothing() {
 #[test]
 fn malformed_and_empty_catalogs_are_reported_and_left_byte_identical() {
     let full = fs::read(fixture("DEBUG_OUTPUT_catalog.xml")).unwrap();
-    for broken in [Vec::new(), full[..full.len() / 2].to_vec(), b"not xml at all".to_vec()] {
+    let deep = format!(
+        "<cat:Catalog xmlns:cat=\"http://nrg.wustl.edu/catalog\">{}{}</cat:Catalog>",
+        "<cat:entries>".repeat(200_000),
+        "</cat:entries>".repeat(200_000)
+    );
+    for broken in [Vec::new(), full[..full.len() / 2].to_vec(), b"not xml at all".to_vec(), deep.into_bytes()] {
         let site = debug_site();
         fs::write(site.catalog(), &broken).unwrap();
         let before = snapshot(&site.root);
@@ -436,4 +441,43 @@ fn create_a_resource_then_refresh_fills_it() {
     assert_eq!(strings(&r["added"]), set(&["t1.nii.gz"]));
     let doc = fs::read_to_string(site.root.join("P/arc001/E1.xml")).unwrap();
     assert!(doc.contains("URI=\"SCANS/4/NIFTI/4_catalog.xml\"") && doc.contains("file_count=\"1\""), "{doc}");
+}
+
+/// A refresh lock left by a refresh that died (its memory cap, a kill): while its lease runs the resource
+/// fails as `locked` and sets exit code 6 (it was not refreshed); once the lease ran out it is taken over.
+#[test]
+fn a_held_refresh_lock_sets_the_exit_code_and_a_dead_one_is_taken_over() {
+    let site = debug_site();
+    let lock = site.res().join(".~lock-DEBUG_OUTPUT_catalog.xml.refresh");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    fs::write(&lock, format!("REFRESHING\nowner dead\nsince {now}\nexpires {}\n", now + 60)).unwrap();
+    let before = snapshot(&site.root);
+    let (code, v) = refresh(&site, DEBUG_URI, &[]);
+    assert_eq!(code, 6, "{v}");
+    let r = report(&v);
+    assert_eq!(
+        (r["outcome"]["status"].as_str(), r["outcome"]["error"]["kind"].as_str()),
+        (Some("failed"), Some("locked"))
+    );
+    assert!(r["outcome"]["error"]["message"].as_str().unwrap().contains("lease until"), "{r}");
+    assert_eq!(snapshot(&site.root), before);
+    fs::write(&lock, format!("REFRESHING\nowner dead\nsince {}\nexpires {}\n", now - 100, now - 70)).unwrap();
+    let (code, v) = refresh(&site, DEBUG_URI, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!(!lock.exists());
+}
+
+/// Running out of memory is one outcome, exit code 9, wherever in the refresh the component meets its
+/// limit (a trap, or an allocation failure it would report as an I/O error); the catalog stays whole.
+#[test]
+fn running_out_of_memory_is_always_exit_code_9() {
+    let site = debug_site();
+    let before = fs::read(site.catalog()).unwrap();
+    for mib in [4, 8, 12, 16, 24] {
+        let m = mib.to_string();
+        let out = cli(&["refresh", "--archive", site.arg(), "--resource", DEBUG_URI, "--memory", &m, "--json"]);
+        assert_eq!(out.status.code(), Some(9), "--memory {mib}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ran out of memory"));
+        assert_eq!(fs::read(site.catalog()).unwrap(), before, "--memory {mib}");
+    }
 }

@@ -38,7 +38,7 @@ fn a_prearchive_address_that_is_not_one_session_changes_nothing() {
         format!("/data{}/SCANS", u_url.replacen("/Unassigned", "", 1)),
         format!("/data/prearchive/projects/PROJ/{TS}/A1/SCANS"),
         format!("/data/prearchive/projects/PROJ/{TS}/A1.xml"),
-        format!("/data/prearchive/projects/PROJ/not_a_time/A1"),
+        "/data/prearchive/projects/PROJ/not_a_time/A1".to_string(),
     ];
     for src in &not_sessions {
         for (command, extra) in [("delete", vec![]), ("move", vec!["--new-project", "Q"]), ("reset-status", vec![])] {
@@ -168,4 +168,88 @@ fn resource_uris_that_leave_the_session_fail_validation_and_are_refused() {
         assert_eq!(code, 2, "{uri}: {v}");
         assert_eq!(trees(&site), before, "{uri}: a refused archive changes nothing");
     }
+}
+
+/// 200,000 nested elements in a session document: the listing shows the session as ERROR, validate and
+/// archive answer "corrupt" — the component never crashes — and the next good request is served.
+#[test]
+fn a_deeply_nested_session_document_is_an_error_row_not_a_crash() {
+    let site = Site::new();
+    let mut s = spec("DEMO", "DEEP", Modality::Mr, 801);
+    s.scans.truncate(1);
+    let src = site.add(&s);
+    let deep = format!(
+        "<xnat:MRSession xmlns:xnat=\"http://nrg.wustl.edu/xnat\">{}{}</xnat:MRSession>",
+        "<xnat:scans>".repeat(200_000),
+        "</xnat:scans>".repeat(200_000)
+    );
+    fs::write(s.document_path(&site.pre), deep).unwrap();
+    let before = trees(&site);
+    let row = site.rows().into_iter().find(|r| r["folderName"] == "DEEP").unwrap();
+    assert_eq!(row["status"], "ERROR", "{row}");
+    let (code, v) = cli_json(&["validate", "--prearchive", site.p(), "--archive", site.a(), "--src", &src]);
+    assert_eq!(code, 8, "{v}");
+    // An ERROR session is not archived (409: fix the cause, then reset its status); nothing changes.
+    let (code, v) = site.archive(&[&src], &[]);
+    assert_eq!(code, 5, "{v}");
+    assert!(v.to_string().contains("is ERROR"), "{v}");
+    assert_eq!(trees(&site), before);
+    assert_eq!(site.rows().len(), 8, "the next request is served");
+}
+
+/// Rewrites a lock file's lease as if it had run out `secs` ago (the holder died and stopped renewing).
+fn expire_lease(lock: &std::path::Path, secs: i64) {
+    let text = fs::read_to_string(lock).unwrap();
+    let past = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - secs;
+    let aged: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with("expires ") { format!("expires {past}") } else { l.to_string() })
+        .collect();
+    assert!(aged.iter().any(|l| l.starts_with("expires ")), "{text}");
+    fs::write(lock, aged.join("\n") + "\n").unwrap();
+}
+
+/// `kill -9` mid-archive: the session's lock names its operation and lease with dates; while the lease
+/// runs the next archive is refused (423), and once it ran out (the holder died, nobody renews it) the next
+/// archive takes the lock over, rolls the journal back and archives the session whole — no `recover`.
+#[test]
+fn a_dead_archives_lock_is_taken_over_when_its_lease_runs_out_and_its_journal_recovered() {
+    let site = Site::new();
+    let mut s = spec("DEMO", "KILLED", Modality::Mr, 901);
+    s.scans.truncate(2);
+    let src = site.add(&s);
+    let session_dir = s.session_dir(&site.pre);
+    let incoming = snapshot(&session_dir);
+    let args = ["archive", "--prearchive", site.p(), "--archive", site.a(), "--src", &src, "--json"];
+    // Point 3: the session's folder has moved into the archive, the journal is not committed.
+    let out = cli_env(&args, &[("XNAT_ARCHIVE_FAULT_POINT", "3")]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!session_dir.exists() && site.arch.join("DEMO/arc001/KILLED").is_dir(), "killed mid-way");
+    let lock = s.timestamp_dir(&site.pre).join(".KILLED.lock");
+    let text = fs::read_to_string(&lock).unwrap();
+    assert!(text.starts_with("ARCHIVING\nowner ") && text.contains(" UTC\nexpires "), "{text}");
+
+    let (code, v) = site.archive(&[&src], &[]);
+    assert_eq!(code, 6, "{v}");
+    let msg = v.to_string();
+    assert!(msg.contains("ARCHIVING since 20") && msg.contains("lease until"), "a date, not seconds: {msg}");
+
+    expire_lease(&lock, 1);
+    let dest_lock = site.arch.join("DEMO/arc001/.KILLED.lock");
+    if dest_lock.exists() {
+        expire_lease(&dest_lock, 1);
+    }
+    let (code, v) = site.archive(&[&src], &[]);
+    assert_eq!(code, 0, "{v}");
+    let target = site.arch.join("DEMO/arc001/KILLED");
+    let logs = |m: std::collections::BTreeMap<String, String>| -> std::collections::BTreeMap<String, String> {
+        m.into_iter().filter(|(p, _)| !p.starts_with("logs")).collect()
+    };
+    assert_eq!(logs(snapshot(&target)), logs(incoming), "every file once, unchanged");
+    let leftovers: Vec<String> = snapshot(&site.pre)
+        .into_keys()
+        .chain(snapshot(&site.arch).into_keys())
+        .filter(|p| p.contains(".journal") || p.ends_with(".lock") || p.contains(".~xnat-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -33,7 +33,7 @@ mod types;
 pub use grant::{ARCHIVE, Grant, PREARCHIVE};
 pub use limits::{Limits, TICK};
 pub use progress::{NoProgress, Progress, TerminalProgress};
-pub use runtime::{COMPONENT, FAULT_POINT_VAR, HTTP_COMPONENT, PAUSE_MS_VAR, Runtime, TEST_SWITCHES};
+pub use runtime::{COMPONENT, FAULT_POINT_VAR, HTTP_COMPONENT, OutOfMemory, PAUSE_MS_VAR, Runtime, TEST_SWITCHES};
 pub use types::{
     ArchiveRequest, Archived, CreatedResource, DigestAlgorithm, DigestMismatch, Error, Overwrite, PrearchiveRow,
     Recovered, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport, ResourceSpec, SkippedItem,

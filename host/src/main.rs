@@ -356,6 +356,11 @@ fn main() -> ExitCode {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
             ExitCode::from(141)
         }
+        // Out of memory, however the component met it: one exit code.
+        Err(e) if e.downcast_ref::<xnat_archive::OutOfMemory>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(9)
+        }
         // The component stopped itself (a test's fault point): end as it did, "stopped dead".
         Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() => {
             eprintln!("error: {e}");

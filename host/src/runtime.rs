@@ -265,7 +265,12 @@ impl Runtime {
             let library = self.library.load(&mut store, &instance)?;
             f(&Exports { library }, &mut store)
         });
-        result.map_err(|e| explain(e, &store, limits))
+        // Running out of memory is one outcome, however the guest met it: a trap, or an allocation
+        // failure it reported as an I/O error of whatever it was doing.
+        if let Some(desired) = store.data().limiter.memory_refused {
+            return Err(OutOfMemory { desired, limit: limits.memory_bytes }.into());
+        }
+        result.map_err(|e| explain(e, limits))
     }
 }
 
@@ -291,19 +296,24 @@ fn engine() -> anyhow::Result<&'static Engine> {
     engine.as_ref().map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e}"))
 }
 
+/// A call stopped because the component needed more memory than its limit: whatever it answered is
+/// dropped (its writes are atomic, so what it wrote is whole), and the caller says "raise the limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the component ran out of memory: it asked for {}, its limit is {}; raise the memory limit (`--memory` on \
+     the command line) or ask for less work at a time",
+    human(*desired),
+    human(*limit)
+)]
+pub struct OutOfMemory {
+    pub desired: usize,
+    pub limit: usize,
+}
+
 /// Turns a failed call into a host error that says what happened and what to do.
-fn explain(error: wasmtime::Error, store: &Store<State>, limits: &Limits) -> anyhow::Error {
+fn explain(error: wasmtime::Error, limits: &Limits) -> anyhow::Error {
     let trap = error.downcast_ref::<Trap>().copied();
     let error = anyhow::Error::from(error);
-    if let Some(desired) = store.data().limiter.memory_refused {
-        // The trap itself adds nothing but a backtrace.
-        return anyhow::anyhow!(
-            "the component ran out of memory: it asked for {}, its limit is {}; raise the memory limit \
-             (`--memory` on the command line)",
-            human(desired),
-            human(limits.memory_bytes)
-        );
-    }
     if let Some(status) = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0) {
         // Kept as the source, so that a host can end with the component's status (the CLI does).
         return error.context(format!(

@@ -9,7 +9,7 @@ use crate::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
 use crate::layout::{Archive, document_root};
 use crate::lock::Lock;
 use crate::plan::{Plan, plan};
-use crate::prearchive::{Prearchive, STALE_LOCK_SECS, SessionRef, Status};
+use crate::prearchive::{Prearchive, SessionRef, Status};
 use crate::refresh::Progress;
 use crate::tree::{Kind, RelPath, Tree};
 use crate::xml::Element;
@@ -139,7 +139,11 @@ pub fn archive(
 
 fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {
     let prearchive = Prearchive::new(pre);
-    prearchive.require(s)?;
+    // A session whose archive was cut short may have its folder in the archive already: its journal says
+    // where everything is, and recovery below brings it back or finishes it.
+    if pre.kind(&s.journal_file())?.is_none() {
+        prearchive.require(s)?;
+    }
     if s.project.is_none() {
         return Err(Error::BadRequest(
             "Cannot archive sessions from the Unassigned folder. Move the session to a project first.".into(),
@@ -154,7 +158,7 @@ fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mu
         prearchive.remove_empty_parents(s)?;
         return Ok(detail);
     }
-    cp.pass();
+    cp.pass()?;
     if let Some(ms) = cp.pause_ms() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
@@ -207,13 +211,8 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     // is made again under that lock.
     let arc = first.target.parent();
     arch.create_dir_all(&arc)?;
-    let label_lock = Lock::acquire(
-        arch,
-        &arc.join(&format!(".{}.lock", first.label))?,
-        "ARCHIVING",
-        STALE_LOCK_SECS,
-        "the destination experiment",
-    )?;
+    let label_lock =
+        Lock::acquire(arch, &arc.join(&format!(".{}.lock", first.label))?, "ARCHIVING", "the destination experiment")?;
     let plan = plan(pre, arch, s, params)?;
     decide(&plan, params.overwrite)?;
     let site = site_id(params.site_id.as_deref());
@@ -228,7 +227,7 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     };
     let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
     journal.write(pre, &plan.incoming)?;
-    cp.pass();
+    cp.pass()?;
     let result = match journal.run(pre, arch, cp) {
         Ok(uri) => Ok(uri),
         Err(e) if !journal.committed => match journal.roll_back(pre, arch) {

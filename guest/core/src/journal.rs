@@ -59,12 +59,15 @@ impl Checkpoints {
         self.faults.pause_ms
     }
 
-    pub fn pass(&mut self) {
+    /// One step done: renews the leases of the locks held (an error: a lock was lost, stop here), and in
+    /// tests stops the process dead at the chosen point.
+    pub fn pass(&mut self) -> Result<()> {
         self.seen += 1;
         if self.faults.point == Some(self.seen) {
             // A kill: no unwinding, no clean-up, nothing after this point runs.
             std::process::exit(86);
         }
+        crate::lock::Lock::renew_due()
     }
 }
 
@@ -255,15 +258,15 @@ impl Journal {
                     }
                     Step::MergeCatalog { .. } => continue,
                 }
-                cp.pass();
+                cp.pass()?;
             }
             self.mark(pre, "committed")?;
-            cp.pass();
+            cp.pass()?;
         }
         if !self.posted {
             self.post(pre, arch, cp)?;
             self.mark(pre, "posted")?;
-            cp.pass();
+            cp.pass()?;
         }
         self.clean_up(pre, arch, cp)?;
         Ok(self.uri())
@@ -281,13 +284,13 @@ impl Journal {
                 merge_catalog(pre, arch, from, into, self.overwrite == Overwrite::Delete)?;
             }
         }
-        cp.pass();
+        cp.pass()?;
         let incoming = SessionDoc::parse(&pre.read(&snapshot(&self.session))?)
             .map_err(|why| crate::session::unreadable(snapshot(&self.session).as_str(), &why))?;
         let doc = self.experiment_document(arch, incoming)?;
         let doc_path = self.target.parent().join(&format!("{}.xml", self.label))?;
         arch.write_atomic(&doc_path, doc.to_xml().as_bytes())?;
-        cp.pass();
+        cp.pass()?;
         let logs = self.target.join("logs")?;
         arch.create_dir_all(&logs)?;
         let line = format!(
@@ -305,7 +308,7 @@ impl Journal {
             }
         );
         let _ = arch.create_new(&logs.join(&format!("archive-{}.log", self.session.timestamp))?, line.as_bytes())?;
-        cp.pass();
+        cp.pass()?;
         Ok(())
     }
 
@@ -398,7 +401,7 @@ impl Journal {
         if pre.kind(&s.dir())?.is_some() {
             pre.remove_dir_all(&s.dir())?;
         }
-        cp.pass();
+        cp.pass()?;
         for step in &self.steps {
             if let Step::Backup { to, .. } = step
                 && arch.kind(&to.parent())?.is_some()
@@ -416,7 +419,7 @@ impl Journal {
             }
         }
         pre.remove_file(&s.journal_file())?;
-        cp.pass();
+        cp.pass()?;
         Ok(())
     }
 

@@ -1,15 +1,29 @@
-//! Lock files (D13): created exclusively (`O_EXCL`), so that two processes — or two hosts on a shared file
-//! system — cannot both hold one. A lock records its operation and the time it was taken; one older than its
-//! stale age is taken as left behind by a process that died, and may be broken.
+//! Lock files with leases (D13): who holds a session, a destination or a catalog, for how long.
+//!
+//! A lock file appears whole or not at all (written to a temporary file, then hard-linked into place, which
+//! fails if the name exists), so a competitor never reads a lock without its owner. It names its operation,
+//! a random owner token, when it was taken and when its lease runs out. A live holder keeps renewing the
+//! lease (every [`Lock::renew_due`] call renews what is due, a third of the lease after the last renewal),
+//! so it is never overtaken however slow it is; a holder that died stops renewing, and its lock may be taken
+//! over once the lease has run out — on this machine or another one sharing the file system.
+//!
+//! Taking over is atomic: the stale file is renamed to a unique name (only one competitor's rename can
+//! succeed), checked to be the very lock judged stale (put back if it is not), and only then is a new lock
+//! linked into place. Not for: deciding what to do about an interrupted operation (the journal does that).
 
 use crate::error::{Error, Result};
-use crate::tree::{RelPath, Tree};
+use crate::tree::{RelPath, TEMP_PREFIX, Tree};
+use std::cell::RefCell;
+
+/// How long a lease lasts without renewal: the longest a dead holder's lock keeps others out.
+pub const LEASE_SECS: i64 = 30;
 
 /// A held lock; released (its file removed) by [`Lock::release`] or when dropped.
 #[derive(Debug)]
 pub struct Lock {
     tree: Tree,
     path: RelPath,
+    token: String,
     released: bool,
 }
 
@@ -17,70 +31,176 @@ pub struct Lock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub operation: String,
+    pub token: String,
     pub since: i64,
+    pub expires: i64,
+}
+
+impl Holder {
+    /// "ARCHIVING since 2026-12-01 10:40:12 UTC (lease until 10:40:42 UTC)".
+    pub fn describe(&self) -> String {
+        format!("{} since {} (lease until {})", self.operation, date(self.since), date(self.expires))
+    }
+
+    fn body(&self) -> String {
+        format!(
+            "{}\nowner {}\nsince {} {}\nexpires {} {}\n",
+            self.operation,
+            self.token,
+            self.since,
+            date(self.since),
+            self.expires,
+            date(self.expires)
+        )
+    }
+
+    fn parse(text: &str) -> Holder {
+        let mut lines = text.lines();
+        let operation = lines.next().unwrap_or("").trim().to_string();
+        let (mut token, mut since, mut expires) = (String::new(), 0i64, None);
+        for l in lines {
+            let mut words = l.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("owner"), Some(t)) => token = t.to_string(),
+                (Some("since"), Some(t)) => since = t.parse().unwrap_or(0),
+                (Some("expires"), Some(t)) => expires = t.parse().ok(),
+                _ => {}
+            }
+        }
+        // A lock of an earlier version (no lease): its lease ran from when it was taken.
+        Holder { operation, token, since, expires: expires.unwrap_or(since + LEASE_SECS) }
+    }
+}
+
+thread_local! {
+    /// The leases this thread holds and renews: (tree, lock file, token, last renewal).
+    static HELD: RefCell<Vec<(Tree, RelPath, String, i64)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Lock {
-    /// Takes the lock at `path` for `operation`. A lock older than `stale_secs` is broken and taken over;
-    /// a live one is `Locked`, with `what` in the message.
-    pub fn acquire(tree: &Tree, path: &RelPath, operation: &str, stale_secs: i64, what: &str) -> Result<Lock> {
-        let now = now();
-        let body = format!("{operation}\nsince {now}\n");
-        if tree.create_new(path, body.as_bytes())? {
-            return Ok(Lock { tree: tree.clone(), path: path.clone(), released: false });
-        }
-        let holder = Lock::holder(tree, path)?;
-        if let Some(h) = &holder
-            && now - h.since > stale_secs
-        {
-            let _ = tree.remove_file(path);
-            if tree.create_new(path, body.as_bytes())? {
-                return Ok(Lock { tree: tree.clone(), path: path.clone(), released: false });
+    /// Takes the lock at `path` for `operation`. A lock whose lease ran out is taken over; a live one is
+    /// `Locked`, with `what` and its holder in the message.
+    pub fn acquire(tree: &Tree, path: &RelPath, operation: &str, what: &str) -> Result<Lock> {
+        let token = new_token();
+        for _ in 0..8 {
+            let now = now();
+            let mine =
+                Holder { operation: operation.into(), token: token.clone(), since: now, expires: now + LEASE_SECS };
+            if tree.create_new_complete(path, mine.body().as_bytes())? {
+                HELD.with(|h| h.borrow_mut().push((tree.clone(), path.clone(), token.clone(), now)));
+                return Ok(Lock { tree: tree.clone(), path: path.clone(), token, released: false });
             }
+            let Some(holder) = Lock::holder(tree, path)? else { continue };
+            if holder.expires >= now {
+                return Err(Error::Locked(format!(
+                    "Operation already in progress on {what}: {} (lock file {path}); try again when it is done \
+                     — a lock whose process died is taken over when its lease runs out",
+                    holder.describe()
+                )));
+            }
+            take_over(tree, path, &holder, &token)?;
         }
-        let by = holder.map(|h| format!(" by {} since {}", h.operation, h.since)).unwrap_or_default();
         Err(Error::Locked(format!(
-            "Operation already in progress on {what} (locked{by}, lock file {path}); try again when it is done"
+            "{what} is being locked and unlocked by others right now (lock file {path}); try again"
         )))
     }
 
     /// The holder of the lock at `path`, if there is one.
     pub fn holder(tree: &Tree, path: &RelPath) -> Result<Option<Holder>> {
         match tree.read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let mut lines = text.lines();
-                let operation = lines.next().unwrap_or("").to_string();
-                let since = lines.find_map(|l| l.strip_prefix("since ")?.trim().parse().ok()).unwrap_or(0);
-                Ok(Some(Holder { operation, since }))
-            }
+            Ok(bytes) => Ok(Some(Holder::parse(&String::from_utf8_lossy(&bytes)))),
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Renews every lease this thread holds whose renewal is due. An error means a lock was lost (taken
+    /// over after its lease ran out): the caller must stop changing what it guarded.
+    pub fn renew_due() -> Result<()> {
+        let now = now();
+        let due: Vec<(Tree, RelPath, String)> = HELD.with(|h| {
+            h.borrow()
+                .iter()
+                .filter(|(_, _, _, at)| now - at >= LEASE_SECS / 3)
+                .map(|(t, p, k, _)| (t.clone(), p.clone(), k.clone()))
+                .collect()
+        });
+        for (tree, path, token) in due {
+            let Some(holder) = Lock::holder(&tree, &path)?.filter(|h| h.token == token) else {
+                return Err(Error::Locked(format!(
+                    "the lock {path} was taken over by another process after its lease ran out; stopped here — \
+                     the journal lets the next run finish or roll back"
+                )));
+            };
+            let renewed = Holder { expires: now + LEASE_SECS, ..holder };
+            tree.write_atomic(&path, renewed.body().as_bytes())?;
+            HELD.with(|h| {
+                for e in h.borrow_mut().iter_mut().filter(|e| e.1 == path && e.2 == token) {
+                    e.3 = now;
+                }
+            });
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &RelPath {
         &self.path
     }
 
-    /// Removes the lock file.
+    /// Removes the lock file (if it is still ours).
     pub fn release(mut self) -> Result<()> {
-        self.released = true;
-        self.tree.remove_file(&self.path)
+        self.forget();
+        match Lock::holder(&self.tree, &self.path)? {
+            Some(h) if h.token == self.token => self.tree.remove_file(&self.path),
+            _ => Ok(()),
+        }
     }
 
-    /// Leaves the lock file in place (a crash between here and recovery keeps the session locked).
+    /// Leaves the lock file in place; its lease runs out, and whoever comes next finishes the work.
     pub fn keep(mut self) {
+        self.forget();
+    }
+
+    fn forget(&mut self) {
         self.released = true;
+        HELD.with(|h| h.borrow_mut().retain(|e| !(e.1 == self.path && e.2 == self.token)));
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
         if !self.released {
-            let _ = self.tree.remove_file(&self.path);
+            self.forget();
+            if Lock::holder(&self.tree, &self.path).ok().flatten().is_some_and(|h| h.token == self.token) {
+                let _ = self.tree.remove_file(&self.path);
+            }
         }
     }
+}
+
+/// Removes the stale lock `judged` from `path` atomically: renamed to a unique name first, so that of
+/// several competitors exactly one removes it; if what was renamed is not the lock judged stale (someone
+/// took it over meanwhile), it is put back.
+fn take_over(tree: &Tree, path: &RelPath, judged: &Holder, token: &str) -> Result<()> {
+    let aside = path.parent().join(&format!("{TEMP_PREFIX}stale-lock-{token}"))?;
+    match tree.rename_to(path, tree, &aside) {
+        Ok(()) => {}
+        Err(Error::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let moved = Lock::holder(tree, &aside)?;
+    if moved.as_ref().is_some_and(|m| m.token != judged.token || m.expires != judged.expires) {
+        // A live lock: back into place, unless a third process has locked meanwhile.
+        let _ = tree.hard_link(&aside, path);
+    }
+    tree.remove_file(&aside)
+}
+
+/// A random owner token (the standard library's per-process random keys, mixed with the clock).
+fn new_token() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:016x}", std::hash::RandomState::new().hash_one(nanos))
 }
 
 /// Seconds since the Unix epoch.
@@ -88,27 +208,74 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A Unix time as people read it: `2026-12-01 10:40:12 UTC`.
+pub fn date(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map_or_else(|| secs.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn exclusive_stale_and_released() {
+    fn exclusive_leased_released_and_taken_over_when_stale() {
         let d = tempfile::tempdir().unwrap();
         let tree = Tree::new(d.path());
         let p = RelPath::new(".x.lock").unwrap();
-        let a = Lock::acquire(&tree, &p, "ARCHIVING", 60, "x").unwrap();
-        assert!(
-            matches!(Lock::acquire(&tree, &p, "DELETING", 60, "x"), Err(Error::Locked(m)) if m.contains("ARCHIVING"))
-        );
+        let a = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
+        match Lock::acquire(&tree, &p, "DELETING", "x") {
+            Err(Error::Locked(m)) => assert!(m.contains("ARCHIVING since 20") && m.contains("UTC"), "{m}"),
+            other => panic!("{other:?}"),
+        }
         a.release().unwrap();
-        let b = Lock::acquire(&tree, &p, "DELETING", 60, "x").unwrap();
+        let b = Lock::acquire(&tree, &p, "DELETING", "x").unwrap();
         drop(b);
         assert!(Lock::holder(&tree, &p).unwrap().is_none());
-        std::fs::write(d.path().join(".x.lock"), "ARCHIVING\nsince 1\n").unwrap();
-        let c = Lock::acquire(&tree, &p, "RECOVERING", 60, "x").unwrap();
+        // A lock whose lease ran out (its process died) is taken over; so is one of an earlier version.
+        let dead = Holder { operation: "ARCHIVING".into(), token: "dead".into(), since: 1, expires: now() - 1 };
+        std::fs::write(d.path().join(".x.lock"), dead.body()).unwrap();
+        let c = Lock::acquire(&tree, &p, "RECOVERING", "x").unwrap();
         assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().operation, "RECOVERING");
         c.keep();
         assert!(Lock::holder(&tree, &p).unwrap().is_some());
+        std::fs::write(d.path().join(".x.lock"), "ARCHIVING\nsince 1\n").unwrap();
+        Lock::acquire(&tree, &p, "RECOVERING", "x").unwrap().release().unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "no lock, no leftovers");
+    }
+
+    #[test]
+    fn a_live_lock_moved_aside_by_a_late_competitor_is_put_back() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = Tree::new(d.path());
+        let p = RelPath::new(".x.lock").unwrap();
+        let live = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
+        // A competitor that judged an older holder stale only now gets to take it over.
+        let judged = Holder { operation: "ARCHIVING".into(), token: "old".into(), since: 1, expires: 2 };
+        take_over(&tree, &p, &judged, "late").unwrap();
+        assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().token, live.token);
+        live.release().unwrap();
+    }
+
+    #[test]
+    fn renewal_extends_the_lease_and_notices_a_lost_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = Tree::new(d.path());
+        let p = RelPath::new(".x.lock").unwrap();
+        let lock = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
+        // Pretend the last renewal was long ago.
+        HELD.with(|h| h.borrow_mut().iter_mut().for_each(|e| e.3 -= LEASE_SECS));
+        let before = Lock::holder(&tree, &p).unwrap().unwrap();
+        let stale = Holder { expires: before.expires - LEASE_SECS, ..before.clone() };
+        std::fs::write(d.path().join(".x.lock"), stale.body()).unwrap();
+        Lock::renew_due().unwrap();
+        assert!(Lock::holder(&tree, &p).unwrap().unwrap().expires >= before.expires);
+        // Another process took it over: the next renewal says so.
+        HELD.with(|h| h.borrow_mut().iter_mut().for_each(|e| e.3 -= LEASE_SECS));
+        let other = Holder { token: "other".into(), ..before };
+        std::fs::write(d.path().join(".x.lock"), other.body()).unwrap();
+        assert!(matches!(Lock::renew_due(), Err(Error::Locked(_))));
+        lock.release().unwrap();
+        assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().token, "other", "not ours to remove");
     }
 }

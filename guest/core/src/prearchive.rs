@@ -22,9 +22,6 @@ use percent_encoding::percent_decode_str;
 /// The pseudo-project of sessions that have none.
 pub const UNASSIGNED: &str = "Unassigned";
 
-/// How old a lock must be before another operation may break it.
-pub const STALE_LOCK_SECS: i64 = 3600;
-
 /// A prearchive session: project (None = Unassigned), timestamp folder, session folder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionRef {
@@ -402,7 +399,7 @@ impl<'a> Prearchive<'a> {
 
     /// Locks the session for an operation (`ARCHIVING`, `MOVING`, `DELETING`).
     pub fn lock(&self, s: &SessionRef, operation: &str) -> Result<Lock> {
-        Lock::acquire(self.tree, &s.lock_file(), operation, STALE_LOCK_SECS, "this prearchive entry")
+        Lock::acquire(self.tree, &s.lock_file(), operation, "this prearchive entry")
     }
 
     /// The listing row of one session.

@@ -162,9 +162,6 @@ struct Job<'a> {
     progress: &'a mut dyn Progress,
 }
 
-/// How long a refresh lock may sit before it counts as left behind by a crashed process.
-const STALE_LOCK_SECS: i64 = 600;
-
 /// The entry an index key maps to, and whether the walk saw its file.
 struct Indexed {
     loc: EntryLoc,
@@ -183,10 +180,9 @@ impl Job<'_> {
     fn run(&mut self) -> ResourceReport {
         let mut report = ResourceReport { resource: self.dir.uri.clone(), ..Default::default() };
         if let Err(e) = self.refresh(&mut report) {
-            report.outcome = match e {
-                Error::Locked(m) => Outcome::Skipped(m),
-                e => Outcome::Failed(e),
-            };
+            // A held lock is a failure of this resource like any other: it was not refreshed, and the
+            // caller's exit code or status says so.
+            report.outcome = Outcome::Failed(e);
         }
         report
     }
@@ -293,6 +289,7 @@ impl Job<'_> {
         let mut new_entries = Vec::new();
         for (rel, kind) in &files {
             let Kind::File { len } = kind else { continue };
+            Lock::renew_due()?;
             let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
             let file = folder.join_path(rel)?;
             if let Some(ix) = index.get(rel) {
@@ -526,7 +523,7 @@ impl Job<'_> {
     /// Takes `.~lock-<catalog>.refresh` beside the catalog, exclusively (XNAT's refresh-lock name).
     fn lock(&self, catalog: &RelPath) -> Result<Lock> {
         let lock = catalog.parent().join(&format!(".~lock-{}.refresh", catalog.name()))?;
-        Lock::acquire(self.tree, &lock, "REFRESHING", STALE_LOCK_SECS, &format!("catalog {catalog} (another refresh)"))
+        Lock::acquire(self.tree, &lock, "REFRESHING", &format!("catalog {catalog} (another refresh)"))
     }
 }
 
@@ -747,7 +744,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         put(d.path(), ".~lock-R_catalog.xml.refresh", format!("REFRESHING\nsince {now}\n").as_bytes());
         let r = run(&tree, Options::default(), Mode::Apply);
-        assert!(matches!(&r.outcome, Outcome::Skipped(m) if m.contains("another refresh")), "{r:?}");
+        assert!(matches!(&r.outcome, Outcome::Failed(Error::Locked(m)) if m.contains("another refresh")), "{r:?}");
         assert_eq!(fs::read(d.path().join(RES).join("R_catalog.xml")).unwrap(), before);
         // A lock left behind long ago is taken over.
         put(d.path(), ".~lock-R_catalog.xml.refresh", format!("x\nsince {}\n", now - 3600).as_bytes());

@@ -301,6 +301,15 @@ impl Tree {
         f.sync_all()
     }
 
+    /// Links an existing file under a second name that must not exist yet (false when it does).
+    pub fn hard_link(&self, existing: &RelPath, new: &RelPath) -> Result<bool> {
+        match fs::hard_link(self.path(existing), self.path(new)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(new.as_str(), &e)),
+        }
+    }
+
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
         fs::remove_file(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }

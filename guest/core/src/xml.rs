@@ -152,7 +152,16 @@ pub fn local(name: &str) -> &str {
     name.split_once(':').map_or(name, |(_, l)| l)
 }
 
-/// Reads a whole document into its root element.
+/// The deepest element nesting a document may have. XNAT's catalogs and session documents nest about ten
+/// levels; a limit keeps every recursive walk of the tree (and dropping it) far from the stack's end.
+pub const MAX_DEPTH: usize = 256;
+
+/// The longest attribute value or text node, in bytes. XNAT writes paths, UIDs, digests and short notes.
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+
+/// Reads a whole document into its root element. A document nested deeper than [`MAX_DEPTH`] or with a
+/// value longer than [`MAX_VALUE_BYTES`] is refused as malformed; DOCTYPE declarations are ignored and
+/// entities other than XML's five predefined ones and character references are errors (nothing expands).
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| XmlError(format!("not UTF-8 text ({e}); XNAT catalogs and documents are UTF-8")))?;
@@ -171,6 +180,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 let el = open(&start, &reader)?;
                 if root.is_some() && stack.is_empty() {
                     return Err(err(&reader, &"content after the root element"));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(&reader, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
                 stack.push(el);
             }
@@ -221,6 +233,9 @@ fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
         let key = std::str::from_utf8(attr.key.as_ref()).map_err(|e| err(&e))?.to_string();
+        if attr.value.len() > MAX_VALUE_BYTES {
+            return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
+        }
         let value = attr.unescape_value().map_err(|e| err(&e))?.into_owned();
         if el.attr(&key).is_some() {
             return Err(err(&format!("attribute {key} repeated on <{}>", el.name)));
@@ -246,6 +261,17 @@ fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
 fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
     match stack.last_mut() {
         Some(el) => {
+            let before = match el.children.last() {
+                Some(Node::Text(prev)) => prev.len(),
+                _ => 0,
+            };
+            if before + s.len() > MAX_VALUE_BYTES {
+                return Err(XmlError(format!(
+                    "malformed XML at byte {}: a text node longer than {} MiB",
+                    reader.buffer_position(),
+                    MAX_VALUE_BYTES >> 20
+                )));
+            }
             if let Some(Node::Text(prev)) = el.children.last_mut() {
                 prev.push_str(s);
             } else {
@@ -365,6 +391,21 @@ mod tests {
         let out = write(&el, AttributeOrder::Sorted, Indent::Flat);
         assert!(out.ends_with("<e ID=\"1\" zeta=\"a&#10;b&#9;c\" xsi:type=\"cat:dcmEntry\"/>"), "{out}");
         assert_eq!(parse(out.as_bytes()).unwrap().attr("zeta"), Some("a\nb\tc"));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_values_are_refused_not_crashed_on() {
+        let deep = "<a>".repeat(200_000) + &"</a>".repeat(200_000);
+        assert!(parse(deep.as_bytes()).unwrap_err().0.contains("nested deeper"));
+        let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(parse(ok.as_bytes()).is_ok());
+        let huge = format!("<a b=\"{}\"/>", "x".repeat(MAX_VALUE_BYTES + 1));
+        assert!(parse(huge.as_bytes()).unwrap_err().0.contains("longer than"));
+        let text = format!("<a>{}&amp;{}</a>", "x".repeat(MAX_VALUE_BYTES / 2), "y".repeat(MAX_VALUE_BYTES / 2));
+        assert!(parse(text.as_bytes()).unwrap_err().0.contains("longer than"));
+        // A DOCTYPE with an entity that would expand: nothing expands, the unknown entity is an error.
+        let bomb = "<!DOCTYPE a [<!ENTITY x \"xxxxxxxx\"><!ENTITY y \"&x;&x;&x;&x;\">]><a>&y;</a>";
+        assert!(parse(bomb.as_bytes()).unwrap_err().0.contains("unknown entity"));
     }
 
     #[test]
