@@ -202,13 +202,57 @@ impl Journal {
         Ok(j)
     }
 
-    /// Reads the journal of a session, if it has one.
+    /// Reads the journal of a session, if it has one. A journal that is not this session's, or that names
+    /// any path outside this session's folder and its own destination experiment, is refused as corrupt
+    /// and nothing it says is done: a journal planted or damaged cannot move anyone else's data.
     pub fn read(pre: &Tree, session: &SessionRef) -> Result<Option<Journal>> {
         match pre.read(&session.journal_file()) {
-            Ok(bytes) => Journal::decode(&String::from_utf8_lossy(&bytes)).map(Some),
+            Ok(bytes) => {
+                let journal = Journal::decode(&String::from_utf8_lossy(&bytes))?;
+                journal.confine(session).map_err(|why| {
+                    Error::Corrupt(format!(
+                        "the archive journal {} {why}; nothing it lists was touched — an administrator must look \
+                         at it (move it aside to release the session)",
+                        session.journal_file()
+                    ))
+                })?;
+                Ok(Some(journal))
+            }
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Checks that every path the journal names lies where an archive of `session` may touch: moves and
+    /// catalog merges from inside the session's folder into the destination experiment, backups inside
+    /// the experiment, and the experiment `<project>/arc###/<label>` of the journal's own project and label.
+    fn confine(&self, session: &SessionRef) -> std::result::Result<(), String> {
+        if self.session != *session {
+            return Err(format!("belongs to another session ({})", self.session));
+        }
+        let t = &self.target;
+        let arc = t.parent();
+        let arc_ok =
+            arc.name().strip_prefix("arc").is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if t.name() != self.label || arc.parent().as_str() != self.project || !arc_ok {
+            return Err(format!("names the destination {t}, which is not {}/arc###/{}", self.project, self.label));
+        }
+        let dir = session.dir();
+        let inside = |p: &RelPath, base: &RelPath| p.strip_prefix(base).is_some();
+        let backups = t.join(&format!(".~xnat-replaced-{}", session.timestamp)).map_err(|e| e.to_string())?;
+        for step in &self.steps {
+            let ok = match step {
+                Step::Move { from, to } => inside(from, &dir) && inside(to, t),
+                Step::Backup { file, to } => {
+                    inside(file, t) && !inside(file, &backups) && inside(to, &backups) && to != &backups
+                }
+                Step::MergeCatalog { from, into } => inside(from, &dir) && inside(into, t) && into != t,
+            };
+            if !ok {
+                return Err(format!("lists a step outside {dir} and {t}: {step:?}"));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the journal and the incoming document's copy, before anything moves.
@@ -591,5 +635,63 @@ pub fn recover_session(pre: &Tree, arch: &Tree, session: &SessionRef) -> Result<
         let prearchive = Prearchive::new(pre);
         prearchive.log(session, "An interrupted archive was rolled back; the session is as it was before it.")?;
         Ok(Some(("rolled-back".into(), format!("{} is back in the prearchive", session.url()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn journal(lines: &[&str]) -> String {
+        let mut text = format!("{MAGIC}\nsession\tP\t20240101_000000000\tS1\nproject\tP\nlabel\tS1\n");
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn a_planted_journal_moves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (pre_dir, arch_dir) = (d.path().join("pre"), d.path().join("arch"));
+        fs::create_dir_all(pre_dir.join("P/20240101_000000000/S1/SCANS/1")).unwrap();
+        fs::write(pre_dir.join("P/20240101_000000000/S1/SCANS/1/a.dcm"), b"a").unwrap();
+        fs::create_dir_all(arch_dir.join("OTHER/arc001/E9/SCANS/1")).unwrap();
+        fs::write(arch_dir.join("OTHER/arc001/E9/SCANS/1/x.dcm"), b"precious").unwrap();
+        let (pre, arch) = (Tree::new(&pre_dir), Tree::new(&arch_dir));
+        let s = SessionRef::new(Some("P"), "20240101_000000000", "S1").unwrap();
+        let snapshot = || std::process::Command::new("find").arg(d.path()).output().unwrap().stdout;
+        for planted in [
+            // Roll-back would "move back" another project's experiment into this session.
+            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S1/SCANS\tOTHER/arc001/E9/SCANS"]),
+            journal(&["target\tOTHER/arc001/E9", "move\tP/20240101_000000000/S1/SCANS\tOTHER/arc001/E9/SCANS"]),
+            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S2\tP/arc001/S1/x"]),
+            journal(&[
+                "target\tP/arc001/S1",
+                "backup\tOTHER/arc001/E9/SCANS/1/x.dcm\tP/arc001/S1/.~xnat-replaced-20240101_000000000/x",
+            ]),
+            journal(&["target\tP/arc001/S1", "backup\tP/arc001/S1/a\tP/elsewhere/x"]),
+            journal(&["target\tP/arc001/S1", "mergecat\tP/20240101_000000000/S1/c.xml\tOTHER/arc001/E9/c.xml"]),
+            journal(&["target\tP/arcX/S1"]),
+            journal(&["target\tP/arc001/S1", "committed"])
+                .replace("session\tP\t20240101_000000000\tS1", "session\tQ\t20240101_000000000\tS1"),
+        ] {
+            fs::write(pre_dir.join("P/20240101_000000000/.S1.journal"), &planted).unwrap();
+            let before = snapshot();
+            match recover_session(&pre, &arch, &s) {
+                Err(Error::Corrupt(m)) => assert!(m.contains("nothing it lists was touched"), "{m}"),
+                other => panic!("{planted}: {other:?}"),
+            }
+            assert_eq!(snapshot(), before, "{planted}");
+        }
+        // The journal of a real archive passes.
+        fs::write(
+            pre_dir.join("P/20240101_000000000/.S1.journal"),
+            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S1\tP/arc001/S1"]),
+        )
+        .unwrap();
+        assert!(Journal::read(&pre, &s).unwrap().is_some());
     }
 }

@@ -280,6 +280,27 @@ impl Job<'_> {
                 };
             }
         }
+        // Entries below something the walk could not enter (a symbolic link to a folder, a name that is
+        // not UTF-8, a special file) cannot be checked: they are kept and reported, never deleted.
+        let blocked: Vec<&str> =
+            files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
+        if !blocked.is_empty() {
+            let mut below: Vec<(&String, &mut Indexed)> = index
+                .iter_mut()
+                .filter(|(key, ix)| {
+                    ix.seen == Seen::No
+                        && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
+                })
+                .collect();
+            below.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, ix) in below {
+                ix.seen = Seen::Untouchable;
+                report.skipped.push(Skipped {
+                    path: key.clone(),
+                    reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
+                });
+            }
+        }
         let to_hash: u64 =
             if o.checksum { files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64 } else { 0 };
         self.progress.begin(&self.dir.uri, to_hash);
@@ -476,6 +497,15 @@ impl Job<'_> {
                 Kind::Other => {
                     skipped.push(Skipped { path: rel.clone(), reason: "not a regular file or folder".into() });
                     files.push((rel, Kind::Other));
+                }
+                Kind::NotUtf8 => {
+                    skipped.push(Skipped {
+                        path: rel.clone(),
+                        reason: "the name is not valid UTF-8: not cataloged (XNAT catalogs hold UTF-8 paths); \
+                                 rename it"
+                            .into(),
+                    });
+                    files.push((rel, Kind::NotUtf8));
                 }
                 Kind::File { .. } => {
                     if &path == catalog || name.starts_with(".~lock-") || name.starts_with(TEMP_PREFIX) {
@@ -749,6 +779,30 @@ mod tests {
         // A lock left behind long ago is taken over.
         put(d.path(), ".~lock-R_catalog.xml.refresh", format!("x\nsince {}\n", now - 3600).as_bytes());
         assert_eq!(run(&tree, Options::default(), Mode::Apply).outcome, Outcome::Written);
+    }
+
+    #[test]
+    fn entries_below_a_symlinked_folder_or_a_bad_name_are_kept_and_reported() {
+        use std::os::unix::ffi::OsStrExt;
+        let (d, tree) = site();
+        put(d.path(), "real/x.dcm", b"x");
+        put(d.path(), "a.txt", b"a");
+        let opts = Options { append: true, checksum: true, delete: true, populate_stats: false };
+        assert_eq!(run(&tree, opts, Mode::Apply).added, ["a.txt", "real/x.dcm"]);
+        // The folder becomes a link to itself elsewhere: its entry cannot be checked, so it stays.
+        let res = d.path().join(RES);
+        fs::rename(res.join("real"), d.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), res.join("real")).unwrap();
+        // A name that is not UTF-8 does not stop the refresh of the rest.
+        fs::write(res.join(std::ffi::OsStr::from_bytes(b"bad-\xff.dcm")), b"b").unwrap();
+        put(d.path(), "c.txt", b"c");
+        let r = run(&tree, opts, Mode::Apply);
+        assert!(r.removed.is_empty(), "{r:?}");
+        assert_eq!(r.added, ["c.txt"]);
+        assert!(r.skipped.iter().any(|s| s.path == "real/x.dcm" && s.reason.contains("kept")), "{r:?}");
+        assert!(r.skipped.iter().any(|s| s.path.starts_with("bad-") && s.reason.contains("UTF-8")), "{r:?}");
+        let cat = fs::read_to_string(res.join("R_catalog.xml")).unwrap();
+        assert!(cat.contains("URI=\"real/x.dcm\""), "{cat}");
     }
 
     #[test]

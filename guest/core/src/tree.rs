@@ -95,10 +95,14 @@ pub fn check_segment(segment: &str) -> Result<()> {
 /// What a directory walk saw at one path (symbolic links are never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    File { len: u64 },
+    File {
+        len: u64,
+    },
     Dir,
     Symlink,
     Other,
+    /// An entry whose name is not UTF-8 (shown lossily): it cannot be addressed, read or cataloged.
+    NotUtf8,
 }
 
 impl Tree {
@@ -143,10 +147,14 @@ impl Tree {
                     }
                     Err(e) => return Err(Error::Io(format!("cannot list {rel}: {e}"))),
                 };
-                let name = entry
-                    .file_name()
-                    .into_string()
-                    .map_err(|n| Error::Io(format!("{rel}/{}: the name is not valid UTF-8", n.to_string_lossy())))?;
+                let name = match entry.file_name().into_string() {
+                    Ok(name) => name,
+                    // Listed (so that walks can report it), never addressable: no RelPath names it.
+                    Err(raw) => {
+                        out.push((raw.to_string_lossy().into_owned(), Kind::NotUtf8));
+                        continue;
+                    }
+                };
                 let what = || format!("{rel}/{name}");
                 let kind = match entry.file_type() {
                     Ok(kind) => kind,
