@@ -3,6 +3,8 @@
 //!
 //! The guests are built by one nested `cargo` with its own target directory (`<workspace>/target/guest`), so it
 //! never waits on the lock of the outer build's target directory, and without the outer build's flags.
+//! With the host's `test-switches` feature (test builds only) the components get the archive's test
+//! switches, in `<workspace>/target/guest-test`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -67,12 +69,16 @@ fn ensure_target() {
 /// Runs the nested cargo and returns the paths of the built components.
 fn build_guests(workspace: &Path) -> Vec<PathBuf> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = workspace.join("target").join("guest");
+    // Test builds (the host's `test-switches` feature) get components with the archive's test switches,
+    // in a target directory of their own so that switching between the two never rebuilds either.
+    let testing = env::var_os("CARGO_FEATURE_TEST_SWITCHES").is_some();
+    let target_dir = workspace.join("target").join(if testing { "guest-test" } else { "guest" });
     let packages: Vec<&str> = GUESTS.iter().flat_map(|(package, _)| ["-p", package]).collect();
 
     let mut cmd = Command::new(&cargo);
     cmd.arg("build")
         .args(&packages)
+        .args(if testing { &["--features", "xnat-plugin/test-switches,xnat-http/test-switches"][..] } else { &[] })
         .args(["--release", "--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir)

@@ -245,7 +245,8 @@ fn a_batch_archives_each_session_and_reports_each() {
 #[test]
 fn two_processes_archiving_one_session_one_wins_the_other_is_locked() {
     let site = Site::new();
-    let src = site.add(&spec("DEMO", "RACE", Modality::Mr, 21));
+    let race = spec("DEMO", "RACE", Modality::Mr, 21);
+    let src = site.add(&race);
     let args = ["archive", "--prearchive", site.p(), "--archive", site.a(), "--src", &src, "--json"];
     let bin = env!("CARGO_BIN_EXE_xnat-archive");
     let slow = std::process::Command::new(bin)
@@ -254,7 +255,13 @@ fn two_processes_archiving_one_session_one_wins_the_other_is_locked() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // The slow archive holds the session's lock while it pauses: wait for that state, not for a time.
+    let lock = race.timestamp_dir(&site.pre).join(".RACE.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !lock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the first archive never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let fast = cli(&args);
     let slow = slow.wait_with_output().unwrap();
     assert_eq!(fast.status.code(), Some(6), "{}", String::from_utf8_lossy(&fast.stdout));

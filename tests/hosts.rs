@@ -5,8 +5,9 @@
 //!
 //! Each test installs what it needs, cached in gitignored places so that reruns are fast:
 //! `examples/node/node_modules` and `examples/node/generated` (jco's output), `target/venv`, `target/tools`
-//! (`cargo install --root`). A test whose tool is missing (node, npm, python3) FAILS; only
-//! `XNAT_SKIP_SLOW_HOSTS=1` skips them, saying so, for local iteration.
+//! (`cargo install --root`). A test whose tool is missing (node, npm, python3) FAILS; nothing skips them
+//! silently. For local iteration, leave the slow ones out by name, so that the runner counts them as
+//! filtered: `cargo test --release --test hosts -- --skip wasmtime --skip wasm_tools`.
 
 mod common;
 
@@ -17,18 +18,8 @@ use std::sync::{Mutex, OnceLock};
 
 use common::*;
 
-/// Set to `1` to skip these tests (they print why).
-const SKIP_VAR: &str = "XNAT_SKIP_SLOW_HOSTS";
 const WASMTIME_CLI: (&str, &str) = ("wasmtime-cli", "48.0.8");
 const WASM_TOOLS: (&str, &str) = ("wasm-tools", "1.263.0");
-
-fn skipped(test: &str) -> bool {
-    let skip = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("SKIPPED {test}: {SKIP_VAR}=1 is set (unset it to run the other hosts)");
-    }
-    skip
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().canonicalize().unwrap()
@@ -71,7 +62,7 @@ fn output(cmd: &mut Command) -> Output {
     let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.output().unwrap_or_else(|e| {
         if e.kind() == ErrorKind::NotFound {
-            panic!("`{program}` is not installed, and this test needs it; install it, or set {SKIP_VAR}=1 to skip")
+            panic!("`{program}` is not installed, and this test needs it; install it (or leave this test out by name with `-- --skip`)")
         }
         panic!("cannot run {program}: {e}")
     })
@@ -166,9 +157,6 @@ fn node_example() -> &'static Path {
 
 #[test]
 fn node_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
-    if skipped("node_lists_validates_refreshes_with_grants_and_keeps_the_sandbox") {
-        return;
-    }
     let dir = node_example();
     let (_tmp, site) = site();
     let out = output(Command::new("node").arg("main.mjs").arg(&site).arg(dir.join("generated")).current_dir(dir));
@@ -185,9 +173,6 @@ fn node_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
 
 #[test]
 fn node_shim_alone_refuses_writes_with_not_supported() {
-    if skipped("node_shim_alone_refuses_writes_with_not_supported") {
-        return;
-    }
     let dir = node_example();
     let (_tmp, site) = site();
     let before = snapshot(&site.join("archive/DEMO/arc001/SUBJ1_MR1/SCANS/1/DICOM"));
@@ -214,9 +199,6 @@ fn python_venv() -> PathBuf {
 
 #[test]
 fn python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
-    if skipped("python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox") {
-        return;
-    }
     let python = python_venv();
     let (_tmp, site) = site();
     let out = output(
@@ -283,9 +265,6 @@ fn embed_example_lists_a_prearchive() {
 
 #[test]
 fn wasm_tools_prints_the_library_world() {
-    if skipped("wasm_tools_prints_the_library_world") {
-        return;
-    }
     let wasm_tools = cargo_tool(WASM_TOOLS, "wasm-tools");
     let out = run(Command::new(wasm_tools).args(["component", "wit"]).arg(component()));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -366,9 +345,6 @@ fn unassigned_src(site: &Path) -> String {
 
 #[test]
 fn wasmtime_cli_invokes_exports_with_wave_arguments() {
-    if skipped("wasmtime_cli_invokes_exports_with_wave_arguments") {
-        return;
-    }
     let wasmtime = cargo_tool(WASMTIME_CLI, "wasmtime");
     let wasm_tools = cargo_tool(WASM_TOOLS, "wasm-tools");
     let (_tmp, site) = site();
@@ -501,9 +477,6 @@ impl Drop for Killed {
 
 #[test]
 fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
-    if skipped("wasmtime_serve_runs_the_http_component_with_directory_grants") {
-        return;
-    }
     let wasmtime = cargo_tool(WASMTIME_CLI, "wasmtime");
     let (_tmp, site) = site();
     let component = http_component();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
-use xnat_archive::generator::{self, SessionSpec};
+use xnat_archive::generator::{self, Modality, SessionSpec};
 use xnat_archive::{ArchiveRequest, Error, Grant, Limits, NoProgress, PrearchiveRow, Runtime};
 use xnat_core::xml::{self, Element};
 
@@ -203,21 +203,9 @@ fn list_all_sessions_in_xnat_columns() {
     let spec = site.spec("SUBJ1_MR1");
     let row = rows.iter().find(|r| r["folderName"] == "SUBJ1_MR1").unwrap();
     let ts = &spec.timestamp;
-    let uploaded = format!(
-        "{}-{}-{} {}:{}:{}.{}",
-        &ts[0..4],
-        &ts[4..6],
-        &ts[6..8],
-        &ts[9..11],
-        &ts[11..13],
-        &ts[13..15],
-        ts[15..18].trim_end_matches('0')
-    );
-    let uploaded = uploaded.strip_suffix('.').map_or(uploaded.clone(), |u| format!("{u}.0"));
     for (column, value) in [
         ("project", "DEMO"),
         ("timestamp", ts.as_str()),
-        ("uploaded", uploaded.as_str()),
         ("scan_date", spec.date.as_str()),
         ("scan_time", spec.time.as_str()),
         ("subject", "SUBJ1"),
@@ -236,7 +224,8 @@ fn list_all_sessions_in_xnat_columns() {
     // The session being received has no document: folder name as its name, no date, no UID.
     let receiving = rows.iter().find(|r| r["folderName"] == "SUBJ4_MR1").unwrap();
     assert_eq!((receiving["name"].as_str(), receiving["tag"].as_str()), (Some("SUBJ4_MR1"), Some("")));
-    // The legacy 15-character timestamp.
+    // `uploaded` is the timestamp folder as java.sql.Timestamp prints it (trailing zeros of the
+    // milliseconds dropped, ".0" for none); the legacy 15-character timestamp has no milliseconds.
     let legacy = rows.iter().find(|r| r["folderName"] == "T002_MR1").unwrap();
     assert!(legacy["uploaded"].as_str().unwrap().ends_with(".0"), "{legacy}");
 
@@ -257,6 +246,19 @@ fn list_all_sessions_in_xnat_columns() {
         assert!(table.contains(&spec.folder), "{table}");
     }
     assert!(table.contains("RECEIVING") && table.trim_end().ends_with("7 sessions"), "{table}");
+    for (timestamp, uploaded) in [
+        ("20240131_101500123", "2024-01-31 10:15:00.123"),
+        ("20240131_101500120", "2024-01-31 10:15:00.12"),
+        ("20240131_101500000", "2024-01-31 10:15:00.0"),
+        ("20231231_235959", "2023-12-31 23:59:59.0"),
+    ] {
+        let mut s = SessionSpec::new(Some("UP"), &format!("U{}", &timestamp[9..]), Modality::Mr, 9);
+        s.timestamp = timestamp.into();
+        generator::write_session(&site.pre, &s).unwrap();
+        let (_, rows) = site.list(Some("UP"));
+        let row = rows.iter().find(|r| r["timestamp"] == timestamp).unwrap_or_else(|| panic!("{rows:?}"));
+        assert_eq!(row["uploaded"], uploaded, "{row}");
+    }
 }
 
 #[test]

@@ -216,6 +216,16 @@ fn host_refuses_traversal_before_routing() {
     assert!(!log.contains("tenant=A"), "nor A:\n{log}");
 }
 
+/// Waits until the probe has marked the arrival of request `mark` in tenant `tenant`'s archive (at most 60 s).
+fn arrived(dir: &Path, tenant: &str, mark: &str) {
+    let file = dir.join(tenant).join("archive").join(format!("arrived-{mark}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "request {mark} never reached the component");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn host_limits_memory_and_time_while_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,14 +241,16 @@ fn host_limits_memory_and_time_while_others_are_served() {
     // Two spinning guests (as many as this machine may have cores) and one asleep in a host call: each is
     // stopped at its limit, and B answers promptly meanwhile.
     let started = Instant::now();
-    let slow: Vec<_> = ["/A/spin", "/A/spin", "/A/sleep?ms=60000"]
+    let slow: Vec<_> = ["/A/spin?mark=1", "/A/spin?mark=2", "/A/sleep?ms=60000&mark=3"]
         .into_iter()
         .map(|path| {
             let url = server.url(path);
             std::thread::spawn(move || (get(&url), Instant::now()))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    for mark in ["1", "2", "3"] {
+        arrived(dir.path(), "A", mark);
+    }
     let mut worst = Duration::ZERO;
     for _ in 0..10 {
         let t = Instant::now();
@@ -264,9 +276,9 @@ fn host_refuses_with_503_when_a_tenant_is_saturated() {
         dir.path(),
         &[TenantSpec::with("A", "max_concurrent = 1\nrequest_timeout_secs = 10"), TenantSpec::new("B")],
     ));
-    let url = server.url("/A/sleep?ms=3000");
+    let url = server.url("/A/sleep?ms=3000&mark=busy");
     let busy = std::thread::spawn(move || get(&url));
-    std::thread::sleep(Duration::from_millis(300));
+    arrived(dir.path(), "A", "busy");
     let t = Instant::now();
     let refused = get(&server.url("/A/env"));
     assert_eq!(refused.status, 503, "{refused:?}");
@@ -282,9 +294,9 @@ fn host_refuses_with_503_when_a_tenant_is_saturated() {
 fn host_finishes_requests_in_flight_on_sigterm_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let server = host_server(dir.path(), &[TenantSpec::new("A")]);
-    let url = server.url("/A/sleep?ms=1500");
+    let url = server.url("/A/sleep?ms=1500&mark=flight");
     let in_flight = std::thread::spawn(move || get(&url));
-    std::thread::sleep(Duration::from_millis(300));
+    arrived(dir.path(), "A", "flight");
     let address = server.address();
     let stderr = server.stderr.clone();
     let status = server.stop();
@@ -402,9 +414,9 @@ fn xnat_basic_auth_and_sessions_per_tenant() {
     assert_eq!(session.status, 200, "{session:?}");
     let token = session.body.trim().to_owned();
     assert!(!token.is_empty(), "the body is the token (xnatpy uses it as JSESSIONID)");
-    for cookie in session.set_cookie.iter().filter(|c| c.starts_with("JSESSIONID=")) {
-        assert!(cookie.contains("Path=/A"), "the cookie is scoped to the tenant's prefix: {cookie}");
-    }
+    let cookies: Vec<&String> = session.set_cookie.iter().filter(|c| c.starts_with("JSESSIONID=")).collect();
+    assert_eq!(cookies.len(), 1, "one session cookie: {:?}", session.set_cookie);
+    assert!(cookies[0].contains("Path=/A"), "the cookie is scoped to the tenant's prefix: {}", cookies[0]);
     assert_eq!(login(&server, "A", "admin", "wrong").status, 401);
 
     let cookie = format!("JSESSIONID={token}");

@@ -246,6 +246,8 @@ impl Runtime {
         let mut wasi = WasiCtxBuilder::new();
         // Must come before the preopens: each preopened directory captures the setting when it is added.
         wasi.allow_blocking_current_thread(true).inherit_stdout().inherit_stderr();
+        // The test switches reach the component only in test builds (the `test-switches` feature).
+        #[cfg(feature = "test-switches")]
         for var in TEST_SWITCHES {
             if let Ok(value) = std::env::var(var) {
                 wasi.env(var, value);

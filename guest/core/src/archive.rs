@@ -352,14 +352,33 @@ fn used_ids(arch: &Tree, code: char) -> Result<std::collections::BTreeSet<String
     Ok(out)
 }
 
+/// How [`recover`] treats locks that are still within their lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locks {
+    /// Break every lock: the administrator's command line, run when nothing else runs (a holder killed a
+    /// moment ago is recovered at once, without waiting for its lease).
+    Break,
+    /// Respect live leases: a session whose lock is held is reported `in-progress` and left alone (what a
+    /// server offers while other requests run).
+    Respect,
+}
+
 /// Finishes or rolls back every interrupted archive, and removes the locks that died with their process.
-/// This is an administrator's command: it breaks every lock, so run it when no operation is running.
-pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
+pub fn recover(prearchive: &Tree, archive: &Tree, locks: Locks) -> Result<Vec<Recovered>> {
     let pre = Prearchive::new(prearchive);
     let mut out = Vec::new();
     for s in journaled_sessions(prearchive)? {
-        let _ = prearchive.remove_file(&s.lock_file());
-        let lock = pre.lock(&s, "RECOVERING")?;
+        if locks == Locks::Break {
+            let _ = prearchive.remove_file(&s.lock_file());
+        }
+        let lock = match pre.lock(&s, "RECOVERING") {
+            Ok(lock) => lock,
+            Err(Error::Locked(m)) => {
+                out.push(Recovered { src: s.url(), action: "in-progress".into(), detail: m });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if let Some((action, detail)) = recover_session(prearchive, archive, &s)? {
             out.push(Recovered { src: s.url(), action, detail });
         }
@@ -367,9 +386,22 @@ pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
         pre.remove_empty_parents(&s)?;
     }
     // Locks left by processes that died before they wrote a journal, or after they removed it; and the
-    // destination locks of archives into the archive tree.
+    // destination locks of archives into the archive tree. With `Respect`, only those whose lease ran out.
+    let clear = |tree: &Tree, path: &RelPath| -> Result<()> {
+        match locks {
+            Locks::Break => match tree.remove_file(path) {
+                Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Locks::Respect => match Lock::acquire(tree, path, "RECOVERING", "a lock") {
+                Ok(lock) => lock.release(),
+                Err(Error::Locked(_)) => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    };
     for s in stray_locks(prearchive)? {
-        let _ = prearchive.remove_file(&s.lock_file());
+        clear(prearchive, &s.lock_file())?;
         pre.remove_empty_parents(&s)?;
     }
     let site = Archive::new(archive);
@@ -377,7 +409,7 @@ pub fn recover(prearchive: &Tree, archive: &Tree) -> Result<Vec<Recovered>> {
         for arc in site.arcs(&RelPath::new(&p)?)? {
             for (name, kind) in archive.list(&arc)? {
                 if matches!(kind, Kind::File { .. }) && name.starts_with('.') && name.ends_with(".lock") {
-                    archive.remove_file(&arc.join(&name)?)?;
+                    clear(archive, &arc.join(&name)?)?;
                 }
             }
         }

@@ -55,16 +55,17 @@ impl Checkpoints {
         Checkpoints { faults, seen: 0 }
     }
 
+    /// The pause a test asked for; always `None` in builds without the `test-switches` feature.
     pub fn pause_ms(&self) -> Option<u64> {
-        self.faults.pause_ms
+        if cfg!(feature = "test-switches") { self.faults.pause_ms } else { None }
     }
 
     /// One step done: renews the leases of the locks held (an error: a lock was lost, stop here), and in
     /// tests stops the process dead at the chosen point.
     pub fn pass(&mut self) -> Result<()> {
         self.seen += 1;
-        if self.faults.point == Some(self.seen) {
-            // A kill: no unwinding, no clean-up, nothing after this point runs.
+        // A kill: no unwinding, no clean-up, nothing after this point runs. Test builds only.
+        if cfg!(feature = "test-switches") && self.faults.point == Some(self.seen) {
             std::process::exit(86);
         }
         crate::lock::Lock::renew_due()
@@ -650,6 +651,18 @@ mod tests {
             text.push('\n');
         }
         text
+    }
+
+    /// Without the `test-switches` feature (every build but the end-to-end tests'), a fault point or a pause
+    /// asked for is ignored: a release host or server can never be stopped dead or slowed by them.
+    #[cfg(not(feature = "test-switches"))]
+    #[test]
+    fn release_builds_ignore_the_test_switches() {
+        let mut cp = Checkpoints::new(Faults { point: Some(1), pause_ms: Some(60_000) });
+        for _ in 0..3 {
+            cp.pass().unwrap();
+        }
+        assert_eq!(cp.pause_ms(), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!   - `XNAT_BASE_PATH` (default empty): the prefix the host strips before forwarding (`/demo`); the cookie's
 //!     `Path`.
 //!   - `XNAT_TOKEN_TTL` (seconds, default 3600), `XNAT_SITE_ID` (default `XNAT`, for new accession IDs).
+//!   - `XNAT_ADMINS`: user names, separated by `,`, who may run `POST /data/services/archive/recover`.
 //!   - `XNAT_ARCHIVE_FAULT_POINT`, `XNAT_ARCHIVE_PAUSE_MS`: the archive's test switches, as in the library
 //!     component; a host passes them only in tests.
 //!
@@ -158,6 +159,8 @@ pub struct Context {
     /// Seconds since the Unix epoch.
     pub now: u64,
     pub faults: Faults,
+    /// Users who may run administrators' services (recovery), from `XNAT_ADMINS` (names separated by `,`).
+    pub admins: Vec<String>,
     /// A malformed setting: every request but `GET /` answers 500 with this message.
     pub config_error: Option<String>,
 }
@@ -176,6 +179,7 @@ impl Context {
             site_id: "XNAT".into(),
             now,
             faults: Faults::default(),
+            admins: Vec::new(),
             config_error: None,
         }
     }
@@ -211,6 +215,13 @@ impl Context {
                 _ => problems.push(format!("XNAT_TOKEN_TTL {ttl:?} is not a positive number of seconds")),
             }
         }
+        ctx.admins = var("XNAT_ADMINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
         if let Some(site) = set("XNAT_SITE_ID") {
             ctx.site_id = site.trim().to_string();
         }

@@ -156,6 +156,10 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
             allow(&["POST"])?;
             archive(params, ctx)
         }
+        ["data", "services", "archive", "recover"] => {
+            allow(&["POST"])?;
+            recover(params, ctx, &who)
+        }
         ["data", "services", "prearchive", action @ ("move" | "delete" | "rebuild")] => {
             allow(&["POST"])?;
             prearchive_batch(action, params, ctx)
@@ -437,6 +441,25 @@ fn archive_params(params: &Params, ctx: &Context) -> Result<archive::Params, Htt
         trigger_pipelines: params.on_unless_false("triggerPipelines").unwrap_or(true),
         site_id: Some(ctx.site_id.clone()),
     })
+}
+
+/// `POST /data/services/archive/recover` (ours; administrators only, `XNAT_ADMINS`): finishes or rolls back
+/// every archive that was cut short and clears locks whose holder died — respecting live leases, so that
+/// archives still running are reported `in-progress` and left alone. A table (src, action, detail).
+fn recover(params: &Params, ctx: &Context, who: &Principal) -> Result<Response, HttpError> {
+    if !ctx.admins.iter().any(|a| *a == who.user) {
+        return Err(HttpError::from(xnat_core::error::Error::Forbidden(format!(
+            "recovery is for administrators; {} is not one (the tenant's XNAT_ADMINS names them)",
+            who.user
+        ))));
+    }
+    let format = Format::from_params(params, Format::Json)?;
+    let recovered = archive::recover(&ctx.prearchive, &ctx.archive, archive::Locks::Respect)?;
+    let mut t = Table::new(&["src", "action", "detail"]);
+    for r in recovered {
+        t.push(vec![r.src, r.action, r.detail]);
+    }
+    Ok(t.response(format, 200))
 }
 
 /// `POST /data/services/validate-archive`: the (code, type, message) table; empty means archivable.

@@ -313,7 +313,11 @@ fn prearchive_listing_in_three_formats() {
     status(&r, 200);
     let text = r.body_text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], xnat_core::prearchive::Row::COLUMNS.join(","));
+    assert_eq!(
+        lines[0],
+        "project,timestamp,lastmod,uploaded,scan_date,scan_time,subject,folderName,name,tag,status,url,\
+         autoarchive,prevent_anon,prevent_auto_commit,SOURCE,VISIT,PROTOCOL,TIMEZONE"
+    );
     assert_eq!(lines.len(), 3);
     assert!(lines[1].starts_with(&format!("P,{TS},")));
     let r = site.basic("GET", "/data/prearchive/projects/Q?format=csv");
@@ -729,4 +733,47 @@ fn prearchive_addresses_that_are_not_one_session_change_nothing() {
     }
     let after = std::process::Command::new("find").arg(site.root()).arg("-ls").output().unwrap().stdout;
     assert_eq!(String::from_utf8_lossy(&before), String::from_utf8_lossy(&after), "nothing may change");
+}
+
+/// An archive killed after its session moved into the archive: the admin's recovery leaves it alone while
+/// its holder's lease runs, rolls it back once the lease ran out; other users are refused.
+#[test]
+fn administrators_recover_cut_short_archives_over_http_respecting_live_leases() {
+    let mut site = Site::new();
+    site.ctx.admins = vec!["admin".into()];
+    site.session("MR1", 2);
+    let pre = site.root().join("pre/P").join(TS);
+    fs::create_dir_all(site.root().join("arch/P/arc001")).unwrap();
+    fs::rename(pre.join("MR1"), site.root().join("arch/P/arc001/MR1")).unwrap();
+    fs::write(
+        pre.join(".MR1.journal"),
+        format!(
+            "xnat-archive-journal\t1\nsession\tP\t{TS}\tMR1\nproject\tP\nlabel\tMR1\ntarget\tP/arc001/MR1\n\
+             experiment\tXNAT_E00001\nsubject\tSUBJ1\tXNAT_S00001\nmode\tnew\noverwrite\tnone\nquarantine\tfalse\n\
+             trigger\ttrue\nmove\tP/{TS}/MR1\tP/arc001/MR1\n"
+        ),
+    )
+    .unwrap();
+    let lease = |expires: u64| format!("ARCHIVING\nowner dead\nsince {}\nexpires {expires}\n", expires - 30);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    fs::write(pre.join(".MR1.lock"), lease(now + 60)).unwrap();
+
+    let bob = site.send(
+        Request::new("POST", "/data/services/archive/recover").with_header("authorization", &basic("bob", "bob-pw")),
+    );
+    status(&bob, 403);
+    let before = std::process::Command::new("find").arg(site.root()).output().unwrap().stdout;
+    let r = site.basic("POST", "/data/services/archive/recover?format=json");
+    status(&r, 200);
+    assert_eq!(result(&r)[0]["action"], "in-progress", "{}", r.body_text());
+    assert_eq!(before, std::process::Command::new("find").arg(site.root()).output().unwrap().stdout);
+
+    fs::write(pre.join(".MR1.lock"), lease(now - 1)).unwrap();
+    let r = site.basic("POST", "/data/services/archive/recover?format=json");
+    status(&r, 200);
+    assert_eq!(result(&r)[0]["action"], "rolled-back", "{}", r.body_text());
+    assert!(pre.join("MR1/SCANS/2/DICOM/1.dcm").is_file() && !site.root().join("arch/P/arc001/MR1").exists());
+    assert!(!pre.join(".MR1.lock").exists() && !pre.join(".MR1.journal").exists());
+    let rows = result(&site.basic("GET", "/data/prearchive/projects/P?format=json"));
+    assert_eq!(rows[0]["status"], "READY", "{rows:?}");
 }

@@ -139,7 +139,8 @@ impl archiver::Guest for Plugin {
     }
 
     fn recover() -> Result<Vec<wit::Recovered>, wit::Error> {
-        let recovered = archive::recover(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE)).map_err(error)?;
+        let recovered =
+            archive::recover(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), archive::Locks::Break).map_err(error)?;
         Ok(recovered.into_iter().map(|r| wit::Recovered { src: r.src, action: r.action, detail: r.detail }).collect())
     }
 }

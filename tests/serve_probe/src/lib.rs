@@ -6,6 +6,8 @@
 //! * `GET /alloc?mib=N`: allocates and touches N MiB (the host's memory limit must stop it);
 //! * `GET /sleep?ms=N`: sleeps, then answers `slept`;
 //! * `GET /touch`: writes `touched-by-probe` into `/archive` and `/prearchive`;
+//! * `mark=NAME` on any request: first writes `/archive/arrived-NAME`, so that a test can wait for the
+//!   request to have reached the component instead of sleeping;
 //! * anything else: `METHOD path-with-query`, then the request's headers, one `name: value` a line.
 
 use std::io::Write as _;
@@ -22,6 +24,9 @@ impl Guest for Probe {
         let number = |name: &str| {
             query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok()).unwrap_or(0)
         };
+        if let Some(mark) = query.split('&').find_map(|p| p.strip_prefix("mark=")) {
+            let _ = std::fs::write(format!("/archive/arrived-{mark}"), b"arrived");
+        }
         let body = match route {
             "/env" => {
                 std::env::vars().filter(|(k, _)| k.starts_with("XNAT_")).map(|(k, v)| format!("{k}={v}\n")).collect()
