@@ -447,7 +447,7 @@ fn archive_params(params: &Params, ctx: &Context) -> Result<archive::Params, Htt
 /// every archive that was cut short and clears locks whose holder died — respecting live leases, so that
 /// archives still running are reported `in-progress` and left alone. A table (src, action, detail).
 fn recover(params: &Params, ctx: &Context, who: &Principal) -> Result<Response, HttpError> {
-    if !ctx.admins.iter().any(|a| *a == who.user) {
+    if !ctx.admins.contains(&who.user) {
         return Err(HttpError::from(xnat_core::error::Error::Forbidden(format!(
             "recovery is for administrators; {} is not one (the tenant's XNAT_ADMINS names them)",
             who.user
