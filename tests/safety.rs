@@ -229,6 +229,9 @@ fn a_dead_archives_lock_is_taken_over_when_its_lease_runs_out_and_its_journal_re
     let text = fs::read_to_string(&lock).unwrap();
     assert!(text.starts_with("ARCHIVING\nowner ") && text.contains(" UTC\nexpires "), "{text}");
 
+    // The session is still listed, in progress, although its folder is in the archive now.
+    let row = site.rows().into_iter().find(|r| r["folderName"] == "KILLED").expect("the row is still there");
+    assert_eq!(row["status"], "_ARCHIVING", "{row}");
     let (code, v) = site.archive(&[&src], &[]);
     assert_eq!(code, 6, "{v}");
     let msg = v.to_string();

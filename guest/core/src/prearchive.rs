@@ -262,20 +262,26 @@ impl<'a> Prearchive<'a> {
         self.tree
     }
 
-    /// Every session, or those of one project (`Unassigned` for the root), sorted.
+    /// Every session, or those of one project (`Unassigned` for the root), sorted. A session whose archive
+    /// was cut short after its folder moved is still listed (its journal beside it says so), so that it
+    /// can be seen and archived again, which finishes or rolls back the cut-short archive first.
     pub fn sessions(&self, project: Option<&str>) -> Result<Vec<SessionRef>> {
-        let mut out = Vec::new();
+        let mut out = std::collections::BTreeSet::new();
         for (p, ts, dir) in self.timestamp_dirs(project)? {
             for (name, kind) in self.tree.list(&dir)? {
-                if kind == Kind::Dir
-                    && let Ok(s) = SessionRef::new(p.as_deref(), &ts, &name)
+                let folder = match kind {
+                    Kind::Dir => Some(name.as_str()),
+                    Kind::File { .. } => name.strip_prefix('.').and_then(|n| n.strip_suffix(".journal")),
+                    _ => None,
+                };
+                if let Some(folder) = folder
+                    && let Ok(s) = SessionRef::new(p.as_deref(), &ts, folder)
                 {
-                    out.push(s);
+                    out.insert(s);
                 }
             }
         }
-        out.sort();
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// The timestamp folders, of every project or of one (`Unassigned` for the root): (project, timestamp,
