@@ -62,6 +62,13 @@ impl Tenant {
         if let Some(ttl) = config.token_ttl_secs {
             env.push((env::TOKEN_TTL, ttl.to_string()));
         }
+        // The archive's test switches reach tenants only in test builds (the `test-switches` feature).
+        #[cfg(feature = "test-switches")]
+        for var in crate::TEST_SWITCHES {
+            if let Ok(value) = std::env::var(var) {
+                env.push((var, value));
+            }
+        }
         Tenant {
             name: config.name.clone(),
             grants: [Grant::prearchive(&config.prearchive, true), Grant::archive(&config.archive, true)],
