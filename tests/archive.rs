@@ -354,11 +354,7 @@ fn crash_everywhere(merge: bool) -> u32 {
         // The process died mid-way: recover, then check.
         let (code, v) = cli_json(&["recover", "--prearchive", site.p(), "--archive", site.a()]);
         assert_eq!(code, 0, "point {point}: {v}");
-        let leftovers: Vec<String> = snapshot(&site.pre)
-            .into_keys()
-            .chain(snapshot(&site.arch).into_keys())
-            .filter(|p| p.contains(".journal") || p.ends_with(".lock") || p.contains(".~xnat-"))
-            .collect();
+        let leftovers = site.leftovers();
         assert!(leftovers.is_empty(), "point {point}: {leftovers:?}");
         if session_dir.exists() {
             // Rolled back: the session as it was, READY; the archive as it was.

@@ -63,17 +63,23 @@ fn a_prearchive_address_that_is_not_one_session_changes_nothing() {
     }
 }
 
-/// The archived session S1, then a second S1 whose catalog names an archived instance (same UID) under a
-/// new file name that is not in the prearchive.
-#[test]
-fn overwrite_delete_never_unlinks_an_archived_file() {
+/// A site with session S1 (one scan of two files) archived; its spec and experiment folder.
+fn archived_s1(seed: u64) -> (Site, SessionSpec, std::path::PathBuf) {
     let site = Site::new();
-    let mut first = spec("DEMO", "S1", Modality::Mr, 61);
+    let mut first = spec("DEMO", "S1", Modality::Mr, seed);
     first.scans.truncate(1);
     first.scans[0].files = 2;
     let src = site.add(&first);
     assert_eq!(site.archive(&[&src], &[]).0, 0);
     let target = site.arch.join("DEMO/arc001/S1");
+    (site, first, target)
+}
+
+/// The archived session S1, then a second S1 whose catalog names an archived instance (same UID) under a
+/// new file name that is not in the prearchive.
+#[test]
+fn overwrite_delete_never_unlinks_an_archived_file() {
+    let (site, first, target) = archived_s1(61);
     let archived = snapshot(&target);
 
     let mut again = first.clone();
@@ -102,13 +108,7 @@ fn overwrite_delete_never_unlinks_an_archived_file() {
 
 #[test]
 fn overwrite_delete_replaces_a_renamed_instance_through_the_journal() {
-    let site = Site::new();
-    let mut first = spec("DEMO", "S1", Modality::Mr, 62);
-    first.scans.truncate(1);
-    first.scans[0].files = 2;
-    let src = site.add(&first);
-    assert_eq!(site.archive(&[&src], &[]).0, 0);
-    let target = site.arch.join("DEMO/arc001/S1");
+    let (site, first, target) = archived_s1(62);
     let old_name = generator::file_name(&first, &first.scans[0], 1);
     let old_file = target.join(SessionSpec::dicom_dir(&first.scans[0])).join(&old_name);
     assert!(old_file.is_file());
@@ -249,10 +249,6 @@ fn a_dead_archives_lock_is_taken_over_when_its_lease_runs_out_and_its_journal_re
         m.into_iter().filter(|(p, _)| !p.starts_with("logs")).collect()
     };
     assert_eq!(logs(snapshot(&target)), logs(incoming), "every file once, unchanged");
-    let leftovers: Vec<String> = snapshot(&site.pre)
-        .into_keys()
-        .chain(snapshot(&site.arch).into_keys())
-        .filter(|p| p.contains(".journal") || p.ends_with(".lock") || p.contains(".~xnat-"))
-        .collect();
+    let leftovers = site.leftovers();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

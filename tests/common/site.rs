@@ -14,6 +14,15 @@ pub struct Site {
 }
 
 impl Site {
+    /// Our own files left in either tree: journals, locks, temporary and set-aside files.
+    pub fn leftovers(&self) -> Vec<String> {
+        snapshot(&self.pre)
+            .into_keys()
+            .chain(snapshot(&self.arch).into_keys())
+            .filter(|p| p.contains(".journal") || p.ends_with(".lock") || p.contains(".~xnat-"))
+            .collect()
+    }
+
     pub fn new() -> Site {
         let dir = tempfile::tempdir().unwrap();
         let pre = dir.path().join("prearchive");
