@@ -229,6 +229,9 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
 fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {
     let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()));
     let name = std::str::from_utf8(start.name().as_ref()).map_err(|e| err(&e))?.to_string();
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
+        return Err(err(&"an element without a name"));
+    }
     let mut el = Element::new(name);
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
@@ -237,6 +240,9 @@ fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result
             return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
         }
         let value = attr.unescape_value().map_err(|e| err(&e))?.into_owned();
+        if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+            return Err(err(&format!("attribute {key} holds U+{:04X}, a character XML 1.0 does not allow", c as u32)));
+        }
         if el.attr(&key).is_some() {
             return Err(err(&format!("attribute {key} repeated on <{}>", el.name)));
         }
@@ -258,7 +264,20 @@ fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
     }
 }
 
+/// Characters XML 1.0 allows in a document (`Char`): a value holding another is refused when read, since
+/// the writer could not write it back (XNAT's writer drops them).
+fn allowed(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+}
+
 fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
+    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+        return Err(XmlError(format!(
+            "malformed XML at byte {}: U+{:04X} is a character XML 1.0 does not allow",
+            reader.buffer_position(),
+            c as u32
+        )));
+    }
     match stack.last_mut() {
         Some(el) => {
             let before = match el.children.last() {
@@ -295,12 +314,27 @@ pub fn write(root: &Element, order: AttributeOrder, indent: Indent) -> String {
 }
 
 fn write_element(out: &mut String, el: &Element, depth: usize, order: AttributeOrder, indent: Indent) {
-    out.push('\n');
+    write_element_at(out, el, depth, order, indent, true);
+}
+
+/// Writes `el`, on a line of its own when `own_line` (not inside mixed content, where any added line break
+/// would become part of the text).
+fn write_element_at(
+    out: &mut String,
+    el: &Element,
+    depth: usize,
+    order: AttributeOrder,
+    indent: Indent,
+    own_line: bool,
+) {
     let tabs = match indent {
         Indent::Flat => depth.saturating_sub(1),
         Indent::Pretty => depth,
     };
-    out.extend(std::iter::repeat_n('\t', tabs));
+    if own_line {
+        out.push('\n');
+        out.extend(std::iter::repeat_n('\t', tabs));
+    }
     out.push('<');
     out.push_str(&el.name);
     let mut attrs: Vec<&(String, String)> = el.attrs.iter().collect();
@@ -319,13 +353,16 @@ fn write_element(out: &mut String, el: &Element, depth: usize, order: AttributeO
     }
     out.push('>');
     let has_elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+    // Text beside child elements (mixed content, which XNAT never writes): children inline, so that a
+    // rewrite adds no whitespace to the text.
+    let mixed = has_elements && el.children.iter().any(|n| matches!(n, Node::Text(_)));
     for child in &el.children {
         match child {
-            Node::Element(c) => write_element(out, c, depth + 1, order, indent),
+            Node::Element(c) => write_element_at(out, c, depth + 1, order, indent, own_line && !mixed),
             Node::Text(t) => escape_into(out, t, false),
         }
     }
-    if has_elements {
+    if has_elements && own_line && !mixed {
         out.push('\n');
         out.extend(std::iter::repeat_n('\t', tabs));
     }
@@ -406,6 +443,22 @@ mod tests {
         // A DOCTYPE with an entity that would expand: nothing expands, the unknown entity is an error.
         let bomb = "<!DOCTYPE a [<!ENTITY x \"xxxxxxxx\"><!ENTITY y \"&x;&x;&x;&x;\">]><a>&y;</a>";
         assert!(parse(bomb.as_bytes()).unwrap_err().0.contains("unknown entity"));
+    }
+
+    /// Found by the catalog and session fuzz targets: each was read, then written differently.
+    #[test]
+    fn what_is_read_is_written_back_the_same() {
+        let stable = |src: &str| {
+            let once = write(&parse(src.as_bytes()).unwrap(), AttributeOrder::Sorted, Indent::Flat);
+            let back = parse(once.as_bytes()).unwrap_or_else(|e| panic!("{src:?} was written as {once:?}: {e}"));
+            assert_eq!(write(&back, AttributeOrder::Sorted, Indent::Flat), once, "{src:?}");
+        };
+        stable("<a>x<b/></a>");
+        stable("<r><a> x <b><c/></b>y</a><d><e/></d></r>");
+        for forbidden in ["<a>\u{1b}</a>", "<a>&#1;</a>", "<a b=\"&#8;\"/>", "<a>\u{FFFE}</a>"] {
+            assert!(parse(forbidden.as_bytes()).unwrap_err().0.contains("does not allow"), "{forbidden:?}");
+        }
+        assert!(parse(b"<\t/>").is_err(), "an element without a name");
     }
 
     #[test]
