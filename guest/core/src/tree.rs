@@ -138,12 +138,20 @@ impl Tree {
         'again: loop {
             let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
             let mut out = Vec::new();
+            let mut unnamed = 0usize;
             for entry in rd {
                 let entry = match entry {
                     Ok(entry) => entry,
                     Err(e) if e.kind() == io::ErrorKind::NotFound && restarts > 0 => {
                         restarts -= 1;
                         continue 'again;
+                    }
+                    // Inside the component the runtime cannot hand over a name that is not UTF-8 (WASI names
+                    // are strings) and reports the entry as EILSEQ: listed as such, without its name.
+                    Err(e) if is_illegal_byte_sequence(&e) && unnamed < 100_000 => {
+                        unnamed += 1;
+                        out.push((format!("\u{FFFD}(a name that is not UTF-8, #{unnamed})"), Kind::NotUtf8));
+                        continue;
                     }
                     Err(e) => return Err(Error::Io(format!("cannot list {rel}: {e}"))),
                 };
@@ -326,6 +334,12 @@ impl Tree {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// EILSEQ: 84 on Linux, 25 in WASI (wasi-libc's numbering).
+fn is_illegal_byte_sequence(e: &io::Error) -> bool {
+    let code = if cfg!(target_os = "wasi") { 25 } else { 84 };
+    e.raw_os_error() == Some(code)
 }
 
 /// Names starting with this are our own temporary files; walks never catalog them.
