@@ -52,9 +52,11 @@ impl SessionRef {
                  /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
             )));
         }
-        if check_segment(folder).is_err() || skipped_name(folder) {
+        if check_segment(folder).is_err() || skipped_name(folder) || folder.len() > crate::plan::MAX_IDENTIFIER {
             return Err(Error::BadRequest(format!(
-                "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names)"
+                "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names, at most \
+                 {} bytes)",
+                crate::plan::MAX_IDENTIFIER
             )));
         }
         Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })

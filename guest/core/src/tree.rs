@@ -89,8 +89,18 @@ pub fn check_segment(segment: &str) -> Result<()> {
             "{segment:?} is not a plain file or folder name; paths must stay inside the granted directory"
         )));
     }
+    if segment.len() > NAME_MAX {
+        return Err(Error::BadRequest(format!(
+            "a name of {} bytes ({}...) is longer than a file or folder name can be ({NAME_MAX} bytes)",
+            segment.len(),
+            segment.chars().take(32).collect::<String>()
+        )));
+    }
     Ok(())
 }
+
+/// The longest file or folder name common file systems hold, in bytes.
+pub const NAME_MAX: usize = 255;
 
 /// What a directory walk saw at one path (symbolic links are never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
