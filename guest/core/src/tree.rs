@@ -207,9 +207,9 @@ impl Tree {
     /// device never ends. A missing entry or a folder is left to the open, which reports it as before.
     fn not_special(&self, rel: &RelPath) -> Result<()> {
         match fs::metadata(self.path(rel)) {
-            Ok(m) if !m.is_file() && !m.is_dir() => Err(Error::Io(format!(
-                "{rel} is not a regular file (a FIFO, socket or device); it was not read"
-            ))),
+            Ok(m) if !m.is_file() && !m.is_dir() => {
+                Err(Error::Io(format!("{rel} is not a regular file (a FIFO, socket or device); it was not read")))
+            }
             _ => Ok(()),
         }
     }
