@@ -514,9 +514,15 @@ fn changed(before: &Snap, after: &Snap) -> Vec<String> {
 }
 
 /// Checks one answer against its case and the trees before and after. Returns what is wrong.
-fn judge(c: &Case, site: &Site, a: &Answer, before: &(Snap, Snap), driver: &dyn Driver) -> Vec<String> {
+fn judge(
+    c: &Case,
+    site: &Site,
+    a: &Answer,
+    before: &(Snap, Snap),
+    after: &(Snap, Snap),
+    driver: &dyn Driver,
+) -> Vec<String> {
     let mut wrong = Vec::new();
-    let after = site.snap();
     let (pre, arc) = (changed(&before.0, &after.0), changed(&before.1, &after.1));
     if let Some(keep) = c.keep {
         let (tree, rel) = if let Some(rel) = keep.strip_prefix("archive/") { (&arc, rel) } else { (&pre, &keep[11..]) };
@@ -642,16 +648,17 @@ fn still_served(driver: &dyn Driver, site: &Site) -> Result<(), String> {
 }
 
 /// Runs one case on `site` (already prepared) and returns what is wrong with it.
-fn run_case(driver: &dyn Driver, site: &Site, c: &Case) -> Vec<String> {
-    let before = site.snap();
-    let mut wrong = match driver.send(site, &c.op) {
-        Ok(a) => judge(c, site, &a, &before, driver),
+fn run_case(driver: &dyn Driver, site: &Site, c: &Case, before: (Snap, Snap)) -> (Vec<String>, (Snap, Snap)) {
+    let answer = driver.send(site, &c.op);
+    let after = site.snap();
+    let mut wrong = match answer {
+        Ok(a) => judge(c, site, &a, &before, &after, driver),
         Err(e) => vec![e],
     };
     if let Err(e) = still_served(driver, site) {
         wrong.push(e);
     }
-    wrong.into_iter().map(|w| format!("[{}] {}: {w}", driver.name(), c.name)).collect()
+    (wrong.into_iter().map(|w| format!("[{}] {}: {w}", driver.name(), c.name)).collect(), after)
 }
 
 /// A fresh copy of the template.
@@ -679,8 +686,11 @@ fn run_all(driver: &dyn Driver, cases: &[Case]) -> Vec<String> {
         if let Some(setup) = &c.setup {
             setup(site);
         }
-        wrong.extend(run_case(driver, site, c));
-        if c.setup.is_some() || site.snap() != pristine {
+        // Without a setup the site is the pristine one (it is put back whenever a case changed it).
+        let before = if c.setup.is_some() { site.snap() } else { pristine.clone() };
+        let (w, after) = run_case(driver, site, c, before);
+        wrong.extend(w);
+        if c.setup.is_some() || after != pristine {
             restore(site);
         }
     }
