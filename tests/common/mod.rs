@@ -2,6 +2,7 @@
 //! `xnat-archive` binary, and semantic comparison of trees and catalogs.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod python;
 pub mod server;
 pub mod site;
@@ -109,7 +110,8 @@ pub fn materialise(catalog: &Path, folder: &Path, catalog_name: &str) -> Vec<Fix
     files
 }
 
-/// Every file below `root` with its bytes' MD5 (links as `-> target`), to compare trees.
+/// Every file below `root` with its bytes' MD5 (links as `-> target`, FIFOs and the like by kind), to compare
+/// trees.
 pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
@@ -127,8 +129,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         } else if t.is_dir() {
             out.insert(format!("{rel}/"), String::new());
             walk(root, &p, out);
-        } else {
+        } else if t.is_file() {
             out.insert(rel, md5_hex(&std::fs::read(&p).unwrap()));
+        } else {
+            // A FIFO, socket or device: reading it could block forever.
+            out.insert(rel, "(not a regular file)".to_string());
         }
     }
 }

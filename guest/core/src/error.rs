@@ -34,7 +34,9 @@ impl Error {
     /// An I/O failure on `what` (a path relative to the grant), classified by what the caller can do about it.
     pub fn io(what: &str, e: &io::Error) -> Error {
         match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound(format!("{what} does not exist")),
+            // A path through a file (`P/TIMESTAMP` is a file, so `P/TIMESTAMP/.S.journal` cannot be) names
+            // nothing that exists, as 404; it was an I/O error (500).
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => Error::NotFound(format!("{what} does not exist")),
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Error::Forbidden(format!(
                 "cannot write {what}: permission denied ({e}); grant the archive read-write, \
                  or use verify / dry-run for read-only work"

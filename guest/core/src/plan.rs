@@ -128,7 +128,7 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         return Ok(plan);
     };
     if !valid_identifier(&label) {
-        plan.notice(13, NoticeKind::Fail, format!("Identifiers cannot use special characters: {label}"));
+        plan.notice(13, NoticeKind::Fail, identifier_problem(&label));
         return Ok(plan);
     }
     plan.label = label.clone();
@@ -141,9 +141,7 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         .filter(|s| !s.is_empty());
     match raw_subject {
         None => plan.notice(11, NoticeKind::Fail, "Unable to identify subject."),
-        Some(s) if !valid_identifier(&s) => {
-            plan.notice(13, NoticeKind::Fail, format!("Identifiers cannot use special characters: {s}"))
-        }
+        Some(s) if !valid_identifier(&s) => plan.notice(13, NoticeKind::Fail, identifier_problem(&s)),
         Some(s) => plan.subject = Some(find_subject(arch, &project, &s)?),
     }
 
@@ -184,9 +182,27 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
     Ok(plan)
 }
 
-/// XNAT's rule for IDs and labels after cleaning (`XftStringUtils.REGEX_VALID_ID`).
+/// XNAT's rule for IDs and labels after cleaning (`XftStringUtils.REGEX_VALID_ID`), and at most
+/// [`MAX_IDENTIFIER`] characters.
 fn valid_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.len() <= MAX_IDENTIFIER && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The longest project id, subject or session label (and prearchive session folder) accepted: each becomes a
+/// file or folder name, also inside longer ones (`.<label>.lock`, `.~xnat-tmp-<label>.xml.<unique>`), and a
+/// name the file system cannot hold must be refused as a bad request before anything is written.
+pub const MAX_IDENTIFIER: usize = 200;
+
+/// Why `s` is not a valid identifier, for validation notices.
+fn identifier_problem(s: &str) -> String {
+    if s.len() > MAX_IDENTIFIER {
+        format!(
+            "Identifiers cannot be longer than {MAX_IDENTIFIER} characters: {}...",
+            s.chars().take(32).collect::<String>()
+        )
+    } else {
+        format!("Identifiers cannot use special characters: {s}")
+    }
 }
 
 /// A project id a request names (an archive's `project` or `dest`, a move's `newProject`) must be an XNAT
@@ -197,7 +213,8 @@ pub fn check_project_id(project: &str) -> Result<()> {
         return Ok(());
     }
     Err(Error::BadRequest(format!(
-        "{project:?} is not a valid project id: XNAT project ids are letters, digits, '-' and '_'"
+        "{project:?} is not a valid project id: XNAT project ids are letters, digits, '-' and '_', at most \
+         {MAX_IDENTIFIER} of them"
     )))
 }
 

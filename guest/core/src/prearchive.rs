@@ -52,9 +52,11 @@ impl SessionRef {
                  /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
             )));
         }
-        if check_segment(folder).is_err() || skipped_name(folder) {
+        if check_segment(folder).is_err() || skipped_name(folder) || folder.len() > crate::plan::MAX_IDENTIFIER {
             return Err(Error::BadRequest(format!(
-                "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names)"
+                "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names, at most \
+                 {} bytes)",
+                crate::plan::MAX_IDENTIFIER
             )));
         }
         Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })
@@ -359,8 +361,12 @@ impl<'a> Prearchive<'a> {
 
     /// The status and, for a persisted one, the message that explains it.
     pub fn status_and_message(&self, s: &SessionRef) -> Result<(Status, Option<String>)> {
-        if let Some(h) = Lock::holder(self.tree, &s.lock_file())? {
-            return Ok((Status::InProgress(h.operation), None));
+        match Lock::holder(self.tree, &s.lock_file()) {
+            Ok(Some(h)) => return Ok((Status::InProgress(h.operation), None)),
+            Ok(None) => {}
+            // A lock that cannot be read (a FIFO, a folder) is this session's problem: its row says ERROR
+            // and why, and the listing of the others goes on (it failed as a whole).
+            Err(e) => return Ok((Status::Error, Some(format!("its lock file cannot be read: {}", e.message())))),
         }
         if let Ok(bytes) = self.tree.read(&s.status_file()) {
             let text = String::from_utf8_lossy(&bytes);

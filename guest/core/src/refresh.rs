@@ -194,6 +194,19 @@ impl Job<'_> {
         for (name, kind) in self.tree.list(folder)? {
             if matches!(kind, Kind::File { .. }) && self.is_catalog(&folder.join(&name)?)? {
                 found.push(name);
+            } else if !matches!(kind, Kind::File { .. } | Kind::NotUtf8) && name.ends_with("_catalog.xml") {
+                // The catalog's name on a symbolic link, a FIFO or a folder: the catalog is not readable as a
+                // file. Making a new one beside it would leave the resource with two catalogs and lose what
+                // the unreadable one holds (DICOM UIDs), so the resource fails and nothing is written.
+                return Err(Error::Corrupt(format!(
+                    "catalog {folder}/{name} is not a regular file ({}); it was left untouched and no other \
+                     catalog was made — replace it by the catalog file itself",
+                    match kind {
+                        Kind::Symlink => "a symbolic link",
+                        Kind::Dir => "a folder",
+                        _ => "a FIFO, socket or device",
+                    }
+                )));
             }
         }
         if found.len() > 1 {

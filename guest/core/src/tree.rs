@@ -89,8 +89,18 @@ pub fn check_segment(segment: &str) -> Result<()> {
             "{segment:?} is not a plain file or folder name; paths must stay inside the granted directory"
         )));
     }
+    if segment.len() > NAME_MAX {
+        return Err(Error::BadRequest(format!(
+            "a name of {} bytes ({}...) is longer than a file or folder name can be ({NAME_MAX} bytes)",
+            segment.len(),
+            segment.chars().take(32).collect::<String>()
+        )));
+    }
     Ok(())
 }
+
+/// The longest file or folder name common file systems hold, in bytes.
+pub const NAME_MAX: usize = 255;
 
 /// What a directory walk saw at one path (symbolic links are never followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,12 +200,26 @@ impl Tree {
     }
 
     pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {
+        self.not_special(rel)?;
         fs::read(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }
 
     /// Opens a file for streaming reads.
     pub fn open(&self, rel: &RelPath) -> Result<fs::File> {
+        self.not_special(rel)?;
         fs::File::open(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// A FIFO, socket or device where a file is read is refused: opening a FIFO blocks until a writer comes
+    /// (forever: one planted in place of a session document hung the whole prearchive listing), and a
+    /// device never ends. A missing entry or a folder is left to the open, which reports it as before.
+    fn not_special(&self, rel: &RelPath) -> Result<()> {
+        match fs::metadata(self.path(rel)) {
+            Ok(m) if !m.is_file() && !m.is_dir() => {
+                Err(Error::Io(format!("{rel} is not a regular file (a FIFO, socket or device); it was not read")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Creates a folder and its missing parents. Other processes may be creating the same folders at the same
