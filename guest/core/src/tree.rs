@@ -148,7 +148,6 @@ impl Tree {
         'again: loop {
             let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
             let mut out = Vec::new();
-            let mut unnamed = 0usize;
             for entry in rd {
                 let entry = match entry {
                     Ok(entry) => entry,
@@ -157,11 +156,13 @@ impl Tree {
                         continue 'again;
                     }
                     // Inside the component the runtime cannot hand over a name that is not UTF-8 (WASI names
-                    // are strings) and reports the entry as EILSEQ: listed as such, without its name.
-                    Err(e) if is_illegal_byte_sequence(&e) && unnamed < 100_000 => {
-                        unnamed += 1;
-                        out.push((format!("\u{FFFD}(a name that is not UTF-8, #{unnamed})"), Kind::NotUtf8));
-                        continue;
+                    // are strings): it reports EILSEQ and ends the listing there, so what follows is unknown.
+                    // A partial listing must never pass for a whole one (refresh would delete entries).
+                    Err(e) if is_illegal_byte_sequence(&e) => {
+                        return Err(Error::Io(format!(
+                            "cannot list {rel}: a name in it is not valid UTF-8, and the WebAssembly runtime \
+                             cannot list the folder past it; rename that file (nothing was changed)"
+                        )));
                     }
                     Err(e) => return Err(Error::Io(format!("cannot list {rel}: {e}"))),
                 };
