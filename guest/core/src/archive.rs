@@ -216,14 +216,16 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     let plan = plan(pre, arch, s, params)?;
     decide(&plan, params.overwrite)?;
     let site = site_id(params.site_id.as_deref());
-    let experiment_id = match plan.existing.as_ref().and_then(|e| e.doc.as_ref()).and_then(|d| d.id()) {
-        Some(id) => id.to_string(),
-        None => claim_id(arch, &site, 'E', s)?,
-    };
+    // The subject first: one whose document cannot be read stops the archive before an experiment ID is
+    // claimed for nothing.
     let subject = plan.subject.clone().expect("decide() refuses plans without a subject");
     let subject_id = match &subject.id {
         Some(id) => id.clone(),
         None => create_subject(arch, &subject.project, &subject.label, &site, s)?,
+    };
+    let experiment_id = match plan.existing.as_ref().and_then(|e| e.doc.as_ref()).and_then(|d| d.id()) {
+        Some(id) => id.to_string(),
+        None => claim_id(arch, &site, 'E', s)?,
     };
     let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
     journal.write(pre, &plan.incoming)?;
