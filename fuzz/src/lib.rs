@@ -1,0 +1,226 @@
+//! Fuzz harnesses: one `pub fn <target>(data: &[u8])` per target, each panicking when a property fails.
+//!
+//! The same functions run in two places:
+//! * the coverage-guided fuzzer: `fuzz_targets/<target>.rs` hands them libFuzzer's inputs (built with the
+//!   `libfuzzer` feature by `cargo fuzz … --sanitizer none`, which needs no nightly; `bench/fuzz.sh`);
+//! * `cargo test`: [`tests`] replays every seed of `seeds/<target>/` and a few thousand deterministic
+//!   mutations of them, so a property that breaks shows up in the normal test command.
+//!
+//! Input sizes are whatever the fuzzer gives (libFuzzer's `-max_len`, 4 KiB by default): deep element
+//! nesting within that size stays far from the stack's limit.
+
+use std::path::{Component, Path};
+
+use xnat_core::catalog::Catalog;
+use xnat_core::journal::Journal;
+use xnat_core::plan::Step;
+use xnat_core::session::{Scan, ScanFile, SessionDoc};
+use xnat_core::tree::{RelPath, check_segment};
+use xnat_core::uri::{ExperimentRef, Item, ResourceUri};
+use xnat_core::xml::{Element, Node};
+use xnat_http::Request;
+use xnat_http::params::Params;
+
+/// Catalog reader and writer: whatever parses is written as a catalog that parses again, with the same
+/// entries, and writing is stable: `write(parse(write(parse(x)))) == write(parse(x))`.
+///
+/// Known exception, skipped here (`xml.rs`, reported): text beside child elements (mixed content) gains the
+/// writer's line breaks and tabs on every rewrite, so only its stability is not checked.
+pub fn catalog(data: &[u8]) {
+    let Ok(first) = Catalog::parse(data) else { return };
+    let xml = first.to_xml();
+    let second =
+        Catalog::parse(xml.as_bytes()).unwrap_or_else(|e| panic!("the written catalog does not parse ({e}):\n{xml}"));
+    if !mixed_content(first.root()) {
+        assert_eq!(second.to_xml(), xml, "writing the re-read catalog changed it");
+    }
+    assert_eq!(second.kind(), first.kind());
+    assert_eq!(second.id().map(written), first.id().map(written));
+    let (a, b) = (first.entry_locs(), second.entry_locs());
+    assert_eq!(a.len(), b.len(), "entries were lost or gained by a write:\n{xml}");
+    for (la, lb) in a.iter().zip(&b) {
+        let (ea, eb) = (first.entry(la), second.entry(lb));
+        assert_eq!(ea.uri().map(written), eb.uri().map(written));
+        assert_eq!(ea.is_dicom(), eb.is_dicom());
+        let size = |e: &xnat_core::catalog::Entry| e.meta_field("size_in_bytes").map(|v| written(&v));
+        // Looked up by name: a name holding a character the writer drops is another name after a write.
+        if !mixed_content(ea.element()) && !lossy(data) {
+            assert_eq!(size(&ea), size(&eb));
+        }
+    }
+}
+
+/// Session document reader and writer: the same properties as [`catalog`], and the accessors the archive
+/// uses never panic.
+pub fn session(data: &[u8]) {
+    let Ok(first) = SessionDoc::parse(data) else { return };
+    let xml = first.to_xml();
+    let second = SessionDoc::parse(xml.as_bytes())
+        .unwrap_or_else(|e| panic!("the written document does not parse ({e}):\n{xml}"));
+    let mixed = mixed_content(first.root());
+    if !mixed {
+        assert_eq!(second.to_xml(), xml, "writing the re-read document changed it");
+    }
+    for doc in [&first, &second] {
+        let _ = (doc.element_name(), doc.xsi_type(), doc.modality_code(), doc.subject_id(), doc.custom_field("x"));
+        let _ = (doc.id(), doc.label(), doc.project(), doc.uid(), doc.field("date"));
+    }
+    let file = |f: &ScanFile| ScanFile {
+        label: written(&f.label),
+        uri: written(&f.uri),
+        format: f.format.as_deref().map(written),
+    };
+    let scans = |d: &SessionDoc| -> Vec<Scan> {
+        let opt = |v: &Option<String>| v.as_deref().map(written);
+        let scan = |s: &Scan| Scan {
+            id: written(&s.id),
+            uid: opt(&s.uid),
+            xsi_type: opt(&s.xsi_type),
+            kind: opt(&s.kind),
+            files: s.files.iter().map(file).collect(),
+        };
+        d.scans().iter().map(scan).collect()
+    };
+    assert_eq!(scans(&first), scans(&second), "a write changed the scans");
+    let res = |d: &SessionDoc| -> Vec<ScanFile> { d.resources().iter().map(file).collect() };
+    assert_eq!(res(&first), res(&second), "a write changed the resources");
+    let ids = |d: &SessionDoc| [d.id(), d.label(), d.project()].map(|v| v.map(written));
+    assert_eq!(ids(&first), ids(&second));
+}
+
+/// A string as the XML writer keeps it: characters XML 1.0 forbids are dropped and NUL becomes a space
+/// (commons-lang `escapeXml10`, by design). Compare values read before and after a write through this.
+fn written(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            '\0' => Some(' '),
+            '\t' | '\n' | '\r' => Some(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Whether a document may hold characters the writer drops (raw, or as character references).
+fn lossy(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    text.contains("&#") || text.chars().any(|c| written(&c.to_string()) != c.to_string())
+}
+
+/// Whether some element holds text beside child elements (see [`catalog`]).
+fn mixed_content(el: &Element) -> bool {
+    let text = el.children.iter().any(|n| matches!(n, Node::Text(_)));
+    let elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+    (text && elements) || el.elements().any(mixed_content)
+}
+
+/// Resource-URI grammar: never panics, and every name a parsed URI yields is one plain path segment, so
+/// the folders it leads to stay inside the archive.
+pub fn uri(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(parsed) = ResourceUri::parse(&text) else { return };
+    let mut names: Vec<&str> = Vec::new();
+    fn experiment(e: &ExperimentRef) -> Vec<&str> {
+        match e {
+            ExperimentRef::Id(id) => vec![id.as_str()],
+            ExperimentRef::InProject { project, subject, experiment } => {
+                [Some(project.as_str()), subject.as_deref(), Some(experiment.as_str())].into_iter().flatten().collect()
+            }
+        }
+    }
+    match &parsed.item {
+        Item::Project(p) => names.push(p),
+        Item::Subject { project, subject } => names.extend(project.as_deref().into_iter().chain([subject.as_str()])),
+        Item::Experiment(e) => names.extend(experiment(e)),
+        Item::Scan { experiment: e, scan: x }
+        | Item::Assessor { experiment: e, assessor: x }
+        | Item::Reconstruction { experiment: e, reconstruction: x } => {
+            names.extend(experiment(e));
+            names.push(x);
+        }
+    }
+    if let Some(label) = parsed.resource.as_ref().and_then(|r| r.label.as_deref()) {
+        names.push(label);
+    }
+    for name in names {
+        assert!(check_segment(name).is_ok(), "{text:?} yields the name {name:?}, which is not one plain segment");
+        let path = RelPath::root().join(name).expect("a plain segment joins");
+        assert_relative(&path, &text);
+    }
+}
+
+/// The query and form parser: any query, content type and body; the accessors keep their promises.
+///
+/// Input: `query \n content-type \n body` (missing parts are empty).
+pub fn params(data: &[u8]) {
+    let mut parts = data.splitn(3, |&b| b == b'\n');
+    let query = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let content_type = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let body = parts.next().unwrap_or_default().to_vec();
+    let mut req = Request::new("POST", "/data/services/archive");
+    req.query = query;
+    if !content_type.is_empty() {
+        req = req.with_header("Content-Type", &content_type);
+    }
+    req.body = body;
+    let Ok(p) = Params::parse(&req) else {
+        assert!(!req.body.is_empty(), "an empty body cannot be a bad form");
+        return;
+    };
+    let query_only = Params::parse(&Request { body: Vec::new(), ..req.clone() }).expect("a query always parses");
+    for name in ["src", "session", "label", "EXPT_LABEL", "options", "format", "append", "quarantine", "a", ""] {
+        let all = p.all(name);
+        assert_eq!(p.get(name), all.first().copied());
+        assert_eq!(p.contains(name), !all.is_empty());
+        assert!(all.len() >= query_only.all(name).len(), "the body's values replaced the query's");
+        if let Some(v) = p.value(name) {
+            assert!(!v.is_empty() && v == v.trim(), "value({name}) = {v:?}");
+        }
+        for item in p.list(name) {
+            assert!(!item.is_empty() && item == item.trim() && !item.contains(','), "list({name}) has {item:?}");
+        }
+        let _ = (p.on_unless_false(name), p.only_if_true(name));
+    }
+    if let Ok(Some(v)) = p.synonym(&["session", "label", "EXPT_LABEL"]) {
+        assert!(!v.is_empty() && v == v.trim());
+    }
+}
+
+/// The archive journal reader: never panics, and every path a journal names stays inside its tree.
+pub fn journal(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(j) = Journal::parse(&text) else { return };
+    assert_relative(&j.target, &text);
+    for step in &j.steps {
+        let (a, b) = match step {
+            Step::Move { from, to } => (from, to),
+            Step::Backup { file, to } => (file, to),
+            Step::MergeCatalog { from, into } => (from, into),
+        };
+        assert_relative(a, &text);
+        assert_relative(b, &text);
+    }
+    let s = &j.session;
+    for seg in [s.project.as_deref().unwrap_or("x"), &s.timestamp, &s.folder] {
+        if !(s.timestamp.is_empty() && s.folder.is_empty()) {
+            assert!(check_segment(seg).is_ok(), "{text:?}: session segment {seg:?}");
+        }
+    }
+    let _ = j.uri();
+}
+
+/// A path that cannot leave the tree it is relative to.
+fn assert_relative(p: &RelPath, input: &str) {
+    let s = p.as_str();
+    assert!(!s.starts_with('/') && !s.contains('\\') && !s.contains('\0'), "{input:?} yields the path {s:?}");
+    if !p.is_root() {
+        assert!(s.split('/').all(|seg| !matches!(seg, "" | "." | "..")), "{input:?} yields the path {s:?}");
+    }
+    assert!(Path::new(s).components().all(|c| matches!(c, Component::Normal(_))), "{input:?} yields {s:?}");
+}
+
+mod http;
+pub use http::{http, http_request};
+
+#[cfg(test)]
+mod tests;
