@@ -23,33 +23,24 @@ use xnat_http::params::Params;
 
 /// Catalog reader and writer: whatever parses is written as a catalog that parses again, with the same
 /// entries, and writing is stable: `write(parse(write(parse(x)))) == write(parse(x))`.
-///
-/// Known exception, skipped here (`xml.rs`, reported): text beside child elements (mixed content) gains the
-/// writer's line breaks and tabs on every rewrite, so only its stability is not checked.
 pub fn catalog(data: &[u8]) {
     let Ok(first) = Catalog::parse(data) else { return };
     let xml = first.to_xml();
-    let second =
-        Catalog::parse(xml.as_bytes()).unwrap_or_else(|e| panic!("the written catalog does not parse ({e}):\n{xml}"));
-    if !mixed_content(first.root()) {
-        assert_eq!(second.to_xml(), xml, "writing the re-read catalog changed it");
-    }
-    assert_eq!(second.kind(), first.kind());
-    let (a, b) = (first.entry_locs(), second.entry_locs());
-    assert_eq!(a.len(), b.len(), "entries were lost or gained by a write:\n{xml}");
-    // Known exception (reported): characters XML 1.0 forbids are read but dropped by the writer, so a
-    // value holding one (`xsi:type="cat:\x08dcmEntry"`) may mean something else after a write.
-    if lossy(data) {
+    if known_xml_defect(first.root()).is_some() {
         return;
     }
+    let second =
+        Catalog::parse(xml.as_bytes()).unwrap_or_else(|e| panic!("the written catalog does not parse ({e}):\n{xml}"));
+    assert_eq!(second.to_xml(), xml, "writing the re-read catalog changed it");
+    assert_eq!(second.kind(), first.kind());
     assert_eq!(second.id(), first.id());
+    let (a, b) = (first.entry_locs(), second.entry_locs());
+    assert_eq!(a.len(), b.len(), "entries were lost or gained by a write:\n{xml}");
     for (la, lb) in a.iter().zip(&b) {
         let (ea, eb) = (first.entry(la), second.entry(lb));
         assert_eq!(ea.uri(), eb.uri());
         assert_eq!(ea.is_dicom(), eb.is_dicom());
-        if !mixed_content(ea.element()) {
-            assert_eq!(ea.meta_field("size_in_bytes"), eb.meta_field("size_in_bytes"));
-        }
+        assert_eq!(ea.meta_field("size_in_bytes"), eb.meta_field("size_in_bytes"));
     }
 }
 
@@ -58,48 +49,49 @@ pub fn catalog(data: &[u8]) {
 pub fn session(data: &[u8]) {
     let Ok(first) = SessionDoc::parse(data) else { return };
     let xml = first.to_xml();
-    let second = SessionDoc::parse(xml.as_bytes())
-        .unwrap_or_else(|e| panic!("the written document does not parse ({e}):\n{xml}"));
-    if !mixed_content(first.root()) {
-        assert_eq!(second.to_xml(), xml, "writing the re-read document changed it");
-    }
-    for doc in [&first, &second] {
-        let _ = (doc.element_name(), doc.xsi_type(), doc.modality_code(), doc.subject_id(), doc.custom_field("x"));
-        let _ = (doc.id(), doc.label(), doc.project(), doc.uid(), doc.field("date"));
-    }
-    // The known exception of [`catalog`]: characters the writer drops.
-    if lossy(data) {
+    let _ = (first.element_name(), first.xsi_type(), first.modality_code(), first.subject_id());
+    let _ = (first.uid(), first.field("date"), first.custom_field("x"));
+    if known_xml_defect(first.root()).is_some() {
         return;
     }
+    let second = SessionDoc::parse(xml.as_bytes())
+        .unwrap_or_else(|e| panic!("the written document does not parse ({e}):\n{xml}"));
+    assert_eq!(second.to_xml(), xml, "writing the re-read document changed it");
     assert_eq!(first.scans(), second.scans(), "a write changed the scans");
     assert_eq!(first.resources(), second.resources(), "a write changed the resources");
     assert_eq!((first.id(), first.label(), first.project()), (second.id(), second.label(), second.project()));
+    assert_eq!((first.xsi_type(), first.subject_id()), (second.xsi_type(), second.subject_id()));
 }
 
-/// A string as the XML writer keeps it: characters XML 1.0 forbids are dropped and NUL becomes a space
-/// (commons-lang `escapeXml10`).
-fn written(s: &str) -> String {
-    s.chars()
-        .filter_map(|c| match c {
-            '\0' => Some(' '),
-            '\t' | '\n' | '\r' => Some(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => None,
-            c => Some(c),
-        })
-        .collect()
+/// The XML reader and writer defects found by these targets and reported (`xml.rs` is not ours to fix here;
+/// `tests::known_xml_defects` reproduces each). The catalog and session harnesses stop after the first read
+/// and write of such a document, so the fuzzer can go on finding other things. Remove a case once fixed.
+pub fn known_xml_defect(root: &Element) -> Option<&'static str> {
+    fn walk(el: &Element) -> Option<&'static str> {
+        if el.name.is_empty() {
+            return Some("an element without a name (`<\t/>`) is read, and written as `</>`");
+        }
+        let text = el.children.iter().any(|n| matches!(n, Node::Text(_)));
+        let elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+        if text && elements {
+            return Some("text beside child elements gains the writer's line breaks and tabs on every write");
+        }
+        let values = el.attrs.iter().map(|(_, v)| v.as_str());
+        let texts = el.children.iter().filter_map(|n| match n {
+            Node::Text(t) => Some(t.as_str()),
+            Node::Element(_) => None,
+        });
+        if values.chain(texts).any(|v| v.chars().any(dropped)) {
+            return Some("characters XML 1.0 forbids are read, and dropped by the writer");
+        }
+        el.elements().find_map(walk)
+    }
+    walk(root)
 }
 
-/// Whether a document may hold characters the writer drops (raw, or as character references).
-fn lossy(data: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(data);
-    text.contains("&#") || text.chars().any(|c| written(&c.to_string()) != c.to_string())
-}
-
-/// Whether some element holds text beside child elements (see [`catalog`]).
-fn mixed_content(el: &Element) -> bool {
-    let text = el.children.iter().any(|n| matches!(n, Node::Text(_)));
-    let elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
-    (text && elements) || el.elements().any(mixed_content)
+/// A character the XML writer drops or replaces (commons-lang `escapeXml10`; NUL becomes a space).
+fn dropped(c: char) -> bool {
+    matches!(c, '\0'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
 /// Resource-URI grammar: never panics, and every name a parsed URI yields is one plain path segment, so

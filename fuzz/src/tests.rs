@@ -235,3 +235,42 @@ fn http_fence_catches_writes_outside() {
     std::fs::write(site.root().join("stray"), "x").unwrap();
     site.check(&req, &r);
 }
+
+/// The XML defects [`crate::known_xml_defect`] steps around, as plain reproducers. Ignored: they fail until
+/// `xml.rs` is fixed (`cargo test -p xnat-fuzz -- --ignored`); then drop the case from `known_xml_defect`.
+mod known_xml_defects {
+    use xnat_core::catalog::Catalog;
+    use xnat_core::xml::{AttributeOrder, Indent, parse, write};
+
+    /// write(parse(write(parse(src)))) == write(parse(src))
+    fn stable(src: &str) {
+        let once = write(&parse(src.as_bytes()).unwrap(), AttributeOrder::Sorted, Indent::Flat);
+        let back = parse(once.as_bytes()).unwrap_or_else(|e| panic!("{src:?} was written as {once:?}: {e}"));
+        assert_eq!(write(&back, AttributeOrder::Sorted, Indent::Flat), once, "{src:?}");
+    }
+
+    #[test]
+    #[ignore = "xml.rs: mixed content grows by a line break (and tabs) on every write"]
+    fn mixed_content() {
+        stable("<a>x<b/></a>");
+    }
+
+    #[test]
+    #[ignore = "xml.rs: forbidden characters are read, then dropped by the writer"]
+    fn forbidden_characters() {
+        stable("<a>\u{1b}</a>"); // written <a></a>, then <a/>
+        stable("<a>&#1;</a>");
+        let src = r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><cat:entries><cat:entry URI="a" xsi:type="cat:&#8;dcmEntry"/></cat:entries></cat:Catalog>"#;
+        let first = Catalog::parse(src.as_bytes()).unwrap();
+        let second = Catalog::parse(first.to_xml().as_bytes()).unwrap();
+        let dicom = |c: &Catalog| c.entry(&c.entry_locs()[0]).is_dicom();
+        assert_eq!(dicom(&first), dicom(&second), "a write made the entry a DICOM entry");
+    }
+
+    #[test]
+    #[ignore = "xml.rs: an element without a name is read, and written as </>"]
+    fn element_without_a_name() {
+        assert!(parse(b"<\t/>").is_err(), "<\\t/> parsed");
+        stable("<\t/>");
+    }
+}
