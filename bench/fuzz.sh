@@ -41,8 +41,8 @@ CARGO_BUILD_JOBS=${FUZZ_JOBS:-1} cargo fuzz build --sanitizer none --features li
 logs=target/fuzz-logs
 mkdir -p "$logs"
 summary=$logs/summary.md
-echo "| target | executions | exec/s | seconds | corpus | result |" >"$summary"
-echo "|---|---:|---:|---:|---:|---|" >>"$summary"
+echo "| target | executions | exec/s | seconds | coverage | corpus | result |" >"$summary"
+echo "|---|---:|---:|---:|---:|---:|---|" >>"$summary"
 failed=0
 for t in "${targets[@]}"; do
     corpus=target/fuzz-corpus/$t
@@ -57,6 +57,7 @@ for t in "${targets[@]}"; do
     end=$(date +%s.%N)
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -1)
+    cov=$({ grep -E '^#[0-9]+' "$logs/$t.log" || true; } | tail -1 | sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\).*/\1 edges, \2 features/p')
     seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
     units=$(find "$corpus" -type f | wc -l)
     if [ "$status" -eq 0 ]; then
@@ -66,7 +67,7 @@ for t in "${targets[@]}"; do
         result="FAILED (exit $status): $(grep -m1 -E 'panicked at|ERROR: libFuzzer|deadly signal' "$logs/$t.log" || true); \
 artifacts: $(ls "$artifacts" | tr '\n' ' ')"
     fi
-    echo "| $t | ${runs:-?} | ${rate:-?} | $seconds | $units | $result |" | tee -a "$summary"
+    echo "| $t | ${runs:-?} | ${rate:-?} | $seconds | ${cov:-?} | $units | $result |" | tee -a "$summary"
 done
 echo
 cat "$summary"
