@@ -314,8 +314,12 @@ fn container_mut<'e>(root: &'e mut Element, cat: &str, sets: &[usize]) -> Option
     cur.elements_mut().find(|c| is(c, cat, "entries"))
 }
 
-/// XNAT omits empty `metaFields`, `tags`, `sets` and `entries` wrappers.
+/// XNAT omits empty `metaFields`, `tags`, `sets` and `entries` wrappers. Children first, so a wrapper that
+/// held only empty wrappers goes too (and the next read and write leaves the document as it is).
 fn prune_empty_containers(el: &mut Element, cat: &str) {
+    for c in el.elements_mut() {
+        prune_empty_containers(c, cat);
+    }
     el.children.retain(|n| match n {
         Node::Element(c) => {
             !(["metaFields", "tags", "sets", "entries"].iter().any(|l| is(c, cat, l))
@@ -324,9 +328,6 @@ fn prune_empty_containers(el: &mut Element, cat: &str) {
         }
         Node::Text(_) => true,
     });
-    for c in el.elements_mut() {
-        prune_empty_containers(c, cat);
-    }
 }
 
 #[cfg(test)]
@@ -409,6 +410,20 @@ mod tests {
         cat.remove_entries(&locs);
         assert_eq!(cat.entry_locs().len(), 1);
         assert!(!cat.to_xml().contains("<sets>") || cat.to_xml().contains("<entrySet"));
+    }
+
+    /// Found by the catalog fuzz target: a wrapper that held only an empty wrapper was written empty, and
+    /// pruned only by the next write.
+    #[test]
+    fn nested_empty_wrappers_are_pruned_in_one_write() {
+        let src =
+            r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:sets><cat:sets/></cat:sets></cat:Catalog>"#;
+        let out = Catalog::parse(src.as_bytes()).unwrap().to_xml();
+        assert_eq!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cat:Catalog xmlns:cat=\"http://nrg.wustl.edu/catalog\"/>"
+        );
+        assert_eq!(Catalog::parse(out.as_bytes()).unwrap().to_xml(), out);
     }
 
     #[test]

@@ -139,6 +139,11 @@ impl Journal {
         lines.join("\n") + "\n"
     }
 
+    /// Reads a journal's text (the fuzz target's entry point; [`Journal::read`] reads it from a session).
+    pub fn parse(text: &str) -> Result<Journal> {
+        Journal::decode(text)
+    }
+
     fn decode(text: &str) -> Result<Journal> {
         let bad = |why: &str| Error::Corrupt(format!("archive journal cannot be read: {why}"));
         let mut lines = text.lines();
