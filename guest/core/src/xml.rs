@@ -229,13 +229,16 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
 fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {
     let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()));
     let name = std::str::from_utf8(start.name().as_ref()).map_err(|e| err(&e))?.to_string();
-    if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
-        return Err(err(&"an element without a name"));
+    if !is_name(&name) {
+        return Err(err(&format!("{name:?} is not an element name")));
     }
     let mut el = Element::new(name);
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
         let key = std::str::from_utf8(attr.key.as_ref()).map_err(|e| err(&e))?.to_string();
+        if !is_name(&key) {
+            return Err(err(&format!("{key:?} is not an attribute name")));
+        }
         if attr.value.len() > MAX_VALUE_BYTES {
             return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
         }
@@ -262,6 +265,15 @@ fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
             None => *root = Some(done),
         }
     }
+}
+
+/// Whether `name` can be written back as an element or attribute name: not empty, none of the characters
+/// that end or quote a name, no white space or control characters (a looser check than XML's `Name`).
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| matches!(c, '"' | '\'' | '<' | '>' | '=' | '&' | '/') || c.is_whitespace() || c.is_control())
 }
 
 /// Characters XML 1.0 allows in a document (`Char`): a value holding another is refused when read, since
@@ -459,6 +471,7 @@ mod tests {
             assert!(parse(forbidden.as_bytes()).unwrap_err().0.contains("does not allow"), "{forbidden:?}");
         }
         assert!(parse(b"<\t/>").is_err(), "an element without a name");
+        assert!(parse(br#"<r><o y"="">"=""/></r>"#).is_err(), "attribute names must be names");
     }
 
     #[test]
