@@ -423,7 +423,7 @@ fn wasmtime_cli_invokes_exports_with_wave_arguments() {
     assert!(!ok, "the component ran within 1 MiB of memory:\n{shown}");
 
     // The component's errors come back as `err(...)` on stdout (the exit status stays 0).
-    let (ok, stdout, shown) = invoke(&[], &[&pre], "get(\"/prearchive/projects/X/1/Y\")", &plugged);
+    let (ok, stdout, shown) = invoke(&[], &[&pre], "get(\"/prearchive/projects/X/20240101_000000000/Y\")", &plugged);
     assert!(ok && stdout.starts_with("err(not-found("), "{shown}");
 
     // 5. The sandbox: a symlink inside the grant that leads out of it is not followed.
