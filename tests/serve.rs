@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::http::{FORM, basic, form, raw, read_raw};
 use common::server::{BIN, Server, TenantSpec, hash};
 
 const PASSWORD: &str = "s3cret-pw";
@@ -95,11 +96,6 @@ fn get(url: &str) -> Answer {
 
 fn get_with(url: &str, header: &str, value: &str) -> Answer {
     answer(agent().get(url).header(header, value).call())
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// Sends one request exactly as written (no client normalises its path) and returns the status.
@@ -608,60 +604,6 @@ impl Traffic {
 fn cookie(session: &Answer) -> String {
     format!("JSESSIONID={}", session.body.trim())
 }
-
-/// A response read off the wire: the status, the head (status line and headers, as sent) and the body.
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Raw {
-    /// The value of a header (names compared ignoring case).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// Sends `method target` with `headers` (each ending in `\r\n`) and `body` exactly as written (no client
-/// normalises the path), on a connection of its own, and reads the whole answer (at most 30 s).
-fn raw(address: &str, method: &str, target: &str, headers: &str, body: &str) -> Raw {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let length = if body.is_empty() { String::new() } else { format!("Content-Length: {}\r\n", body.len()) };
-    write!(stream, "{method} {target} HTTP/1.1\r\nHost: {address}\r\n{headers}{length}Connection: close\r\n\r\n{body}")
-        .unwrap();
-    read_raw(&mut stream)
-}
-
-/// Reads an answer until the server closes the connection.
-fn read_raw(stream: &mut TcpStream) -> Raw {
-    let mut bytes = Vec::new();
-    let _ = stream.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status =
-        head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
-    Raw { status, head: head.to_owned(), body: body.to_owned() }
-}
-
-/// An `application/x-www-form-urlencoded` body (values encoded as a browser would).
-fn form(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!("{}={}", utf8_percent_encode(k, NON_ALPHANUMERIC), utf8_percent_encode(v, NON_ALPHANUMERIC))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-const FORM: &str = "Content-Type: application/x-www-form-urlencoded\r\n";
 
 /// The timestamp folder of `project`'s session `folder` in a generated prearchive.
 fn timestamp_of(prearchive: &Path, project: &str, folder: &str) -> String {

@@ -46,6 +46,11 @@ pub fn raw_bytes(address: &str, method: &str, target: &[u8], headers: &str, body
     );
     request.extend_from_slice(body);
     stream.write_all(&request).unwrap();
+    read_raw(&mut stream)
+}
+
+/// Reads an answer until the server closes the connection.
+pub fn read_raw(stream: &mut TcpStream) -> Raw {
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes).into_owned();
