@@ -272,6 +272,7 @@ fn wasm_tools_prints_the_library_world() {
     println!("{}", world.join("\n"));
     for line in [
         "  import xnat:archive/progress@0.1.0;",
+        "  import xnat:archive/holders@0.1.0;",
         "  import xnat:archive/types@0.1.0;",
         "  export xnat:archive/catalogs@0.1.0;",
         "  export xnat:archive/prearchive@0.1.0;",
@@ -308,26 +309,28 @@ fn wasm_tools_prints_the_library_world() {
 // ---------------------------------------------------------------------------------------------------------
 // The wasmtime CLI: `wasmtime run --dir HOST::GUEST --invoke 'func(WAVE arguments)'`
 
-/// The library component with `examples/wasmtime-cli/progress-noop.wat` composed into its progress import
+/// The library component with `examples/wasmtime-cli/imports-noop.wat` composed into its own imports
 /// (`wasm-tools component embed` + `component new` + `compose`), so that it imports WASI only.
-fn component_with_noop_progress(wasm_tools: &Path) -> PathBuf {
+fn component_with_noop_imports(wasm_tools: &Path) -> PathBuf {
     let example = workspace().join("examples/wasmtime-cli");
-    let dir = target().join("hosts/progress-noop");
+    let dir = target().join("hosts/imports-noop");
     let _ = std::fs::remove_dir_all(&dir);
     // The stub's WIT: its world, and the xnat:archive package as a dependency (only archive.wit, so that other
     // files in wit/ never matter here).
     std::fs::create_dir_all(dir.join("wit/deps/archive")).unwrap();
-    std::fs::copy(example.join("progress-noop.wit"), dir.join("wit/progress-noop.wit")).unwrap();
+    std::fs::copy(example.join("imports-noop.wit"), dir.join("wit/imports-noop.wit")).unwrap();
     std::fs::copy(workspace().join("wit/archive.wit"), dir.join("wit/deps/archive/archive.wit")).unwrap();
     let tool = |args: &[&str]| run(Command::new(wasm_tools).args(args).current_dir(&dir));
-    let wat = example.join("progress-noop.wat");
+    let wat = example.join("imports-noop.wat");
     tool(&["component", "embed", "wit", "--world", "noop", wat.to_str().unwrap(), "-o", "noop.core.wasm"]);
     tool(&["component", "new", "noop.core.wasm", "-o", "noop.wasm"]);
-    let plugged = dir.join("xnat_plugin_noop_progress.wasm");
+    let plugged = dir.join("xnat_plugin_noop_imports.wasm");
     tool(&["compose", component().to_str().unwrap(), "-d", "noop.wasm", "-o", plugged.to_str().unwrap()]);
     let out = tool(&["component", "wit", plugged.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(!printed.contains("import xnat:archive/progress"), "still imports progress:\n{printed}");
+    for import in ["progress", "holders"] {
+        assert!(!printed.contains(&format!("import xnat:archive/{import}")), "still imports {import}:\n{printed}");
+    }
     assert!(printed.contains("export xnat:archive/catalogs@0.1.0;"), "{printed}");
     plugged
 }
@@ -380,8 +383,8 @@ fn wasmtime_cli_invokes_exports_with_wave_arguments() {
     assert!(!ok, "{shown}");
     assert!(shown.contains("unknown import: `wasi:filesystem/preopens@"), "{shown}");
 
-    // With the no-op progress composed in, every export with a name --invoke can parse runs.
-    let plugged = component_with_noop_progress(&wasm_tools);
+    // With the no-op imports composed in, every export with a name --invoke can parse runs.
+    let plugged = component_with_noop_imports(&wasm_tools);
 
     // 3. The listing by its WIT name (not `list`, a WIT keyword that --invoke's WAVE names cannot escape).
     let (ok, stdout, shown) = invoke(&[], &[&pre], "list-sessions(none)", &plugged);
@@ -478,6 +481,7 @@ impl Drop for Killed {
 #[test]
 fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     let wasmtime = cargo_tool(WASMTIME_CLI, "wasmtime");
+    let wasm_tools = cargo_tool(WASM_TOOLS, "wasm-tools");
     let (_tmp, site) = site();
     let component = http_component();
     let address = {
@@ -499,6 +503,12 @@ fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     assert!(block.lines().any(|l| l == curl), "README.md's block ends with `{curl}`:\n{block}");
     let mut script: String = block.lines().filter(|l| !l.starts_with("curl ")).map(|l| format!("{l}\n")).collect();
     let bin = env!("CARGO_BIN_EXE_xnat-archive");
+    // The no-op imports are built and plugged in where this test keeps its files, with this machine's tools.
+    let noop = target().join("hosts/serve-noop");
+    let _ = std::fs::remove_dir_all(&noop);
+    assert!(script.contains("/tmp/noop/") && script.contains("wasm-tools "), "{block}");
+    script = script.replace("/tmp/noop", &noop.display().to_string());
+    script = script.replace("wasm-tools ", &format!("{} ", wasm_tools.display()));
     for (written, here) in [
         ("xnat-archive hash-password", format!("{bin} hash-password")),
         ("wasmtime serve", format!("exec {} serve", wasmtime.display())),
@@ -514,6 +524,7 @@ fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     let mut child = Killed(
         Command::new("sh")
             .args(["-c", &script])
+            .current_dir(workspace())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -209,11 +209,23 @@ fn expire_lease(lock: &std::path::Path, secs: i64) {
     fs::write(lock, aged.join("\n") + "\n").unwrap();
 }
 
-/// `kill -9` mid-archive: the session's lock names its operation and lease with dates; while the lease
-/// runs the next archive is refused (423), and once it ran out (the holder died, nobody renews it) the next
-/// archive takes the lock over, rolls the journal back and archives the session whole — no `recover`.
+/// Rewrites a lock file as if another machine sharing the file system had taken it: an instance this host
+/// cannot tell about, so only the lease decides.
+fn from_another_machine(lock: &std::path::Path) {
+    let text = fs::read_to_string(lock).unwrap();
+    let foreign: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with("instance ") { "instance 0123456789abcdef-1-1-1-1".into() } else { l.to_string() })
+        .collect();
+    fs::write(lock, foreign.join("\n") + "\n").unwrap();
+}
+
+/// `kill -9` mid-archive: the session's lock names its operation, its instance and its lease with dates.
+/// The next archive on this machine sees the instance is gone and takes the lock over at once; a lock of an
+/// instance on another machine (which this host cannot check) is taken over only once its lease ran out.
+/// Either way the journal is rolled back and the session archived whole — no `recover`.
 #[test]
-fn a_dead_archives_lock_is_taken_over_when_its_lease_runs_out_and_its_journal_recovered() {
+fn a_dead_archives_lock_is_taken_over_and_its_journal_recovered() {
     let site = Site::new();
     let mut s = spec("DEMO", "KILLED", Modality::Mr, 901);
     s.scans.truncate(2);
@@ -221,24 +233,42 @@ fn a_dead_archives_lock_is_taken_over_when_its_lease_runs_out_and_its_journal_re
     let session_dir = s.session_dir(&site.pre);
     let incoming = snapshot(&session_dir);
     let args = ["archive", "--prearchive", site.p(), "--archive", site.a(), "--src", &src, "--json"];
-    // Point 3: the session's folder has moved into the archive, the journal is not committed.
-    let out = cli_env(&args, &[("XNAT_ARCHIVE_FAULT_POINT", "3")]);
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!session_dir.exists() && site.arch.join("DEMO/arc001/KILLED").is_dir(), "killed mid-way");
+    let kill = || {
+        // Point 3: the session's folder has moved into the archive, the journal is not committed.
+        let out = cli_env(&args, &[("XNAT_ARCHIVE_FAULT_POINT", "3")]);
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!session_dir.exists() && site.arch.join("DEMO/arc001/KILLED").is_dir(), "killed mid-way");
+    };
+    kill();
     let lock = s.timestamp_dir(&site.pre).join(".KILLED.lock");
     let text = fs::read_to_string(&lock).unwrap();
     assert!(text.starts_with("ARCHIVING\nowner ") && text.contains(" UTC\nexpires "), "{text}");
-
+    assert!(text.contains("\ninstance "), "the lock names its instance: {text}");
     // The session is still listed, in progress, although its folder is in the archive now.
     let row = site.rows().into_iter().find(|r| r["folderName"] == "KILLED").expect("the row is still there");
     assert_eq!(row["status"], "_ARCHIVING", "{row}");
+
+    // Its process is gone, on this machine: the next archive takes over at once, within the lease.
+    let (code, v) = site.archive(&[&src], &[]);
+    assert_eq!(code, 0, "{v}");
+    let target = site.arch.join("DEMO/arc001/KILLED");
+    assert!(target.is_dir() && !session_dir.exists());
+
+    // Again, as if killed on another machine: refused (423, with dates) while the lease runs.
+    fs::remove_dir_all(&target).unwrap();
+    let src = site.add(&s);
+    kill();
+    let dest_lock = site.arch.join("DEMO/arc001/.KILLED.lock");
+    for l in [&lock, &dest_lock] {
+        if l.exists() {
+            from_another_machine(l);
+        }
+    }
     let (code, v) = site.archive(&[&src], &[]);
     assert_eq!(code, 6, "{v}");
     let msg = v.to_string();
     assert!(msg.contains("ARCHIVING since 20") && msg.contains("lease until"), "a date, not seconds: {msg}");
-
     expire_lease(&lock, 1);
-    let dest_lock = site.arch.join("DEMO/arc001/.KILLED.lock");
     if dest_lock.exists() {
         expire_lease(&dest_lock, 1);
     }

@@ -183,7 +183,8 @@ fn host_grants_each_tenant_its_own_directories_and_variables() {
     assert_eq!(var(&b, "XNAT_SECRET").as_deref(), Some("b-secret-0123456789abcdef"));
     assert_eq!(var(&b, "XNAT_SITE_ID").as_deref(), Some("SITEB"));
     assert_eq!(var(&b, "XNAT_TOKEN_TTL").as_deref(), Some("600"));
-    assert_eq!(a.len(), 5, "nothing else of the host's environment: {a:?}");
+    assert_eq!(var(&a, "XNAT_ADMINS").as_deref(), Some("admin"), "admin = true");
+    assert_eq!(a.len(), 6, "nothing else of the host's environment: {a:?}");
 
     let log = server.log();
     assert!(log.contains("tenant A: no secret in the configuration"), "the random secret is announced:\n{log}");
@@ -978,6 +979,18 @@ fn xnat_memory_exhaustion_is_507_and_the_tenant_recovers_while_others_are_served
         assert_eq!(next.status, 200, "{next:?}");
         assert!(next.body.contains("\"ResultSet\""), "{next:?}");
     }
+    // A catalog file larger than the cap: the component's read of it fails with an allocation error that it
+    // could answer as an I/O failure (a 500, or a report row); it is the tenant's cap, so it is a 507 too.
+    let resource = "/data/archive/projects/DEMO/subjects/SUBJ1/resources/WIDE";
+    assert_eq!(raw(&address, "PUT", &format!("/A{resource}"), &auth, "").status, 200);
+    let catalog = dir.path().join("A/archive/DEMO/subjects/SUBJ1/WIDE/WIDE_catalog.xml");
+    let padding = " ".repeat(80 << 20);
+    let wide = format!(r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" ID="WIDE">{padding}</cat:Catalog>"#);
+    std::fs::write(&catalog, wide).unwrap();
+    let body = form(&[("resource", resource.trim_start_matches("/data"))]);
+    let oom = raw(&address, "POST", "/A/data/services/refresh/catalog", &auth, &body);
+    assert_eq!(oom.status, 507, "{oom:?}");
+    assert!(oom.body.contains("more memory than tenant 'A' allows (64 MiB)"), "{}", oom.body);
 
     traffic.wait_rounds(2);
     traffic.finish();
@@ -1076,6 +1089,19 @@ fn xnat_slow_clients_and_endless_requests_are_cut_off_while_others_are_served() 
     // A is still itself.
     let listing = raw(&address, "GET", "/A/data/prearchive/projects?format=json", &session, "");
     assert_eq!(listing.status, 200, "{listing:?}");
+    // The stopped archive left its session's lock, naming an instance that is gone: the administrator's
+    // recovery clears it at once, although its lease still runs, and the session is READY again.
+    let status = |address: &str| {
+        let listing = raw(address, "GET", "/A/data/prearchive/projects/DEMO?format=json", &session, "");
+        let rows = listing.json().expect("a JSON listing")["ResultSet"]["Result"].clone();
+        let row = rows.as_array().unwrap().iter().find(|r| r["folderName"] == "SUBJ2_MR1").cloned();
+        row.expect("the session is listed")["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(status(&address), "_ARCHIVING");
+    let recovered = raw(&address, "POST", "/A/data/services/archive/recover", &session, "");
+    assert_eq!(recovered.status, 200, "{recovered:?}");
+    assert!(!recovered.body.contains("in-progress"), "{recovered:?}");
+    assert_eq!(status(&address), "READY");
     traffic.wait_rounds(2);
     traffic.finish();
     let log = server.log();

@@ -105,6 +105,12 @@ class XnatArchive:
                 p.add_func("begin", lambda _store, phase, total: self.progress.begin(phase, total))
                 p.add_func("advance", lambda _store, units: self.progress.advance(units))
                 p.add_func("end", lambda _store: self.progress.end())
+            # `holders` names the instance that takes a lock and says whether a lock's instance still runs, so
+            # that the lock of one that died is taken over at once. This host cannot tell: the lock's 30 s lease
+            # decides (an empty name, and None for "cannot tell").
+            with root.add_instance(f"{PACKAGE}/holders@{VERSION}") as h:
+                h.add_func("this", lambda _store: "")
+                h.add_func("alive", lambda _store, _instance: None)
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

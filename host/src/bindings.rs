@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     world: "library",
 });
 
+pub(crate) use xnat::archive::holders::{self as holders, Host as HoldersHost};
 pub(crate) use xnat::archive::progress::Host as ProgressHost;
 use xnat::archive::types as wit;
 pub(crate) use xnat::archive::types::Host as TypesHost;

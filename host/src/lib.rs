@@ -24,6 +24,7 @@ mod bindings;
 pub mod demo;
 pub mod generator;
 mod grant;
+mod instances;
 mod limits;
 mod progress;
 mod runtime;

@@ -4,7 +4,8 @@
 //! interruption: a process-wide ticker thread advances the engine's epoch every [`TICK`], and each call
 //! gets a deadline of enough ticks to cover its timeout.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -33,16 +34,41 @@ impl Default for Limits {
     }
 }
 
-/// The store limiter: the memory limit, remembering whether it refused a growth (so a later trap can be
-/// explained as running out of memory).
+/// The store limiter: the memory limit, remembering whether it refused a growth (so that a later trap, or
+/// an answer the component made of a failed allocation, is explained as running out of memory).
 pub(crate) struct Limiter {
     limits: StoreLimits,
-    pub(crate) memory_refused: Option<usize>,
+    refused: MemoryRefused,
+}
+
+/// The size of the last memory growth a limiter refused; shared, so that it can be read while the store is
+/// busy elsewhere.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemoryRefused(Arc<AtomicUsize>);
+
+impl MemoryRefused {
+    /// The size asked for, if a growth was refused.
+    pub(crate) fn get(&self) -> Option<usize> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&desired| desired != 0)
+    }
 }
 
 impl Limiter {
     pub(crate) fn new(limits: &Limits) -> Limiter {
-        Limiter { limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).build(), memory_refused: None }
+        Limiter {
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).build(),
+            refused: MemoryRefused::default(),
+        }
+    }
+
+    /// The size of a refused memory growth, if there was one.
+    pub(crate) fn memory_refused(&self) -> Option<usize> {
+        self.refused.get()
+    }
+
+    /// A handle that reads [`Limiter::memory_refused`] from elsewhere.
+    pub(crate) fn refusals(&self) -> MemoryRefused {
+        self.refused.clone()
     }
 }
 
@@ -50,7 +76,7 @@ impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         if !allowed {
-            self.memory_refused = Some(desired);
+            self.refused.0.store(desired.max(1), Ordering::Relaxed);
         }
         Ok(allowed)
     }

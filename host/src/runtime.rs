@@ -9,8 +9,9 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{Library, LibraryIndices, ProgressHost, TypesHost};
+use crate::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost};
 use crate::grant::Grant;
+use crate::instances::Instance;
 use crate::limits::{self, Limiter, Limits};
 use crate::progress::{NoProgress, Progress};
 use crate::types::{
@@ -256,7 +257,13 @@ impl Runtime {
         for grant in grants {
             grant.preopen(&mut wasi)?;
         }
-        let state = State { wasi: wasi.build(), table: ResourceTable::new(), limiter: Limiter::new(limits), progress };
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            progress,
+            instance: Instance::new(),
+        };
 
         let engine = self.pre.engine();
         let mut store = Store::new(engine, state);
@@ -269,7 +276,7 @@ impl Runtime {
         });
         // Running out of memory is one outcome, however the guest met it: a trap, or an allocation
         // failure it reported as an I/O error of whatever it was doing.
-        if let Some(desired) = store.data().limiter.memory_refused {
+        if let Some(desired) = store.data().limiter.memory_refused() {
             return Err(OutOfMemory { desired, limit: limits.memory_bytes }.into());
         }
         result.map_err(|e| explain(e, limits))
@@ -359,6 +366,8 @@ struct State {
     table: ResourceTable,
     limiter: Limiter,
     progress: Box<dyn Progress>,
+    /// Alive while the store is: the locks the instance takes name it.
+    instance: Instance,
 }
 
 impl WasiView for State {
@@ -369,6 +378,16 @@ impl WasiView for State {
 
 /// The `types` interface has no functions; the world still imports it.
 impl TypesHost for State {}
+
+impl HoldersHost for State {
+    fn this(&mut self) -> String {
+        self.instance.this()
+    }
+
+    fn alive(&mut self, instance: String) -> Option<bool> {
+        self.instance.alive(instance)
+    }
+}
 
 impl ProgressHost for State {
     fn begin(&mut self, phase: String, total: u64) {

@@ -95,7 +95,7 @@ fn demo_config(dir: Option<PathBuf>, defaults: Defaults) -> anyhow::Result<(Conf
         demo::write_import_site(&dir).with_context(|| format!("cannot write the demo site to {}", dir.display()))?;
     }
     let password = config::random_password();
-    let user = User { name: DEMO_USER.to_owned(), password_hash: hash_password(&password)? };
+    let user = User { name: DEMO_USER.to_owned(), password_hash: hash_password(&password)?, admin: true };
     let canonical = |d: PathBuf| std::fs::canonicalize(&d).unwrap_or(d);
     Ok((Config::demo(DEMO_TENANT, canonical(prearchive), canonical(archive), vec![user], defaults), password))
 }

@@ -32,7 +32,7 @@ pub fn hash(password: &str) -> String {
 }
 
 /// A tenant of a test configuration: a generated site under `<dir>/<name>/{prearchive,archive}`, extra
-/// TOML lines for its table, and user `admin` with `password`.
+/// TOML lines for its table, and user `admin` (an administrator) with `password`.
 pub struct TenantSpec {
     pub name: &'static str,
     pub extra: &'static str,
@@ -58,7 +58,7 @@ pub fn configure(dir: &Path, tenants: &[TenantSpec], password: &str) -> PathBuf 
         generator::write_site(&pre, &arc).unwrap();
         text.push_str(&format!(
             "\n[[tenant]]\nname = \"{0}\"\nprearchive = \"{0}/prearchive\"\narchive = \"{0}/archive\"\n{1}\n\
-             [[tenant.user]]\nname = \"admin\"\npassword_hash = \"{2}\"\n",
+             [[tenant.user]]\nname = \"admin\"\npassword_hash = \"{2}\"\nadmin = true\n",
             t.name,
             t.extra,
             hash(password)

@@ -7,13 +7,18 @@
 //! so it is never overtaken however slow it is; a holder that died stops renewing, and its lock may be taken
 //! over once the lease has run out — on this machine or another one sharing the file system.
 //!
+//! A lock also names the instance that took it, as the host names it (WIT `holders`, given to this module by
+//! the component adapter through [`set_instances`]). When the host knows that instance is gone — its process
+//! died, its request was stopped — the lock is taken over at once, without waiting for the lease; when the
+//! host cannot tell (another machine, a host without the import, native code), the lease alone decides.
+//!
 //! Taking over is atomic: the stale file is renamed to a unique name (only one competitor's rename can
 //! succeed), checked to be the very lock judged stale (put back if it is not), and only then is a new lock
 //! linked into place. Not for: deciding what to do about an interrupted operation (the journal does that).
 
 use crate::error::{Error, Result};
 use crate::tree::{RelPath, TEMP_PREFIX, Tree};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// How long a lease lasts without renewal: the longest a dead holder's lock keeps others out.
 pub const LEASE_SECS: i64 = 30;
@@ -34,6 +39,36 @@ pub struct Holder {
     pub token: String,
     pub since: i64,
     pub expires: i64,
+    /// The instance that took it, as its host names it; empty when unknown.
+    pub instance: String,
+}
+
+/// What the host knows about the instances that take locks: WIT `holders`, as the adapter gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Instances {
+    /// This instance's name (one word; anything else counts as unknown).
+    pub this: fn() -> String,
+    /// Whether a named instance still runs: `None` when the host cannot tell.
+    pub alive: fn(&str) -> Option<bool>,
+}
+
+thread_local! {
+    /// The host's knowledge of instances, for this thread; none natively.
+    static INSTANCES: Cell<Option<Instances>> = const { Cell::new(None) };
+}
+
+/// Gives this thread's locks the host's knowledge of instances (the component adapters call it).
+pub fn set_instances(instances: Instances) {
+    INSTANCES.with(|i| i.set(Some(instances)));
+}
+
+/// This instance's name for the lock files it writes; empty when the host does not say.
+fn this_instance() -> String {
+    let name = INSTANCES.with(Cell::get).map_or_else(String::new, |i| (i.this)());
+    if name.is_empty() || name.len() > 200 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return String::new();
+    }
+    name
 }
 
 impl Holder {
@@ -42,9 +77,21 @@ impl Holder {
         format!("{} since {} (lease until {})", self.operation, date(self.since), date(self.expires))
     }
 
+    /// Whether the lock still keeps others out at `now`: its lease runs and its instance is not known to
+    /// be gone.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires >= now && !self.instance_gone()
+    }
+
+    /// The host knows the instance that took the lock is no longer running.
+    fn instance_gone(&self) -> bool {
+        !self.instance.is_empty() && INSTANCES.with(Cell::get).is_some_and(|i| (i.alive)(&self.instance) == Some(false))
+    }
+
     fn body(&self) -> String {
+        let instance = if self.instance.is_empty() { String::new() } else { format!("instance {}\n", self.instance) };
         format!(
-            "{}\nowner {}\nsince {} {}\nexpires {} {}\n",
+            "{}\nowner {}\n{instance}since {} {}\nexpires {} {}\n",
             self.operation,
             self.token,
             self.since,
@@ -57,18 +104,19 @@ impl Holder {
     fn parse(text: &str) -> Holder {
         let mut lines = text.lines();
         let operation = lines.next().unwrap_or("").trim().to_string();
-        let (mut token, mut since, mut expires) = (String::new(), 0i64, None);
+        let (mut token, mut since, mut expires, mut instance) = (String::new(), 0i64, None, String::new());
         for l in lines {
             let mut words = l.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("owner"), Some(t)) => token = t.to_string(),
+                (Some("instance"), Some(t)) => instance = t.to_string(),
                 (Some("since"), Some(t)) => since = t.parse().unwrap_or(0),
                 (Some("expires"), Some(t)) => expires = t.parse().ok(),
                 _ => {}
             }
         }
         // A lock of an earlier version (no lease): its lease ran from when it was taken.
-        Holder { operation, token, since, expires: expires.unwrap_or(since + LEASE_SECS) }
+        Holder { operation, token, since, expires: expires.unwrap_or(since + LEASE_SECS), instance }
     }
 }
 
@@ -78,20 +126,26 @@ thread_local! {
 }
 
 impl Lock {
-    /// Takes the lock at `path` for `operation`. A lock whose lease ran out is taken over; a live one is
-    /// `Locked`, with `what` and its holder in the message.
+    /// Takes the lock at `path` for `operation`. A lock whose lease ran out, or whose instance the host
+    /// knows is gone, is taken over; a live one is `Locked`, with `what` and its holder in the message.
     pub fn acquire(tree: &Tree, path: &RelPath, operation: &str, what: &str) -> Result<Lock> {
         let token = new_token();
+        let instance = this_instance();
         for _ in 0..8 {
             let now = now();
-            let mine =
-                Holder { operation: operation.into(), token: token.clone(), since: now, expires: now + LEASE_SECS };
+            let mine = Holder {
+                operation: operation.into(),
+                token: token.clone(),
+                since: now,
+                expires: now + LEASE_SECS,
+                instance: instance.clone(),
+            };
             if tree.create_new_complete(path, mine.body().as_bytes())? {
                 HELD.with(|h| h.borrow_mut().push((tree.clone(), path.clone(), token.clone(), now)));
                 return Ok(Lock { tree: tree.clone(), path: path.clone(), token, released: false });
             }
             let Some(holder) = Lock::holder(tree, path)? else { continue };
-            if holder.expires >= now {
+            if holder.is_live(now) {
                 return Err(Error::Locked(format!(
                     "Operation already in progress on {what}: {} (lock file {path}); try again when it is done \
                      — a lock whose process died is taken over when its lease runs out",
@@ -178,7 +232,7 @@ impl Drop for Lock {
     }
 }
 
-/// Removes the stale lock `judged` from `path` atomically: renamed to a unique name first, so that of
+/// Removes the lock `judged` stale from `path` atomically: renamed to a unique name first, so that of
 /// several competitors exactly one removes it; if what was renamed is not the lock judged stale (someone
 /// took it over meanwhile), it is put back.
 fn take_over(tree: &Tree, path: &RelPath, judged: &Holder, token: &str) -> Result<()> {
@@ -233,7 +287,13 @@ mod tests {
         drop(b);
         assert!(Lock::holder(&tree, &p).unwrap().is_none());
         // A lock whose lease ran out (its process died) is taken over; so is one of an earlier version.
-        let dead = Holder { operation: "ARCHIVING".into(), token: "dead".into(), since: 1, expires: now() - 1 };
+        let dead = Holder {
+            operation: "ARCHIVING".into(),
+            token: "dead".into(),
+            since: 1,
+            expires: now() - 1,
+            instance: String::new(),
+        };
         std::fs::write(d.path().join(".x.lock"), dead.body()).unwrap();
         let c = Lock::acquire(&tree, &p, "RECOVERING", "x").unwrap();
         assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().operation, "RECOVERING");
@@ -251,10 +311,56 @@ mod tests {
         let p = RelPath::new(".x.lock").unwrap();
         let live = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
         // A competitor that judged an older holder stale only now gets to take it over.
-        let judged = Holder { operation: "ARCHIVING".into(), token: "old".into(), since: 1, expires: 2 };
+        let judged = Holder {
+            operation: "ARCHIVING".into(),
+            token: "old".into(),
+            since: 1,
+            expires: 2,
+            instance: String::new(),
+        };
         take_over(&tree, &p, &judged, "late").unwrap();
         assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().token, live.token);
         live.release().unwrap();
+    }
+
+    /// The host of these tests: instances named `live-…` run, `gone-…` are gone, others are unknown.
+    fn test_instances(this: fn() -> String) -> Instances {
+        fn alive(name: &str) -> Option<bool> {
+            name.strip_prefix("live-").map(|_| true).or(name.strip_prefix("gone-").map(|_| false))
+        }
+        Instances { this, alive }
+    }
+
+    #[test]
+    fn a_lock_whose_instance_is_gone_is_taken_over_at_once_and_an_unknown_one_waits_for_its_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = Tree::new(d.path());
+        let p = RelPath::new(".x.lock").unwrap();
+        set_instances(test_instances(|| "gone-1".into()));
+        let first = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
+        let written = Lock::holder(&tree, &p).unwrap().unwrap();
+        assert_eq!(written.instance, "gone-1");
+        assert!(written.expires >= now() + LEASE_SECS - 1, "the lease still runs");
+        first.keep();
+        // Its instance is gone: taken over at once, although the lease runs.
+        set_instances(test_instances(|| "live-2".into()));
+        let second = Lock::acquire(&tree, &p, "DELETING", "x").unwrap();
+        assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().operation, "DELETING");
+        second.keep();
+        // A running instance, and one the host cannot tell about (another machine), keep others out.
+        for instance in ["live-2", "elsewhere-3"] {
+            let text = std::fs::read_to_string(d.path().join(".x.lock")).unwrap();
+            let held = Holder::parse(&text);
+            std::fs::write(d.path().join(".x.lock"), Holder { instance: instance.into(), ..held }.body()).unwrap();
+            assert!(matches!(Lock::acquire(&tree, &p, "MOVING", "x"), Err(Error::Locked(_))), "{instance}");
+        }
+        // A name the host gives that cannot be written on one line is not written at all.
+        set_instances(test_instances(|| "two words".into()));
+        std::fs::remove_file(d.path().join(".x.lock")).unwrap();
+        let third = Lock::acquire(&tree, &p, "MOVING", "x").unwrap();
+        assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().instance, "");
+        third.release().unwrap();
+        INSTANCES.with(|i| i.set(None));
     }
 
     #[test]

@@ -248,12 +248,21 @@ mod component {
         Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
     };
     use wasi::io::streams::StreamError;
+    use xnat_core::lock::{Instances, set_instances};
     use xnat_core::tree::Tree;
+
+    // The one import besides WASI and wasi:http: the host's knowledge of instances, for locks (D13).
+    wit_bindgen::generate!({
+        world: "http-imports",
+        path: "../../wit",
+    });
+    use xnat::archive::holders;
 
     struct Component;
 
     impl Guest for Component {
         fn handle(request: IncomingRequest, out: ResponseOutparam) {
+            set_instances(Instances { this: holders::this, alive: holders::alive });
             let response = match read_request(&request) {
                 Ok(req) => {
                     let now =

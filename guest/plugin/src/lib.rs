@@ -11,6 +11,7 @@ wit_bindgen::generate!({
 });
 
 use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
+use xnat::archive::holders;
 use xnat::archive::types as wit;
 use xnat_core::archive::{self, Faults, Overwrite, Params};
 use xnat_core::prearchive::{Prearchive, Row, SessionRef};
@@ -26,6 +27,13 @@ const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
 const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
 
 struct Plugin;
+
+/// The tree the host granted at `path`. Its locks name this instance to the host (WIT `holders`), so that
+/// the host can say when a lock's instance is gone and the lock may be taken over at once.
+fn granted(path: &str) -> Tree {
+    xnat_core::lock::set_instances(xnat_core::lock::Instances { this: holders::this, alive: holders::alive });
+    Tree::new(path)
+}
 
 impl catalogs::Guest for Plugin {
     fn refresh(request: wit::RefreshRequest) -> Result<Vec<wit::ResourceReport>, wit::Error> {
@@ -50,7 +58,7 @@ impl catalogs::Guest for Plugin {
             user: request.user,
             event_id: request.event_id,
         };
-        let reports = refresh::refresh(&Tree::new(ARCHIVE), &req, &mut HostProgress).map_err(error)?;
+        let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut HostProgress).map_err(error)?;
         Ok(reports.into_iter().map(report).collect())
     }
 
@@ -62,21 +70,21 @@ impl catalogs::Guest for Plugin {
             description: spec.description,
             tags: spec.tags,
         };
-        let created = resource::create_resource(&Tree::new(ARCHIVE), &spec).map_err(error)?;
+        let created = resource::create_resource(&granted(ARCHIVE), &spec).map_err(error)?;
         Ok(wit::CreatedResource { resource: created.resource, folder: created.folder, catalog: created.catalog })
     }
 }
 
 impl prearchive::Guest for Plugin {
     fn list_sessions(project: Option<String>) -> Result<Vec<wit::PrearchiveRow>, wit::Error> {
-        let tree = Tree::new(PREARCHIVE);
+        let tree = granted(PREARCHIVE);
         let rows = Prearchive::new(&tree).list(project.as_deref()).map_err(error)?;
         Ok(rows.into_iter().map(row).collect())
     }
 
     fn get(src: String) -> Result<wit::PrearchiveRow, wit::Error> {
         let session = SessionRef::parse_src(&src).map_err(error)?;
-        let tree = Tree::new(PREARCHIVE);
+        let tree = granted(PREARCHIVE);
         let pre = Prearchive::new(&tree);
         pre.require(&session).map_err(error)?;
         pre.row(&session).map(row).map_err(error)
@@ -84,7 +92,7 @@ impl prearchive::Guest for Plugin {
 
     fn delete(src: String) -> Result<(), wit::Error> {
         let session = SessionRef::parse_src(&src).map_err(error)?;
-        let tree = Tree::new(PREARCHIVE);
+        let tree = granted(PREARCHIVE);
         Prearchive::new(&tree).delete(&session).map_err(error)
     }
 
@@ -96,7 +104,7 @@ impl prearchive::Guest for Plugin {
                 "newProject is empty: name the project to move the session to (or Unassigned)".into(),
             ));
         }
-        let tree = Tree::new(PREARCHIVE);
+        let tree = granted(PREARCHIVE);
         let pre = Prearchive::new(&tree);
         let moved = pre.move_to(&session, &new_project).map_err(error)?;
         pre.row(&moved).map(row).map_err(error)
@@ -104,15 +112,14 @@ impl prearchive::Guest for Plugin {
 
     fn reset_status(src: String) -> Result<wit::PrearchiveRow, wit::Error> {
         let session = SessionRef::parse_src(&src).map_err(error)?;
-        let tree = Tree::new(PREARCHIVE);
+        let tree = granted(PREARCHIVE);
         Prearchive::new(&tree).reset_status(&session).map(row).map_err(error)
     }
 }
 
 impl validation::Guest for Plugin {
     fn validate(request: wit::ArchiveRequest) -> Result<Vec<wit::ValidationNotice>, wit::Error> {
-        let notices =
-            archive::validate(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), &params(request)).map_err(error)?;
+        let notices = archive::validate(&granted(PREARCHIVE), &granted(ARCHIVE), &params(request)).map_err(error)?;
         Ok(notices
             .into_iter()
             .map(|n| wit::ValidationNotice { code: n.code, kind: n.kind.as_str().to_string(), message: n.message })
@@ -124,7 +131,7 @@ impl archiver::Guest for Plugin {
     fn archive(request: wit::ArchiveRequest) -> Result<Vec<wit::Archived>, wit::Error> {
         let faults = Faults { point: switch(FAULT_POINT_VAR), pause_ms: switch(PAUSE_MS_VAR) };
         let archived =
-            archive::archive(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), &params(request), faults, &mut HostProgress)
+            archive::archive(&granted(PREARCHIVE), &granted(ARCHIVE), &params(request), faults, &mut HostProgress)
                 .map_err(error)?;
         Ok(archived
             .into_iter()
@@ -140,7 +147,7 @@ impl archiver::Guest for Plugin {
 
     fn recover() -> Result<Vec<wit::Recovered>, wit::Error> {
         let recovered =
-            archive::recover(&Tree::new(PREARCHIVE), &Tree::new(ARCHIVE), archive::Locks::Break).map_err(error)?;
+            archive::recover(&granted(PREARCHIVE), &granted(ARCHIVE), archive::Locks::Break).map_err(error)?;
         Ok(recovered.into_iter().map(|r| wit::Recovered { src: r.src, action: r.action, detail: r.detail }).collect())
     }
 }

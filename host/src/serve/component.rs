@@ -31,6 +31,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::tenant::Tenant;
+use crate::bindings::holders;
+use crate::instances::Instance;
 use crate::limits::{Limiter, TICK};
 
 /// Why a request got no response from its component.
@@ -85,10 +87,13 @@ impl HttpComponent {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        holders::add_to_linker::<State, wasmtime::component::HasSelf<Instance>>(&mut linker, |state| {
+            &mut state.instance
+        })?;
         let pre = linker.instantiate_pre(&component).and_then(ProxyPre::new).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component is not an HTTP component this host can run (it must export \
-                 wasi:http/incoming-handler and import only WASI 0.2 and wasi:http)",
+                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http and xnat:archive/holders)",
             )
         })?;
         start_ticker(&engine);
@@ -119,7 +124,9 @@ impl HttpComponent {
             table: ResourceTable::new(),
             limiter: Limiter::new(&tenant.limits),
             hooks: NoOutgoingRequests,
+            instance: Instance::new(),
         };
+        let refusals = state.limiter.refusals();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         let limit = tenant.timeout();
@@ -170,6 +177,9 @@ impl HttpComponent {
         });
 
         match receiver.await {
+            // Out of memory is one answer, whatever the component made of a failed allocation (an I/O error
+            // of what it was reading, a report row): the tenant's cap, not a fault of the data.
+            Ok(Ok(_)) if let Some(desired) = refusals.get() => Err(Failure::OutOfMemory(desired)),
             Ok(Ok(response)) => {
                 let name = tenant.name.clone();
                 tokio::spawn(async move {
@@ -285,7 +295,7 @@ fn start_ticker(engine: &Engine) {
 
 /// Why a call failed, from the error and what the store saw.
 fn explain(error: wasmtime::Error, store: &Store<State>, limit: Duration) -> Failure {
-    if let Some(desired) = store.data().limiter.memory_refused {
+    if let Some(desired) = store.data().limiter.memory_refused() {
         return Failure::OutOfMemory(desired);
     }
     if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
@@ -304,6 +314,9 @@ struct State {
     table: ResourceTable,
     limiter: Limiter,
     hooks: NoOutgoingRequests,
+    /// Alive while the store is: the locks the instance takes name it, and a lock of a request that was
+    /// stopped (its time limit, a trap) is taken over by the next request at once.
+    instance: Instance,
 }
 
 impl WasiView for State {

@@ -19,6 +19,7 @@
 //! [[tenant.user]]
 //! name = "admin"
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."   # from `xnat-archive hash-password`
+//! admin = true                        # optional: may run POST /data/services/archive/recover
 //! ```
 
 use std::collections::HashSet;
@@ -84,6 +85,8 @@ pub struct User {
     pub name: String,
     /// An argon2 hash in PHC form (`$argon2id$v=19$...`).
     pub password_hash: String,
+    /// May run the administrators' services (recovery).
+    pub admin: bool,
 }
 
 /// Limits for tenants that do not set their own (from the command line).
@@ -125,6 +128,8 @@ struct TenantFile {
 struct UserFile {
     name: String,
     password_hash: String,
+    #[serde(default)]
+    admin: bool,
 }
 
 impl Config {
@@ -251,7 +256,7 @@ fn check_tenant(t: TenantFile, base: &Path, defaults: Defaults) -> anyhow::Resul
         if !seen.insert(user.name.clone()) {
             bail!("user '{}' is listed twice", user.name);
         }
-        users.push(User { name: user.name, password_hash: user.password_hash });
+        users.push(User { name: user.name, password_hash: user.password_hash, admin: user.admin });
     }
     Ok(TenantConfig {
         name: t.name,
@@ -370,7 +375,14 @@ mod tests {
         assert_eq!(a.max_concurrent, DEFAULT_MAX_CONCURRENT);
         assert_eq!(a.site_id, "XNAT");
         assert!(a.prearchive.is_absolute() && a.prearchive.ends_with("a/pre"));
-        assert_eq!(a.users, vec![User { name: "u".into(), password_hash: hash }]);
+        assert_eq!(a.users, vec![User { name: "u".into(), password_hash: hash.clone(), admin: false }]);
+        // An administrator: the component learns the name (XNAT_ADMINS); others stay users.
+        let admin = format!("{}admin = true\n", tenant("A", "a/pre", "a/arc", &hash));
+        let config = Config::parse(&admin, dir.path(), DEFAULTS).unwrap();
+        assert!(config.tenants[0].users[0].admin);
+        let tenant = crate::serve::tenant::Tenant::new(&config.tenants[0]);
+        assert!(tenant.env.contains(&("XNAT_ADMINS", "u".into())), "{:?}", tenant.env);
+        assert!(!crate::serve::tenant::Tenant::new(a).env.iter().any(|(k, _)| *k == "XNAT_ADMINS"));
     }
 
     fn error(text: &str, dir: &Path) -> String {

@@ -25,6 +25,8 @@ pub mod env {
     pub const SITE_ID: &str = "XNAT_SITE_ID";
     /// How long a session token lives, in seconds.
     pub const TOKEN_TTL: &str = "XNAT_TOKEN_TTL";
+    /// The users who may run administrators' services (recovery), joined with `,`.
+    pub const ADMINS: &str = "XNAT_ADMINS";
 }
 
 /// How long a request waits for one of its tenant's slots before it is refused with 503.
@@ -59,6 +61,10 @@ impl Tenant {
             (env::BASE_PATH, format!("/{}", config.name)),
             (env::SITE_ID, config.site_id.clone()),
         ];
+        let admins: Vec<&str> = config.users.iter().filter(|u| u.admin).map(|u| u.name.as_str()).collect();
+        if !admins.is_empty() {
+            env.push((env::ADMINS, admins.join(",")));
+        }
         if let Some(ttl) = config.token_ttl_secs {
             env.push((env::TOKEN_TTL, ttl.to_string()));
         }

@@ -1,0 +1,22 @@
+;; A no-op implementation of the library's own imports, xnat:archive/progress and xnat:archive/holders, to be
+;; composed into the components for hosts that cannot provide them (the wasmtime CLI: `run` and `serve`).
+;; See README.md.
+;;
+;; Strings passed in (`begin`'s phase, `alive`'s instance) are copied by the canonical ABI into this module's
+;; memory through `cabi_realloc`: every one lands at address 64 (memory grows when one does not fit) and is
+;; never read. Results that do not fit in a value are returned as a pointer to them: `this` returns the
+;; empty string (pointer 0, length 0: the zeros at address 0) and `alive` returns `none` (the zero
+;; discriminant at address 8). Addresses below 64 are never written.
+(module
+  (memory (export "memory") 1)
+  (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
+    (if (i32.gt_u (i32.add (local.get $size) (i32.const 64)) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16)) (i32.const 1))))))
+    (i32.const 64))
+  (func (export "xnat:archive/progress@0.1.0#begin") (param $phase_ptr i32) (param $phase_len i32) (param $total i64))
+  (func (export "xnat:archive/progress@0.1.0#advance") (param $units i64))
+  (func (export "xnat:archive/progress@0.1.0#end"))
+  (func (export "xnat:archive/holders@0.1.0#this") (result i32) (i32.const 0))
+  (func (export "xnat:archive/holders@0.1.0#alive") (param $instance_ptr i32) (param $instance_len i32) (result i32)
+    (i32.const 8))
+)
