@@ -297,7 +297,7 @@ fn concurrent_archives_never_share_an_id() {
     let mut ids = BTreeSet::new();
     let mut subjects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for i in 0..8 {
-        let doc = xnat_core::session::SessionDoc::parse(
+        let doc = xnat_core::model::session::SessionDoc::parse(
             &fs::read(site.arch.join(format!("DEMO/arc001/PAR{i}.xml"))).unwrap(),
         )
         .unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::python::{run_with_limit, venv};
 use common::server::{Server, TenantSpec, configure};
 use serde_json::Value;
-use xnat_core::catalog::Catalog;
+use xnat_core::model::catalog::Catalog;
 
 const PASSWORD: &str = "clients-Pw-42";
 

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use xnat_core::tree::Tree;
+use xnat_core::fs::tree::Tree;
 use xnat_http::{Context, Request, Response};
 
 /// The HTTP handler: never panics, answers a valid status with a content type, streams only files inside
@@ -96,11 +96,11 @@ impl Site {
         fs::write(root.join("canary.txt"), "canary").unwrap();
         fs::write(root.join("outside/P/arc001/MR9.xml"), "<outside/>").unwrap();
         let cheap = argon2::Params::new(64, 1, 1, None).unwrap();
-        let hash = xnat_core::auth::hash_password_with("admin-pw", b"saltsaltsaltsalt", cheap).unwrap();
+        let hash = xnat_http::credentials::hash_password_with("admin-pw", b"saltsaltsaltsalt", cheap).unwrap();
         let mut ctx = Context::new(Tree::new(root.join("site/arch")), Tree::new(root.join("site/pre")), NOW);
-        ctx.users = xnat_core::auth::Users::parse(&format!("admin:{hash}")).unwrap();
+        ctx.users = xnat_http::credentials::Users::parse(&format!("admin:{hash}")).unwrap();
         ctx.secret = Some(SECRET.to_vec());
-        let token = xnat_core::auth::Token::issue(SECRET, &ctx.tenant, "admin", NOW, 3600).unwrap();
+        let token = xnat_http::credentials::Token::issue(SECRET, &ctx.tenant, "admin", NOW, 3600).unwrap();
         let watch = Watch::new(root);
         let mut site = Site { dir, ctx, token, snapshot: Vec::new(), watch };
         for folder in ["MR1", "MR2", "MR3"] {

@@ -11,12 +11,12 @@
 
 use std::path::{Component, Path};
 
-use xnat_core::catalog::Catalog;
-use xnat_core::journal::Journal;
-use xnat_core::plan::Step;
-use xnat_core::session::SessionDoc;
-use xnat_core::tree::{RelPath, check_segment};
-use xnat_core::uri::{ExperimentRef, Item, ResourceUri};
+use xnat_core::fs::tree::{RelPath, check_segment};
+use xnat_core::import::journal::Journal;
+use xnat_core::import::plan::Step;
+use xnat_core::model::catalog::Catalog;
+use xnat_core::model::session::SessionDoc;
+use xnat_core::site::uri::{ExperimentRef, Item, ResourceUri};
 use xnat_http::Request;
 use xnat_http::params::Params;
 

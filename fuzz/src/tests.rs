@@ -239,7 +239,7 @@ fn http_fence_catches_writes_outside() {
 /// The XML defects these targets found (fixed on main in c8f0edf), as regression tests: a document is refused,
 /// or it is written stably and means the same after a write.
 mod xml_defects_found {
-    use xnat_core::catalog::Catalog;
+    use xnat_core::model::catalog::Catalog;
     use xnat_core::xml::{AttributeOrder, Indent, parse, write};
 
     /// Refused, or write(parse(write(parse(src)))) == write(parse(src)).

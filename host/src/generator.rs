@@ -435,7 +435,7 @@ impl Rng {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use xnat_core::catalog::Catalog;
+    use xnat_core::model::catalog::Catalog;
 
     /// Every file under `root`, by relative path, with `root`'s absolute path in contents replaced by `<ROOT>`.
     fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -310,7 +310,7 @@ pub struct PrearchiveRow {
 
 impl PrearchiveRow {
     /// XNAT's column names, in order.
-    pub const COLUMNS: [&'static str; 19] = xnat_core::prearchive::Row::COLUMNS;
+    pub const COLUMNS: [&'static str; 19] = xnat_core::import::prearchive::Row::COLUMNS;
 
     /// The values, in the order of [`PrearchiveRow::COLUMNS`].
     pub fn values(&self) -> [&str; 19] {

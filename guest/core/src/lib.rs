@@ -1,24 +1,22 @@
-//! XNAT's archive services as plain Rust: catalogs, resource URIs, the archive tree and the catalog refresh.
+//! XNAT's archive services as plain Rust: the catalog refresh service and the import service (prearchive →
+//! archive), over the models of XNAT's files and the layout of its trees.
 //!
 //! Nothing here knows about WIT or wasmtime. The same code runs natively (unit tests, benchmarks) and inside
-//! the `xnat:archive` component, where the WASI sandbox confines every path to the host's directory grants.
+//! the `xnat:archive` components, where the WASI sandbox confines every path to the host's directory grants.
+//!
+//! Layers, each using only those below it (`ARCHITECTURE.md` draws them):
+//!
+//! * [`refresh`], [`import`] — the two services; neither uses the other;
+//! * [`site`] — where things live in XNAT's trees, the resource-URI grammar, the documents beside them;
+//! * [`model`] — the files XNAT writes: catalogs, session documents, digests, audit stamps;
+//! * [`fs`], [`xml`] — granted trees and lock files; bounded XML reading and writing;
+//! * [`error`], [`progress`] — shared by all.
 
-pub mod archive;
-pub mod audit;
-pub mod auth;
-pub mod catalog;
-pub mod contents;
-pub mod digest;
-pub mod document;
 pub mod error;
-pub mod journal;
-pub mod layout;
-pub mod lock;
-pub mod plan;
-pub mod prearchive;
+pub mod fs;
+pub mod import;
+pub mod model;
+pub mod progress;
 pub mod refresh;
-pub mod resource;
-pub mod session;
-pub mod tree;
-pub mod uri;
+pub mod site;
 pub mod xml;

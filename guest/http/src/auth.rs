@@ -1,14 +1,14 @@
 //! Who is asking: HTTP Basic on any request, or the `JSESSIONID` cookie holding a signed session token
-//! (`xnat_core::auth::Token`); and the login/session endpoints xnatpy and pyxnat call
+//! (`crate::credentials::Token`); and the login/session endpoints xnatpy and pyxnat call
 //! (`http-surface.md` §2.1, §3.1).
 //!
 //! A valid cookie is checked first, so a Basic caller that carries the cookie (pyxnat keeps it after
 //! `GET /data/JSESSION`) costs no password hash per request; an expired or foreign cookie falls back to
 //! Basic credentials when they are present.
 
+use crate::credentials::{AuthError, Token};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use xnat_core::auth::{AuthError, Token};
 
 use crate::formats::HttpError;
 use crate::params::Params;

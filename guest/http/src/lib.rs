@@ -27,6 +27,7 @@
 //! A malformed setting makes every request but `GET /` answer 500 with a message naming the setting.
 
 pub mod auth;
+pub mod credentials;
 pub mod formats;
 pub mod listings;
 pub mod objects;
@@ -37,9 +38,9 @@ mod tests;
 
 pub use routes::handle;
 
-use xnat_core::archive::Faults;
-use xnat_core::auth::Users;
-use xnat_core::tree::Tree;
+use crate::credentials::Users;
+use xnat_core::fs::tree::Tree;
+use xnat_core::import::request::Faults;
 
 /// Where the host grants the archive tree inside the component.
 pub const ARCHIVE: &str = "/archive";
@@ -248,8 +249,8 @@ mod component {
         Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
     };
     use wasi::io::streams::StreamError;
-    use xnat_core::lock::{Instances, set_instances};
-    use xnat_core::tree::Tree;
+    use xnat_core::fs::lock::{Instances, set_instances};
+    use xnat_core::fs::tree::Tree;
 
     // The one import besides WASI and wasi:http: the host's knowledge of instances, for locks (D13).
     wit_bindgen::generate!({

@@ -6,9 +6,9 @@
 //! answered empty; a project's name and secondary ID are its ID, as XNAT shows a project created untitled.
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use xnat_core::layout::{Archive, ExperimentDir, document_root};
-use xnat_core::session::SessionDoc;
-use xnat_core::tree::Tree;
+use xnat_core::fs::tree::Tree;
+use xnat_core::model::session::SessionDoc;
+use xnat_core::site::layout::{Archive, ExperimentDir, document_root};
 
 use crate::Response;
 use crate::formats::{Format, HttpError, Table};

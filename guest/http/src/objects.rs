@@ -7,10 +7,10 @@
 //! ```
 
 use serde_json::{Map, Value, json};
-use xnat_core::layout::{Archive, document_root};
-use xnat_core::session::SessionDoc;
-use xnat_core::tree::Tree;
-use xnat_core::uri::{Item, ResourceUri};
+use xnat_core::fs::tree::Tree;
+use xnat_core::model::session::SessionDoc;
+use xnat_core::site::layout::{Archive, document_root};
+use xnat_core::site::uri::{Item, ResourceUri};
 
 use crate::Response;
 use crate::formats::{self, HttpError};
@@ -45,7 +45,7 @@ pub fn get(archive: &Tree, path: &str, xml: bool) -> Option<Result<Response, Htt
                 return Ok(Response::new(200, formats::XML, bytes));
             }
             let doc = SessionDoc::parse(&bytes)
-                .map_err(|why| HttpError::from(xnat_core::session::unreadable(doc_path.as_str(), &why)))?;
+                .map_err(|why| HttpError::from(xnat_core::model::session::unreadable(doc_path.as_str(), &why)))?;
             Ok(items(experiment_item(&doc, &e.project, &e.label)))
         })),
         Item::Subject { project, subject } => {

@@ -6,11 +6,13 @@
 
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
-use xnat_core::archive::{self, Overwrite};
-use xnat_core::contents;
-use xnat_core::prearchive::{Prearchive, Row, SessionRef};
-use xnat_core::refresh::{self, NoProgress, Outcome, ResourceReport};
-use xnat_core::resource::{self, ResourceSpec};
+use xnat_core::import::archive;
+use xnat_core::import::contents;
+use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
+use xnat_core::import::request::{self, Overwrite};
+use xnat_core::progress::NoProgress;
+use xnat_core::refresh::resource::{self, ResourceSpec};
+use xnat_core::refresh::{self, Outcome, ResourceReport};
 
 use crate::auth::{self, Principal};
 use crate::formats::{self, Format, HttpError, Table};
@@ -421,7 +423,7 @@ const MAX_NAME: usize = 255;
 
 // ----- validate and archive ---------------------------------------------------------------------------------
 
-fn archive_params(params: &Params, ctx: &Context) -> Result<archive::Params, HttpError> {
+fn archive_params(params: &Params, ctx: &Context) -> Result<request::Params, HttpError> {
     let overwrite = match params.value("overwrite").map(str::to_ascii_lowercase).as_deref() {
         None | Some("none") => Overwrite::None,
         Some("append") => Overwrite::Append,
@@ -430,7 +432,7 @@ fn archive_params(params: &Params, ctx: &Context) -> Result<archive::Params, Htt
             return Err(HttpError::bad_request(&format!("overwrite={other} is not known; use none, append or delete")));
         }
     };
-    Ok(archive::Params {
+    Ok(request::Params {
         src: sources(params)?,
         project: params.value("project").map(str::to_string),
         subject: params.synonym(&["subject", "SUBJECT_ID"])?,

@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::Path;
 
+use crate::credentials::{Token, Users, hash_password_with};
 use base64::Engine;
 use serde_json::Value;
-use xnat_core::auth::{Token, Users, hash_password_with};
-use xnat_core::tree::Tree;
+use xnat_core::fs::tree::Tree;
 
 use crate::auth::PYXNAT_401;
 use crate::{Context, Request, Response, handle};

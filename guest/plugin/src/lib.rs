@@ -13,15 +13,18 @@ wit_bindgen::generate!({
 use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
 use xnat::archive::holders;
 use xnat::archive::types as wit;
-use xnat_core::archive::{self, Faults, Overwrite, Params};
-use xnat_core::prearchive::{Prearchive, Row, SessionRef};
-use xnat_core::{refresh, resource, tree::Tree};
+use xnat_core::fs::tree::Tree;
+use xnat_core::import::archive;
+use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
+use xnat_core::import::request::{Faults, Overwrite, Params};
+use xnat_core::progress::Progress;
+use xnat_core::refresh::{self, resource};
 
 /// Where the host grants the archive tree inside the component.
 const ARCHIVE: &str = "/archive";
 /// Where the host grants the prearchive tree inside the component.
 const PREARCHIVE: &str = "/prearchive";
-/// The test-only switches of an archive (`archive::Faults`), which the host passes through from its own
+/// The test-only switches of an archive (`request::Faults`), which the host passes through from its own
 /// environment: stop the process dead at a numbered point; pause while holding the session's lock.
 const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
 const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
@@ -31,7 +34,7 @@ struct Plugin;
 /// The tree the host granted at `path`. Its locks name this instance to the host (WIT `holders`), so that
 /// the host can say when a lock's instance is gone and the lock may be taken over at once.
 fn granted(path: &str) -> Tree {
-    xnat_core::lock::set_instances(xnat_core::lock::Instances { this: holders::this, alive: holders::alive });
+    xnat_core::fs::lock::set_instances(xnat_core::fs::lock::Instances { this: holders::this, alive: holders::alive });
     Tree::new(path)
 }
 
@@ -155,7 +158,7 @@ impl archiver::Guest for Plugin {
 /// Progress goes to the host's `progress` import.
 struct HostProgress;
 
-impl refresh::Progress for HostProgress {
+impl Progress for HostProgress {
     fn begin(&mut self, phase: &str, total: u64) {
         xnat::archive::progress::begin(phase, total);
     }

@@ -8,14 +8,15 @@
 //! again until the `posted` mark. A numbered fault point after every step lets tests stop the process dead
 //! at each one.
 
-use crate::archive::{Faults, Overwrite};
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::layout::document_root;
-use crate::plan::{Plan, Step, relative_uri};
-use crate::prearchive::{Prearchive, SessionRef};
-use crate::session::SessionDoc;
-use crate::tree::{Kind, RelPath, Tree};
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::plan::{Plan, Step};
+use crate::import::prearchive::{Prearchive, SessionRef};
+use crate::import::request::{Faults, Overwrite};
+use crate::model::catalog::Catalog;
+use crate::model::session::SessionDoc;
+use crate::site::layout::document_root;
+use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use std::collections::BTreeMap;
@@ -68,12 +69,17 @@ impl Checkpoints {
         if cfg!(feature = "test-switches") && self.faults.point == Some(self.seen) {
             std::process::exit(86);
         }
-        crate::lock::Lock::renew_due()
+        crate::fs::lock::Lock::renew_due()
     }
 }
 
 impl Journal {
-    pub fn from_plan(plan: &Plan, experiment_id: String, subject_id: String, params: &crate::archive::Params) -> Self {
+    pub fn from_plan(
+        plan: &Plan,
+        experiment_id: String,
+        subject_id: String,
+        params: &crate::import::request::Params,
+    ) -> Self {
         Journal {
             session: plan.session.clone(),
             project: plan.project.clone(),
@@ -336,7 +342,7 @@ impl Journal {
         }
         cp.pass()?;
         let incoming = SessionDoc::parse(&pre.read(&snapshot(&self.session))?)
-            .map_err(|why| crate::session::unreadable(snapshot(&self.session).as_str(), &why))?;
+            .map_err(|why| crate::model::session::unreadable(snapshot(&self.session).as_str(), &why))?;
         let doc = self.experiment_document(arch, incoming)?;
         let doc_path = self.target.parent().join(&format!("{}.xml", self.label))?;
         arch.write_atomic(&doc_path, doc.to_xml().as_bytes())?;
@@ -345,7 +351,7 @@ impl Journal {
         arch.create_dir_all(&logs)?;
         let line = format!(
             "{} archived {} as {} ({}), subject {} ({}), overwrite={}\n",
-            crate::audit::Stamp::now(None, None).audit_date(),
+            crate::model::audit::Stamp::now(None, None).audit_date(),
             self.session.url(),
             self.label,
             self.experiment_id,
@@ -530,7 +536,7 @@ fn rewrite_uris(el: &mut Element, session_dir: &RelPath, scan_ids: &BTreeMap<Str
     if let Some(uri) = el.attr("URI").map(str::to_string)
         && let Some(rel) = relative_uri(&uri, session_dir)
     {
-        el.set_attr("URI", crate::plan::map_path(&rel, scan_ids));
+        el.set_attr("URI", crate::import::plan::map_path(&rel, scan_ids));
     }
     for c in el.elements_mut() {
         rewrite_uris(c, session_dir, scan_ids);
@@ -583,8 +589,8 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
             Err(_) => false,
         })
     };
-    let mut by_uri: BTreeMap<String, crate::catalog::EntryLoc> = BTreeMap::new();
-    let mut by_uid: BTreeMap<String, (crate::catalog::EntryLoc, String)> = BTreeMap::new();
+    let mut by_uri: BTreeMap<String, crate::model::catalog::EntryLoc> = BTreeMap::new();
+    let mut by_uid: BTreeMap<String, (crate::model::catalog::EntryLoc, String)> = BTreeMap::new();
     for loc in target.entry_locs() {
         let e = target.entry(&loc);
         let uri = e.uri().unwrap_or("").trim_start_matches("./").to_string();

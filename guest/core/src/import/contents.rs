@@ -5,12 +5,12 @@
 //! A file is reachable only through its catalog: a path that no entry of the resource's catalog names is
 //! not found, so these listings never expose anything but the session's own listed files.
 
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::plan::relative_uri;
-use crate::prearchive::{Prearchive, SessionRef};
-use crate::session::{Scan, ScanFile, SessionDoc};
-use crate::tree::{Kind, RelPath};
+use crate::fs::tree::{Kind, RelPath};
+use crate::import::prearchive::{Prearchive, SessionRef};
+use crate::model::catalog::Catalog;
+use crate::model::session::{Scan, ScanFile, SessionDoc};
+use crate::site::names::relative_uri;
 
 /// A scan row: XNAT's `ID`, `type`, `series_description`, `xsiType`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,7 @@ fn listed(pre: &Prearchive, s: &SessionRef, file: &ScanFile) -> Result<Option<Li
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::Tree;
+    use crate::fs::tree::Tree;
     use std::fs;
 
     const DOC: &str = r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="" project="P" label="S1">

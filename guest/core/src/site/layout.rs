@@ -18,8 +18,8 @@
 //! reconstructions; a scan covers all its resources.
 
 use crate::error::{Error, Result};
-use crate::tree::{Kind, RelPath, Tree};
-use crate::uri::{ExperimentRef, Item, ResourceUri, Side};
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::site::uri::{ExperimentRef, Item, ResourceUri, Side};
 use crate::xml::{self, Element};
 
 /// The archive folder new experiments go to (XNAT's default `current_arc`).

@@ -5,14 +5,17 @@
 //!
 //! `validate-archive` turns a plan into its notices; `archive` executes it (`journal.rs`).
 
-use crate::archive::{Notice, NoticeKind, Overwrite, Params};
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
-use crate::prearchive::{Prearchive, SessionRef};
-use crate::session::{SessionDoc, clean_value};
-use crate::tree::{Kind, RelPath, Tree};
-use crate::uri::{ExperimentRef, Item, ResourceUri};
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::checks::{check_dicom, check_entries, check_uris};
+use crate::import::incoming::{catalog_entries, files_below, find_catalogs};
+use crate::import::prearchive::{Prearchive, SessionRef};
+use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
+use crate::model::catalog::Catalog;
+use crate::model::session::{SessionDoc, clean_value};
+use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
+use crate::site::names::{check_project_id, identifier_problem, valid_identifier};
+use crate::site::uri::{ExperimentRef, Item, ResourceUri};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The subject an archived session will belong to.
@@ -62,7 +65,7 @@ pub struct Plan {
 
 impl Plan {
     fn notice(&mut self, code: u32, kind: NoticeKind, message: impl Into<String>) {
-        self.notices.push(Notice { code, kind, message: message.into() });
+        self.notices.push(Notice::new(code, kind, message));
     }
 
     pub fn has(&self, code: u32) -> bool {
@@ -172,50 +175,15 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         check_existing(&mut plan, arch, &dir, doc.as_ref())?;
         plan.existing = Some(Existing { dir, doc });
     }
-    check_uris(&mut plan);
-    check_entries(&mut plan, pre)?;
-    check_dicom(&mut plan, pre)?;
+    let dir = plan.session.dir();
+    plan.notices.extend(check_uris(&dir, &plan.incoming));
+    plan.notices.extend(check_entries(pre, &dir)?);
+    plan.notices.extend(check_dicom(pre, &dir, &plan.incoming)?);
     if plan.existing.is_some() {
         plan_merge(&mut plan, pre, arch, params.overwrite)?;
     }
     plan.notices.sort_by_key(|n| n.code);
     Ok(plan)
-}
-
-/// XNAT's rule for IDs and labels after cleaning (`XftStringUtils.REGEX_VALID_ID`), and at most
-/// [`MAX_IDENTIFIER`] characters.
-fn valid_identifier(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_IDENTIFIER && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// The longest project id, subject or session label (and prearchive session folder) accepted: each becomes a
-/// file or folder name, also inside longer ones (`.<label>.lock`, `.~xnat-tmp-<label>.xml.<unique>`), and a
-/// name the file system cannot hold must be refused as a bad request before anything is written.
-pub const MAX_IDENTIFIER: usize = 200;
-
-/// Why `s` is not a valid identifier, for validation notices.
-fn identifier_problem(s: &str) -> String {
-    if s.len() > MAX_IDENTIFIER {
-        format!(
-            "Identifiers cannot be longer than {MAX_IDENTIFIER} characters: {}...",
-            s.chars().take(32).collect::<String>()
-        )
-    } else {
-        format!("Identifiers cannot use special characters: {s}")
-    }
-}
-
-/// A project id a request names (an archive's `project` or `dest`, a move's `newProject`) must be an XNAT
-/// identifier. A plain folder name is not enough: `..%2fB` would become a folder whose URI
-/// (`/archive/projects/..%2fB/...`) decodes to a path out of the tree, so that no request could name it.
-pub fn check_project_id(project: &str) -> Result<()> {
-    if valid_identifier(project) {
-        return Ok(());
-    }
-    Err(Error::BadRequest(format!(
-        "{project:?} is not a valid project id: XNAT project ids are letters, digits, '-' and '_', at most \
-         {MAX_IDENTIFIER} of them"
-    )))
 }
 
 /// Two spellings of one parameter must agree (D3).
@@ -423,203 +391,6 @@ fn rename_scan(id: &str, code: &str, taken: &BTreeSet<String>) -> String {
     (1..).map(|n| format!("{stem}-{code}{n}")).find(|c| !taken.contains(c)).expect("some name is free")
 }
 
-/// Every catalog file (by name or content) directly in a resource folder or below it.
-fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
-    let mut out = Vec::new();
-    if !tree.is_dir(folder)? {
-        return Ok(out);
-    }
-    for (name, kind) in tree.list(folder)? {
-        let p = folder.join(&name)?;
-        match kind {
-            Kind::Dir => out.extend(find_catalogs(tree, &p)?),
-            Kind::File { .. } if name.ends_with("_catalog.xml") => out.push(p),
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// A catalog's entries as (path relative to the catalog folder, SOP UID, is dcmEntry).
-fn catalog_entries(cat: &Catalog) -> Vec<(String, Option<String>, bool)> {
-    cat.entry_locs()
-        .iter()
-        .map(|l| {
-            let e = cat.entry(l);
-            (
-                e.uri().unwrap_or("").trim_start_matches("./").to_string(),
-                e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string),
-                e.is_dicom(),
-            )
-        })
-        .collect()
-}
-
-/// Codes 21, 20 and 22 on the incoming session's scan resources.
-fn check_dicom(plan: &mut Plan, pre: &Tree) -> Result<()> {
-    let dir = plan.session.dir();
-    for scan in plan.incoming.scans() {
-        for file in &scan.files {
-            let Some(rel) = relative_uri(&file.uri, &dir) else { continue };
-            let Ok(cat_path) = dir.join_path(&rel) else { continue };
-            let bytes = match pre.read(&cat_path) {
-                Ok(b) => b,
-                Err(Error::NotFound(_)) => {
-                    plan.notice(21, NoticeKind::Warn, "Expected a catalog file, however it was missing.");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let Ok(cat) = Catalog::parse(&bytes) else {
-                plan.notice(21, NoticeKind::Warn, format!("Expected a catalog file, however {rel} cannot be read."));
-                continue;
-            };
-            let entries = catalog_entries(&cat);
-            let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
-            let folder = cat_path.parent();
-            let mut on_disk = Vec::new();
-            files_below(pre, &folder, "", &mut on_disk)?;
-            let unlisted: Vec<&String> =
-                on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
-            if !unlisted.is_empty() {
-                plan.notice(
-                    20,
-                    NoticeKind::Warn,
-                    format!(
-                        "Scan {} resource {} holds files its catalog does not list: {}",
-                        scan.id,
-                        file.label,
-                        unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            }
-            if file.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("DICOM"))
-                && entries.iter().any(|(_, uid, dcm)| !dcm || uid.is_none())
-            {
-                plan.notice(
-                    20,
-                    NoticeKind::Warn,
-                    format!(
-                        "Scan {} resource {} is DICOM but lists entries that are not DICOM or have no UID",
-                        scan.id, file.label
-                    ),
-                );
-            }
-            let mut seen = BTreeSet::new();
-            for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
-                if !seen.insert(uid) {
-                    plan.notice(22, NoticeKind::Warn, format!("Duplicate SOP Instance UID {uid} in scan {}", scan.id));
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
-/// catalog's folder. An entry without its file would be archived as a promise the archive cannot keep
-/// (and with overwrite=delete could replace an archived instance with nothing).
-fn check_entries(plan: &mut Plan, pre: &Tree) -> Result<()> {
-    for cat_path in find_catalogs(pre, &plan.session.dir())? {
-        let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
-        let folder = cat_path.parent();
-        let mut missing = Vec::new();
-        for (uri, _, _) in catalog_entries(&cat) {
-            let ok = match folder.join_path(&uri) {
-                Ok(p) => matches!(pre.kind(&p)?, Some(Kind::File { .. })),
-                Err(_) => false,
-            };
-            if !ok {
-                missing.push(uri);
-            }
-        }
-        if !missing.is_empty() {
-            let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
-            let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
-            let rel = cat_path.strip_prefix(&plan.session.dir()).unwrap_or(cat_path.as_str()).to_string();
-            plan.notice(
-                21,
-                NoticeKind::Fail,
-                format!(
-                    "Catalog {rel} lists files that are not in its folder: {}{more}; \
-                     put the files back or refresh the catalog before archiving",
-                    shown.join(", ")
-                ),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Every file below `folder`, as paths relative to it.
-fn files_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-    if !tree.is_dir(folder)? {
-        return Ok(());
-    }
-    for (name, kind) in tree.list(folder)? {
-        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
-        match kind {
-            Kind::Dir => files_below(tree, &folder.join(&name)?, &rel, out)?,
-            _ => out.push(rel),
-        }
-    }
-    Ok(())
-}
-
-/// A resource URI from a session document as a path relative to the session folder (D15), or `None` when
-/// it does not name a place inside the session. Relative URIs (`SCANS/2/...`, `./SCANS/...`) are taken as
-/// they are; absolute ones written by XNAT (`/data/prearchive/P/TS/F/SCANS/...`) are cut after the
-/// session's own `/<TIMESTAMP>/<FOLDER>/`. Backslashes count as separators. Refused: `..`, `.` and empty
-/// segments, absolute paths elsewhere, Windows drive paths (`C:`), NUL.
-pub fn relative_uri(uri: &str, session_dir: &RelPath) -> Option<String> {
-    let uri = uri.replace('\\', "/");
-    let rel = if uri.starts_with('/') {
-        let marker = format!("/{}/{}/", session_dir.parent().name(), session_dir.name());
-        uri.rfind(&marker).map(|i| uri[i + marker.len()..].to_string())?
-    } else {
-        let mut u = uri.as_str();
-        while let Some(rest) = u.strip_prefix("./") {
-            u = rest;
-        }
-        u.to_string()
-    };
-    let inside = !rel.is_empty()
-        && rel.split('/').all(|seg| crate::tree::check_segment(seg).is_ok())
-        && !rel.split('/').next().is_some_and(|first| first.contains(':'));
-    inside.then_some(rel)
-}
-
-/// Code 13: every resource `URI` of the incoming document (scans, session resources, assessors,
-/// reconstructions) must name a place inside the session folder; one that points into another session,
-/// at a host path or a drive, or climbs out with `..`, fails validation and so cannot be archived.
-fn check_uris(plan: &mut Plan) {
-    let dir = plan.session.dir();
-    let mut bad = Vec::new();
-    collect_bad_uris(plan.incoming.root(), &dir, &mut bad);
-    for uri in bad {
-        plan.notice(
-            13,
-            NoticeKind::Fail,
-            format!(
-                "Invalid resource URI {uri:?}: resource catalogs must lie inside the session folder \
-                 (a path relative to it, such as SCANS/1/DICOM/scan_1_catalog.xml); fix the session document"
-            ),
-        );
-    }
-}
-
-fn collect_bad_uris(el: &crate::xml::Element, dir: &RelPath, out: &mut Vec<String>) {
-    if let Some(uri) = el.attr("URI")
-        && relative_uri(uri, dir).is_none()
-    {
-        out.push(uri.to_string());
-    }
-    for c in el.elements() {
-        collect_bad_uris(c, dir, out);
-    }
-}
-
 /// The moves, backups and catalog merges of an archive into an existing experiment, and code 14.
 fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) -> Result<()> {
     let src = plan.session.dir();
@@ -751,44 +522,5 @@ mod tests {
         assert_eq!(map_path("SCANS/4/DICOM/scan_4_catalog.xml", &ids), "SCANS/4-MR2/DICOM/scan_4-MR2_catalog.xml");
         assert_eq!(map_path("SCANS/4/DICOM/a.dcm", &ids), "SCANS/4-MR2/DICOM/a.dcm");
         assert_eq!(map_path("RESOURCES/4/x", &ids), "RESOURCES/4/x");
-    }
-
-    #[test]
-    fn project_ids_are_xnat_identifiers() {
-        for good in ["DEMO", "trial_2", "A-1", "Unassigned"] {
-            assert!(check_project_id(good).is_ok(), "{good}");
-        }
-        for bad in ["", "..", ".", "../B", "..%2fB", "%2e%2e", "a/b", "a\\b", "A B", "P.1", "/B"] {
-            let e = check_project_id(bad).unwrap_err();
-            assert!(matches!(&e, Error::BadRequest(m) if m.contains("not a valid project id")), "{bad}: {e:?}");
-        }
-    }
-
-    #[test]
-    fn relative_uris() {
-        let dir = RelPath::new("P/20240101_000000000/S1").unwrap();
-        assert_eq!(relative_uri("SCANS/2/DICOM/c.xml", &dir).as_deref(), Some("SCANS/2/DICOM/c.xml"));
-        assert_eq!(relative_uri("./SCANS/2/c.xml", &dir).as_deref(), Some("SCANS/2/c.xml"));
-        assert_eq!(
-            relative_uri("/data/xnat/prearchive/P/20240101_000000000/S1/SCANS/2/c.xml", &dir).as_deref(),
-            Some("SCANS/2/c.xml")
-        );
-        assert_eq!(relative_uri("/elsewhere/c.xml", &dir), None);
-        for outside in [
-            "../20240101_000000000/OTHER/SCANS/2/c.xml",
-            "SCANS/../../OTHER/c.xml",
-            "..\\..\\OTHER\\c.xml",
-            "SCANS\\2\\..\\..\\..\\c.xml",
-            "/etc/passwd",
-            "/data/xnat/prearchive/P/20240101_000000000/OTHER/SCANS/2/c.xml",
-            "C:\\xnat\\prearchive\\c.xml",
-            "C:/xnat/c.xml",
-            "",
-            "./",
-            "SCANS//c.xml",
-        ] {
-            assert_eq!(relative_uri(outside, &dir), None, "{outside}");
-        }
-        assert_eq!(relative_uri("SCANS\\2\\c.xml", &dir).as_deref(), Some("SCANS/2/c.xml"));
     }
 }

@@ -2,7 +2,7 @@
 //! on request. Files are streamed through one reusable buffer, so memory does not grow with file size.
 
 use crate::error::{Error, Result};
-use crate::tree::{RelPath, Tree};
+use crate::fs::tree::{RelPath, Tree};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 use std::io::Read;

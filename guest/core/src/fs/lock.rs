@@ -17,7 +17,7 @@
 //! linked into place. Not for: deciding what to do about an interrupted operation (the journal does that).
 
 use crate::error::{Error, Result};
-use crate::tree::{RelPath, TEMP_PREFIX, Tree};
+use crate::fs::tree::{RelPath, TEMP_PREFIX, Tree};
 use std::cell::{Cell, RefCell};
 
 /// How long a lease lasts without renewal: the longest a dead holder's lock keeps others out.

@@ -14,9 +14,9 @@
 //! in-progress status of a held lock (`_ARCHIVING`, ...).
 
 use crate::error::{Error, Result};
-use crate::lock::Lock;
-use crate::session::SessionDoc;
-use crate::tree::{Kind, RelPath, Tree, check_segment};
+use crate::fs::lock::Lock;
+use crate::fs::tree::{Kind, RelPath, Tree, check_segment};
+use crate::model::session::SessionDoc;
 use percent_encoding::percent_decode_str;
 
 /// The pseudo-project of sessions that have none.
@@ -39,7 +39,7 @@ impl SessionRef {
     pub fn new(project: Option<&str>, timestamp: &str, folder: &str) -> Result<SessionRef> {
         let project = project.filter(|p| !p.is_empty() && *p != UNASSIGNED);
         if let Some(p) = project
-            && (is_timestamp(p) || crate::plan::check_project_id(p).is_err())
+            && (is_timestamp(p) || crate::site::names::check_project_id(p).is_err())
         {
             return Err(Error::BadRequest(format!(
                 "{p:?} is not a prearchive project: project ids are XNAT identifiers (letters, digits, '-', '_') \
@@ -52,11 +52,11 @@ impl SessionRef {
                  /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
             )));
         }
-        if check_segment(folder).is_err() || skipped_name(folder) || folder.len() > crate::plan::MAX_IDENTIFIER {
+        if check_segment(folder).is_err() || skipped_name(folder) || folder.len() > crate::site::names::MAX_IDENTIFIER {
             return Err(Error::BadRequest(format!(
                 "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names, at most \
                  {} bytes)",
-                crate::plan::MAX_IDENTIFIER
+                crate::site::names::MAX_IDENTIFIER
             )));
         }
         Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })
@@ -298,7 +298,7 @@ impl<'a> Prearchive<'a> {
                 if project.is_none_or(|p| p == UNASSIGNED) {
                     out.push((None, name.clone(), RelPath::new(&name)?));
                 }
-            } else if project.is_none_or(|p| p == name) && crate::plan::check_project_id(&name).is_ok() {
+            } else if project.is_none_or(|p| p == name) && crate::site::names::check_project_id(&name).is_ok() {
                 let pdir = RelPath::new(&name)?;
                 for (ts, k) in self.tree.list(&pdir)? {
                     if k == Kind::Dir && is_timestamp(&ts) {
@@ -346,9 +346,9 @@ impl<'a> Prearchive<'a> {
         let path = s.document();
         match self.tree.read(&path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Ok(bytes) => {
-                SessionDoc::parse(&bytes).map(Some).map_err(|why| crate::session::unreadable(path.as_str(), &why))
-            }
+            Ok(bytes) => SessionDoc::parse(&bytes)
+                .map(Some)
+                .map_err(|why| crate::model::session::unreadable(path.as_str(), &why)),
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -486,7 +486,7 @@ impl<'a> Prearchive<'a> {
     /// Moves a session to another project (or `Unassigned`): document first, then the folder, then the
     /// old document, so a crash at any point loses nothing. The moved session is READY.
     pub fn move_to(&self, s: &SessionRef, new_project: &str) -> Result<SessionRef> {
-        crate::plan::check_project_id(new_project)?;
+        crate::site::names::check_project_id(new_project)?;
         self.require(s)?;
         let target = SessionRef::new(Some(new_project), &s.timestamp, &s.folder)?;
         if target == *s {

@@ -1,13 +1,13 @@
 //! The resource-URI grammar of XNAT's refresh and resource services (`catalog-refresh.md` §2.3):
 //! `/data/archive/projects/P/subjects/S/experiments/E/scans/1/resources/DICOM` and its relatives.
 //!
-//! Parsing only checks the shape and the segments; finding the folders is [`crate::layout`]'s job.
+//! Parsing only checks the shape and the segments; finding the folders is [`crate::site::layout`]'s job.
 //! A leading `/data` or `/REST` and the `/archive` step are optional. Segments are percent-decoded once;
 //! a segment that is empty, `.`, `..` or holds a separator (also when encoded) is refused, so no URI can
 //! name anything outside the archive.
 
 use crate::error::{Error, Result};
-use crate::tree::check_segment;
+use crate::fs::tree::check_segment;
 use percent_encoding::percent_decode_str;
 
 /// How an experiment is named.

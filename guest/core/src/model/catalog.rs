@@ -334,7 +334,7 @@ fn prune_empty_containers(el: &mut Element, cat: &str) {
 mod tests {
     use super::*;
 
-    const SCAN_4: &[u8] = include_bytes!("../../../tests/fixtures/scan_4_catalog.xml");
+    const SCAN_4: &[u8] = include_bytes!("../../../../tests/fixtures/scan_4_catalog.xml");
 
     fn fixture(name: &str) -> Vec<u8> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");

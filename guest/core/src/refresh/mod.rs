@@ -13,16 +13,20 @@
 //!   since it was read (D7), under a `.~lock-<catalog>.refresh` lock file created exclusively (D13);
 //! * `verify` and `dry-run` compute the same report and write nothing.
 
-use crate::audit::{Stamp, append_change_set};
-use crate::catalog::{Catalog, CatalogKind, EntryLoc};
-pub use crate::digest::Algorithm;
-use crate::digest::Hasher;
-use crate::document;
+pub mod resource;
+
 use crate::error::{Error, Result};
-use crate::layout::{Archive, ResourceDir};
-use crate::lock::Lock;
-use crate::tree::{Kind, RelPath, TEMP_PREFIX, Tree};
-use crate::uri::ResourceUri;
+use crate::fs::lock::Lock;
+use crate::fs::tree::{Kind, RelPath, TEMP_PREFIX, Tree};
+use crate::model::audit::{Stamp, append_change_set};
+use crate::model::catalog::{Catalog, CatalogKind, EntryLoc};
+pub use crate::model::digest::Algorithm;
+use crate::model::digest::Hasher;
+use crate::progress::Progress;
+use crate::site::document;
+use crate::site::layout::{Archive, ResourceDir};
+use crate::site::uri::ResourceUri;
+use crate::xml::{Element, Node};
 use percent_encoding::percent_decode_str;
 use std::collections::HashMap;
 
@@ -107,22 +111,6 @@ pub struct ResourceReport {
     pub file_count: u64,
     pub file_size: u64,
     pub stats_written: bool,
-}
-
-/// Where long work reports how far it is.
-pub trait Progress {
-    fn begin(&mut self, phase: &str, total: u64);
-    fn advance(&mut self, units: u64);
-    fn end(&mut self);
-}
-
-/// A progress sink that ignores everything.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn begin(&mut self, _: &str, _: u64) {}
-    fn advance(&mut self, _: u64) {}
-    fn end(&mut self) {}
 }
 
 /// Refreshes every resource the request names, one after another. A malformed or unknown URI fails the
@@ -251,138 +239,134 @@ impl Job<'_> {
         original: Option<&[u8]>,
         catalog: &mut Catalog,
     ) -> Result<()> {
-        let folder = &self.dir.folder;
-        let o = self.options;
         // 3. Index the entries by the relative path they stand for.
-        let mut index: HashMap<String, Indexed> = HashMap::new();
-        for loc in catalog.entry_locs() {
-            let entry = catalog.entry(&loc);
-            match entry_key(entry.element(), folder) {
-                Some(key) => {
-                    if let Some(prev) = index.insert(key.clone(), Indexed { loc, seen: Seen::No }) {
-                        let _ = prev;
-                        report.skipped.push(Skipped {
-                            path: key,
-                            reason:
-                                "listed twice in the catalog; the last entry is used, the earlier one left as it is"
-                                    .into(),
-                        });
-                    }
-                }
-                None => report.skipped.push(Skipped {
-                    path: entry.attr("ID").unwrap_or("").to_string(),
-                    reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
-                }),
-            }
-        }
-
+        let mut index = index_entries(catalog, &self.dir.folder, report);
         // 4. Walk the folder.
         let mut files = Vec::new();
-        if let Some(second) = self.walk(folder, "", catalog_path, &mut files, &mut report.skipped)? {
+        if let Some(second) = self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut report.skipped)? {
             report.outcome = Outcome::Skipped(format!(
                 "a second catalog lies in the folder ({second}); nothing was changed — XNAT would skip this resource silently; move the extra catalog out"
             ));
             report.skipped.clear();
             return Ok(());
         }
-        for (rel, kind) in &files {
-            if let Some(ix) = index.get_mut(rel) {
-                ix.seen = match kind {
-                    Kind::File { len } => Seen::File(*len),
-                    _ => Seen::Untouchable,
-                };
-            }
-        }
-        // Entries below something the walk could not enter (a symbolic link to a folder, a name that is
-        // not UTF-8, a special file) cannot be checked: they are kept and reported, never deleted.
-        let blocked: Vec<&str> =
-            files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
-        if !blocked.is_empty() {
-            let mut below: Vec<(&String, &mut Indexed)> = index
-                .iter_mut()
-                .filter(|(key, ix)| {
-                    ix.seen == Seen::No
-                        && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
-                })
-                .collect();
-            below.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, ix) in below {
-                ix.seen = Seen::Untouchable;
-                report.skipped.push(Skipped {
-                    path: key.clone(),
-                    reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
-                });
-            }
-        }
-        let to_hash: u64 =
-            if o.checksum { files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64 } else { 0 };
-        self.progress.begin(&self.dir.uri, to_hash);
-
+        mark_seen(&mut index, &files, report);
         // 5. Update the entries whose files exist; append the others.
-        let mut modified_entries = 0usize;
+        let (modified, new_entries) = self.update_entries(catalog, &index, &files, report)?;
+        // 6. Entries whose files are gone, and the new ones in place.
+        let gone = self.settle(catalog, &index, new_entries, report);
+        // 7. Write what changed.
+        let changed = Changes { modified, gone };
+        self.write(report, catalog_path, original, catalog, changed)
+    }
+
+    /// Updates the entries of the files found and makes entries for the files the catalog lacks (with
+    /// their sizes, added in [`Job::settle`]). Returns how many entries changed, and the new ones.
+    fn update_entries(
+        &mut self,
+        catalog: &mut Catalog,
+        index: &HashMap<String, Indexed>,
+        files: &[(String, Kind)],
+        report: &mut ResourceReport,
+    ) -> Result<(usize, Vec<(Element, u64)>)> {
+        let to_hash = if self.options.checksum {
+            files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64
+        } else {
+            0
+        };
+        self.progress.begin(&self.dir.uri, to_hash);
+        let mut modified = 0usize;
         let mut new_entries = Vec::new();
-        for (rel, kind) in &files {
+        for (rel, kind) in files {
             let Kind::File { len } = kind else { continue };
             Lock::renew_due()?;
-            let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
-            let file = folder.join_path(rel)?;
+            let file = self.dir.folder.join_path(rel)?;
             if let Some(ix) = index.get(rel) {
-                let loc = ix.loc.clone();
-                let stored = catalog.entry(&loc).attr("digest").map(str::to_string);
-                let is_dicom = catalog.entry(&loc).is_dicom();
-                let digest =
-                    if o.checksum { Some(self.check_digest(&file, rel, stored.as_deref(), report)?) } else { None };
-                let mut e = catalog.entry_mut(&loc);
-                let mut changed = false;
-                if let Some(user) = &self.stamp.user {
-                    changed |= e.fill_attr("createdBy", user);
-                }
-                changed |= e.fill_attr("createdTime", &self.stamp.entry_time());
-                changed |= e.fill_attr("createdEventId", &self.stamp.event_id.to_string());
-                changed |= e.set_attr("ID", rel);
-                changed |= e.set_attr("cachePath", rel);
-                changed |= e.set_attr("name", &name);
-                changed |= e.set_meta_field("SIZE", &len.to_string());
-                if is_dicom {
-                    changed |= e.set_attr("format", "DICOM");
-                }
-                if let Some(d) = digest {
-                    changed |= e.set_attr("digest", &d);
-                }
-                if changed {
-                    if let Some(user) = &self.stamp.user {
-                        e.set_attr("modifiedBy", user);
-                    }
-                    e.set_attr("modifiedTime", &self.stamp.entry_time());
-                    e.set_attr("modifiedEventId", &self.stamp.event_id.to_string());
+                if self.update_entry(catalog, &ix.loc, rel, &file, *len, report)? {
                     report.modified.push(rel.clone());
-                    modified_entries += 1;
+                    modified += 1;
                 }
-            } else if o.append {
-                let mut e = catalog.new_entry(rel);
-                e.attrs.push(("ID".into(), rel.clone()));
-                e.attrs.push(("cachePath".into(), rel.clone()));
-                e.attrs.push(("name".into(), name));
-                e.attrs.push(("createdTime".into(), self.stamp.entry_time()));
-                e.attrs.push(("createdEventId".into(), self.stamp.event_id.to_string()));
-                if let Some(user) = &self.stamp.user {
-                    e.attrs.push(("createdBy".into(), user.clone()));
-                }
-                if o.checksum {
-                    let d = self.hasher.file(self.tree, &file, self.req.algorithm, &mut |_| {})?;
-                    self.progress.advance(1);
-                    e.attrs.push(("digest".into(), d));
-                }
-                new_entries.push((e, *len));
+            } else if self.options.append {
+                new_entries.push((self.new_entry(catalog, rel, &file)?, *len));
                 report.added.push(rel.clone());
             }
         }
         self.progress.end();
+        Ok((modified, new_entries))
+    }
 
-        // 6. Entries whose files are gone.
-        let mut gone = Vec::new();
-        let mut count = 0u64;
-        let mut size = 0u64;
+    /// Brings one entry in line with its file (`rel`, `len` bytes); whether it changed.
+    fn update_entry(
+        &mut self,
+        catalog: &mut Catalog,
+        loc: &EntryLoc,
+        rel: &str,
+        file: &RelPath,
+        len: u64,
+        report: &mut ResourceReport,
+    ) -> Result<bool> {
+        let stored = catalog.entry(loc).attr("digest").map(str::to_string);
+        let is_dicom = catalog.entry(loc).is_dicom();
+        let digest =
+            if self.options.checksum { Some(self.check_digest(file, rel, stored.as_deref(), report)?) } else { None };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let stamp = &self.stamp;
+        let mut e = catalog.entry_mut(loc);
+        let mut changed = false;
+        if let Some(user) = &stamp.user {
+            changed |= e.fill_attr("createdBy", user);
+        }
+        changed |= e.fill_attr("createdTime", &stamp.entry_time());
+        changed |= e.fill_attr("createdEventId", &stamp.event_id.to_string());
+        changed |= e.set_attr("ID", rel);
+        changed |= e.set_attr("cachePath", rel);
+        changed |= e.set_attr("name", name);
+        changed |= e.set_meta_field("SIZE", &len.to_string());
+        if is_dicom {
+            changed |= e.set_attr("format", "DICOM");
+        }
+        if let Some(d) = digest {
+            changed |= e.set_attr("digest", &d);
+        }
+        if changed {
+            if let Some(user) = &stamp.user {
+                e.set_attr("modifiedBy", user);
+            }
+            e.set_attr("modifiedTime", &stamp.entry_time());
+            e.set_attr("modifiedEventId", &stamp.event_id.to_string());
+        }
+        Ok(changed)
+    }
+
+    /// A new entry for a file the catalog lacks (its size is added in [`Job::settle`]).
+    fn new_entry(&mut self, catalog: &Catalog, rel: &str, file: &RelPath) -> Result<Element> {
+        let mut e = catalog.new_entry(rel);
+        e.attrs.push(("ID".into(), rel.to_owned()));
+        e.attrs.push(("cachePath".into(), rel.to_owned()));
+        e.attrs.push(("name".into(), rel.rsplit('/').next().unwrap_or(rel).to_owned()));
+        e.attrs.push(("createdTime".into(), self.stamp.entry_time()));
+        e.attrs.push(("createdEventId".into(), self.stamp.event_id.to_string()));
+        if let Some(user) = &self.stamp.user {
+            e.attrs.push(("createdBy".into(), user.clone()));
+        }
+        if self.options.checksum {
+            let d = self.hasher.file(self.tree, file, self.req.algorithm, &mut |_| {})?;
+            self.progress.advance(1);
+            e.attrs.push(("digest".into(), d));
+        }
+        Ok(e)
+    }
+
+    /// Removes the entries whose files are gone (with `delete`), appends the new ones with their sizes,
+    /// and counts the resource's files. Returns how many entries were removed.
+    fn settle(
+        &self,
+        catalog: &mut Catalog,
+        index: &HashMap<String, Indexed>,
+        new_entries: Vec<(Element, u64)>,
+        report: &mut ResourceReport,
+    ) -> usize {
+        let (mut gone, mut count, mut size) = (Vec::new(), 0u64, 0u64);
         let mut by_loc: Vec<(&String, &Indexed)> = index.iter().collect();
         by_loc.sort_by(|a, b| a.1.loc.cmp(&b.1.loc));
         for (key, ix) in by_loc {
@@ -392,7 +376,7 @@ impl Job<'_> {
                     size += len;
                 }
                 Seen::Untouchable => {}
-                Seen::No if o.delete => {
+                Seen::No if self.options.delete => {
                     gone.push(ix.loc.clone());
                     report.removed.push(key.clone());
                 }
@@ -401,27 +385,33 @@ impl Job<'_> {
         }
         catalog.remove_entries(&gone);
         for (mut e, len) in new_entries {
-            let mut sizes = crate::xml::Element::new(format!("{}metaFields", cat_prefix(catalog)));
-            let mut m = crate::xml::Element::new(format!("{}metaField", cat_prefix(catalog)));
-            m.attrs.push(("name".into(), "SIZE".into()));
-            m.children.push(crate::xml::Node::Text(len.to_string()));
-            sizes.children.push(crate::xml::Node::Element(m));
-            e.children.push(crate::xml::Node::Element(sizes));
+            e.children.push(Node::Element(size_meta_fields(catalog, len)));
             catalog.push_entry(e);
             count += 1;
             size += len;
         }
         report.file_count = count;
         report.file_size = size;
+        gone.len()
+    }
 
-        // 7. Write what changed.
+    /// Writes the catalog (if it changed and the mode writes) unless someone else changed it meanwhile, and
+    /// the owner's statistics; sets the report's outcome.
+    fn write(
+        &mut self,
+        report: &mut ResourceReport,
+        catalog_path: &RelPath,
+        original: Option<&[u8]>,
+        catalog: &mut Catalog,
+        changes: Changes,
+    ) -> Result<()> {
         let catalog_changed =
-            report.catalog_created || !report.added.is_empty() || modified_entries > 0 || !gone.is_empty();
+            report.catalog_created || !report.added.is_empty() || changes.modified > 0 || changes.gone > 0;
         let writing = self.req.mode == Mode::Apply;
         let mut wrote = false;
         if catalog_changed && writing {
             catalog.set_meta_field("PROJECT", &self.dir.project);
-            if let Some(cs) = self.stamp.change_set(report.added.len(), modified_entries, gone.len()) {
+            if let Some(cs) = self.stamp.change_set(report.added.len(), changes.modified, changes.gone) {
                 let audit = append_change_set(catalog.meta_field("AUDIT").as_deref(), &cs);
                 catalog.set_meta_field("AUDIT", &audit);
             }
@@ -436,10 +426,11 @@ impl Job<'_> {
             wrote = true;
         }
         let mut stats_changed = false;
-        if o.populate_stats
+        if self.options.populate_stats
             && let Some(owner) = &self.dir.owner
         {
-            stats_changed = document::set_stats(self.tree, owner, catalog_path, count, size, writing)?;
+            stats_changed =
+                document::set_stats(self.tree, owner, catalog_path, report.file_count, report.file_size, writing)?;
             report.stats_written = stats_changed && writing;
             wrote |= report.stats_written;
         }
@@ -587,7 +578,7 @@ fn root_is_catalog(head: &[u8]) -> bool {
                 let (prefix, local) = name.split_once(':').unwrap_or(("", &name));
                 let decl = if prefix.is_empty() { "xmlns".to_string() } else { format!("xmlns:{prefix}") };
                 let ns_ok = e.attributes().flatten().any(|a| {
-                    a.key.as_ref() == decl.as_bytes() && a.value.as_ref() == crate::catalog::CAT_NS.as_bytes()
+                    a.key.as_ref() == decl.as_bytes() && a.value.as_ref() == crate::model::catalog::CAT_NS.as_bytes()
                 });
                 return ns_ok && matches!(local, "Catalog" | "DCMCatalog");
             }
@@ -632,9 +623,84 @@ fn normalise(path: &str) -> String {
     decoded.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
 }
 
+/// How many entries a refresh changed and removed.
+struct Changes {
+    modified: usize,
+    gone: usize,
+}
+
+/// The catalog's entries by the relative path they stand for; entries listed twice or naming nothing are
+/// reported and left as they are.
+fn index_entries(catalog: &Catalog, folder: &RelPath, report: &mut ResourceReport) -> HashMap<String, Indexed> {
+    let mut index: HashMap<String, Indexed> = HashMap::new();
+    for loc in catalog.entry_locs() {
+        let entry = catalog.entry(&loc);
+        match entry_key(entry.element(), folder) {
+            Some(key) => {
+                if index.insert(key.clone(), Indexed { loc, seen: Seen::No }).is_some() {
+                    report.skipped.push(Skipped {
+                        path: key,
+                        reason: "listed twice in the catalog; the last entry is used, the earlier one left as it is"
+                            .into(),
+                    });
+                }
+            }
+            None => report.skipped.push(Skipped {
+                path: entry.attr("ID").unwrap_or("").to_string(),
+                reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
+            }),
+        }
+    }
+    index
+}
+
+/// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
+/// symbolic link to a folder, a name that is not UTF-8, a special file) cannot be checked: they are kept
+/// and reported, never deleted.
+fn mark_seen(index: &mut HashMap<String, Indexed>, files: &[(String, Kind)], report: &mut ResourceReport) {
+    for (rel, kind) in files {
+        if let Some(ix) = index.get_mut(rel) {
+            ix.seen = match kind {
+                Kind::File { len } => Seen::File(*len),
+                _ => Seen::Untouchable,
+            };
+        }
+    }
+    let blocked: Vec<&str> =
+        files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
+    if blocked.is_empty() {
+        return;
+    }
+    let mut below: Vec<(&String, &mut Indexed)> = index
+        .iter_mut()
+        .filter(|(key, ix)| {
+            ix.seen == Seen::No && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
+        })
+        .collect();
+    below.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, ix) in below {
+        ix.seen = Seen::Untouchable;
+        report.skipped.push(Skipped {
+            path: key.clone(),
+            reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
+        });
+    }
+}
+
+/// `<cat:metaFields><cat:metaField name="SIZE">len</cat:metaField></cat:metaFields>` in the catalog's prefix.
+fn size_meta_fields(catalog: &Catalog, len: u64) -> Element {
+    let mut fields = Element::new(format!("{}metaFields", cat_prefix(catalog)));
+    let mut field = Element::new(format!("{}metaField", cat_prefix(catalog)));
+    field.attrs.push(("name".into(), "SIZE".into()));
+    field.children.push(Node::Text(len.to_string()));
+    fields.children.push(Node::Element(field));
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::NoProgress;
     use std::fs;
     use std::path::Path;
 
@@ -830,7 +896,7 @@ mod tests {
         let r = run(&tree, Options::default(), Mode::Apply);
         assert!(r.stats_written);
         let doc = crate::xml::parse(&fs::read(d.path().join("P/arc001/E1.xml")).unwrap()).unwrap();
-        let res = crate::layout::find_all(&doc, &|e| e.local_name() == "resource").unwrap();
+        let res = crate::site::layout::find_all(&doc, &|e| e.local_name() == "resource").unwrap();
         assert_eq!((res.attr("file_count"), res.attr("file_size")), (Some("1"), Some("5")));
     }
 

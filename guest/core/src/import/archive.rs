@@ -5,97 +5,15 @@
 //! This file is the public surface: the request, the notices and the per-session outcomes.
 
 use crate::error::{Error, Result};
-use crate::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
-use crate::layout::{Archive, document_root};
-use crate::lock::Lock;
-use crate::plan::{Plan, plan};
-use crate::prearchive::{Prearchive, SessionRef, Status};
-use crate::refresh::Progress;
-use crate::tree::{Kind, RelPath, Tree};
+use crate::fs::lock::Lock;
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
+use crate::import::plan::{Plan, plan};
+use crate::import::prearchive::{Prearchive, SessionRef, Status};
+use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
+use crate::progress::Progress;
+use crate::site::layout::{Archive, document_root};
 use crate::xml::Element;
-
-/// XNAT's `overwrite` (D1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Overwrite {
-    /// An existing experiment is a conflict (409).
-    #[default]
-    None,
-    /// Merge new scans and files into an existing experiment; never replace a file (a clash is a 409).
-    Append,
-    /// Merge, replacing clashing files. Nothing else is ever deleted from the archive.
-    Delete,
-}
-
-/// The parameters of the archive and validate services, by XNAT name.
-#[derive(Debug, Clone, Default)]
-pub struct Params {
-    /// `src` values; several make a batch.
-    pub src: Vec<String>,
-    pub project: Option<String>,
-    /// `subject` / `SUBJECT_ID`.
-    pub subject: Option<String>,
-    /// `session` / `label` / `EXPT_LABEL`.
-    pub label: Option<String>,
-    /// `/archive/projects/P[/subjects/S[/experiments/E]]`.
-    pub dest: Option<String>,
-    pub overwrite: Overwrite,
-    pub quarantine: bool,
-    pub trigger_pipelines: bool,
-    /// The site id of new accession numbers (`XNAT` by default).
-    pub site_id: Option<String>,
-}
-
-/// The type of a validation notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum NoticeKind {
-    Fail,
-    Warn,
-    Conflict,
-}
-
-impl NoticeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NoticeKind::Fail => "FAIL",
-            NoticeKind::Warn => "WARN",
-            NoticeKind::Conflict => "CONFLICT",
-        }
-    }
-}
-
-/// One validation notice: XNAT's (code, type, message).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub code: u32,
-    pub kind: NoticeKind,
-    pub message: String,
-}
-
-/// The outcome for one session of an archive request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Archived {
-    /// `/prearchive/projects/P/TS/FOLDER`.
-    pub src: String,
-    /// `/data/archive/projects/P/subjects/S/experiments/LABEL`, or why not.
-    pub result: Result<String>,
-}
-
-/// What recovery did with one interrupted archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovered {
-    pub src: String,
-    /// `rolled-back` or `completed`.
-    pub action: String,
-    pub detail: String,
-}
-
-/// A test switch: stop the process dead at a numbered point of the archive (see `journal.rs`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Faults {
-    pub point: Option<u32>,
-    /// Milliseconds to wait while holding the session's lock, so tests can make archives overlap.
-    pub pause_ms: Option<u64>,
-}
 
 /// Validates one session; writes nothing (`validate-archive` simulates overwrite=none with merging
 /// allowed, as XNAT's validator does).
@@ -284,7 +202,7 @@ fn create_subject(arch: &Tree, project: &str, label: &str, site: &str, s: &Sessi
         let id = claim_id(arch, site, 'S', s)?;
         let mut root = Element::new("xnat:Subject");
         root.attrs = vec![
-            ("xmlns:xnat".into(), crate::session::XNAT_NS.into()),
+            ("xmlns:xnat".into(), crate::model::session::XNAT_NS.into()),
             ("ID".into(), id.clone()),
             ("project".into(), project.into()),
             ("label".into(), label.into()),
@@ -433,7 +351,7 @@ fn stray_locks(pre: &Tree) -> Result<Vec<SessionRef>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::refresh::NoProgress;
+    use crate::progress::NoProgress;
     use std::fs;
     use std::path::Path;
 
@@ -683,5 +601,5 @@ mod tests {
         }
     }
 
-    use crate::catalog::Catalog;
+    use crate::model::catalog::Catalog;
 }

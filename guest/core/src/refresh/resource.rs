@@ -2,12 +2,12 @@
 //! and an empty catalog named as XNAT's catalog service names it, and — where the owner has a document —
 //! the resource element with its `format`, `content`, `description` and `tags`.
 
-use crate::catalog::{Catalog, CatalogKind};
-use crate::document;
 use crate::error::{Error, Result};
-use crate::layout::{Archive, ParentKind, document_root, find_all};
-use crate::tree::{RelPath, Tree};
-use crate::uri::{ResourceUri, Side};
+use crate::fs::tree::{RelPath, Tree};
+use crate::model::catalog::{Catalog, CatalogKind};
+use crate::site::document;
+use crate::site::layout::{Archive, ParentKind, document_root, find_all};
+use crate::site::uri::{ResourceUri, Side};
 use crate::xml::{Element, Node};
 
 /// What to create.

@@ -6,8 +6,8 @@
 //! (`/data/xnat/archive/P/arc001/E/SCANS/...`) is matched by its archive-relative tail.
 
 use crate::error::Result;
-use crate::layout::{Owner, document_root};
-use crate::tree::{RelPath, Tree};
+use crate::fs::tree::{RelPath, Tree};
+use crate::site::layout::{Owner, document_root};
 use crate::xml::{self, AttributeOrder, Element, Indent, Node};
 
 /// Whether a stored resource `URI` points at `catalog`.

@@ -1,0 +1,6 @@
+//! The file layer: a granted directory tree addressed by checked relative paths, and the lock files with
+//! leases that services take in it. Not for: what the files mean (that is [`crate::model`] and
+//! [`crate::site`]).
+
+pub mod lock;
+pub mod tree;

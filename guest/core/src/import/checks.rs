@@ -1,0 +1,149 @@
+//! XNAT's validation checks on the incoming session's own files, as notices (`archive-service.md` §2):
+//! scan catalogs and their DICOM entries (codes 20–22), every catalog entry's file (21, FAIL) and every
+//! resource URI (13). Read-only; not for the destination checks (those need the plan: `plan.rs`).
+
+use crate::error::{Error, Result};
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::incoming::{catalog_entries, files_below, find_catalogs};
+use crate::import::request::{Notice, NoticeKind};
+use crate::model::catalog::Catalog;
+use crate::model::session::SessionDoc;
+use crate::site::names::relative_uri;
+use std::collections::BTreeSet;
+
+/// Codes 21, 20 and 22 on the incoming session's scan resources (`dir`: the session folder).
+pub fn check_dicom(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Result<Vec<Notice>> {
+    let mut notices = Vec::new();
+    for scan in incoming.scans() {
+        for file in &scan.files {
+            let Some(rel) = relative_uri(&file.uri, dir) else { continue };
+            let Ok(cat_path) = dir.join_path(&rel) else { continue };
+            let bytes = match pre.read(&cat_path) {
+                Ok(b) => b,
+                Err(Error::NotFound(_)) => {
+                    notices.push(Notice::new(21, NoticeKind::Warn, "Expected a catalog file, however it was missing."));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Ok(cat) = Catalog::parse(&bytes) else {
+                notices.push(Notice::new(
+                    21,
+                    NoticeKind::Warn,
+                    format!("Expected a catalog file, however {rel} cannot be read."),
+                ));
+                continue;
+            };
+            let entries = catalog_entries(&cat);
+            let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
+            let folder = cat_path.parent();
+            let mut on_disk = Vec::new();
+            files_below(pre, &folder, "", &mut on_disk)?;
+            let unlisted: Vec<&String> =
+                on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
+            if !unlisted.is_empty() {
+                notices.push(Notice::new(
+                    20,
+                    NoticeKind::Warn,
+                    format!(
+                        "Scan {} resource {} holds files its catalog does not list: {}",
+                        scan.id,
+                        file.label,
+                        unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if file.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("DICOM"))
+                && entries.iter().any(|(_, uid, dcm)| !dcm || uid.is_none())
+            {
+                notices.push(Notice::new(
+                    20,
+                    NoticeKind::Warn,
+                    format!(
+                        "Scan {} resource {} is DICOM but lists entries that are not DICOM or have no UID",
+                        scan.id, file.label
+                    ),
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
+                if !seen.insert(uid) {
+                    notices.push(Notice::new(
+                        22,
+                        NoticeKind::Warn,
+                        format!("Duplicate SOP Instance UID {uid} in scan {}", scan.id),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(notices)
+}
+
+/// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
+/// catalog's folder. An entry without its file would be archived as a promise the archive cannot keep
+/// (and with overwrite=delete could replace an archived instance with nothing).
+pub fn check_entries(pre: &Tree, dir: &RelPath) -> Result<Vec<Notice>> {
+    let mut notices = Vec::new();
+    for cat_path in find_catalogs(pre, dir)? {
+        let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
+        let folder = cat_path.parent();
+        let mut missing = Vec::new();
+        for (uri, _, _) in catalog_entries(&cat) {
+            let ok = match folder.join_path(&uri) {
+                Ok(p) => matches!(pre.kind(&p)?, Some(Kind::File { .. })),
+                Err(_) => false,
+            };
+            if !ok {
+                missing.push(uri);
+            }
+        }
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+            let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
+            let rel = cat_path.strip_prefix(dir).unwrap_or(cat_path.as_str()).to_string();
+            notices.push(Notice::new(
+                21,
+                NoticeKind::Fail,
+                format!(
+                    "Catalog {rel} lists files that are not in its folder: {}{more}; \
+                     put the files back or refresh the catalog before archiving",
+                    shown.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(notices)
+}
+
+/// Code 13: every resource `URI` of the incoming document (scans, session resources, assessors,
+/// reconstructions) must name a place inside the session folder; one that points into another session,
+/// at a host path or a drive, or climbs out with `..`, fails validation and so cannot be archived.
+pub fn check_uris(dir: &RelPath, incoming: &SessionDoc) -> Vec<Notice> {
+    let mut bad = Vec::new();
+    collect_bad_uris(incoming.root(), dir, &mut bad);
+    let mut notices = Vec::new();
+    for uri in bad {
+        notices.push(Notice::new(
+            13,
+            NoticeKind::Fail,
+            format!(
+                "Invalid resource URI {uri:?}: resource catalogs must lie inside the session folder \
+                 (a path relative to it, such as SCANS/1/DICOM/scan_1_catalog.xml); fix the session document"
+            ),
+        ));
+    }
+    notices
+}
+
+fn collect_bad_uris(el: &crate::xml::Element, dir: &RelPath, out: &mut Vec<String>) {
+    if let Some(uri) = el.attr("URI")
+        && relative_uri(uri, dir).is_none()
+    {
+        out.push(uri.to_string());
+    }
+    for c in el.elements() {
+        collect_bad_uris(c, dir, out);
+    }
+}

@@ -1,0 +1,95 @@
+//! What a caller asks of the import service and what it gets back, by XNAT's names: the parameters of
+//! `validate-archive` and `archive` (`src`, `project`, `subject`, `session`, `dest`, `overwrite`, ...), the
+//! validation notices, the per-session outcomes, and the test builds' fault switches. Plain data: no
+//! logic beyond naming.
+
+use crate::error::Result;
+
+/// XNAT's `overwrite` (D1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// An existing experiment is a conflict (409).
+    #[default]
+    None,
+    /// Merge new scans and files into an existing experiment; never replace a file (a clash is a 409).
+    Append,
+    /// Merge, replacing clashing files. Nothing else is ever deleted from the archive.
+    Delete,
+}
+
+/// The parameters of the archive and validate services, by XNAT name.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    /// `src` values; several make a batch.
+    pub src: Vec<String>,
+    pub project: Option<String>,
+    /// `subject` / `SUBJECT_ID`.
+    pub subject: Option<String>,
+    /// `session` / `label` / `EXPT_LABEL`.
+    pub label: Option<String>,
+    /// `/archive/projects/P[/subjects/S[/experiments/E]]`.
+    pub dest: Option<String>,
+    pub overwrite: Overwrite,
+    pub quarantine: bool,
+    pub trigger_pipelines: bool,
+    /// The site id of new accession numbers (`XNAT` by default).
+    pub site_id: Option<String>,
+}
+
+/// The type of a validation notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoticeKind {
+    Fail,
+    Warn,
+    Conflict,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Fail => "FAIL",
+            NoticeKind::Warn => "WARN",
+            NoticeKind::Conflict => "CONFLICT",
+        }
+    }
+}
+
+/// One validation notice: XNAT's (code, type, message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub code: u32,
+    pub kind: NoticeKind,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn new(code: u32, kind: NoticeKind, message: impl Into<String>) -> Notice {
+        Notice { code, kind, message: message.into() }
+    }
+}
+
+/// The outcome for one session of an archive request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// `/prearchive/projects/P/TS/FOLDER`.
+    pub src: String,
+    /// `/data/archive/projects/P/subjects/S/experiments/LABEL`, or why not.
+    pub result: Result<String>,
+}
+
+/// What recovery did with one interrupted archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub src: String,
+    /// `rolled-back` or `completed`.
+    pub action: String,
+    pub detail: String,
+}
+
+/// A test switch: stop the process dead at a numbered point of the archive (see `journal.rs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    pub point: Option<u32>,
+    /// Milliseconds to wait while holding the session's lock, so tests can make archives overlap.
+    pub pause_ms: Option<u64>,
+}
