@@ -130,28 +130,20 @@ impl Table {
 
     /// `{"ResultSet":{"Result":[{"col":"value",...}],"totalRecords":"N"}}`, columns in table order.
     pub fn to_json(&self) -> String {
-        let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-        let rows: Vec<String> = self
-            .rows
-            .iter()
-            .map(|row| {
-                let cells: Vec<String> =
-                    self.columns.iter().zip(row).map(|(c, v)| format!("{}:{}", q(c), q(v))).collect();
-                format!("{{{}}}", cells.join(","))
-            })
-            .collect();
-        format!("{{\"ResultSet\":{{\"Result\":[{}],\"totalRecords\":\"{}\"}}}}", rows.join(","), self.rows.len())
+        let result = self.rows.iter().map(|cells| Row { columns: &self.columns, cells }).collect();
+        let set = ResultSet { set: Results { result, total_records: self.rows.len().to_string() } };
+        serde_json::to_string(&set).expect("a table of strings serializes")
     }
 
-    /// A header line, then one line per row (RFC 4180 quoting). Never empty: pyxnat needs the header.
+    /// A header line, then one line per row, `\n`-terminated, fields quoted where RFC 4180 needs it (a comma,
+    /// a quote, a line break), quotes doubled. Never empty: pyxnat needs the header.
     pub fn to_csv(&self) -> String {
-        let mut out = csv_line(&self.columns);
-        out.push('\n');
-        for row in &self.rows {
-            out.push_str(&csv_line(row));
-            out.push('\n');
+        let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        for record in std::iter::once(&self.columns).chain(&self.rows) {
+            out.write_record(record).expect("writing CSV to memory cannot fail");
         }
-        out
+        let bytes = out.into_inner().expect("flushing CSV to memory cannot fail");
+        String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
     }
 
     /// XNAT's XML table: `<ResultSet><results><columns>…</columns><rows><row><cell>…`.
@@ -185,19 +177,36 @@ impl Table {
     }
 }
 
-/// One CSV record: a field holding a comma, a quote, a line break or edge spaces is quoted, quotes doubled.
-fn csv_line(fields: &[String]) -> String {
-    let quoted: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            if f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') || f.ends_with(' ') {
-                format!("\"{}\"", f.replace('"', "\"\""))
-            } else {
-                f.clone()
-            }
-        })
-        .collect();
-    quoted.join(",")
+/// XNAT's JSON table.
+#[derive(serde::Serialize)]
+struct ResultSet<'a> {
+    #[serde(rename = "ResultSet")]
+    set: Results<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Results<'a> {
+    #[serde(rename = "Result")]
+    result: Vec<Row<'a>>,
+    total_records: String,
+}
+
+/// One row of a table as a JSON object, its keys in the table's column order.
+struct Row<'a> {
+    columns: &'a [String],
+    cells: &'a [String],
+}
+
+impl serde::Serialize for Row<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.columns.len()))?;
+        for (column, cell) in self.columns.iter().zip(self.cells) {
+            map.serialize_entry(column, cell)?;
+        }
+        map.end()
+    }
 }
 
 #[cfg(test)]

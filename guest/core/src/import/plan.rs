@@ -120,53 +120,11 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         return Ok(plan);
     }
 
-    // Code 8: the label, first non-empty of session/label params, XML label, folder, XML ID (§4.2).
-    let raw_label = label_param
-        .or_else(|| incoming.label().map(str::to_string))
-        .or_else(|| Some(session.folder.clone()))
-        .or_else(|| incoming.id().map(str::to_string));
-    let label = raw_label.map(|l| clean_value(&l)).filter(|l| !l.is_empty());
-    let Some(label) = label else {
-        plan.notice(8, NoticeKind::Fail, "unable to deduce session label");
-        return Ok(plan);
-    };
-    if !valid_identifier(&label) {
-        plan.notice(13, NoticeKind::Fail, identifier_problem(&label));
-        return Ok(plan);
-    }
+    let Some(label) = deduce_label(&mut plan, label_param) else { return Ok(plan) };
     plan.label = label.clone();
-
-    // Code 11: the subject (§4.3).
-    let raw_subject = subject_param
-        .or_else(|| incoming.subject_id())
-        .or_else(|| incoming.field("dcmPatientName"))
-        .map(|s| clean_value(&s))
-        .filter(|s| !s.is_empty());
-    match raw_subject {
-        None => plan.notice(11, NoticeKind::Fail, "Unable to identify subject."),
-        Some(s) if !valid_identifier(&s) => plan.notice(13, NoticeKind::Fail, identifier_problem(&s)),
-        Some(s) => plan.subject = Some(find_subject(arch, &project, &s)?),
-    }
-
-    // The existing experiment: by label under the project, or by the document's ID anywhere.
-    let site = Archive::new(arch);
-    let by_label = if arch.is_dir(&RelPath::new(&project)?)? {
-        site.experiment(&ExperimentRef::InProject {
-            project: project.clone(),
-            subject: None,
-            experiment: label.clone(),
-        })
-        .ok()
-        .filter(|e| e.label == label)
-    } else {
-        None
-    };
-    let by_id = match incoming.id() {
-        Some(id) if by_label.is_none() => site.experiment(&ExperimentRef::Id(id.to_string())).ok(),
-        _ => None,
-    };
+    plan.subject = deduce_subject(&mut plan, arch, &project, subject_param)?;
     plan.target = RelPath::new(&project)?.join(CURRENT_ARC)?.join(&label)?;
-    if let Some(dir) = by_label.or(by_id) {
+    if let Some(dir) = existing_experiment(arch, &project, &label, &incoming)? {
         let doc = match &dir.document {
             Some(d) => Some(SessionDoc::from_root(document_root(arch, d)?)),
             None => None,
@@ -184,6 +142,66 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
     }
     plan.notices.sort_by_key(|n| n.code);
     Ok(plan)
+}
+
+/// Code 8: the label, the first non-empty of the session/label parameters, the document's label, the
+/// folder and the document's ID (§4.2), cleaned; code 13 when it is no identifier. `None` after a notice.
+fn deduce_label(plan: &mut Plan, label_param: Option<String>) -> Option<String> {
+    let raw = label_param
+        .or_else(|| plan.incoming.label().map(str::to_string))
+        .or_else(|| Some(plan.session.folder.clone()))
+        .or_else(|| plan.incoming.id().map(str::to_string));
+    let Some(label) = raw.map(|l| clean_value(&l)).filter(|l| !l.is_empty()) else {
+        plan.notice(8, NoticeKind::Fail, "unable to deduce session label");
+        return None;
+    };
+    if !valid_identifier(&label) {
+        plan.notice(13, NoticeKind::Fail, identifier_problem(&label));
+        return None;
+    }
+    Some(label)
+}
+
+/// Code 11: the subject, from the parameters, the document's subject or its DICOM patient name (§4.3),
+/// found in the archive or to be created; code 13 when it is no identifier.
+fn deduce_subject(
+    plan: &mut Plan,
+    arch: &Tree,
+    project: &str,
+    subject_param: Option<String>,
+) -> Result<Option<SubjectChoice>> {
+    let raw = subject_param
+        .or_else(|| plan.incoming.subject_id())
+        .or_else(|| plan.incoming.field("dcmPatientName"))
+        .map(|s| clean_value(&s))
+        .filter(|s| !s.is_empty());
+    match raw {
+        None => plan.notice(11, NoticeKind::Fail, "Unable to identify subject."),
+        Some(s) if !valid_identifier(&s) => plan.notice(13, NoticeKind::Fail, identifier_problem(&s)),
+        Some(s) => return Ok(Some(find_subject(arch, project, &s)?)),
+    }
+    Ok(None)
+}
+
+/// The experiment already archived: by label under the project, or by the document's ID anywhere.
+fn existing_experiment(
+    arch: &Tree,
+    project: &str,
+    label: &str,
+    incoming: &SessionDoc,
+) -> Result<Option<ExperimentDir>> {
+    let site = Archive::new(arch);
+    let by_label = if arch.is_dir(&RelPath::new(project)?)? {
+        let wanted =
+            ExperimentRef::InProject { project: project.to_owned(), subject: None, experiment: label.to_owned() };
+        site.experiment(&wanted).ok().filter(|e| e.label == label)
+    } else {
+        None
+    };
+    Ok(match incoming.id() {
+        Some(id) if by_label.is_none() => site.experiment(&ExperimentRef::Id(id.to_string())).ok(),
+        _ => by_label,
+    })
 }
 
 /// Two spellings of one parameter must agree (D3).
