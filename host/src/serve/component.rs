@@ -161,7 +161,7 @@ impl HttpComponent {
         request: hyper::Request<Incoming>,
         limit: Duration,
         slot: OwnedSemaphorePermit,
-    ) -> Result<(oneshot::Receiver<Answer>, JoinHandle<Result<(), Failure>>), Failure> {
+    ) -> Result<(oneshot::Receiver<Answer>, Call), Failure> {
         // The body-read deadline is the request's: a client that has not sent its body by then is cut off.
         let (request, body) = watch_body(request);
         let (sender, receiver) = oneshot::channel();
@@ -200,11 +200,14 @@ impl HttpComponent {
 /// What the component sends for its response: the response, or a `wasi:http` error.
 type Answer = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
 
+/// The task that runs the component's call, and how the call ended.
+type Call = JoinHandle<Result<(), Failure>>;
+
 /// The response to send, once the component answered (or its call ended without an answer).
 async fn respond(
     tenant: &Tenant,
     answer: oneshot::Receiver<Answer>,
-    call: JoinHandle<Result<(), Failure>>,
+    call: Call,
     refusals: &MemoryRefused,
 ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
     match answer.await {
