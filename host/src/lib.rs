@@ -20,23 +20,22 @@
 //! }
 //! ```
 
-mod bindings;
-pub mod demo;
-pub mod generator;
-mod grant;
-mod instances;
-mod limits;
-mod progress;
-mod runtime;
+mod library;
 pub mod serve;
-mod types;
+mod testsite;
+mod wasm;
 
-pub use grant::{ARCHIVE, Grant, PREARCHIVE};
-pub use limits::{Limits, TICK};
-pub use progress::{NoProgress, Progress, TerminalProgress};
-pub use runtime::{COMPONENT, FAULT_POINT_VAR, HTTP_COMPONENT, OutOfMemory, PAUSE_MS_VAR, Runtime, TEST_SWITCHES};
-pub use types::{
+pub use library::size::human_size;
+pub use library::types::{
     ArchiveRequest, Archived, CreatedResource, DigestAlgorithm, DigestMismatch, Error, Overwrite, PrearchiveRow,
     Recovered, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport, ResourceSpec, SkippedItem,
     ValidationNotice,
+};
+pub use testsite::{demo, generator};
+pub use wasm::engine::TICK;
+pub use wasm::grant::{ARCHIVE, Grant, PREARCHIVE};
+pub use wasm::limits::Limits;
+pub use wasm::progress::{NoProgress, Progress, TerminalProgress};
+pub use wasm::runtime::{
+    COMPONENT, FAULT_POINT_VAR, HTTP_COMPONENT, OutOfMemory, PAUSE_MS_VAR, Runtime, TEST_SWITCHES,
 };

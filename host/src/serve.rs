@@ -8,6 +8,9 @@
 //!
 //! Authentication is the component's (HTTP Basic and XNAT's JSESSIONID flow, stateless signed tokens);
 //! the host only hands it the tenant's users and token key.
+//!
+//! Not for the library component: `serve` runs only the HTTP component (the CLI's other commands run the
+//! library one through [`crate::Runtime`]).
 
 pub mod component;
 pub mod config;
@@ -22,7 +25,7 @@ use anyhow::Context as _;
 
 pub use config::{Config, Defaults, User, hash_password};
 
-use crate::demo;
+use crate::testsite::demo;
 use component::HttpComponent;
 use server::Server;
 use tenant::Tenant;

@@ -3,12 +3,15 @@
 //! `wasi:http/incoming-handler`. The whole wasmtime side of `serve` is in this file.
 //!
 //! Instances come from a pooling allocator sized for the tenants' slots. Time is watched by epoch
-//! interruption: every [`TICK`] a running instance yields to the other tasks (fairness: a spinning guest
+//! interruption: every [`TICK`](crate::TICK) a running instance yields to the other tasks (fairness: a spinning guest
 //! cannot hold a worker thread) and is stopped once its request's time limit has passed. The same limit is
 //! the deadline for the client's request body: a request whose client is still sending (or withholding) the
 //! body the component is waiting for when the limit comes is a [`Failure::BodyTimedOut`], not the
 //! component's fault. Memory is capped by the store's limiter. A guest cannot make outgoing HTTP requests or
 //! open sockets.
+//!
+//! Not for the engine's common set-up (cache, epoch ticker, what a stop means: `crate::wasm::engine`) nor
+//! for HTTP routing and the host's own answers (`super::server`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,11 +22,10 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
-};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -31,9 +33,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::tenant::Tenant;
-use crate::bindings::holders;
-use crate::instances::Instance;
-use crate::limits::{Limiter, TICK};
+use crate::library::bindings::holders;
+use crate::wasm::engine::{self, Stop};
+use crate::wasm::instances::Instance;
+use crate::wasm::limits::{Limiter, MemoryRefused};
 
 /// Why a request got no response from its component.
 #[derive(Debug)]
@@ -49,8 +52,8 @@ pub enum Failure {
     Busy,
     /// It answered with a `wasi:http` error instead of a response.
     Refused(ErrorCode),
-    /// It trapped or failed; the message says how.
-    Crashed(String),
+    /// It trapped or failed; the error says how.
+    Crashed(anyhow::Error),
     /// It returned without answering.
     NoResponse,
 }
@@ -63,7 +66,7 @@ impl std::fmt::Display for Failure {
             Failure::BodyTimedOut(limit) => write!(f, "did not receive the whole request body within {limit:?}"),
             Failure::Busy => write!(f, "no free instance slot"),
             Failure::Refused(code) => write!(f, "answered with an error: {code:?}"),
-            Failure::Crashed(message) => write!(f, "crashed: {message}"),
+            Failure::Crashed(error) => write!(f, "crashed: {error:#}"),
             Failure::NoResponse => write!(f, "returned without a response"),
         }
     }
@@ -96,7 +99,7 @@ impl HttpComponent {
                  wasi:http/incoming-handler and import only WASI 0.2, wasi:http and xnat:archive/holders)",
             )
         })?;
-        start_ticker(&engine);
+        engine::start_ticker(&engine);
         Ok(HttpComponent { pre })
     }
 
@@ -109,14 +112,22 @@ impl HttpComponent {
         request: hyper::Request<Incoming>,
         slot: OwnedSemaphorePermit,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
-        // Grant: exactly the tenant's directories and variables; no sockets, no stdin or stdout.
+        let (store, refusals) = self.store(tenant)?;
+        let (answer, call) = self.start(store, request, tenant.timeout(), slot)?;
+        respond(tenant, answer, call, &refusals).await
+    }
+
+    /// A store for one request of `tenant`: exactly the tenant's directories and variables (no sockets, no
+    /// stdin or stdout), its memory cap, and an epoch callback that yields every tick and stops the
+    /// instance once the request's time limit has passed.
+    fn store(&self, tenant: &Tenant) -> Result<(Store<State>, MemoryRefused), Failure> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         for (name, value) in &tenant.env {
             wasi.env(name, value);
         }
         for grant in &tenant.grants {
-            grant.preopen(&mut wasi).map_err(|e| Failure::Crashed(format!("{e:#}")))?;
+            grant.preopen(&mut wasi).map_err(Failure::Crashed)?;
         }
         let state = State {
             wasi: wasi.build(),
@@ -129,8 +140,7 @@ impl HttpComponent {
         let refusals = state.limiter.refusals();
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        let limit = tenant.timeout();
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now() + tenant.timeout();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -139,19 +149,28 @@ impl HttpComponent {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
+        Ok((store, refusals))
+    }
 
+    /// Hands `request` to a new instance in `store` and calls it, in a task of its own (it goes on writing
+    /// the body after the response started): the response arrives on the returned receiver, the call's
+    /// outcome from the task. The task drops `slot` once the instance is gone.
+    fn start(
+        &self,
+        mut store: Store<State>,
+        request: hyper::Request<Incoming>,
+        limit: Duration,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<(oneshot::Receiver<Answer>, Call), Failure> {
         // The body-read deadline is the request's: a client that has not sent its body by then is cut off.
         let (request, body) = watch_body(request);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, receiver) = oneshot::channel();
         let resources = |store: &mut Store<State>| -> wasmtime::Result<_> {
             let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(sender)?;
             Ok((request, out))
         };
-        let (request, out) =
-            resources(&mut store).map_err(|e| Failure::Crashed(format!("{:#}", anyhow::Error::from(e))))?;
-
-        // Instantiate and call in a task of its own: it goes on writing the body after the response started.
+        let (request, out) = resources(&mut store).map_err(|e| Failure::Crashed(e.into()))?;
         let pre = self.pre.clone();
         let task = tokio::spawn(async move {
             let call = async {
@@ -160,8 +179,7 @@ impl HttpComponent {
             };
             // The epoch callback stops a guest that runs wasm past the limit; this stops one that waits in a
             // host call (a file operation, a clock) past it.
-            let result = tokio::time::timeout(limit, call).await;
-            let outcome = match result {
+            let outcome = match tokio::time::timeout(limit, call).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(explain(error, &store, limit)),
                 Err(_elapsed) => Err(Failure::TimedOut(limit)),
@@ -175,27 +193,42 @@ impl HttpComponent {
             drop(slot);
             outcome
         });
+        Ok((receiver, task))
+    }
+}
 
-        match receiver.await {
-            // Out of memory is one answer, whatever the component made of a failed allocation (an I/O error
-            // of what it was reading, a report row): the tenant's cap, not a fault of the data.
-            Ok(Ok(_)) if let Some(desired) = refusals.get() => Err(Failure::OutOfMemory(desired)),
-            Ok(Ok(response)) => {
-                let name = tenant.name.clone();
-                tokio::spawn(async move {
-                    if let Ok(Err(failure)) = task.await {
-                        eprintln!("tenant {name}: the component {failure} after its response had started");
-                    }
-                });
-                Ok(response)
-            }
-            Ok(Err(code)) => Err(Failure::Refused(code)),
-            Err(_no_response) => match task.await {
-                Ok(Ok(())) => Err(Failure::NoResponse),
-                Ok(Err(failure)) => Err(failure),
-                Err(panic) => Err(Failure::Crashed(panic.to_string())),
-            },
+/// What the component sends for its response: the response, or a `wasi:http` error.
+type Answer = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+
+/// The task that runs the component's call, and how the call ended.
+type Call = JoinHandle<Result<(), Failure>>;
+
+/// The response to send, once the component answered (or its call ended without an answer).
+async fn respond(
+    tenant: &Tenant,
+    answer: oneshot::Receiver<Answer>,
+    call: Call,
+    refusals: &MemoryRefused,
+) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
+    match answer.await {
+        // Out of memory is one answer, whatever the component made of a failed allocation (an I/O error
+        // of what it was reading, a report row): the tenant's cap, not a fault of the data.
+        Ok(Ok(_)) if let Some(desired) = refusals.get() => Err(Failure::OutOfMemory(desired)),
+        Ok(Ok(response)) => {
+            let name = tenant.name.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(failure)) = call.await {
+                    eprintln!("tenant {name}: the component {failure} after its response had started");
+                }
+            });
+            Ok(response)
         }
+        Ok(Err(code)) => Err(Failure::Refused(code)),
+        Err(_no_response) => match call.await {
+            Ok(Ok(())) => Err(Failure::NoResponse),
+            Ok(Err(failure)) => Err(failure),
+            Err(panic) => Err(Failure::Crashed(panic.into())),
+        },
     }
 }
 
@@ -258,7 +291,8 @@ impl Body for WatchedBody {
     }
 }
 
-/// The engine: epoch interruption, and a pool of `slots` instances whose memories may reach `max_memory`.
+/// The engine: the host's common set-up, and a pool of `slots` instances whose memories may reach
+/// `max_memory`.
 fn engine(slots: u32, max_memory: usize) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     // Per instance of a Rust wasip2 component: a handful of core instances (the program and WASI's
@@ -269,41 +303,18 @@ fn engine(slots: u32, max_memory: usize) -> anyhow::Result<Engine> {
         .total_tables(slots * 8)
         .total_stacks(slots)
         .max_memory_size(max_memory);
-    let mut config = Config::new();
-    config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // The on-disk cache of compiled code: the server starts in milliseconds after its first start.
-    if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
-        config.cache(Some(cache));
-    }
-    Engine::new(&config).map_err(|e| anyhow::Error::from(e).context("cannot set up the WebAssembly engine"))
-}
-
-/// Advances the engine's epoch every [`TICK`], for as long as the process runs.
-fn start_ticker(engine: &Engine) {
-    let engine = engine.weak();
-    std::thread::Builder::new()
-        .name("xnat-serve-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .expect("cannot start the epoch ticker thread");
+    let mut config = engine::config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine::build(&config)
 }
 
 /// Why a call failed, from the error and what the store saw.
 fn explain(error: wasmtime::Error, store: &Store<State>, limit: Duration) -> Failure {
-    if let Some(desired) = store.data().limiter.memory_refused() {
-        return Failure::OutOfMemory(desired);
-    }
-    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-        return Failure::Busy;
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::TimedOut(limit),
-        _ => Failure::Crashed(format!("{:#}", anyhow::Error::from(error))),
+    match Stop::of(&error, store.data().limiter.memory_refused()) {
+        Stop::OutOfMemory(desired) => Failure::OutOfMemory(desired),
+        Stop::Busy => Failure::Busy,
+        Stop::Interrupted => Failure::TimedOut(limit),
+        Stop::Exited(_) | Stop::Trapped | Stop::Failed => Failure::Crashed(error.into()),
     }
 }
 

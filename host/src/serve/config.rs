@@ -143,7 +143,7 @@ impl Config {
 
     /// Parses and checks a configuration; `base` is the folder relative directories are taken from.
     pub fn parse(text: &str, base: &Path, defaults: Defaults) -> anyhow::Result<Config> {
-        let file: File = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file: File = toml::from_str(text)?;
         let listen = parse_listen(file.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
         if file.tenant.is_empty() {
             bail!("no tenant: add at least one [[tenant]] with a name, a prearchive, an archive and a [[tenant.user]]");

@@ -1,6 +1,8 @@
 //! The HTTP server: accepts connections, routes each request by its first path segment to a tenant, logs
 //! it, and stops gracefully. `GET /` lists the tenants; `/<tenant>/rest` goes to that tenant's component
 //! as `/rest`; anything else is answered here in plain text.
+//!
+//! Not for anything inside a request's instance: `super::component` runs those.
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -1,6 +1,8 @@
 //! A tenant as the server runs it: its two directory grants, the environment its component instances see
 //! (users, token key, names), its limits and its share of the server (a semaphore of request slots).
 //! Built once at start from its [`TenantConfig`]; requests only read it.
+//!
+//! Not for parsing the configuration (`super::config`) nor for running requests (`super::component`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config::{TenantConfig, random_secret};
-use crate::grant::Grant;
-use crate::limits::Limits;
+use crate::wasm::grant::Grant;
+use crate::wasm::limits::Limits;
 
 /// The variables the HTTP component reads (its contract; `guest/http`).
 pub mod env {

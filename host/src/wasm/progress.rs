@@ -1,4 +1,6 @@
 //! The host side of the component's `progress` import: where long work reports how far it is.
+//!
+//! Not for results or errors: those are the calls' return values.
 
 use std::io::IsTerminal;
 

@@ -1,17 +1,14 @@
-//! Limits on one call into the component: how much linear memory it may use and how long it may run.
+//! Limits on one call into the component: how much linear memory it may use and how long it may run, and
+//! the store limiter that enforces the memory limit (growth beyond it fails inside the guest).
 //!
-//! Memory is enforced by a store limiter (growth beyond the limit fails inside the guest); time by epoch
-//! interruption: a process-wide ticker thread advances the engine's epoch every [`TICK`], and each call
-//! gets a deadline of enough ticks to cover its timeout.
+//! Not for enforcing time: that is epoch interruption, set up in [`super::engine`] (a ticker thread
+//! advances the epoch every [`TICK`](super::engine::TICK); each call gets a deadline of enough ticks).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
-
-/// How often the epoch advances once a timeout has been used; the precision of timeouts.
-pub const TICK: Duration = Duration::from_millis(10);
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 /// Limits for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,35 +93,4 @@ impl ResourceLimiter for Limiter {
     fn memories(&self) -> usize {
         self.limits.memories()
     }
-}
-
-/// The epoch deadline (in ticks beyond the current epoch) for a call with this timeout, starting the
-/// ticker if needed. Without a timeout the deadline is practically never reached.
-pub(crate) fn epoch_deadline(engine: &Engine, timeout: Option<Duration>) -> u64 {
-    match timeout {
-        None => u64::MAX / 2,
-        Some(timeout) => {
-            start_ticker(engine);
-            // One extra tick: the call may start just before a tick.
-            let ticks = timeout.as_nanos().div_ceil(TICK.as_nanos()) + 1;
-            u64::try_from(ticks).unwrap_or(u64::MAX / 2).min(u64::MAX / 2)
-        }
-    }
-}
-
-/// Starts the ticker thread for the process-wide engine once. It runs until the process ends.
-fn start_ticker(engine: &Engine) {
-    static TICKER: OnceLock<()> = OnceLock::new();
-    TICKER.get_or_init(|| {
-        let engine = engine.clone();
-        std::thread::Builder::new()
-            .name("xnat-archive-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("cannot start the epoch ticker thread");
-    });
 }

@@ -7,11 +7,13 @@
 //!   session `MR1` with a DICOM scan whose catalog is out of date (a file missing from it, an entry whose
 //!   file is gone) and a `NOTES` session resource whose catalog is empty. The runtime tests use it: it is
 //!   the smallest archive on which an apply-mode refresh has something to write.
+//!
+//! Not for running the demo: the `demo` command (the CLI's `cli/demo.rs`) does that.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::generator::{self, SessionSpec};
+use super::generator::{self, SessionSpec};
 
 /// The project of the session the demo archives.
 pub const DEMO_PROJECT: &str = "DEMO";

@@ -1,6 +1,8 @@
 //! Deterministic, realistic XNAT prearchive sessions for the demo and the end-to-end tests: XNAT's
 //! prearchive layout (`archive-service.md` §3.1), session documents and `cat:DCMCatalog`s with real MD5
 //! digests (§5), and small DICOM-shaped files. The same seed always gives the same bytes.
+//!
+//! Not for real images: the files are DICOM-shaped bytes, enough for catalogs, digests and sizes.
 
 use md5::{Digest as _, Md5};
 use std::fs;

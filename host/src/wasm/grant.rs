@@ -1,5 +1,8 @@
 //! A directory grant: one host directory the component may see, at a fixed guest path, read-only or
 //! read-write. Grants are the component's only access to the file system.
+//!
+//! Not for checking that a directory is the right one (callers do: the CLI's `--archive` messages, `serve`'s
+//! configuration); a grant of a missing directory fails when the call starts.
 
 use std::path::PathBuf;
 

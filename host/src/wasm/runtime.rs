@@ -1,20 +1,27 @@
-//! The runtime: the wasmtime engine, the compiled component and its linker, ready to instantiate. Every
-//! call gets a fresh store and instance with its own grants and limits (a trapped instance cannot be
-//! entered again, and grants differ from call to call).
+//! The runtime of the library component: the compiled component and its linker, ready to instantiate, and
+//! one method per WIT export. Every call gets a fresh store and instance with its own grants and limits (a
+//! trapped instance cannot be entered again, and grants differ from call to call).
+//!
+//! Not for the engine's set-up (`super::engine`, shared with `serve`) nor for the types of the calls
+//! (`crate::library`).
 
 use std::path::Path;
 use std::sync::OnceLock;
 
+use std::sync::Arc;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost};
-use crate::grant::Grant;
-use crate::instances::Instance;
-use crate::limits::{self, Limiter, Limits};
-use crate::progress::{NoProgress, Progress};
-use crate::types::{
+use super::engine::{self, Shared, Stop};
+use super::grant::Grant;
+use super::instances::Instance;
+use super::limits::{Limiter, Limits};
+use super::progress::{NoProgress, Progress};
+use crate::library::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost};
+use crate::library::size::human_size;
+use crate::library::types::{
     ArchiveRequest, Archived, CreatedResource, Error, PrearchiveRow, Recovered, RefreshRequest, ResourceReport,
     ResourceSpec, ValidationNotice,
 };
@@ -47,24 +54,24 @@ pub struct Runtime {
 impl Runtime {
     /// The embedded component ([`COMPONENT`]). It is compiled once per process, on first use.
     pub fn new() -> anyhow::Result<Runtime> {
-        static COMPILED: OnceLock<Result<Component, String>> = OnceLock::new();
+        static COMPILED: OnceLock<Result<Component, Shared>> = OnceLock::new();
         let compiled = COMPILED.get_or_init(|| {
-            let engine = engine().map_err(|e| format!("{e:#}"))?;
-            Component::new(engine, COMPONENT).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+            let component = engine().and_then(|engine| Ok(Component::new(engine, COMPONENT)?));
+            component.map_err(|e| Shared(Arc::new(e)))
         });
-        match compiled {
-            Ok(component) => Runtime::link(component),
-            Err(e) => {
-                anyhow::bail!("cannot compile the embedded component (a build problem; rebuild xnat-archive): {e}")
-            }
-        }
+        let component = compiled.as_ref().map_err(|e| {
+            anyhow::Error::new(e.clone())
+                .context("cannot compile the embedded component (a build problem; rebuild xnat-archive)")
+        })?;
+        Runtime::link(component)
     }
 
     /// Another build of the component, from a `.wasm` file (it must implement the same WIT world).
     pub fn from_file(path: impl AsRef<Path>) -> anyhow::Result<Runtime> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the component {}: {e}; check the path", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot read the component {}; check the path", path.display()))
+        })?;
         Runtime::from_bytes(&bytes).map_err(|e| e.context(format!("cannot load the component {}", path.display())))
     }
 
@@ -268,7 +275,7 @@ impl Runtime {
         let engine = self.pre.engine();
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(limits::epoch_deadline(engine, limits.timeout));
+        store.set_epoch_deadline(engine::epoch_deadline(engine, limits.timeout));
 
         let result = self.pre.instantiate(&mut store).and_then(|instance| {
             let library = self.library.load(&mut store, &instance)?;
@@ -291,18 +298,9 @@ impl std::fmt::Debug for Runtime {
 
 /// The process-wide engine: every runtime shares it (and the epoch ticker that drives timeouts).
 fn engine() -> anyhow::Result<&'static Engine> {
-    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // wasmtime's on-disk cache of compiled code (in the user's cache folder): the component is compiled
-        // once per build, not once per command. Without a usable cache folder it just compiles every time.
-        if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
-            config.cache(Some(cache));
-        }
-        Engine::new(&config).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
-    });
-    engine.as_ref().map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e}"))
+    static ENGINE: OnceLock<Result<Engine, Shared>> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| engine::build(&engine::config()).map_err(|e| Shared(Arc::new(e))));
+    engine.as_ref().map_err(|e| anyhow::Error::new(e.clone()))
 }
 
 /// A call stopped because the component needed more memory than its limit: whatever it answered is
@@ -311,47 +309,36 @@ fn engine() -> anyhow::Result<&'static Engine> {
 #[error(
     "the component ran out of memory: it asked for {}, its limit is {}; raise the memory limit (`--memory` on \
      the command line) or ask for less work at a time",
-    human(*desired),
-    human(*limit)
+    human_size(*desired as u64),
+    human_size(*limit as u64)
 )]
 pub struct OutOfMemory {
     pub desired: usize,
     pub limit: usize,
 }
 
-/// Turns a failed call into a host error that says what happened and what to do.
+/// Turns a failed call into a host error that says what happened and what to do; the error stays its
+/// source, so that a host can still tell the component's exit status (the CLI ends with it).
 fn explain(error: wasmtime::Error, limits: &Limits) -> anyhow::Error {
-    let trap = error.downcast_ref::<Trap>().copied();
+    let stop = Stop::of(&error, None);
     let error = anyhow::Error::from(error);
-    if let Some(status) = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0) {
-        // Kept as the source, so that a host can end with the component's status (the CLI does).
-        return error.context(format!(
+    match (stop, limits.timeout) {
+        (Stop::Exited(status), _) => error.context(format!(
             "the component exited with status {status} in the middle of the call{}",
             if std::env::var_os(FAULT_POINT_VAR).is_some() {
                 format!(" ({FAULT_POINT_VAR} is set: a fault point stopped it; run recover)")
             } else {
                 String::new()
             }
-        ));
-    }
-    match (trap, limits.timeout) {
-        (Some(Trap::Interrupt), Some(timeout)) => anyhow::anyhow!(
+        )),
+        (Stop::Interrupted, Some(timeout)) => anyhow::anyhow!(
             "the component did not finish within its time limit of {timeout:?} and was stopped; raise the \
              timeout (`--timeout` on the command line) or ask for less work at a time"
         ),
-        (Some(_), _) => {
+        (Stop::Interrupted | Stop::Trapped, _) => {
             error.context("the component crashed (a bug in the component; please report it with this message)")
         }
-        (None, _) => error.context("running the component failed"),
-    }
-}
-
-/// A memory size for messages: whole KiB below 1 MiB, otherwise MiB with one decimal.
-fn human(bytes: usize) -> String {
-    if bytes < 1 << 20 {
-        format!("{} KiB", bytes.div_ceil(1 << 10))
-    } else {
-        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+        (Stop::OutOfMemory(_) | Stop::Busy | Stop::Failed, _) => error.context("running the component failed"),
     }
 }
 

@@ -7,6 +7,8 @@
 //! another process of this machine and pid namespace while that process runs; about any other this host
 //! cannot tell (another machine or container sharing the file system), and the lease decides. On systems
 //! without `/proc` every name is empty and every answer "cannot tell".
+//!
+//! Not for the locks themselves: the component takes, leases and releases them on disk.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +60,7 @@ impl Instance {
 }
 
 /// WIT `holders`, answered for this instance.
-impl crate::bindings::HoldersHost for Instance {
+impl crate::library::bindings::HoldersHost for Instance {
     fn this(&mut self) -> String {
         self.name()
     }

@@ -5,6 +5,17 @@
 //! `{"kind": "not-found", "message": "..."}`, an outcome as `{"status": "failed", "error": {...}}`. Where
 //! XNAT's own JSON names the fields, its names are kept: a [`PrearchiveRow`] has XNAT's column names
 //! (`folderName`, `SOURCE`), a [`ValidationNotice`] has `type`.
+//!
+//! Not for talking to wasmtime: `super::bindings` converts these to and from the generated types.
+//!
+//! Why a hand-written mirror and not the types `bindgen!` generates (with `additional_derives` or `with:`):
+//! the public API differs from the WIT shapes in ways a derive cannot give. `refresh-options` is a WIT
+//! `flags` (a bit set) where callers have four named booleans with [`RefreshOptions::union`] and XNAT's
+//! list syntax; the outcome cases carry named fields (`Skipped { reason }`, `Failed { error }`) where the
+//! generated ones are tuple variants; `overwrite-mode` is [`Overwrite`] here; fields and cases need their
+//! own serde names, tags and defaults (XNAT's column names, `{"kind", "message"}`, `trigger_pipelines`
+//! true by default), while `additional_derives` applies one attribute list to every generated type; and
+//! callers of this crate should not see wasmtime's types, which change whenever the WIT does.
 
 use std::fmt;
 use std::str::FromStr;
@@ -360,18 +371,37 @@ pub enum Overwrite {
     Delete,
 }
 
+impl Overwrite {
+    /// Every value, in XNAT's order.
+    pub const ALL: [Overwrite; 3] = [Overwrite::None, Overwrite::Append, Overwrite::Delete];
+
+    /// XNAT's name of the value (as serde writes it): `none`, `append`, `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overwrite::None => "none",
+            Overwrite::Append => "append",
+            Overwrite::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Overwrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// XNAT's `overwrite` values, case-insensitive: `none`, `append`, `delete`. Unlike XNAT, which reads an
 /// unknown value as `none`, an unknown value is a [`Error::BadRequest`].
 impl FromStr for Overwrite {
     type Err = Error;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "none" => Ok(Overwrite::None),
-            "append" => Ok(Overwrite::Append),
-            "delete" => Ok(Overwrite::Delete),
-            _ => Err(Error::BadRequest(format!("unknown overwrite value `{value}`: use none, append or delete"))),
-        }
+        let name = value.trim();
+        Overwrite::ALL
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(name))
+            .ok_or_else(|| Error::BadRequest(format!("unknown overwrite value `{value}`: use none, append or delete")))
     }
 }
 

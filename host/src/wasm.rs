@@ -1,0 +1,13 @@
+//! The wasmtime side of the host, in one place: the engine (configuration, compiled-code cache, epoch
+//! ticker, how a stopped call is explained), directory grants, limits, progress, instance names, and the
+//! library component's [`runtime::Runtime`].
+//!
+//! Not for the values callers exchange with the component (`crate::library`) nor for HTTP (`crate::serve`,
+//! which builds its engine with [`engine`] too).
+
+pub(crate) mod engine;
+pub mod grant;
+pub(crate) mod instances;
+pub mod limits;
+pub mod progress;
+pub mod runtime;
