@@ -376,71 +376,15 @@ impl Journal {
             Some(Kind::File { .. }) => Some(SessionDoc::from_root(document_root(arch, &doc_path)?)),
             _ => None,
         };
-        let dir = self.session.dir();
         let mut doc = match (self.merge, existing) {
-            (true, Some(mut doc)) => {
-                for scan in incoming.scans() {
-                    let new_id = self.scan_ids.get(&scan.id).cloned().unwrap_or(scan.id.clone());
-                    let Some(el) = incoming.scan_element(&scan.id) else { continue };
-                    let mut el = el.clone();
-                    el.set_attr("ID", &new_id);
-                    rewrite_uris(&mut el, &dir, &self.scan_ids);
-                    if doc.scan_element(&new_id).is_none() {
-                        doc.push_scan(el);
-                    } else if let Some(target) = doc.scan_mut(&new_id) {
-                        // Resources of the incoming scan that the existing scan lacks.
-                        let labels: Vec<String> =
-                            target.elements().filter_map(|f| f.attr("label").map(str::to_string)).collect();
-                        for f in el.elements().filter(|f| f.local_name() == "file") {
-                            if !f.attr("label").is_some_and(|l| labels.iter().any(|x| x == l)) {
-                                target.children.push(Node::Element(f.clone()));
-                            }
-                        }
-                    }
-                }
-                doc
-            }
-            _ => {
-                let mut doc = incoming;
-                let ids = self.scan_ids.clone();
-                rewrite_uris(doc.root_mut(), &dir, &ids);
-                for scan in doc.scans() {
-                    if let Some(new) = ids.get(&scan.id)
-                        && *new != scan.id
-                        && let Some(el) = doc.scan_mut(&scan.id)
-                    {
-                        el.set_attr("ID", new);
-                    }
-                }
-                doc
-            }
+            (true, Some(doc)) => self.merged_scans(doc, &incoming),
+            _ => self.renumbered(incoming),
         };
         doc.set_attr("ID", &self.experiment_id);
         doc.set_attr("project", &self.project);
         doc.set_attr("label", &self.label);
         doc.remove_field("prearchivePath");
-        doc.set_field(
-            "subject_ID",
-            &self.subject_id,
-            &[
-                "age",
-                "regions",
-                "scanner",
-                "operator",
-                "scans",
-                "reconstructions",
-                "assessors",
-                "dcmAccessionNumber",
-                "dcmPatientId",
-                "dcmPatientName",
-                "dcmPatientBirthDate",
-                "dcmPatientWeight",
-                "coil",
-                "fieldStrength",
-                "marker",
-                "stabilization",
-            ],
-        );
+        doc.set_field("subject_ID", &self.subject_id, SUBJECT_ID_BEFORE);
         if self.quarantine {
             doc.set_custom_field("quarantine", "true");
         }
@@ -449,6 +393,45 @@ impl Journal {
         }
         recompute_stats(arch, &self.target, doc.root_mut())?;
         Ok(doc)
+    }
+
+    /// The existing document with the incoming scans merged in: new scans added, and the resources an
+    /// existing scan lacks added to it (URIs made relative to the experiment, scans renamed).
+    fn merged_scans(&self, mut doc: SessionDoc, incoming: &SessionDoc) -> SessionDoc {
+        let dir = self.session.dir();
+        for scan in incoming.scans() {
+            let new_id = self.scan_ids.get(&scan.id).cloned().unwrap_or(scan.id.clone());
+            let Some(el) = incoming.scan_element(&scan.id) else { continue };
+            let mut el = el.clone();
+            el.set_attr("ID", &new_id);
+            rewrite_uris(&mut el, &dir, &self.scan_ids);
+            if doc.scan_element(&new_id).is_none() {
+                doc.push_scan(el);
+            } else if let Some(target) = doc.scan_mut(&new_id) {
+                let labels: Vec<String> =
+                    target.elements().filter_map(|f| f.attr("label").map(str::to_string)).collect();
+                for f in el.elements().filter(|f| f.local_name() == "file") {
+                    if !f.attr("label").is_some_and(|l| labels.iter().any(|x| x == l)) {
+                        target.children.push(Node::Element(f.clone()));
+                    }
+                }
+            }
+        }
+        doc
+    }
+
+    /// The incoming document as the new experiment's: URIs relative to it, scans renamed.
+    fn renumbered(&self, mut doc: SessionDoc) -> SessionDoc {
+        rewrite_uris(doc.root_mut(), &self.session.dir(), &self.scan_ids);
+        for scan in doc.scans() {
+            if let Some(new) = self.scan_ids.get(&scan.id)
+                && *new != scan.id
+                && let Some(el) = doc.scan_mut(&scan.id)
+            {
+                el.set_attr("ID", new);
+            }
+        }
+        doc
     }
 
     /// Removes the prearchive copy, backups, the journal; the lock goes last.
@@ -649,6 +632,26 @@ pub fn recover_session(pre: &Tree, arch: &Tree, session: &SessionRef) -> Result<
         Ok(Some(("rolled-back".into(), format!("{} is back in the prearchive", session.url()))))
     }
 }
+
+/// The elements an experiment document's `subject_ID` comes before (XNAT's schema order).
+const SUBJECT_ID_BEFORE: &[&str] = &[
+    "age",
+    "regions",
+    "scanner",
+    "operator",
+    "scans",
+    "reconstructions",
+    "assessors",
+    "dcmAccessionNumber",
+    "dcmPatientId",
+    "dcmPatientName",
+    "dcmPatientBirthDate",
+    "dcmPatientWeight",
+    "coil",
+    "fieldStrength",
+    "marker",
+    "stabilization",
+];
 
 #[cfg(test)]
 mod tests {

@@ -340,7 +340,14 @@ fn check_existing(plan: &mut Plan, arch: &Tree, dir: &ExperimentDir, doc: Option
             );
         }
     }
-    let existing = existing_scans(arch, dir, doc)?;
+    match_scans(plan, &existing_scans(arch, dir, doc)?);
+    Ok(())
+}
+
+/// Codes 16–18: each incoming scan against the experiment's scans — the same scan (kept), the same UID
+/// under another number (its files join that scan), or the same number with another UID (renamed as
+/// XNAT's `correctScanID` renames it). Fills `plan.scan_ids`.
+fn match_scans(plan: &mut Plan, existing: &[ExistingScan]) {
     let code = plan.incoming.modality_code();
     let mut taken: BTreeSet<String> = existing.iter().map(|s| s.id.clone()).collect();
     for scan in plan.incoming.scans() {
@@ -355,7 +362,7 @@ fn check_existing(plan: &mut Plan, arch: &Tree, dir: &ExperimentDir, doc: Option
                 );
                 plan.scan_ids.insert(scan.id.clone(), scan.id.clone());
             }
-            (Some(_), Some(e)) => {
+            (_, Some(e)) => {
                 plan.notice(
                     18,
                     NoticeKind::Conflict,
@@ -380,24 +387,12 @@ fn check_existing(plan: &mut Plan, arch: &Tree, dir: &ExperimentDir, doc: Option
                 taken.insert(new_id.clone());
                 plan.scan_ids.insert(scan.id.clone(), new_id);
             }
-            (None, Some(e)) => {
-                plan.notice(
-                    18,
-                    NoticeKind::Conflict,
-                    format!(
-                        "Session already contains a scan ({}) with the same UID as scan {}; its files join scan {}.",
-                        e.id, scan.id, e.id
-                    ),
-                );
-                plan.scan_ids.insert(scan.id.clone(), e.id.clone());
-            }
             (None, None) => {
                 taken.insert(scan.id.clone());
                 plan.scan_ids.insert(scan.id.clone(), scan.id.clone());
             }
         }
     }
-    Ok(())
 }
 
 /// XNAT's `correctScanID`: `<id>-<MM><n>`, reusing the stem of an id that already looks like that.
