@@ -14,7 +14,7 @@ use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
 use crate::model::catalog::Catalog;
-use crate::model::session::SessionDoc;
+use crate::model::session::{self, SessionDoc};
 use crate::site::layout::document_root;
 use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
@@ -384,7 +384,7 @@ impl Journal {
         doc.set_attr("project", &self.project);
         doc.set_attr("label", &self.label);
         doc.remove_field("prearchivePath");
-        doc.set_field("subject_ID", &self.subject_id, SUBJECT_ID_BEFORE);
+        doc.set_field("subject_ID", &self.subject_id, session::after("subject_ID"));
         if self.quarantine {
             doc.set_custom_field("quarantine", "true");
         }
@@ -632,26 +632,6 @@ pub fn recover_session(pre: &Tree, arch: &Tree, session: &SessionRef) -> Result<
         Ok(Some(("rolled-back".into(), format!("{} is back in the prearchive", session.url()))))
     }
 }
-
-/// The elements an experiment document's `subject_ID` comes before (XNAT's schema order).
-const SUBJECT_ID_BEFORE: &[&str] = &[
-    "age",
-    "regions",
-    "scanner",
-    "operator",
-    "scans",
-    "reconstructions",
-    "assessors",
-    "dcmAccessionNumber",
-    "dcmPatientId",
-    "dcmPatientName",
-    "dcmPatientBirthDate",
-    "dcmPatientWeight",
-    "coil",
-    "fieldStrength",
-    "marker",
-    "stabilization",
-];
 
 #[cfg(test)]
 mod tests {

@@ -258,6 +258,42 @@ pub fn unreadable(path: &str, why: &str) -> Error {
     Error::Corrupt(format!("session document {path} cannot be read ({why}); fix it or rebuild it from the DICOM"))
 }
 
+/// The child elements of experiment and subject documents from `resources` on, in XNAT's schema order
+/// (`xnat:experimentData`, `xnat:subjectAssessorData`, `xnat:imageSessionData`, `xnat:subjectData`): where a
+/// new element goes, before the first of those that follow it.
+pub const SCHEMA_ORDER: &[&str] = &[
+    "resources",
+    "fields",
+    "acquisition_site",
+    "subject_ID",
+    "age",
+    "regions",
+    "scanner",
+    "operator",
+    "prearchivePath",
+    "scans",
+    "reconstructions",
+    "assessors",
+    "dcmAccessionNumber",
+    "dcmPatientId",
+    "dcmPatientName",
+    "dcmPatientBirthDate",
+    "dcmPatientWeight",
+    "coil",
+    "fieldStrength",
+    "marker",
+    "stabilization",
+    "demographics",
+    "metadata",
+    "addID",
+    "experiments",
+];
+
+/// The elements the schema places after `name` (none for a name it does not order).
+pub fn after(name: &str) -> &'static [&'static str] {
+    SCHEMA_ORDER.iter().position(|n| *n == name).map_or(&[], |i| &SCHEMA_ORDER[i + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
 use crate::model::catalog::{Catalog, CatalogKind};
+use crate::model::session;
 use crate::site::document;
 use crate::site::layout::{Archive, ParentKind, document_root, find_all};
 use crate::site::uri::{ResourceUri, Side};
@@ -75,34 +76,6 @@ pub fn create_resource(archive: &Tree, spec: &ResourceSpec) -> Result<Created> {
     Ok(Created { resource: dir.uri, folder: dir.folder.as_str().to_string(), catalog: catalog.as_str().to_string() })
 }
 
-/// Elements the schema places after `resources` in experiment and subject documents.
-const AFTER_RESOURCES: &[&str] = &[
-    "fields",
-    "acquisition_site",
-    "subject_ID",
-    "age",
-    "regions",
-    "scanner",
-    "operator",
-    "prearchivePath",
-    "scans",
-    "reconstructions",
-    "assessors",
-    "dcmAccessionNumber",
-    "dcmPatientId",
-    "dcmPatientName",
-    "dcmPatientBirthDate",
-    "dcmPatientWeight",
-    "coil",
-    "fieldStrength",
-    "marker",
-    "stabilization",
-    "demographics",
-    "metadata",
-    "addID",
-    "experiments",
-];
-
 /// Adds the resource element where XNAT keeps it. Returns false when the document has no place for it
 /// (assessors and reconstructions keep their resources in their own documents).
 fn add_to_document(root: &mut Element, kind: &ParentKind, label: &str, uri: &str, spec: &ResourceSpec) -> bool {
@@ -142,7 +115,7 @@ fn add_to_document(root: &mut Element, kind: &ParentKind, label: &str, uri: &str
         ParentKind::Experiment | ParentKind::Subject => {
             let el = make("resource", spec.content.as_deref());
             if !root.elements().any(|e| e.local_name() == "resources") {
-                document::insert_before(root, Element::new(q("resources")), AFTER_RESOURCES);
+                document::insert_before(root, Element::new(q("resources")), session::after("resources"));
             }
             let resources = root.elements_mut().find(|e| e.local_name() == "resources").expect("just inserted");
             resources.children.push(Node::Element(el));
