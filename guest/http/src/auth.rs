@@ -10,9 +10,10 @@ use crate::credentials::{AuthError, Token};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::context::Context;
 use crate::formats::HttpError;
+use crate::message::{Request, Response};
 use crate::params::Params;
-use crate::{Context, Request, Response};
 
 /// The session cookie's name (XNAT's, which both clients expect).
 pub const COOKIE: &str = "JSESSIONID";

@@ -1,15 +1,9 @@
 //! What goes out: XNAT's table formats (ResultSet JSON, CSV, XML) and error bodies (plain text, or JSON when
 //! the request asked for `format=json`; never HTML, which xnatpy and pyxnat both reject).
 
-use crate::Response;
-use crate::params::Params;
+use crate::message::Response;
 
-pub const TEXT: &str = "text/plain; charset=utf-8";
-pub const JSON: &str = "application/json";
-pub const CSV: &str = "text/csv; charset=utf-8";
-pub const XML: &str = "application/xml";
-pub const URI_LIST: &str = "text/uri-list";
-pub const BINARY: &str = "application/octet-stream";
+pub use crate::message::{BINARY, CSV, JSON, TEXT, URI_LIST, XML};
 
 /// A table format XNAT offers with `format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,21 +11,6 @@ pub enum Format {
     Json,
     Csv,
     Xml,
-}
-
-impl Format {
-    /// `format=` of the request; `default` when absent. `html` and unknown names are a 400.
-    pub fn from_params(params: &Params, default: Format) -> Result<Format, HttpError> {
-        match params.value("format").map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("json") => Ok(Format::Json),
-            Some("csv") => Ok(Format::Csv),
-            Some("xml") => Ok(Format::Xml),
-            Some(other) => Err(HttpError::bad_request(&format!(
-                "format={other} is not offered here; use format=json, format=csv or format=xml"
-            ))),
-        }
-    }
 }
 
 /// A failed request: its status, XNAT-style kind and a message that tells what to do.
@@ -241,11 +220,6 @@ mod tests {
 
     #[test]
     fn formats_and_errors() {
-        let p = |v: &str| Params::from_pairs([("format", v)]);
-        assert_eq!(Format::from_params(&Params::default(), Format::Json).unwrap(), Format::Json);
-        assert_eq!(Format::from_params(&p("CSV"), Format::Json).unwrap(), Format::Csv);
-        assert_eq!(Format::from_params(&p("xml"), Format::Json).unwrap(), Format::Xml);
-        assert_eq!(Format::from_params(&p("html"), Format::Json).unwrap_err().status, 400);
         let e: HttpError = xnat_core::error::Error::Locked("busy; retry".into()).into();
         let r = e.response(true);
         assert_eq!(r.status, 423);

@@ -10,8 +10,8 @@ use xnat_core::fs::tree::Tree;
 use xnat_core::model::session::SessionDoc;
 use xnat_core::site::layout::{Archive, ExperimentDir, document_root};
 
-use crate::Response;
 use crate::formats::{Format, HttpError, Table};
+use crate::message::Response;
 
 /// `GET /data/projects`.
 pub fn projects(archive: &Tree, format: Format) -> Result<Response, HttpError> {

@@ -12,8 +12,8 @@ use xnat_core::model::session::SessionDoc;
 use xnat_core::site::layout::{Archive, document_root};
 use xnat_core::site::uri::{Item, ResourceUri};
 
-use crate::Response;
 use crate::formats::{self, HttpError};
+use crate::message::Response;
 
 /// Fields of an experiment document copied into `data_fields` when present (besides ID, project, label).
 const EXPERIMENT_FIELDS: &[&str] = &["subject_ID", "date", "time", "modality", "scanner", "operator", "note"];

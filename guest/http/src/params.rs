@@ -1,8 +1,8 @@
 //! Request parameters: the query string and an `application/x-www-form-urlencoded` body, as XNAT reads them
 //! (body variables first, then the query; a key may repeat, and every value is kept).
 
-use crate::Request;
-use crate::formats::HttpError;
+use crate::formats::{Format, HttpError};
+use crate::message::Request;
 
 /// The parameters of one request, in order: form body first, then query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +93,22 @@ impl Params {
     }
 }
 
+/// `format=`: the table formats XNAT offers.
+impl Format {
+    /// `format=` of the request; `default` when absent. `html` and unknown names are a 400.
+    pub fn from_params(params: &Params, default: Format) -> Result<Format, HttpError> {
+        match params.value("format").map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some("xml") => Ok(Format::Xml),
+            Some(other) => Err(HttpError::bad_request(&format!(
+                "format={other} is not offered here; use format=json, format=csv or format=xml"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +161,14 @@ mod tests {
         let e = clash.synonym(&["session", "label", "EXPT_LABEL"]).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("session=E1 and EXPT_LABEL=E2"), "{}", e.message);
+    }
+
+    #[test]
+    fn format_parameter() {
+        let p = |v: &str| Params::from_pairs([("format", v)]);
+        assert_eq!(Format::from_params(&Params::default(), Format::Json).unwrap(), Format::Json);
+        assert_eq!(Format::from_params(&p("CSV"), Format::Json).unwrap(), Format::Csv);
+        assert_eq!(Format::from_params(&p("xml"), Format::Json).unwrap(), Format::Xml);
+        assert_eq!(Format::from_params(&p("html"), Format::Json).unwrap_err().status, 400);
     }
 }

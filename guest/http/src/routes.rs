@@ -15,11 +15,12 @@ use xnat_core::refresh::resource::{self, ResourceSpec};
 use xnat_core::refresh::{self, Outcome, ResourceReport};
 
 use crate::auth::{self, Principal};
+use crate::context::Context;
 use crate::formats::{self, Format, HttpError, Table};
 use crate::listings::{self, encode};
+use crate::message::{Request, Response};
 use crate::objects;
 use crate::params::Params;
-use crate::{Context, Request, Response};
 
 pub use crate::formats::failure;
 

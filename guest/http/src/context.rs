@@ -1,0 +1,108 @@
+//! What one request runs with: the granted trees, the users and token settings, the site id and the test
+//! switches, read from the component's environment (the contract in `lib.rs`). Not for authenticating a
+//! request (`auth.rs`) or routing it (`routes.rs`).
+
+use crate::credentials::Users;
+use xnat_core::fs::tree::Tree;
+use xnat_core::import::request::Faults;
+
+/// Where the host grants the archive tree inside the component.
+pub const ARCHIVE: &str = "/archive";
+/// Where the host grants the prearchive tree inside the component.
+pub const PREARCHIVE: &str = "/prearchive";
+
+/// What one request runs with: the two trees, the users and token settings, and the time.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub archive: Tree,
+    pub prearchive: Tree,
+    pub users: Users,
+    /// The token signing key; `None` when tokens are disabled.
+    pub secret: Option<Vec<u8>>,
+    pub tenant: String,
+    /// `""` or `/demo`: the prefix the host strips, used as the cookie path.
+    pub base_path: String,
+    pub token_ttl: u64,
+    pub site_id: String,
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+    pub faults: Faults,
+    /// Users who may run administrators' services (recovery), from `XNAT_ADMINS` (names separated by `,`).
+    pub admins: Vec<String>,
+    /// A malformed setting: every request but `GET /` answers 500 with this message.
+    pub config_error: Option<String>,
+}
+
+impl Context {
+    /// A context with no users, no secret and default settings, over two trees.
+    pub fn new(archive: Tree, prearchive: Tree, now: u64) -> Context {
+        Context {
+            archive,
+            prearchive,
+            users: Users::default(),
+            secret: None,
+            tenant: "default".into(),
+            base_path: String::new(),
+            token_ttl: 3600,
+            site_id: "XNAT".into(),
+            now,
+            faults: Faults::default(),
+            admins: Vec::new(),
+            config_error: None,
+        }
+    }
+
+    /// The context from environment variables (`var` looks one up), as described in the crate docs.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>, archive: Tree, prearchive: Tree, now: u64) -> Context {
+        let mut ctx = Context::new(archive, prearchive, now);
+        let mut problems = Vec::new();
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        match Users::parse(&var("XNAT_USERS").unwrap_or_default()) {
+            Ok(users) => ctx.users = users,
+            Err(e) => problems.push(format!("XNAT_USERS: {e}")),
+        }
+        ctx.secret = var("XNAT_SECRET").filter(|s| !s.is_empty()).map(String::into_bytes);
+        if let Some(tenant) = set("XNAT_TENANT") {
+            let tenant = tenant.trim().to_string();
+            if tenant.contains(['|', ':', ';']) || tenant.contains(char::is_whitespace) {
+                problems.push(format!("XNAT_TENANT {tenant:?} holds '|', ':', ';' or spaces; choose a plain name"));
+            }
+            ctx.tenant = tenant;
+        }
+        if let Some(base) = set("XNAT_BASE_PATH") {
+            let base = base.trim().trim_end_matches('/');
+            ctx.base_path =
+                if base.is_empty() || base.starts_with('/') { base.to_string() } else { format!("/{base}") };
+            if ctx.base_path.contains([';', ',', ' ', '\r', '\n']) {
+                problems.push(format!("XNAT_BASE_PATH {base:?} cannot be a cookie path; use a plain path like /demo"));
+            }
+        }
+        if let Some(ttl) = set("XNAT_TOKEN_TTL") {
+            match ttl.trim().parse::<u64>() {
+                Ok(n) if n > 0 => ctx.token_ttl = n,
+                _ => problems.push(format!("XNAT_TOKEN_TTL {ttl:?} is not a positive number of seconds")),
+            }
+        }
+        ctx.admins = var("XNAT_ADMINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(site) = set("XNAT_SITE_ID") {
+            ctx.site_id = site.trim().to_string();
+        }
+        ctx.faults = Faults {
+            point: set("XNAT_ARCHIVE_FAULT_POINT").and_then(|v| v.trim().parse().ok()),
+            pause_ms: set("XNAT_ARCHIVE_PAUSE_MS").and_then(|v| v.trim().parse().ok()),
+        };
+        if !problems.is_empty() {
+            ctx.config_error = Some(format!(
+                "the server is misconfigured ({}); the operator must fix the tenant's settings",
+                problems.join("; ")
+            ));
+        }
+        ctx
+    }
+}
