@@ -7,7 +7,7 @@ use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::incoming::{catalog_entries, files_below, find_catalogs};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::catalog::Catalog;
-use crate::model::session::SessionDoc;
+use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
 use std::collections::BTreeSet;
 
@@ -16,66 +16,74 @@ pub fn check_dicom(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Result<V
     let mut notices = Vec::new();
     for scan in incoming.scans() {
         for file in &scan.files {
-            let Some(rel) = relative_uri(&file.uri, dir) else { continue };
-            let Ok(cat_path) = dir.join_path(&rel) else { continue };
-            let bytes = match pre.read(&cat_path) {
-                Ok(b) => b,
-                Err(Error::NotFound(_)) => {
-                    notices.push(Notice::new(21, NoticeKind::Warn, "Expected a catalog file, however it was missing."));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let Ok(cat) = Catalog::parse(&bytes) else {
-                notices.push(Notice::new(
-                    21,
-                    NoticeKind::Warn,
-                    format!("Expected a catalog file, however {rel} cannot be read."),
-                ));
-                continue;
-            };
-            let entries = catalog_entries(&cat);
-            let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
-            let folder = cat_path.parent();
-            let mut on_disk = Vec::new();
-            files_below(pre, &folder, "", &mut on_disk)?;
-            let unlisted: Vec<&String> =
-                on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
-            if !unlisted.is_empty() {
-                notices.push(Notice::new(
-                    20,
-                    NoticeKind::Warn,
-                    format!(
-                        "Scan {} resource {} holds files its catalog does not list: {}",
-                        scan.id,
-                        file.label,
-                        unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
-            if file.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("DICOM"))
-                && entries.iter().any(|(_, uid, dcm)| !dcm || uid.is_none())
-            {
-                notices.push(Notice::new(
-                    20,
-                    NoticeKind::Warn,
-                    format!(
-                        "Scan {} resource {} is DICOM but lists entries that are not DICOM or have no UID",
-                        scan.id, file.label
-                    ),
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
-                if !seen.insert(uid) {
-                    notices.push(Notice::new(
-                        22,
-                        NoticeKind::Warn,
-                        format!("Duplicate SOP Instance UID {uid} in scan {}", scan.id),
-                    ));
-                    break;
-                }
-            }
+            notices.extend(check_scan_resource(pre, dir, &scan, file)?);
+        }
+    }
+    Ok(notices)
+}
+
+/// Codes 21, 20 and 22 on one scan resource: its catalog is there and readable, lists every file in its
+/// folder, and — for DICOM — lists DICOM entries with UIDs, each UID once.
+fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) -> Result<Vec<Notice>> {
+    let mut notices = Vec::new();
+    let Some(rel) = relative_uri(&file.uri, dir) else { return Ok(notices) };
+    let Ok(cat_path) = dir.join_path(&rel) else { return Ok(notices) };
+    let bytes = match pre.read(&cat_path) {
+        Ok(b) => b,
+        Err(Error::NotFound(_)) => {
+            notices.push(Notice::new(21, NoticeKind::Warn, "Expected a catalog file, however it was missing."));
+            return Ok(notices);
+        }
+        Err(e) => return Err(e),
+    };
+    let Ok(cat) = Catalog::parse(&bytes) else {
+        notices.push(Notice::new(
+            21,
+            NoticeKind::Warn,
+            format!("Expected a catalog file, however {rel} cannot be read."),
+        ));
+        return Ok(notices);
+    };
+    let entries = catalog_entries(&cat);
+    let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
+    let folder = cat_path.parent();
+    let mut on_disk = Vec::new();
+    files_below(pre, &folder, "", &mut on_disk)?;
+    let unlisted: Vec<&String> =
+        on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
+    if !unlisted.is_empty() {
+        notices.push(Notice::new(
+            20,
+            NoticeKind::Warn,
+            format!(
+                "Scan {} resource {} holds files its catalog does not list: {}",
+                scan.id,
+                file.label,
+                unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if file.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("DICOM"))
+        && entries.iter().any(|(_, uid, dcm)| !dcm || uid.is_none())
+    {
+        notices.push(Notice::new(
+            20,
+            NoticeKind::Warn,
+            format!(
+                "Scan {} resource {} is DICOM but lists entries that are not DICOM or have no UID",
+                scan.id, file.label
+            ),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
+        if !seen.insert(uid) {
+            notices.push(Notice::new(
+                22,
+                NoticeKind::Warn,
+                format!("Duplicate SOP Instance UID {uid} in scan {}", scan.id),
+            ));
+            break;
         }
     }
     Ok(notices)

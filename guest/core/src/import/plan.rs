@@ -409,27 +409,7 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) ->
     let src = plan.session.dir();
     let mut files = Vec::new();
     files_below(pre, &src, "", &mut files)?;
-    // Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
-    let mut merged_catalogs: BTreeMap<String, RelPath> = BTreeMap::new();
-    let mut existing_uids: BTreeMap<String, (RelPath, String)> = BTreeMap::new();
-    for rel in &files {
-        if !rel.ends_with("_catalog.xml") {
-            continue;
-        }
-        let to = map_path(rel, &plan.scan_ids);
-        let to_folder = plan.target.join_path(&to)?.parent();
-        let existing = find_catalogs(arch, &to_folder)?;
-        if let Some(target_cat) = existing.into_iter().next() {
-            if let Ok(cat) = Catalog::parse(&arch.read(&target_cat)?) {
-                for (uri, uid, _) in catalog_entries(&cat) {
-                    if let Some(uid) = uid {
-                        existing_uids.insert(uid, (target_cat.clone(), uri));
-                    }
-                }
-            }
-            merged_catalogs.insert(rel.clone(), target_cat);
-        }
-    }
+    let MergeTargets { catalogs: merged_catalogs, uids: existing_uids } = catalogs_to_merge(plan, arch, &files)?;
     let mut matching_files = false;
     let mut same_resources = false;
     for rel in &files {
@@ -473,6 +453,33 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) ->
         plan.notice(14, NoticeKind::Conflict, "Session already exists with matching files.");
     }
     Ok(())
+}
+
+/// The archived catalogs that incoming ones merge into.
+struct MergeTargets {
+    /// Incoming catalog (relative to the session) → the archived catalog it merges into.
+    catalogs: BTreeMap<String, RelPath>,
+    /// The archived entries of those catalogs by DICOM UID → (catalog, URI).
+    uids: BTreeMap<String, (RelPath, String)>,
+}
+
+/// Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
+fn catalogs_to_merge(plan: &Plan, arch: &Tree, files: &[String]) -> Result<MergeTargets> {
+    let mut merged_catalogs = BTreeMap::new();
+    let mut existing_uids = BTreeMap::new();
+    for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
+        let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
+        let Some(target_cat) = find_catalogs(arch, &to_folder)?.into_iter().next() else { continue };
+        if let Ok(cat) = Catalog::parse(&arch.read(&target_cat)?) {
+            for (uri, uid, _) in catalog_entries(&cat) {
+                if let Some(uid) = uid {
+                    existing_uids.insert(uid, (target_cat.clone(), uri));
+                }
+            }
+        }
+        merged_catalogs.insert(rel.clone(), target_cat);
+    }
+    Ok(MergeTargets { catalogs: merged_catalogs, uids: existing_uids })
 }
 
 /// overwrite=delete: an archived file whose DICOM instance arrives under another name is replaced like a
