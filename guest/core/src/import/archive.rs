@@ -80,19 +80,9 @@ fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mu
     if let Some(ms) = cp.pause_ms() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    // D12: archive from READY, or from CONFLICT with overwrite.
-    match prearchive.status_without_lock(s)? {
-        Status::Ready => {}
-        Status::Conflict if params.overwrite != Overwrite::None => {}
-        other => {
-            lock.release()?;
-            return Err(Error::Conflict(format!(
-                "{} is {}; only READY sessions (or CONFLICT ones with overwrite=append or delete) can be archived{}",
-                s.url(),
-                other.as_str(),
-                if other == Status::Error { " — fix the cause, then reset its status" } else { "" }
-            )));
-        }
+    if let Err(e) = archivable(&prearchive, s, params) {
+        lock.release()?;
+        return Err(e);
     }
     let result = archive_locked(pre, arch, s, params, cp);
     match &result {
@@ -102,24 +92,40 @@ fn archive_one(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mu
         }
         Err(Error::Io(m)) if m.contains("run recover") => lock.keep(),
         Err(e) => {
-            // A conflict marks the session CONFLICT, a fault ERROR (XNAT); a wrong request changes nothing,
-            // so that the same session can be archived with better parameters right away.
-            let status = match e {
-                Error::Conflict(_) => Some(Status::Conflict),
-                Error::Io(_) | Error::Corrupt(_) | Error::Forbidden(_) => Some(Status::Error),
-                _ => None,
-            };
-            // A wrong request leaves both trees exactly as they were: no status, no log line.
-            if let Some(status) = status
-                && prearchive.exists(s).unwrap_or(false)
-            {
-                let _ = prearchive.set_status(s, &status, Some(e.message()));
-                let _ = prearchive.log(s, &format!("Unable to archive {}: {e}", s.folder));
-            }
+            record_failure(&prearchive, s, e);
             lock.release()?;
         }
     }
     result
+}
+
+/// D12: a session is archived from READY, or from CONFLICT with overwrite.
+fn archivable(prearchive: &Prearchive, s: &SessionRef, params: &Params) -> Result<()> {
+    match prearchive.status_without_lock(s)? {
+        Status::Ready => Ok(()),
+        Status::Conflict if params.overwrite != Overwrite::None => Ok(()),
+        other => Err(Error::Conflict(format!(
+            "{} is {}; only READY sessions (or CONFLICT ones with overwrite=append or delete) can be archived{}",
+            s.url(),
+            other.as_str(),
+            if other == Status::Error { " — fix the cause, then reset its status" } else { "" }
+        ))),
+    }
+}
+
+/// A failed archive marks the session: a conflict CONFLICT, a fault ERROR (as XNAT does), with the reason
+/// in its status and log. A wrong request changes nothing — no status, no log line — so that the same
+/// session can be archived with better parameters right away.
+fn record_failure(prearchive: &Prearchive, s: &SessionRef, e: &Error) {
+    let status = match e {
+        Error::Conflict(_) => Status::Conflict,
+        Error::Io(_) | Error::Corrupt(_) | Error::Forbidden(_) => Status::Error,
+        _ => return,
+    };
+    if prearchive.exists(s).unwrap_or(false) {
+        let _ = prearchive.set_status(s, &status, Some(e.message()));
+        let _ = prearchive.log(s, &format!("Unable to archive {}: {e}", s.folder));
+    }
 }
 
 fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {

@@ -138,51 +138,38 @@ impl<'a> Archive<'a> {
             Item::Scan { experiment, scan } => {
                 let e = self.experiment(experiment)?;
                 let folder = e.folder.join("SCANS")?.join(scan)?;
-                let listed = self.document_lists(&e, "scan", scan)?;
-                if !listed && !self.tree.is_dir(&folder)? {
-                    return Err(Error::NotFound(format!("scan {scan} of {} does not exist", experiment_uri(&e))));
-                }
-                Parent {
-                    uri: format!("{}/scans/{scan}", experiment_uri(&e)),
-                    kind: ParentKind::Scan(scan.clone()),
-                    ..self.in_experiment(&e, folder)
-                }
+                self.experiment_part(&e, ("scan", "scans", scan), folder, ParentKind::Scan(scan.clone()))?
             }
             Item::Assessor { experiment, assessor } => {
                 let e = self.experiment(experiment)?;
                 let folder = e.folder.join("ASSESSORS")?.join(assessor)?;
-                let listed = self.document_lists(&e, "assessor", assessor)?;
-                if !listed && !self.tree.is_dir(&folder)? {
-                    return Err(Error::NotFound(format!(
-                        "assessor {assessor} of {} does not exist",
-                        experiment_uri(&e)
-                    )));
-                }
-                Parent {
-                    uri: format!("{}/assessors/{assessor}", experiment_uri(&e)),
-                    kind: ParentKind::Assessor,
-                    ..self.in_experiment(&e, folder)
-                }
+                self.experiment_part(&e, ("assessor", "assessors", assessor), folder, ParentKind::Assessor)?
             }
             Item::Reconstruction { experiment, reconstruction } => {
                 let e = self.experiment(experiment)?;
                 let nested = e.folder.join("ASSESSORS")?.join("PROCESSED")?.join(reconstruction)?;
                 let plain = e.folder.join("PROCESSED")?.join(reconstruction)?;
                 let folder = if self.tree.is_dir(&plain)? && !self.tree.is_dir(&nested)? { plain } else { nested };
-                let listed = self.document_lists(&e, "reconstructedImage", reconstruction)?;
-                if !listed && !self.tree.is_dir(&folder)? {
-                    return Err(Error::NotFound(format!(
-                        "reconstruction {reconstruction} of {} does not exist",
-                        experiment_uri(&e)
-                    )));
-                }
-                Parent {
-                    uri: format!("{}/reconstructions/{reconstruction}", experiment_uri(&e)),
-                    kind: ParentKind::Reconstruction(reconstruction.clone()),
-                    ..self.in_experiment(&e, folder)
-                }
+                let kind = ParentKind::Reconstruction(reconstruction.clone());
+                self.experiment_part(&e, ("reconstructedImage", "reconstructions", reconstruction), folder, kind)?
             }
         })
+    }
+
+    /// A scan, assessor or reconstruction of experiment `e` — `(element, URI segment, id)` — at `folder`:
+    /// it exists when the experiment's document lists it or its folder is there.
+    fn experiment_part(
+        &self,
+        e: &ExperimentDir,
+        (element, segment, id): (&str, &str, &str),
+        folder: RelPath,
+        kind: ParentKind,
+    ) -> Result<Parent> {
+        if !self.document_lists(e, element, id)? && !self.tree.is_dir(&folder)? {
+            let what = segment.trim_end_matches('s');
+            return Err(Error::NotFound(format!("{what} {id} of {} does not exist", experiment_uri(e))));
+        }
+        Ok(Parent { uri: format!("{}/{segment}/{id}", experiment_uri(e)), kind, ..self.in_experiment(e, folder) })
     }
 
     fn in_experiment(&self, e: &ExperimentDir, folder: RelPath) -> Parent {
