@@ -425,13 +425,14 @@ const MAX_NAME: usize = 255;
 // ----- validate and archive ---------------------------------------------------------------------------------
 
 fn archive_params(params: &Params, ctx: &Context) -> Result<request::Params, HttpError> {
-    let overwrite = match params.value("overwrite").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("none") => Overwrite::None,
-        Some("append") => Overwrite::Append,
-        Some("delete") => Overwrite::Delete,
-        Some(other) => {
-            return Err(HttpError::bad_request(&format!("overwrite={other} is not known; use none, append or delete")));
-        }
+    let overwrite = match params.value("overwrite") {
+        None => Overwrite::None,
+        Some(name) => Overwrite::parse(name).ok_or_else(|| {
+            HttpError::bad_request(&format!(
+                "overwrite={} is not known; use none, append or delete",
+                name.to_ascii_lowercase()
+            ))
+        })?,
     };
     Ok(request::Params {
         src: sources(params)?,

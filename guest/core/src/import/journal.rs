@@ -122,14 +122,7 @@ impl Journal {
         kv("experiment", &[&self.experiment_id]);
         kv("subject", &[&self.subject_label, &self.subject_id]);
         kv("mode", &[if self.merge { "merge" } else { "new" }]);
-        kv(
-            "overwrite",
-            &[match self.overwrite {
-                Overwrite::None => "none",
-                Overwrite::Append => "append",
-                Overwrite::Delete => "delete",
-            }],
-        );
+        kv("overwrite", &[self.overwrite.as_str()]);
         kv("quarantine", &[&self.quarantine.to_string()]);
         kv("trigger", &[&self.trigger_pipelines.to_string()]);
         for (a, b) in &self.scan_ids {
@@ -190,13 +183,7 @@ impl Journal {
                     j.subject_id = v(1)?;
                 }
                 "mode" => j.merge = v(0)? == "merge",
-                "overwrite" => {
-                    j.overwrite = match v(0)?.as_str() {
-                        "append" => Overwrite::Append,
-                        "delete" => Overwrite::Delete,
-                        _ => Overwrite::None,
-                    }
-                }
+                "overwrite" => j.overwrite = Overwrite::parse(&v(0)?).unwrap_or_default(),
                 "quarantine" => j.quarantine = v(0)? == "true",
                 "trigger" => j.trigger_pipelines = v(0)? == "true",
                 "scan" => {
@@ -357,11 +344,7 @@ impl Journal {
             self.experiment_id,
             self.subject_label,
             self.subject_id,
-            match self.overwrite {
-                Overwrite::None => "none",
-                Overwrite::Append => "append",
-                Overwrite::Delete => "delete",
-            }
+            self.overwrite.as_str()
         );
         let _ = arch.create_new(&logs.join(&format!("archive-{}.log", self.session.timestamp))?, line.as_bytes())?;
         cp.pass()?;

@@ -17,6 +17,24 @@ pub enum Overwrite {
     Delete,
 }
 
+impl Overwrite {
+    /// XNAT's name: `none`, `append` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overwrite::None => "none",
+            Overwrite::Append => "append",
+            Overwrite::Delete => "delete",
+        }
+    }
+
+    /// The value of XNAT's name, in any case; `None` for a name XNAT does not have.
+    pub fn parse(name: &str) -> Option<Overwrite> {
+        [Overwrite::None, Overwrite::Append, Overwrite::Delete]
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
 /// The parameters of the archive and validate services, by XNAT name.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -92,4 +110,20 @@ pub struct Faults {
     pub point: Option<u32>,
     /// Milliseconds to wait while holding the session's lock, so tests can make archives overlap.
     pub pause_ms: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwrite_by_xnat_name() {
+        for (name, value) in [("none", Overwrite::None), ("append", Overwrite::Append), ("delete", Overwrite::Delete)] {
+            assert_eq!(Overwrite::parse(name), Some(value));
+            assert_eq!(value.as_str(), name);
+        }
+        assert_eq!(Overwrite::parse("APPEND"), Some(Overwrite::Append), "any case, as XNAT");
+        assert_eq!(Overwrite::parse("replace"), None);
+        assert_eq!(Overwrite::parse(""), None);
+    }
 }
