@@ -521,42 +521,7 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
             )));
         }
     };
-    let mut options = refresh::Options::default();
-    for o in params.list("options") {
-        match o {
-            "append" => options.append = true,
-            "checksum" => options.checksum = true,
-            "delete" => options.delete = true,
-            "populateStats" => options.populate_stats = true,
-            other => {
-                return Err(HttpError::bad_request(&format!(
-                    "unknown option {other:?}; options are append, checksum, delete and populateStats"
-                )));
-            }
-        }
-    }
-    for (name, flag) in [
-        ("append", &mut options.append),
-        ("checksum", &mut options.checksum),
-        ("delete", &mut options.delete),
-        ("populateStats", &mut options.populate_stats),
-    ] {
-        if params.on_unless_false(name) == Some(true) {
-            *flag = true;
-        }
-    }
-    let request = refresh::Request {
-        resources: params
-            .all("resource")
-            .into_iter()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(String::from)
-            .collect(),
-        options,
-        user: Some(who.user.clone()),
-        ..refresh::Request::default()
-    };
+    let request = refresh::Request { options: refresh_options(params)?, ..refresh_request(params, who) };
     let reports = refresh::refresh(&ctx.archive, &request, &mut NoProgress)?;
     let failure = reports.iter().find_map(|r| match &r.outcome {
         Outcome::Failed(e) => Some((r.resource.clone(), HttpError::from(e.clone()))),
@@ -570,6 +535,39 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
     match failure {
         Some((resource, e)) => Err(HttpError { message: format!("{resource}: {}", e.message), ..e }),
         None => Ok(Response::empty()),
+    }
+}
+
+/// The operations: `options=append,checksum` (a list) and `append=true`-style switches, by XNAT's names.
+fn refresh_options(params: &Params) -> Result<refresh::Options, HttpError> {
+    let mut options = refresh::Options::default();
+    for name in params.list("options") {
+        if !options.set(name) {
+            return Err(HttpError::bad_request(&format!(
+                "unknown option {name:?}; options are append, checksum, delete and populateStats"
+            )));
+        }
+    }
+    for name in refresh::Options::NAMES {
+        if params.on_unless_false(name) == Some(true) {
+            options.set(name);
+        }
+    }
+    Ok(options)
+}
+
+/// The resources named (`resource=`, one or more) and the user, with default options.
+fn refresh_request(params: &Params, who: &Principal) -> refresh::Request {
+    refresh::Request {
+        resources: params
+            .all("resource")
+            .into_iter()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(String::from)
+            .collect(),
+        user: Some(who.user.clone()),
+        ..refresh::Request::default()
     }
 }
 

@@ -42,8 +42,24 @@ pub struct Options {
 impl Options {
     pub const ALL: Options = Options { append: true, checksum: true, delete: true, populate_stats: true };
 
+    /// XNAT's names of the operations (`options=append,checksum,...`).
+    pub const NAMES: [&'static str; 4] = ["append", "checksum", "delete", "populateStats"];
+
     fn or_default(self) -> Options {
         if self == Options::default() { Options::ALL } else { self }
+    }
+
+    /// Switches on the operation XNAT calls `name`; `false` for a name XNAT does not have.
+    pub fn set(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "append" => &mut self.append,
+            "checksum" => &mut self.checksum,
+            "delete" => &mut self.delete,
+            "populateStats" => &mut self.populate_stats,
+            _ => return false,
+        };
+        *flag = true;
+        true
     }
 }
 
