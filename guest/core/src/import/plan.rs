@@ -64,6 +64,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan for `session` into `project` that does nothing yet.
+    fn new(session: &SessionRef, incoming: SessionDoc, project: String) -> Plan {
+        Plan {
+            session: session.clone(),
+            incoming,
+            project,
+            label: String::new(),
+            subject: None,
+            existing: None,
+            target: RelPath::root(),
+            notices: Vec::new(),
+            scan_ids: BTreeMap::new(),
+            steps: Vec::new(),
+        }
+    }
+
     fn notice(&mut self, code: u32, kind: NoticeKind, message: impl Into<String>) {
         self.notices.push(Notice::new(code, kind, message));
     }
@@ -91,18 +107,7 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
     let label_param = agree("session label", params.label.as_deref(), dest.experiment.as_deref())?;
     let subject_param = agree("subject", params.subject.as_deref(), dest.subject.as_deref())?;
 
-    let mut plan = Plan {
-        session: session.clone(),
-        incoming: incoming.clone(),
-        project: project.clone().unwrap_or_default(),
-        label: String::new(),
-        subject: None,
-        existing: None,
-        target: RelPath::root(),
-        notices: Vec::new(),
-        scan_ids: BTreeMap::new(),
-        steps: Vec::new(),
-    };
+    let mut plan = Plan::new(session, incoming.clone(), project.clone().unwrap_or_default());
     // Code 6: no destination project.
     let Some(project) = project else {
         plan.notice(6, NoticeKind::Fail, "unable to identify destination project");
