@@ -45,12 +45,7 @@ fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) 
         return Ok(notices);
     };
     let entries = catalog_entries(&cat);
-    let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
-    let folder = cat_path.parent();
-    let mut on_disk = Vec::new();
-    files_below(pre, &folder, "", &mut on_disk)?;
-    let unlisted: Vec<&String> =
-        on_disk.iter().filter(|f| **f != cat_path.name() && !listed.contains(f.as_str())).collect();
+    let unlisted = unlisted_files(pre, &cat_path, &entries)?;
     if !unlisted.is_empty() {
         notices.push(Notice::new(
             20,
@@ -59,7 +54,7 @@ fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) 
                 "Scan {} resource {} holds files its catalog does not list: {}",
                 scan.id,
                 file.label,
-                unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                unlisted.join(", ")
             ),
         ));
     }
@@ -87,6 +82,14 @@ fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) 
         }
     }
     Ok(notices)
+}
+
+/// The files in a catalog's folder (and below) that none of its entries lists, the catalog itself aside.
+fn unlisted_files(pre: &Tree, cat_path: &RelPath, entries: &[(String, Option<String>, bool)]) -> Result<Vec<String>> {
+    let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
+    let mut on_disk = Vec::new();
+    files_below(pre, &cat_path.parent(), "", &mut on_disk)?;
+    Ok(on_disk.into_iter().filter(|f| f != cat_path.name() && !listed.contains(f.as_str())).collect())
 }
 
 /// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
