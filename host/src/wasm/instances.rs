@@ -10,7 +10,7 @@
 //!
 //! Not for the locks themselves: the component takes, leases and releases them on disk.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -21,14 +21,14 @@ pub struct Instance {
 }
 
 /// The instances of this process that are alive.
-static ALIVE: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+static ALIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 
 impl Instance {
     /// A new instance, alive until dropped.
     pub fn new() -> Instance {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        ALIVE.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_default().insert(n);
+        ALIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(n);
         Instance { n }
     }
 
@@ -47,8 +47,7 @@ impl Instance {
         }
         let (pid, start, n): (u32, u64, u64) = (pid.parse().ok()?, start.parse().ok()?, n.parse().ok()?);
         if pid == me.pid && start == me.start {
-            let alive = ALIVE.lock().unwrap_or_else(|e| e.into_inner());
-            return Some(alive.as_ref().is_some_and(|set| set.contains(&n)));
+            return Some(ALIVE.lock().unwrap_or_else(|e| e.into_inner()).contains(&n));
         }
         match started(&format!("/proc/{pid}/stat")) {
             Ok(Some(then)) => Some(then == start),
@@ -78,9 +77,7 @@ impl Default for Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if let Some(set) = ALIVE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            set.remove(&self.n);
-        }
+        ALIVE.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.n);
     }
 }
 
