@@ -9,6 +9,8 @@
 use crate::credentials::{AuthError, Token};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use cookie::time::{Duration, OffsetDateTime};
+use cookie::{Cookie, CookieBuilder, SameSite};
 
 use crate::context::Context;
 use crate::formats::HttpError;
@@ -42,8 +44,8 @@ pub fn authenticate(req: &Request, ctx: &Context) -> Result<Principal, HttpError
     }
     let mut cookie_problem = None;
     for token in session_cookies(req) {
-        match verify(ctx, token) {
-            Ok(user) => return Ok(Principal { user, via: Via::Cookie(token.to_string()) }),
+        match verify(ctx, &token) {
+            Ok(user) => return Ok(Principal { user, via: Via::Cookie(token) }),
             Err(e) => {
                 cookie_problem.get_or_insert(e);
             }
@@ -89,14 +91,14 @@ fn verify(ctx: &Context, token: &str) -> Result<String, AuthError> {
     }
 }
 
-/// Every `JSESSIONID` value in the request's `Cookie` headers (a client may hold more than one).
-pub fn session_cookies(req: &Request) -> Vec<&str> {
+/// Every `JSESSIONID` value in the request's `Cookie` headers (a client may hold more than one; a
+/// quoted value counts without its quotes; a malformed pair is skipped).
+pub fn session_cookies(req: &Request) -> Vec<String> {
     req.headers_named("cookie")
-        .flat_map(|h| h.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .filter(|(name, _)| name.trim() == COOKIE)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|c| c.name() == COOKIE && !c.value_trimmed().is_empty())
+        .map(|c| c.value_trimmed().to_string())
         .collect()
 }
 
@@ -113,15 +115,18 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 
 /// `Set-Cookie` for a token, on the tenant's base path.
 pub fn set_cookie(ctx: &Context, token: &str) -> String {
-    format!("{COOKIE}={token}; Path={}; HttpOnly; SameSite=Lax", cookie_path(ctx))
+    session_cookie(ctx, token).to_string()
 }
 
 /// `Set-Cookie` that makes the client drop the cookie.
 pub fn expire_cookie(ctx: &Context) -> String {
-    format!(
-        "{COOKIE}=; Path={}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax",
-        cookie_path(ctx)
-    )
+    session_cookie(ctx, "").max_age(Duration::ZERO).expires(OffsetDateTime::UNIX_EPOCH).to_string()
+}
+
+/// The session cookie, as XNAT sets it: on the tenant's base path, hidden from scripts, sent on
+/// same-site requests and top-level navigation only.
+fn session_cookie<'c>(ctx: &'c Context, token: &'c str) -> CookieBuilder<'c> {
+    Cookie::build((COOKIE, token)).path(cookie_path(ctx)).http_only(true).same_site(SameSite::Lax)
 }
 
 fn cookie_path(ctx: &Context) -> &str {
@@ -169,7 +174,7 @@ pub fn jsession(who: &Principal, ctx: &Context) -> Result<Response, HttpError> {
 /// `DELETE /data/JSESSION`: nothing to invalidate (tokens are stateless); the cookie is expired. A caller
 /// whose cookie is genuine but has expired may still log out.
 pub fn logout(req: &Request, ctx: &Context) -> Result<Response, HttpError> {
-    let genuine = |t: &str| match verify(ctx, t) {
+    let genuine = |t: String| match verify(ctx, &t) {
         Ok(_) | Err(AuthError::Expired { .. }) => true,
         Err(_) => false,
     };

@@ -6,10 +6,7 @@ use crate::credentials::Users;
 use xnat_core::fs::tree::Tree;
 use xnat_core::import::request::Faults;
 
-/// Where the host grants the archive tree inside the component.
-pub const ARCHIVE: &str = "/archive";
-/// Where the host grants the prearchive tree inside the component.
-pub const PREARCHIVE: &str = "/prearchive";
+pub use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 
 /// What one request runs with: the two trees, the users and token settings, and the time.
 #[derive(Debug, Clone)]
@@ -93,10 +90,7 @@ impl Context {
         if let Some(site) = set("XNAT_SITE_ID") {
             ctx.site_id = site.trim().to_string();
         }
-        ctx.faults = Faults {
-            point: set("XNAT_ARCHIVE_FAULT_POINT").and_then(|v| v.trim().parse().ok()),
-            pause_ms: set("XNAT_ARCHIVE_PAUSE_MS").and_then(|v| v.trim().parse().ok()),
-        };
+        ctx.faults = Faults::from_env(set);
         if !problems.is_empty() {
             ctx.config_error = Some(format!(
                 "the server is misconfigured ({}); the operator must fix the tenant's settings",

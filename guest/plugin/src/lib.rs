@@ -19,15 +19,7 @@ use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::import::request::{Faults, Overwrite, Params};
 use xnat_core::progress::Progress;
 use xnat_core::refresh::{self, resource};
-
-/// Where the host grants the archive tree inside the component.
-const ARCHIVE: &str = "/archive";
-/// Where the host grants the prearchive tree inside the component.
-const PREARCHIVE: &str = "/prearchive";
-/// The test-only switches of an archive (`request::Faults`), which the host passes through from its own
-/// environment: stop the process dead at a numbered point; pause while holding the session's lock.
-const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
-const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
+use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 
 struct Plugin;
 
@@ -132,7 +124,8 @@ impl validation::Guest for Plugin {
 
 impl archiver::Guest for Plugin {
     fn archive(request: wit::ArchiveRequest) -> Result<Vec<wit::Archived>, wit::Error> {
-        let faults = Faults { point: switch(FAULT_POINT_VAR), pause_ms: switch(PAUSE_MS_VAR) };
+        // The test-only switches, which the host passes through from its own environment in test builds.
+        let faults = Faults::from_env(|name| std::env::var(name).ok());
         let archived =
             archive::archive(&granted(PREARCHIVE), &granted(ARCHIVE), &params(request), faults, &mut HostProgress)
                 .map_err(error)?;
@@ -181,11 +174,6 @@ fn error(e: xnat_core::error::Error) -> wit::Error {
         E::Io(m) => wit::Error::Io(m),
         E::Corrupt(m) => wit::Error::Corrupt(m),
     }
-}
-
-/// A test switch from the environment: absent or not a number → off.
-fn switch<T: std::str::FromStr>(var: &str) -> Option<T> {
-    std::env::var(var).ok().and_then(|v| v.trim().parse().ok())
 }
 
 fn params(r: wit::ArchiveRequest) -> Params {

@@ -13,9 +13,8 @@ use xnat_core::xml::{self, AttributeOrder, Element, Indent, Node};
 /// The UID root every generated UID lives under (a root reserved for examples and tests).
 pub const UID_ROOT: &str = "1.2.826.0.1.3680043.8.498";
 
-const XNAT_NS: &str = "http://nrg.wustl.edu/xnat";
-const CAT_NS: &str = "http://nrg.wustl.edu/catalog";
-const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+use xnat_core::model::catalog::{CAT_NS, XSI_NS};
+use xnat_core::model::session::{self, XNAT_NS};
 
 /// The imaging modality of a session; it selects the document's root element, the scans' `xsi:type`,
 /// the scanner and the usual series.
@@ -39,13 +38,9 @@ impl Modality {
         }
     }
 
-    /// The session's data type (`xnat:mrSessionData`).
-    pub fn data_type(self) -> &'static str {
-        match self {
-            Modality::Mr => "xnat:mrSessionData",
-            Modality::Ct => "xnat:ctSessionData",
-            Modality::Pet => "xnat:petSessionData",
-        }
+    /// The session's data type (`xnat:mrSessionData`), as XNAT derives it from the element.
+    pub fn data_type(self) -> String {
+        session::data_type(xml::local(self.element()))
     }
 
     /// The `xsi:type` of its scans (`xnat:mrScanData`).
@@ -58,12 +53,8 @@ impl Modality {
     }
 
     /// The DICOM modality code, the document's `modality` attribute (`MR`, `CT`, `PT`).
-    pub fn code(self) -> &'static str {
-        match self {
-            Modality::Mr => "MR",
-            Modality::Ct => "CT",
-            Modality::Pet => "PT",
-        }
+    pub fn code(self) -> String {
+        session::modality_code(&self.data_type())
     }
 
     /// The scanner: (manufacturer, model, station name).
@@ -341,7 +332,8 @@ fn document(spec: &SessionSpec, session: &Path, sizes: &[u64]) -> io::Result<Ele
     if let Some(l) = &spec.label {
         attrs.push(("label", l));
     }
-    attrs.push(("modality", spec.modality.code()));
+    let modality = spec.modality.code();
+    attrs.push(("modality", &modality));
     attrs.push(("UID", &spec.study_uid));
     let (manufacturer, model, station) = spec.modality.scanner();
     let mut children = vec![text("xnat:date", &spec.date), text("xnat:time", &spec.time)];
@@ -535,7 +527,7 @@ mod tests {
             assert_eq!(doc.attr("ID"), Some(""));
             assert_eq!(doc.attr("project"), spec.project.as_deref());
             assert_eq!(doc.attr("label"), spec.label.as_deref());
-            assert_eq!(doc.attr("modality"), Some(spec.modality.code()));
+            assert_eq!(doc.attr("modality"), Some(spec.modality.code().as_str()));
             assert_eq!(doc.attr("UID"), Some(spec.study_uid.as_str()));
             assert_eq!(child(&doc, "xnat:subject_ID").map(Element::text), spec.subject.clone());
             let path = child(&doc, "xnat:prearchivePath").unwrap().text();

@@ -8,10 +8,8 @@ use std::path::PathBuf;
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-/// The guest path of the archive tree (`wit/archive.wit`).
-pub const ARCHIVE: &str = "/archive";
-/// The guest path of the prearchive tree (`wit/archive.wit`).
-pub const PREARCHIVE: &str = "/prearchive";
+/// The guest paths of the two trees (`wit/archive.wit`), as the components open them.
+pub use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 
 /// One host directory made visible to the component.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,10 +28,10 @@ use crate::library::types::{
 
 /// A test-only switch that stops an archive dead at a numbered point, to test recovery. Passed through
 /// from the host's environment when set (see [`TEST_SWITCHES`]).
-pub const FAULT_POINT_VAR: &str = "XNAT_ARCHIVE_FAULT_POINT";
+pub const FAULT_POINT_VAR: &str = xnat_core::import::request::Faults::POINT_VAR;
 /// A test-only switch: milliseconds an archive waits while holding the session's lock, so that tests can
 /// make archives overlap.
-pub const PAUSE_MS_VAR: &str = "XNAT_ARCHIVE_PAUSE_MS";
+pub const PAUSE_MS_VAR: &str = xnat_core::import::request::Faults::PAUSE_MS_VAR;
 /// The only variables of the host's environment the component sees, each only when it is set.
 pub const TEST_SWITCHES: [&str; 2] = [FAULT_POINT_VAR, PAUSE_MS_VAR];
 

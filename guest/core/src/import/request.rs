@@ -112,6 +112,21 @@ pub struct Faults {
     pub pause_ms: Option<u64>,
 }
 
+impl Faults {
+    /// The environment variable naming the fault point; the host passes it through in test builds.
+    pub const POINT_VAR: &'static str = "XNAT_ARCHIVE_FAULT_POINT";
+    /// The environment variable naming the pause, in milliseconds.
+    pub const PAUSE_MS_VAR: &'static str = "XNAT_ARCHIVE_PAUSE_MS";
+
+    /// The switches from an environment (`var` looks a name up): absent or not a number → off.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Faults {
+        Faults {
+            point: var(Self::POINT_VAR).and_then(|v| v.trim().parse().ok()),
+            pause_ms: var(Self::PAUSE_MS_VAR).and_then(|v| v.trim().parse().ok()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +140,16 @@ mod tests {
         assert_eq!(Overwrite::parse("APPEND"), Some(Overwrite::Append), "any case, as XNAT");
         assert_eq!(Overwrite::parse("replace"), None);
         assert_eq!(Overwrite::parse(""), None);
+    }
+
+    #[test]
+    fn faults_from_the_environment_are_numbers_or_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        let f = Faults::from_env(env(&[("XNAT_ARCHIVE_FAULT_POINT", " 3 "), ("XNAT_ARCHIVE_PAUSE_MS", "250")]));
+        assert_eq!((f.point, f.pause_ms), (Some(3), Some(250)));
+        let f = Faults::from_env(env(&[("XNAT_ARCHIVE_FAULT_POINT", "three")]));
+        assert_eq!((f.point, f.pause_ms), (None, None));
     }
 }

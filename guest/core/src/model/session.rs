@@ -71,17 +71,12 @@ impl SessionDoc {
         if let Some(t) = self.root.attr("xsi:type") {
             return t.to_string();
         }
-        let local = self.root.local_name();
-        let stem = local.strip_suffix("Session").unwrap_or(local);
-        format!("xnat:{}SessionData", stem.to_ascii_lowercase())
+        data_type(self.root.local_name())
     }
 
     /// The two letters XNAT uses when it renames a clashing scan (`MR`, `CT`, `PT`).
     pub fn modality_code(&self) -> String {
-        let t = self.xsi_type();
-        let local = xml::local(&t).to_ascii_uppercase();
-        let code: String = local.chars().take(2).collect();
-        if code == "PE" { "PT".into() } else { code }
+        modality_code(&self.xsi_type())
     }
 
     pub fn attr(&self, name: &str) -> Option<&str> {
@@ -294,6 +289,19 @@ pub fn after(name: &str) -> &'static [&'static str] {
     SCHEMA_ORDER.iter().position(|n| *n == name).map_or(&[], |i| &SCHEMA_ORDER[i + 1..])
 }
 
+/// The data type XNAT gives a session document's root element: `xnat:mrSessionData` for `MRSession`.
+pub fn data_type(local_name: &str) -> String {
+    let stem = local_name.strip_suffix("Session").unwrap_or(local_name);
+    format!("xnat:{}SessionData", stem.to_ascii_lowercase())
+}
+
+/// The two letters of a session data type's modality (`MR`, `CT`, `PT` for `xnat:petSessionData`), which
+/// XNAT uses when it renames a clashing scan and writes as the document's `modality`.
+pub fn modality_code(data_type: &str) -> String {
+    let code: String = xml::local(data_type).to_ascii_uppercase().chars().take(2).collect();
+    if code == "PE" { "PT".into() } else { code }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +311,18 @@ mod tests {
         <xnat:scans><xnat:scan ID="2" type="T1" UID="1.2.3.2" xsi:type="xnat:mrScanData">
         <xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" URI="SCANS/2/DICOM/scan_2_catalog.xml" format="DICOM"/></xnat:scan></xnat:scans>
         <xnat:dcmPatientName>PN</xnat:dcmPatientName></xnat:MRSession>"#;
+
+    #[test]
+    fn data_type_and_modality_code_follow_xnat() {
+        for (element, expected_type, code) in [
+            ("MRSession", "xnat:mrSessionData", "MR"),
+            ("CTSession", "xnat:ctSessionData", "CT"),
+            ("PETSession", "xnat:petSessionData", "PT"),
+        ] {
+            assert_eq!(data_type(element), expected_type);
+            assert_eq!(modality_code(&data_type(element)), code);
+        }
+    }
 
     #[test]
     fn reads_the_fields_archiving_needs() {

@@ -4,5 +4,6 @@
 
 pub mod document;
 pub mod layout;
+pub mod mounts;
 pub mod names;
 pub mod uri;
