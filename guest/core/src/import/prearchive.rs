@@ -13,6 +13,7 @@
 //! unreadable → ERROR, no ID → READY, an ID → ARCHIVING), overlaid with our persisted status and with the
 //! in-progress status of a held lock (`_ARCHIVING`, ...).
 
+use chrono::{DateTime, NaiveDateTime};
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree, check_segment};
@@ -568,10 +569,23 @@ impl<'a> Prearchive<'a> {
     }
 }
 
-/// `yyyyMMdd_HHmmssSSS` (18 characters) or the legacy `yyyyMMdd_HHmmss`.
+/// `yyyyMMdd_HHmmssSSS` (18 characters) or the legacy `yyyyMMdd_HHmmss`, naming a real moment.
 pub fn is_timestamp(name: &str) -> bool {
-    let b = name.as_bytes();
-    (b.len() == 18 || b.len() == 15) && b[8] == b'_' && b.iter().enumerate().all(|(i, c)| i == 8 || c.is_ascii_digit())
+    timestamp(name).is_some()
+}
+
+/// The moment a timestamp folder's name gives (XNAT writes it in the server's zone; read as is).
+fn timestamp(name: &str) -> Option<NaiveDateTime> {
+    let format = match name.len() {
+        18 => "%Y%m%d_%H%M%S%3f",
+        15 => "%Y%m%d_%H%M%S",
+        _ => return None,
+    };
+    // chrono's %Y also takes a sign or a longer year; the fixed length alone does not rule those out.
+    if !name.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(name, format).ok()
 }
 
 /// Names XNAT's trawler passes over: anything with a dot (documents, our files) and `temp-unpack`.
@@ -581,21 +595,19 @@ fn skipped_name(name: &str) -> bool {
 
 /// The `uploaded` column from the timestamp folder: `2024-01-01 12:00:00.123` (`java.sql.Timestamp`).
 pub fn uploaded(ts: &str) -> String {
-    if !is_timestamp(ts) {
-        return String::new();
-    }
-    let frac = if ts.len() == 18 { ts[15..18].trim_end_matches('0') } else { "" };
-    let frac = if frac.is_empty() { "0" } else { frac };
-    format!("{}-{}-{} {}:{}:{}.{frac}", &ts[0..4], &ts[4..6], &ts[6..8], &ts[9..11], &ts[11..13], &ts[13..15])
+    timestamp(ts).map(sql_format).unwrap_or_default()
 }
 
 /// Milliseconds since the epoch as `java.sql.Timestamp.toString()` prints them (UTC).
 fn sql_timestamp(millis: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default();
-    let ms = (millis.rem_euclid(1000)) as u32;
-    let frac = format!("{ms:03}");
-    let frac = frac.trim_end_matches('0');
-    format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), if frac.is_empty() { "0" } else { frac })
+    sql_format(DateTime::from_timestamp_millis(millis).unwrap_or_default().naive_utc())
+}
+
+/// `java.sql.Timestamp.toString()`: seconds, then the milliseconds without trailing zeros (`.0` for none).
+fn sql_format(t: NaiveDateTime) -> String {
+    let millis = format!("{:03}", t.and_utc().timestamp_subsec_millis());
+    let millis = millis.trim_end_matches('0');
+    format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), if millis.is_empty() { "0" } else { millis })
 }
 
 #[cfg(test)]
@@ -630,6 +642,35 @@ mod tests {
         fs::create_dir_all(r.join("P/not-a-timestamp/S9")).unwrap();
         let t = Tree::new(r);
         (d, t)
+    }
+
+    #[test]
+    fn timestamps_are_real_moments_and_print_as_java_sql_timestamps() {
+        for (name, printed) in [
+            ("20240131_091500123", "2024-01-31 09:15:00.123"),
+            ("20240131_091500120", "2024-01-31 09:15:00.12"),
+            ("20240131_091500000", "2024-01-31 09:15:00.0"),
+            ("20240229_235959999", "2024-02-29 23:59:59.999"),
+            ("20240131_091500", "2024-01-31 09:15:00.0"),
+        ] {
+            assert!(is_timestamp(name), "{name}");
+            assert_eq!(uploaded(name), printed);
+        }
+        for name in [
+            "20241399_120000000",
+            "20230229_120000000",
+            "20240101_250000000",
+            "2024010_1120000000",
+            "+2024010_120000000",
+            "20240101_12000000x",
+            "20240101-120000000",
+            "20240101_1200000",
+            "PROJ",
+            "",
+        ] {
+            assert!(!is_timestamp(name), "{name}");
+            assert_eq!(uploaded(name), "");
+        }
     }
 
     #[test]
