@@ -206,14 +206,7 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
                 push_text(&mut stack, &s, &reader)?;
             }
             Event::GeneralRef(r) => {
-                let s = if let Some(c) = r.resolve_char_ref().map_err(|e| err(&reader, &e))? {
-                    c.to_string()
-                } else {
-                    let name = r.decode().map_err(|e| err(&reader, &e))?;
-                    resolve_predefined_entity(&name)
-                        .ok_or_else(|| err(&reader, &format!("unknown entity &{name};")))?
-                        .to_string()
-                };
+                let s = reference(&r).map_err(|e| err(&reader, &e))?;
                 push_text(&mut stack, &s, &reader)?;
             }
             Event::Eof => break,
@@ -224,6 +217,16 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
         return Err(XmlError(format!("truncated document: <{}> is never closed", stack[0].name)));
     }
     root.ok_or_else(|| XmlError("empty document: no root element".into()))
+}
+
+/// The text of a character reference (`&#233;`) or one of XML's five predefined entities (`&amp;`); any
+/// other entity is an error (documents may not define their own).
+fn reference(r: &quick_xml::events::BytesRef) -> Result<String, String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        return Ok(c.to_string());
+    }
+    let name = r.decode().map_err(|e| e.to_string())?;
+    resolve_predefined_entity(&name).map(str::to_string).ok_or_else(|| format!("unknown entity &{name};"))
 }
 
 fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {

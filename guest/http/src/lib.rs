@@ -51,7 +51,7 @@ mod component {
         Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
     };
     use wasi::io::streams::StreamError;
-    use xnat_core::fs::lock::{Instances, set_instances};
+    use xnat_core::fs::instances::Instances;
     use xnat_core::fs::tree::Tree;
 
     // The one import besides WASI and wasi:http: the host's knowledge of instances, for locks (D13).
@@ -65,13 +65,14 @@ mod component {
 
     impl Guest for Component {
         fn handle(request: IncomingRequest, out: ResponseOutparam) {
-            set_instances(Instances { this: holders::this, alive: holders::alive });
             let response = match read_request(&request) {
                 Ok(req) => {
                     let now =
                         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                    let ctx =
-                        Context::from_env(|k| std::env::var(k).ok(), Tree::new(ARCHIVE), Tree::new(PREARCHIVE), now);
+                    // Locks taken in the trees name this instance to the host, which can tell when it is gone.
+                    let instances = Instances { this: holders::this, alive: holders::alive };
+                    let granted = |path| Tree::new(path).with_instances(instances);
+                    let ctx = Context::from_env(|k| std::env::var(k).ok(), granted(ARCHIVE), granted(PREARCHIVE), now);
                     handle(&req, &ctx)
                 }
                 Err(response) => response,

@@ -47,138 +47,176 @@ pub fn handle(req: &Request, ctx: &Context) -> Response {
     response
 }
 
+/// One request on its way through the router: what each area's table needs to pick and call a handler.
+struct Call<'a> {
+    method: &'a str,
+    segs: &'a [&'a str],
+    req: &'a Request,
+    params: &'a Params,
+    ctx: &'a Context,
+}
+
+impl Call<'_> {
+    /// `Ok` if the path takes this method, else 405 listing the ones it takes.
+    fn allow(&self, allowed: &[&str]) -> Result<(), HttpError> {
+        if allowed.contains(&self.method) {
+            Ok(())
+        } else {
+            Err(HttpError::method_not_allowed(self.method, &self.req.path, allowed))
+        }
+    }
+
+    /// The listing format the caller asked for (JSON by default, as XNAT).
+    fn format(&self) -> Result<Format, HttpError> {
+        Format::from_params(self.params, Format::Json)
+    }
+}
+
+/// What a router table answers: `None` when the path is not one of its own.
+type Routed = Option<Result<Response, HttpError>>;
+
 fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
     let owned = segments(&req.path)?;
     let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let allow = |allowed: &[&str]| -> Result<(), HttpError> {
-        if allowed.contains(&method) { Ok(()) } else { Err(HttpError::method_not_allowed(method, &req.path, allowed)) }
-    };
-
-    // Open to anyone.
-    match segs.as_slice() {
-        [] => {
-            allow(&["GET"])?;
-            return Ok(Response::text("XNAT archive services (xnat-archive): the REST API is under /data\n"));
-        }
-        ["data", "services", "auth"] => {
-            allow(&["PUT", "POST"])?;
-            return auth::login(req, params, ctx);
-        }
-        ["data", "JSESSION"] if method == "DELETE" => return auth::logout(req, ctx),
-        _ => {}
+    let call = Call { method, segs: &segs, req, params, ctx };
+    if let Some(open) = open_routes(&call) {
+        return open;
     }
-
     let who = auth::authenticate(req, ctx).map_err(|e| match segs.as_slice() {
         // pyxnat's first request: this exact body becomes its "Authentication failed".
         ["data", "JSESSION"] if e.status == 401 => HttpError { message: auth::PYXNAT_401.into(), ..e },
         _ => e,
     })?;
+    site_routes(&call, &who)
+        .or_else(|| listing_routes(&call))
+        .or_else(|| prearchive_routes(&call))
+        .or_else(|| service_routes(&call, &who))
+        .or_else(|| object_routes(&call))
+        .unwrap_or_else(|| Err(not_offered(method, &req.path)))
+}
 
-    match segs.as_slice() {
-        ["data", "auth"] => {
-            allow(&["GET"])?;
-            Ok(auth::whoami(&who))
-        }
+/// Open to anyone: the banner, the login and the logout.
+fn open_routes(c: &Call) -> Routed {
+    Some(match c.segs {
+        [] => c
+            .allow(&["GET"])
+            .map(|()| Response::text("XNAT archive services (xnat-archive): the REST API is under /data\n")),
+        ["data", "services", "auth"] => c.allow(&["PUT", "POST"]).and_then(|()| auth::login(c.req, c.params, c.ctx)),
+        ["data", "JSESSION"] if c.method == "DELETE" => auth::logout(c.req, c.ctx),
+        _ => return None,
+    })
+}
+
+/// Who the caller is, the session, and what the clients ask of the site before they start.
+fn site_routes(c: &Call, who: &Principal) -> Routed {
+    let answer = |allowed: &[&str], respond: &dyn Fn() -> Result<Response, HttpError>| {
+        Some(c.allow(allowed).and_then(|()| respond()))
+    };
+    match c.segs {
+        ["data", "auth"] => answer(&["GET"], &|| Ok(auth::whoami(who))),
         // POST is how XNAT's wiki makes a session: `curl -u user:pass -X POST …/data/JSESSION`.
-        ["data", "JSESSION"] => {
-            allow(&["GET", "POST", "DELETE"])?;
-            auth::jsession(&who, ctx)
-        }
-        ["data", "version"] => {
-            allow(&["GET"])?;
-            Ok(Response::text(XNAT_VERSION))
-        }
-        ["xapi", "siteConfig", "buildInfo"] => {
-            allow(&["GET"])?;
+        ["data", "JSESSION"] => answer(&["GET", "POST", "DELETE"], &|| auth::jsession(who, c.ctx)),
+        ["data", "version"] => answer(&["GET"], &|| Ok(Response::text(XNAT_VERSION))),
+        ["xapi", "siteConfig", "buildInfo"] => answer(&["GET"], &|| {
             let info = json!({ "version": XNAT_VERSION, "buildNumber": "1", "tag": XNAT_VERSION });
             Ok(Response::new(200, formats::JSON, info.to_string()))
-        }
-        ["xapi", "schemas"] => {
-            allow(&["GET"])?;
-            Ok(Response::new(200, formats::JSON, r#"["xnat","xdat"]"#))
-        }
+        }),
+        ["xapi", "schemas"] => answer(&["GET"], &|| Ok(Response::new(200, formats::JSON, r#"["xnat","xdat"]"#))),
         ["xapi", "schemas", name] | ["xapi", "schemas", name, _] => {
-            allow(&["GET"])?;
-            match name.strip_suffix(".xsd").unwrap_or(name) {
+            answer(&["GET"], &|| match name.strip_suffix(".xsd").unwrap_or(name) {
                 "xnat" => Ok(Response::new(200, formats::XML, XNAT_XSD)),
                 "xdat" => Ok(Response::new(200, formats::XML, XDAT_XSD)),
                 other => Err(HttpError::not_found(&format!("no schema {other}; this server has xnat and xdat"))),
-            }
+            })
         }
         ["data", "search", "elements"] => {
-            allow(&["GET"])?;
-            Ok(Response::new(200, formats::JSON, r#"{"ResultSet":{"Result":[]}}"#))
+            answer(&["GET"], &|| Ok(Response::new(200, formats::JSON, r#"{"ResultSet":{"Result":[]}}"#)))
         }
-        ["data", "projects"] | ["data", "archive", "projects"] => {
-            allow(&["GET"])?;
-            listings::projects(&ctx.archive, Format::from_params(params, Format::Json)?)
+        _ => None,
+    }
+}
+
+/// The archive's projects, subjects and experiments, as XNAT lists them (also under `/data/archive`).
+fn listing_routes(c: &Call) -> Routed {
+    let segs = match c.segs {
+        ["data", "archive", rest @ ..] if rest.first() == Some(&"projects") => rest,
+        ["data", rest @ ..] => rest,
+        _ => return None,
+    };
+    let archive = &c.ctx.archive;
+    let listing: Box<dyn Fn(Format) -> Result<Response, HttpError>> = match *segs {
+        ["projects"] => Box::new(|f| listings::projects(archive, f)),
+        ["projects", project, "subjects"] => Box::new(move |f| listings::subjects(archive, project, f)),
+        ["projects", project, "experiments"] => Box::new(move |f| listings::experiments(archive, project, None, f)),
+        ["projects", project, "subjects", subject, "experiments"] => {
+            Box::new(move |f| listings::experiments(archive, project, Some(subject), f))
         }
-        ["data", "projects", project, "subjects"] | ["data", "archive", "projects", project, "subjects"] => {
-            allow(&["GET"])?;
-            listings::subjects(&ctx.archive, project, Format::from_params(params, Format::Json)?)
-        }
-        ["data", "projects", project, "experiments"] | ["data", "archive", "projects", project, "experiments"] => {
-            allow(&["GET"])?;
-            listings::experiments(&ctx.archive, project, None, Format::from_params(params, Format::Json)?)
-        }
-        ["data", "projects", project, "subjects", subject, "experiments"]
-        | ["data", "archive", "projects", project, "subjects", subject, "experiments"] => {
-            allow(&["GET"])?;
-            listings::experiments(&ctx.archive, project, Some(subject), Format::from_params(params, Format::Json)?)
-        }
+        _ => return None,
+    };
+    Some(c.allow(&["GET"]).and_then(|()| listing(c.format()?)))
+}
+
+/// The prearchive: listings, one session (its row, actions and deletion) and its contents.
+fn prearchive_routes(c: &Call) -> Routed {
+    let (params, ctx) = (c.params, c.ctx);
+    Some(match c.segs {
         ["data", "prearchive"] | ["data", "prearchive", "projects"] => {
-            allow(&["GET"])?;
-            prearchive_list(params, ctx, None)
+            c.allow(&["GET"]).and_then(|()| prearchive_list(params, ctx, None))
         }
         ["data", "prearchive", "projects", project] => {
-            allow(&["GET"])?;
-            prearchive_list(params, ctx, Some(project))
+            c.allow(&["GET"]).and_then(|()| prearchive_list(params, ctx, Some(project)))
         }
         ["data", "prearchive", "projects", project, timestamp, folder] => {
-            allow(&["GET", "POST", "DELETE"])?;
-            let session = SessionRef::new(Some(project), timestamp, folder)?;
-            match method {
-                "GET" => prearchive_session(params, ctx, &session),
-                "POST" => prearchive_action(params, ctx, &session),
-                _ => {
-                    Prearchive::new(&ctx.prearchive).delete(&session)?;
-                    Ok(Response::empty())
+            c.allow(&["GET", "POST", "DELETE"]).and_then(|()| {
+                let session = SessionRef::new(Some(project), timestamp, folder)?;
+                match c.method {
+                    "GET" => prearchive_session(params, ctx, &session),
+                    "POST" => prearchive_action(params, ctx, &session),
+                    _ => {
+                        Prearchive::new(&ctx.prearchive).delete(&session)?;
+                        Ok(Response::empty())
+                    }
                 }
-            }
+            })
         }
         ["data", "prearchive", "projects", project, timestamp, folder, "scans", tail @ ..] => {
-            allow(&["GET"])?;
-            let session = SessionRef::new(Some(project), timestamp, folder)?;
-            prearchive_contents(params, ctx, &session, tail)
+            c.allow(&["GET"]).and_then(|()| {
+                let session = SessionRef::new(Some(project), timestamp, folder)?;
+                prearchive_contents(params, ctx, &session, tail)
+            })
         }
-        ["data", "services", "validate-archive"] => {
-            allow(&["POST"])?;
-            validate(params, ctx)
-        }
-        ["data", "services", "archive"] => {
-            allow(&["POST"])?;
-            archive(params, ctx)
-        }
-        ["data", "services", "archive", "recover"] => {
-            allow(&["POST"])?;
-            recover(params, ctx, &who)
-        }
+        _ => return None,
+    })
+}
+
+/// The services, all POST: validate, archive, recover, the prearchive's batch actions, catalog refresh.
+fn service_routes(c: &Call, who: &Principal) -> Routed {
+    let (params, ctx) = (c.params, c.ctx);
+    let service: Box<dyn Fn() -> Result<Response, HttpError>> = match c.segs {
+        ["data", "services", "validate-archive"] => Box::new(|| validate(params, ctx)),
+        ["data", "services", "archive"] => Box::new(|| archive(params, ctx)),
+        ["data", "services", "archive", "recover"] => Box::new(|| recover(params, ctx, who)),
         ["data", "services", "prearchive", action @ ("move" | "delete" | "rebuild")] => {
-            allow(&["POST"])?;
-            prearchive_batch(action, params, ctx)
+            Box::new(move || prearchive_batch(action, params, ctx))
         }
-        ["data", "services", "refresh", "catalog"] => {
-            allow(&["POST"])?;
-            refresh_catalog(params, ctx, &who)
+        ["data", "services", "refresh", "catalog"] => Box::new(|| refresh_catalog(params, ctx, who)),
+        _ => return None,
+    };
+    // The method is checked first: a GET of a service must not run it.
+    Some(c.allow(&["POST"]).and_then(|()| service()))
+}
+
+/// The archive's objects: resource creation and the experiment and subject documents.
+fn object_routes(c: &Call) -> Routed {
+    match c.segs {
+        ["data", item, .., "resources", _] if is_archive_step(item) && matches!(c.method, "PUT" | "POST") => {
+            Some(create_resource(c.req, c.params, c.ctx))
         }
-        ["data", item, .., "resources", _] if is_archive_step(item) && matches!(method, "PUT" | "POST") => {
-            create_resource(req, params, ctx)
+        ["data", item, ..] if is_archive_step(item) && c.method == "GET" => {
+            let xml = c.params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("xml"));
+            objects::get(&c.ctx.archive, &c.req.path, xml)
         }
-        ["data", item, ..] if is_archive_step(item) && method == "GET" => {
-            let xml = params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("xml"));
-            objects::get(&ctx.archive, &req.path, xml).unwrap_or_else(|| Err(not_offered(method, &req.path)))
-        }
-        _ => Err(not_offered(method, &req.path)),
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@ wit_bindgen::generate!({
 use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
 use xnat::archive::holders;
 use xnat::archive::types as wit;
+use xnat_core::fs::instances::Instances;
 use xnat_core::fs::tree::Tree;
 use xnat_core::import::archive;
 use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
@@ -26,8 +27,7 @@ struct Plugin;
 /// The tree the host granted at `path`. Its locks name this instance to the host (WIT `holders`), so that
 /// the host can say when a lock's instance is gone and the lock may be taken over at once.
 fn granted(path: &str) -> Tree {
-    xnat_core::fs::lock::set_instances(xnat_core::fs::lock::Instances { this: holders::this, alive: holders::alive });
-    Tree::new(path)
+    Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive })
 }
 
 impl catalogs::Guest for Plugin {

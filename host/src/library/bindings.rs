@@ -13,6 +13,8 @@ wasmtime::component::bindgen!({
 pub(crate) use xnat::archive::holders::{self as holders, Host as HoldersHost};
 pub(crate) use xnat::archive::progress::Host as ProgressHost;
 use xnat::archive::types as wit;
+/// The component's own error, before it becomes the public [`public::Error`].
+pub(crate) use xnat::archive::types::Error as WitError;
 pub(crate) use xnat::archive::types::Host as TypesHost;
 
 impl From<public::RefreshRequest> for wit::RefreshRequest {

@@ -19,12 +19,13 @@ use super::grant::Grant;
 use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
-use crate::library::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost};
+use crate::library::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost, WitError};
 use crate::library::size::human_size;
 use crate::library::types::{
     ArchiveRequest, Archived, CreatedResource, Error, PrearchiveRow, Recovered, RefreshRequest, ResourceReport,
     ResourceSpec, ValidationNotice,
 };
+use std::convert::identity;
 
 /// A test-only switch that stops an archive dead at a numbered point, to test recovery. Passed through
 /// from the host's environment when set (see [`TEST_SWITCHES`]).
@@ -115,10 +116,13 @@ impl Runtime {
         request: RefreshRequest,
         progress: impl Progress + 'static,
     ) -> anyhow::Result<Result<Vec<ResourceReport>, Error>> {
-        let result = self.call(grants, limits, Box::new(progress), |exports, store| {
-            exports.library.xnat_archive_catalogs().call_refresh(store, &request.into())
-        })?;
-        Ok(result.map(|reports| reports.into_iter().map(ResourceReport::from).collect()).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            progress,
+            |exports, store| exports.library.xnat_archive_catalogs().call_refresh(store, &request.into()),
+            all,
+        )
     }
 
     /// `PUT /data/archive/.../resources/LABEL`: creates the resource folder and its empty catalog. Needs a
@@ -129,10 +133,13 @@ impl Runtime {
         limits: &Limits,
         spec: ResourceSpec,
     ) -> anyhow::Result<Result<CreatedResource, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_catalogs().call_create_resource(store, &spec.into())
-        })?;
-        Ok(result.map(CreatedResource::from).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_catalogs().call_create_resource(store, &spec.into()),
+            CreatedResource::from,
+        )
     }
 
     /// `GET /data/prearchive[/projects/P]`: every prearchive session's row, or those of one project
@@ -144,10 +151,13 @@ impl Runtime {
         limits: &Limits,
         project: Option<&str>,
     ) -> anyhow::Result<Result<Vec<PrearchiveRow>, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_prearchive().call_list_sessions(store, project)
-        })?;
-        Ok(result.map(|rows| rows.into_iter().map(PrearchiveRow::from).collect()).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_prearchive().call_list_sessions(store, project),
+            all,
+        )
     }
 
     /// `GET /data/prearchive/projects/P/TS/FOLDER`: one session's row (`src` with or without `/data`). A
@@ -158,20 +168,26 @@ impl Runtime {
         limits: &Limits,
         src: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_prearchive().call_get(store, src)
-        })?;
-        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_prearchive().call_get(store, src),
+            PrearchiveRow::from,
+        )
     }
 
     /// `DELETE /data/prearchive/projects/P/TS/FOLDER`: deletes a RECEIVING, READY, CONFLICT or ERROR session
     /// (its folder, its document, and its timestamp folder when that is left empty). Needs a writable grant
     /// of the prearchive.
     pub fn prearchive_delete(&self, grants: &[Grant], limits: &Limits, src: &str) -> anyhow::Result<Result<(), Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_prearchive().call_delete(store, src)
-        })?;
-        Ok(result.map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_prearchive().call_delete(store, src),
+            identity,
+        )
     }
 
     /// `POST .../P/TS/FOLDER?action=move&newProject=Q`: moves a session to another project (or
@@ -183,10 +199,13 @@ impl Runtime {
         src: &str,
         new_project: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_prearchive().call_move_session(store, src, new_project)
-        })?;
-        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_prearchive().call_move_session(store, src, new_project),
+            PrearchiveRow::from,
+        )
     }
 
     /// `POST .../P/TS/FOLDER?action=reset-status`: forgets a persisted status (CONFLICT, ERROR) and returns
@@ -197,10 +216,13 @@ impl Runtime {
         limits: &Limits,
         src: &str,
     ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_prearchive().call_reset_status(store, src)
-        })?;
-        Ok(result.map(PrearchiveRow::from).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_prearchive().call_reset_status(store, src),
+            PrearchiveRow::from,
+        )
     }
 
     /// `POST /data/services/validate-archive`: XNAT's (code, type, message) notices for one session, sorted
@@ -212,10 +234,13 @@ impl Runtime {
         limits: &Limits,
         request: ArchiveRequest,
     ) -> anyhow::Result<Result<Vec<ValidationNotice>, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_validation().call_validate(store, &request.into())
-        })?;
-        Ok(result.map(|notices| notices.into_iter().map(ValidationNotice::from).collect()).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_validation().call_validate(store, &request.into()),
+            all,
+        )
     }
 
     /// `POST /data/services/archive`: moves each named session from the prearchive into the archive. A
@@ -228,29 +253,37 @@ impl Runtime {
         request: ArchiveRequest,
         progress: impl Progress + 'static,
     ) -> anyhow::Result<Result<Vec<Archived>, Error>> {
-        let result = self.call(grants, limits, Box::new(progress), |exports, store| {
-            exports.library.xnat_archive_archiver().call_archive(store, &request.into())
-        })?;
-        Ok(result.map(|archived| archived.into_iter().map(Archived::from).collect()).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            progress,
+            |exports, store| exports.library.xnat_archive_archiver().call_archive(store, &request.into()),
+            all,
+        )
     }
 
     /// Finishes or rolls back every interrupted archive (its journal is still in the prearchive). Needs
     /// writable grants of the prearchive and the archive.
     pub fn recover(&self, grants: &[Grant], limits: &Limits) -> anyhow::Result<Result<Vec<Recovered>, Error>> {
-        let result = self.call(grants, limits, Box::new(NoProgress), |exports, store| {
-            exports.library.xnat_archive_archiver().call_recover(store)
-        })?;
-        Ok(result.map(|recovered| recovered.into_iter().map(Recovered::from).collect()).map_err(Error::from))
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_archiver().call_recover(store),
+            all,
+        )
     }
 
-    /// Runs `f` on a fresh instance in a fresh store with the given grants and limits.
-    fn call<R>(
+    /// Runs `f` on a fresh instance in a fresh store with the given grants and limits, and turns its answer
+    /// into the public types with `convert`. The outer error is the host's, the inner one the component's.
+    fn call<T, U>(
         &self,
         grants: &[Grant],
         limits: &Limits,
-        progress: Box<dyn Progress>,
-        f: impl FnOnce(&Exports, &mut Store<State>) -> wasmtime::Result<R>,
-    ) -> anyhow::Result<R> {
+        progress: impl Progress + 'static,
+        f: impl FnOnce(&Exports, &mut Store<State>) -> wasmtime::Result<Result<T, WitError>>,
+        convert: impl FnOnce(T) -> U,
+    ) -> anyhow::Result<Result<U, Error>> {
         let mut wasi = WasiCtxBuilder::new();
         // Must come before the preopens: each preopened directory captures the setting when it is added.
         wasi.allow_blocking_current_thread(true).inherit_stdout().inherit_stderr();
@@ -268,7 +301,7 @@ impl Runtime {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
-            progress,
+            progress: Box::new(progress),
             instance: Instance::new(),
         };
 
@@ -286,8 +319,13 @@ impl Runtime {
         if let Some(desired) = store.data().limiter.memory_refused() {
             return Err(OutOfMemory { desired, limit: limits.memory_bytes }.into());
         }
-        result.map_err(|e| explain(e, limits))
+        result.map(|answer| answer.map(convert).map_err(Error::from)).map_err(|e| explain(e, limits))
     }
+}
+
+/// Every item of a list, in the public type.
+fn all<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
+    items.into_iter().map(U::from).collect()
 }
 
 impl std::fmt::Debug for Runtime {

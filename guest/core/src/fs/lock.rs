@@ -7,8 +7,8 @@
 //! so it is never overtaken however slow it is; a holder that died stops renewing, and its lock may be taken
 //! over once the lease has run out — on this machine or another one sharing the file system.
 //!
-//! A lock also names the instance that took it, as the host names it (WIT `holders`, given to this module by
-//! the component adapter through [`set_instances`]). When the host knows that instance is gone — its process
+//! A lock also names the instance that took it, as the host names it (WIT `holders`, which the component
+//! adapter attaches to the trees it opens: [`Tree::with_instances`]). When the host knows that instance is gone — its process
 //! died, its request was stopped — the lock is taken over at once, without waiting for the lease; when the
 //! host cannot tell (another machine, a host without the import, native code), the lease alone decides.
 //!
@@ -17,8 +17,9 @@
 //! linked into place. Not for: deciding what to do about an interrupted operation (the journal does that).
 
 use crate::error::{Error, Result};
+use crate::fs::instances::Instances;
 use crate::fs::tree::{RelPath, TEMP_PREFIX, Tree};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 /// How long a lease lasts without renewal: the longest a dead holder's lock keeps others out.
 pub const LEASE_SECS: i64 = 30;
@@ -43,49 +44,16 @@ pub struct Holder {
     pub instance: String,
 }
 
-/// What the host knows about the instances that take locks: WIT `holders`, as the adapter gives it.
-#[derive(Debug, Clone, Copy)]
-pub struct Instances {
-    /// This instance's name (one word; anything else counts as unknown).
-    pub this: fn() -> String,
-    /// Whether a named instance still runs: `None` when the host cannot tell.
-    pub alive: fn(&str) -> Option<bool>,
-}
-
-thread_local! {
-    /// The host's knowledge of instances, for this thread; none natively.
-    static INSTANCES: Cell<Option<Instances>> = const { Cell::new(None) };
-}
-
-/// Gives this thread's locks the host's knowledge of instances (the component adapters call it).
-pub fn set_instances(instances: Instances) {
-    INSTANCES.with(|i| i.set(Some(instances)));
-}
-
-/// This instance's name for the lock files it writes; empty when the host does not say.
-fn this_instance() -> String {
-    let name = INSTANCES.with(Cell::get).map_or_else(String::new, |i| (i.this)());
-    if name.is_empty() || name.len() > 200 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return String::new();
-    }
-    name
-}
-
 impl Holder {
     /// "ARCHIVING since 2026-12-01 10:40:12 UTC (lease until 10:40:42 UTC)".
     pub fn describe(&self) -> String {
         format!("{} since {} (lease until {})", self.operation, date(self.since), date(self.expires))
     }
 
-    /// Whether the lock still keeps others out at `now`: its lease runs and its instance is not known to
-    /// be gone.
-    pub fn is_live(&self, now: i64) -> bool {
-        self.expires >= now && !self.instance_gone()
-    }
-
-    /// The host knows the instance that took the lock is no longer running.
-    fn instance_gone(&self) -> bool {
-        !self.instance.is_empty() && INSTANCES.with(Cell::get).is_some_and(|i| (i.alive)(&self.instance) == Some(false))
+    /// Whether the lock still keeps others out at `now`: its lease runs and its instance is not known (to
+    /// the host, when it says) to be gone.
+    pub fn is_live(&self, now: i64, instances: Option<Instances>) -> bool {
+        self.expires >= now && !instances.is_some_and(|i| i.is_gone(&self.instance))
     }
 
     fn body(&self) -> String {
@@ -130,7 +98,7 @@ impl Lock {
     /// knows is gone, is taken over; a live one is `Locked`, with `what` and its holder in the message.
     pub fn acquire(tree: &Tree, path: &RelPath, operation: &str, what: &str) -> Result<Lock> {
         let token = new_token();
-        let instance = this_instance();
+        let instance = tree.instances().map_or_else(String::new, |i| i.this_name());
         for _ in 0..8 {
             let now = now();
             let mine = Holder {
@@ -145,7 +113,7 @@ impl Lock {
                 return Ok(Lock { tree: tree.clone(), path: path.clone(), token, released: false });
             }
             let Some(holder) = Lock::holder(tree, path)? else { continue };
-            if holder.is_live(now) {
+            if holder.is_live(now, tree.instances()) {
                 return Err(Error::Locked(format!(
                     "Operation already in progress on {what}: {} (lock file {path}); try again when it is done \
                      — a lock whose process died is taken over when its lease runs out",
@@ -334,16 +302,16 @@ mod tests {
     #[test]
     fn a_lock_whose_instance_is_gone_is_taken_over_at_once_and_an_unknown_one_waits_for_its_lease() {
         let d = tempfile::tempdir().unwrap();
-        let tree = Tree::new(d.path());
+        let granted = |this| Tree::new(d.path()).with_instances(test_instances(this));
         let p = RelPath::new(".x.lock").unwrap();
-        set_instances(test_instances(|| "gone-1".into()));
+        let tree = granted(|| "gone-1".into());
         let first = Lock::acquire(&tree, &p, "ARCHIVING", "x").unwrap();
         let written = Lock::holder(&tree, &p).unwrap().unwrap();
         assert_eq!(written.instance, "gone-1");
         assert!(written.expires >= now() + LEASE_SECS - 1, "the lease still runs");
         first.keep();
         // Its instance is gone: taken over at once, although the lease runs.
-        set_instances(test_instances(|| "live-2".into()));
+        let tree = granted(|| "live-2".into());
         let second = Lock::acquire(&tree, &p, "DELETING", "x").unwrap();
         assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().operation, "DELETING");
         second.keep();
@@ -355,12 +323,20 @@ mod tests {
             assert!(matches!(Lock::acquire(&tree, &p, "MOVING", "x"), Err(Error::Locked(_))), "{instance}");
         }
         // A name the host gives that cannot be written on one line is not written at all.
-        set_instances(test_instances(|| "two words".into()));
+        let tree = granted(|| "two words".into());
         std::fs::remove_file(d.path().join(".x.lock")).unwrap();
         let third = Lock::acquire(&tree, &p, "MOVING", "x").unwrap();
         assert_eq!(Lock::holder(&tree, &p).unwrap().unwrap().instance, "");
         third.release().unwrap();
-        INSTANCES.with(|i| i.set(None));
+        // A tree without the host's knowledge (native code) names no instance and waits for leases.
+        let native = Tree::new(d.path());
+        let fourth = Lock::acquire(&native, &p, "MOVING", "x").unwrap();
+        assert_eq!(Lock::holder(&native, &p).unwrap().unwrap().instance, "");
+        fourth.keep();
+        let gone = Holder { instance: "gone-9".into(), ..Lock::holder(&native, &p).unwrap().unwrap() };
+        std::fs::write(d.path().join(".x.lock"), gone.body()).unwrap();
+        assert!(matches!(Lock::acquire(&native, &p, "MOVING", "x"), Err(Error::Locked(_))), "native: lease decides");
+        assert!(Lock::acquire(&granted(|| "live-4".into()), &p, "MOVING", "x").is_ok(), "the host knows it is gone");
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! leases that services take in it. Not for: what the files mean (that is [`crate::model`] and
 //! [`crate::site`]).
 
+pub mod instances;
 pub mod lock;
 pub mod tree;

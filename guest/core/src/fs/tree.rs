@@ -9,6 +9,7 @@
 //! `wasm32-wasip2` on stable Rust: its `io-lifetimes` dependency needs the unstable `wasip2` std feature.)
 
 use crate::error::{Error, Result};
+use crate::fs::instances::Instances;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
+    /// What the host knows about the instances that take locks in this tree, when it says.
+    instances: Option<Instances>,
 }
 
 /// A relative path inside a [`Tree`]: `/`-separated, no `.`, `..` or empty segments.
@@ -117,7 +120,17 @@ pub enum Kind {
 
 impl Tree {
     pub fn new(root: impl Into<PathBuf>) -> Tree {
-        Tree { root: root.into() }
+        Tree { root: root.into(), instances: None }
+    }
+
+    /// The same tree, with the host's knowledge of instances for the locks taken in it.
+    pub fn with_instances(self, instances: Instances) -> Tree {
+        Tree { instances: Some(instances), ..self }
+    }
+
+    /// The host's knowledge of instances, if it gave any.
+    pub fn instances(&self) -> Option<Instances> {
+        self.instances
     }
 
     /// The host-side path (inside the component: the guest path) of `rel`.
