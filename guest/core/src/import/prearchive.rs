@@ -13,11 +13,11 @@
 //! unreadable → ERROR, no ID → READY, an ID → ARCHIVING), overlaid with our persisted status and with the
 //! in-progress status of a held lock (`_ARCHIVING`, ...).
 
-use chrono::{DateTime, NaiveDateTime};
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree, check_segment};
 use crate::model::session::SessionDoc;
+use chrono::{DateTime, NaiveDateTime};
 use percent_encoding::percent_decode_str;
 
 /// The pseudo-project of sessions that have none.
