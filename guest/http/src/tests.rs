@@ -759,9 +759,15 @@ fn administrators_recover_cut_short_archives_over_http_respecting_live_leases() 
     fs::write(
         pre.join(".MR1.journal"),
         format!(
-            "xnat-archive-journal\t1\nsession\tP\t{TS}\tMR1\nproject\tP\nlabel\tMR1\ntarget\tP/arc001/MR1\n\
-             experiment\tXNAT_E00001\nsubject\tSUBJ1\tXNAT_S00001\nmode\tnew\noverwrite\tnone\nquarantine\tfalse\n\
-             trigger\ttrue\nmove\tP/{TS}/MR1\tP/arc001/MR1\n"
+            "{}\n{}\n",
+            serde_json::json!({
+                "journal": "xnat-archive", "version": 2,
+                "session": {"project": "P", "timestamp": TS, "folder": "MR1"},
+                "project": "P", "label": "MR1", "target": "P/arc001/MR1", "experiment": "XNAT_E00001",
+                "subject": {"label": "SUBJ1", "id": "XNAT_S00001"},
+                "mode": "new", "overwrite": "none", "quarantine": false, "trigger": true, "scans": {}
+            }),
+            serde_json::json!({"move": {"from": format!("P/{TS}/MR1"), "to": "P/arc001/MR1"}})
         ),
     )
     .unwrap();

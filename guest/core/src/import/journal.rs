@@ -7,6 +7,27 @@
 //! back; steps after it (catalog merges, documents, the log line, clean-up) are repeatable and are done
 //! again until the `posted` mark. A numbered fault point after every step lets tests stop the process dead
 //! at each one.
+//!
+//! The file is JSON Lines (version 2), one object per line, so that an administrator can read it and the
+//! marks can be appended (each one line, then an fsync) without rewriting what is there:
+//!
+//! ```text
+//! {"journal":"xnat-archive","version":2,"session":{"project":"P","timestamp":"20240101_120000000","folder":"MR1"},
+//!  "project":"P","label":"MR1","target":"P/arc001/MR1","experiment":"XNAT_E00001",
+//!  "subject":{"label":"SUBJ1","id":"XNAT_S00001"},"mode":"new","overwrite":"none","quarantine":false,
+//!  "trigger":true,"scans":{"2":"2-MR1"}}                       (the header: one line in the file)
+//! {"move":{"from":"P/20240101_120000000/MR1","to":"P/arc001/MR1"}}
+//! {"backup":{"file":"P/arc001/MR1/…","to":"P/arc001/MR1/.~xnat-replaced-20240101_120000000/…"}}
+//! {"merge-catalog":{"from":"P/20240101_120000000/MR1/…/scan_2_catalog.xml","into":"P/arc001/MR1/…"}}
+//! {"mark":"committed"}
+//! {"mark":"posted"}
+//! ```
+//!
+//! The session's project is `null` for Unassigned; `scans` maps incoming scan IDs to archived ones. Blank
+//! lines are skipped; anything else that is not exactly this (an unknown key, step or mark, a path that could
+//! leave its tree, an overwrite XNAT does not have) makes the whole journal corrupt, and nothing it lists is
+//! done. A journal in the tab-separated line format 1 of earlier versions is recognised and refused with a
+//! message that says so.
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
@@ -18,12 +39,15 @@ use crate::model::session::{self, SessionDoc};
 use crate::site::layout::document_root;
 use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 
-const MAGIC: &str = "xnat-archive-journal\t1";
-const FIELD: &AsciiSet = &CONTROLS.add(b'%').add(b'\t');
+/// The `journal` and `version` of the header this version writes and reads.
+const NAME: &str = "xnat-archive";
+const VERSION: u32 = 2;
+/// The first line of the line format 1 of earlier versions: recognised only to say what the file is.
+const FORMAT_1_MAGIC: &str = "xnat-archive-journal\t1";
 
 /// What an archive of one session does, as written to its journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,39 +127,42 @@ impl Journal {
         }
     }
 
+    /// The journal's text: the header line, a line per step, a line per mark already passed.
     fn encode(&self) -> String {
-        let f = |s: &str| utf8_percent_encode(s, FIELD).to_string();
-        let mut lines = vec![MAGIC.to_string()];
-        let mut kv = |k: &str, vals: &[&str]| {
-            let mut l = k.to_string();
-            for v in vals {
-                l.push('\t');
-                l.push_str(&f(v));
-            }
-            lines.push(l);
-        };
-        let s = &self.session;
-        kv("session", &[s.project_name(), &s.timestamp, &s.folder]);
-        kv("project", &[&self.project]);
-        kv("label", &[&self.label]);
-        kv("target", &[self.target.as_str()]);
-        kv("experiment", &[&self.experiment_id]);
-        kv("subject", &[&self.subject_label, &self.subject_id]);
-        kv("mode", &[if self.merge { "merge" } else { "new" }]);
-        kv("overwrite", &[self.overwrite.as_str()]);
-        kv("quarantine", &[&self.quarantine.to_string()]);
-        kv("trigger", &[&self.trigger_pipelines.to_string()]);
-        for (a, b) in &self.scan_ids {
-            kv("scan", &[a, b]);
-        }
+        let mut text = json_line(&self.header());
         for step in &self.steps {
-            match step {
-                Step::Move { from, to } => kv("move", &[from.as_str(), to.as_str()]),
-                Step::Backup { file, to } => kv("backup", &[file.as_str(), to.as_str()]),
-                Step::MergeCatalog { from, into } => kv("mergecat", &[from.as_str(), into.as_str()]),
+            text.push_str(&json_line(&Entry::from(step)));
+        }
+        for (passed, mark) in [(self.committed, Mark::Committed), (self.posted, Mark::Posted)] {
+            if passed {
+                text.push_str(&json_line(&Entry::Mark(mark)));
             }
         }
-        lines.join("\n") + "\n"
+        text
+    }
+
+    /// The first line's fields, as they are written.
+    fn header(&self) -> Header {
+        let s = &self.session;
+        Header {
+            journal: NAME.into(),
+            version: VERSION,
+            session: SessionFields {
+                project: s.project.clone(),
+                timestamp: s.timestamp.clone(),
+                folder: s.folder.clone(),
+            },
+            project: self.project.clone(),
+            label: self.label.clone(),
+            target: self.target.as_str().into(),
+            experiment: self.experiment_id.clone(),
+            subject: SubjectFields { label: self.subject_label.clone(), id: self.subject_id.clone() },
+            mode: if self.merge { Mode::Merge } else { Mode::New },
+            overwrite: self.overwrite.as_str().into(),
+            quarantine: self.quarantine,
+            trigger: self.trigger_pipelines,
+            scans: self.scan_ids.clone(),
+        }
     }
 
     /// Reads a journal's text (the fuzz target's entry point; [`Journal::read`] reads it from a session).
@@ -143,62 +170,47 @@ impl Journal {
         Journal::decode(text)
     }
 
+    /// The header, then the steps and marks; every error names its line (counted from 1, blank ones too).
     fn decode(text: &str) -> Result<Journal> {
-        let bad = |why: &str| Error::Corrupt(format!("archive journal cannot be read: {why}"));
-        let mut lines = text.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(bad("not a journal"));
+        let mut lines = text.lines().zip(1..).filter(|(line, _)| !line.trim().is_empty());
+        let Some((first, n)) = lines.next() else {
+            return Err(corrupt(1, "there is no header line (the file is empty)"));
+        };
+        let mut journal = read_header(first).and_then(Journal::from_header).map_err(|why| corrupt(n, why))?;
+        for (line, n) in lines {
+            match serde_json::from_str(line).map_err(|e| corrupt(n, json_error(&e)))? {
+                Entry::Mark(Mark::Committed) => journal.committed = true,
+                Entry::Mark(Mark::Posted) => journal.posted = true,
+                entry => journal.steps.push(entry.step().map_err(|why| corrupt(n, why))?),
+            }
         }
-        let mut j = Journal {
-            session: SessionRef { project: None, timestamp: String::new(), folder: String::new() },
-            project: String::new(),
-            label: String::new(),
-            target: RelPath::root(),
-            experiment_id: String::new(),
-            subject_label: String::new(),
-            subject_id: String::new(),
-            merge: false,
-            overwrite: Overwrite::None,
-            quarantine: false,
-            trigger_pipelines: true,
-            scan_ids: BTreeMap::new(),
+        Ok(journal)
+    }
+
+    /// The journal a header describes, every name checked; no steps or marks yet.
+    fn from_header(h: Header) -> std::result::Result<Journal, String> {
+        let s = &h.session;
+        let session = SessionRef::new(s.project.as_deref(), &s.timestamp, &s.folder)
+            .map_err(|e| format!("session: {}", e.message()))?;
+        let overwrite = Overwrite::parse(&h.overwrite)
+            .ok_or_else(|| format!("overwrite {:?} is none of \"none\", \"append\", \"delete\"", h.overwrite))?;
+        Ok(Journal {
+            session,
+            project: h.project,
+            label: h.label,
+            target: checked_path("target", &h.target)?,
+            experiment_id: h.experiment,
+            subject_label: h.subject.label,
+            subject_id: h.subject.id,
+            merge: h.mode == Mode::Merge,
+            overwrite,
+            quarantine: h.quarantine,
+            trigger_pipelines: h.trigger,
+            scan_ids: h.scans,
             steps: Vec::new(),
             committed: false,
             posted: false,
-        };
-        for line in lines {
-            let mut parts = line.split('\t');
-            let key = parts.next().unwrap_or("");
-            let vals: Vec<String> = parts.map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned()).collect();
-            let v = |i: usize| vals.get(i).cloned().ok_or_else(|| bad(&format!("short line {key}")));
-            let path = |i: usize| -> Result<RelPath> { RelPath::new(&v(i)?) };
-            match key {
-                "session" => j.session = SessionRef::new(Some(&v(0)?), &v(1)?, &v(2)?)?,
-                "project" => j.project = v(0)?,
-                "label" => j.label = v(0)?,
-                "target" => j.target = path(0)?,
-                "experiment" => j.experiment_id = v(0)?,
-                "subject" => {
-                    j.subject_label = v(0)?;
-                    j.subject_id = v(1)?;
-                }
-                "mode" => j.merge = v(0)? == "merge",
-                "overwrite" => j.overwrite = Overwrite::parse(&v(0)?).unwrap_or_default(),
-                "quarantine" => j.quarantine = v(0)? == "true",
-                "trigger" => j.trigger_pipelines = v(0)? == "true",
-                "scan" => {
-                    j.scan_ids.insert(v(0)?, v(1)?);
-                }
-                "move" => j.steps.push(Step::Move { from: path(0)?, to: path(1)? }),
-                "backup" => j.steps.push(Step::Backup { file: path(0)?, to: path(1)? }),
-                "mergecat" => j.steps.push(Step::MergeCatalog { from: path(0)?, into: path(1)? }),
-                "committed" => j.committed = true,
-                "posted" => j.posted = true,
-                "" => {}
-                other => return Err(bad(&format!("unknown line {other:?}"))),
-            }
-        }
-        Ok(j)
+        })
     }
 
     /// Reads the journal of a session, if it has one. A journal that is not this session's, or that names
@@ -260,19 +272,19 @@ impl Journal {
         pre.write_atomic(&self.session.journal_file(), self.encode().as_bytes())
     }
 
-    fn mark(&mut self, pre: &Tree, mark: &str) -> Result<()> {
+    /// Appends one mark to the journal and syncs it to disk before anything after it runs.
+    fn mark(&mut self, pre: &Tree, mark: Mark) -> Result<()> {
         let path = pre.path(&self.session.journal_file());
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
-        f.write_all(format!("{mark}\n").as_bytes())
+        f.write_all(json_line(&Entry::Mark(mark)).as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
         match mark {
-            "committed" => self.committed = true,
-            "posted" => self.posted = true,
-            _ => {}
+            Mark::Committed => self.committed = true,
+            Mark::Posted => self.posted = true,
         }
         Ok(())
     }
@@ -303,12 +315,12 @@ impl Journal {
                 }
                 cp.pass()?;
             }
-            self.mark(pre, "committed")?;
+            self.mark(pre, Mark::Committed)?;
             cp.pass()?;
         }
         if !self.posted {
             self.post(pre, arch, cp)?;
-            self.mark(pre, "posted")?;
+            self.mark(pre, Mark::Posted)?;
             cp.pass()?;
         }
         self.clean_up(pre, arch, cp)?;
@@ -477,6 +489,147 @@ impl Journal {
     }
 }
 
+/// The journal's first line, as it is in the file: plain strings, checked when made into a [`Journal`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    journal: String,
+    version: u32,
+    session: SessionFields,
+    project: String,
+    label: String,
+    target: String,
+    experiment: String,
+    subject: SubjectFields,
+    mode: Mode,
+    overwrite: String,
+    quarantine: bool,
+    trigger: bool,
+    scans: BTreeMap<String, String>,
+}
+
+/// The header's `journal` and `version` alone (any other field ignored), read first to name another version.
+#[derive(Deserialize)]
+struct Identity {
+    journal: String,
+    version: u32,
+}
+
+/// The prearchive session the journal belongs to (`project` null: Unassigned).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionFields {
+    project: Option<String>,
+    timestamp: String,
+    folder: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectFields {
+    label: String,
+    id: String,
+}
+
+/// A new experiment, or scans merged into an existing one.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    New,
+    Merge,
+}
+
+/// Every line after the header: one step of the plan, or a mark appended as the run passes it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum Entry {
+    Move { from: String, to: String },
+    Backup { file: String, to: String },
+    MergeCatalog { from: String, into: String },
+    Mark(Mark),
+}
+
+/// The marks, in the order a run passes them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mark {
+    /// Every rename is done: from here on the archive is finished, never rolled back.
+    Committed,
+    /// Catalogs, documents and the log line are written: only the clean-up is left.
+    Posted,
+}
+
+impl From<&Step> for Entry {
+    fn from(step: &Step) -> Entry {
+        let s = |p: &RelPath| p.as_str().to_string();
+        match step {
+            Step::Move { from, to } => Entry::Move { from: s(from), to: s(to) },
+            Step::Backup { file, to } => Entry::Backup { file: s(file), to: s(to) },
+            Step::MergeCatalog { from, into } => Entry::MergeCatalog { from: s(from), into: s(into) },
+        }
+    }
+}
+
+impl Entry {
+    /// The step this line names, its paths checked (a mark is no step).
+    fn step(self) -> std::result::Result<Step, String> {
+        Ok(match self {
+            Entry::Move { from, to } => Step::Move { from: checked_path("from", &from)?, to: checked_path("to", &to)? },
+            Entry::Backup { file, to } => {
+                Step::Backup { file: checked_path("file", &file)?, to: checked_path("to", &to)? }
+            }
+            Entry::MergeCatalog { from, into } => {
+                Step::MergeCatalog { from: checked_path("from", &from)?, into: checked_path("into", &into)? }
+            }
+            Entry::Mark(mark) => return Err(format!("the mark {mark:?} is not a step")),
+        })
+    }
+}
+
+/// The header line read: a JSON object naming this journal format, of the version this reads.
+fn read_header(line: &str) -> std::result::Result<Header, String> {
+    if line == FORMAT_1_MAGIC {
+        return Err("this journal was written by an earlier xnat-archive (line format 1), which this version \
+                    does not read; nothing it lists was touched — finish it with that earlier version's \
+                    `recover`, or move it aside to release the session"
+            .into());
+    }
+    // What the file is, before its fields: a journal of another version may well have other fields.
+    if let Ok(id) = serde_json::from_str::<Identity>(line) {
+        if id.journal != NAME {
+            return Err(format!("not an {NAME} journal (\"journal\":{:?})", id.journal));
+        }
+        if id.version != VERSION {
+            return Err(format!("version {} is not one this xnat-archive reads ({VERSION})", id.version));
+        }
+    }
+    serde_json::from_str(line).map_err(|e| format!("header: {}", json_error(&e)))
+}
+
+/// A path the journal names, checked as every path in a tree is.
+fn checked_path(what: &str, path: &str) -> std::result::Result<RelPath, String> {
+    RelPath::new(path).map_err(|e| format!("{what} {path:?}: {}", e.message()))
+}
+
+/// One line of the journal: the value as compact JSON (which escapes every control character), then `\n`.
+fn json_line<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("a journal line is strings, numbers, booleans and string-keyed maps") + "\n"
+}
+
+/// serde_json's message without its position: every line is one JSON text, so its own line is always 1.
+fn json_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match message.strip_suffix(&position) {
+        Some(m) => format!("{m} (column {})", e.column()),
+        None => message,
+    }
+}
+
+fn corrupt(line: usize, why: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("archive journal cannot be read: line {line}: {why}"))
+}
+
 /// The copy of the incoming document kept with the journal.
 fn snapshot(s: &SessionRef) -> RelPath {
     s.timestamp_dir().join(&format!(".{}.journal.xml", s.folder)).expect("checked")
@@ -621,13 +774,87 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn journal(lines: &[&str]) -> String {
-        let mut text = format!("{MAGIC}\nsession\tP\t20240101_000000000\tS1\nproject\tP\nlabel\tS1\n");
-        for l in lines {
-            text.push_str(l);
-            text.push('\n');
+    const TS: &str = "20240101_000000000";
+
+    fn path(p: &str) -> RelPath {
+        RelPath::new(p).unwrap()
+    }
+
+    fn mv(from: &str, to: &str) -> Step {
+        Step::Move { from: path(from), to: path(to) }
+    }
+
+    fn backup(file: &str, to: &str) -> Step {
+        Step::Backup { file: path(file), to: path(to) }
+    }
+
+    fn merge_catalog(from: &str, into: &str) -> Step {
+        Step::MergeCatalog { from: path(from), into: path(into) }
+    }
+
+    /// A journal of the session `P/20240101_000000000/S1` into `target` with these steps, as `write` puts it.
+    fn journal(target: &str, steps: &[Step]) -> Journal {
+        Journal {
+            session: SessionRef::new(Some("P"), TS, "S1").unwrap(),
+            project: "P".into(),
+            label: "S1".into(),
+            target: path(target),
+            experiment_id: "XNAT_E00001".into(),
+            subject_label: "SUBJ1".into(),
+            subject_id: "XNAT_S00001".into(),
+            merge: false,
+            overwrite: Overwrite::None,
+            quarantine: false,
+            trigger_pipelines: true,
+            scan_ids: BTreeMap::new(),
+            steps: steps.to_vec(),
+            committed: false,
+            posted: false,
         }
-        text
+    }
+
+    /// A merge journal whose every name holds spaces, `%`, tabs, newlines, quotes and non-ASCII,
+    /// with one step of each kind.
+    fn odd_journal() -> Journal {
+        let folder = "MR 1 %41\t\"ü\"\n";
+        let session = SessionRef::new(Some("P_1"), TS, folder).unwrap();
+        let dir = session.dir();
+        let target = path("P_1/arc001").join(folder).unwrap();
+        let under = |base: &RelPath, rel: &str| base.join_path(rel).unwrap();
+        let replaced = format!(".~xnat-replaced-{TS}/SCANS/2 %2F/a\t\"1\".dcm");
+        Journal {
+            session,
+            project: "P_1".into(),
+            label: folder.into(),
+            experiment_id: "XNAT_E\t\"00001\"".into(),
+            subject_label: "Sübject 1 %20\n".into(),
+            subject_id: "XNAT_S00001".into(),
+            merge: true,
+            overwrite: Overwrite::Delete,
+            quarantine: true,
+            trigger_pipelines: false,
+            scan_ids: BTreeMap::from([("2 %2F".into(), "2 %2F-\"MR\"\t1".into()), ("ß".into(), "ß".into())]),
+            steps: vec![
+                Step::Move { from: under(&dir, "SCANS/2 %2F/a\t\"1\".dcm"), to: under(&target, "SCANS/2/é\n.dcm") },
+                Step::Backup { file: under(&target, "SCANS/2 %2F/a\t\"1\".dcm"), to: under(&target, &replaced) },
+                Step::MergeCatalog { from: under(&dir, "SCANS/2/cat %.xml"), into: under(&target, "SCANS/2/cat.xml") },
+            ],
+            target,
+            committed: false,
+            posted: false,
+        }
+    }
+
+    /// A prearchive and an archive in a temporary folder, the odd journal written as an archive writes it.
+    fn written_odd_journal(d: &tempfile::TempDir) -> (Tree, Journal) {
+        let pre = Tree::new(d.path().join("pre"));
+        let mut j = odd_journal();
+        fs::create_dir_all(pre.path(&j.session.dir())).unwrap();
+        let doc = SessionDoc::parse(br#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat"/>"#).unwrap();
+        j.write(&pre, &doc).unwrap();
+        j.mark(&pre, Mark::Committed).unwrap();
+        j.mark(&pre, Mark::Posted).unwrap();
+        (pre, j)
     }
 
     /// Without the `test-switches` feature (every build but the end-to-end tests'), a fault point or a pause
@@ -643,6 +870,105 @@ mod tests {
     }
 
     #[test]
+    fn odd_names_survive_write_marks_and_read() {
+        let d = tempfile::tempdir().unwrap();
+        let (pre, j) = written_odd_journal(&d);
+        assert!(j.committed && j.posted);
+        let read = Journal::read(&pre, &j.session).unwrap().expect("the journal is there");
+        assert_eq!(read, j);
+        assert_eq!(Journal::parse(&j.encode()).unwrap(), j);
+        let before_marks = Journal { committed: false, posted: false, ..j.clone() };
+        assert_eq!(Journal::parse(&before_marks.encode()).unwrap(), before_marks);
+    }
+
+    #[test]
+    fn the_file_is_one_json_object_per_line() {
+        let d = tempfile::tempdir().unwrap();
+        let (pre, j) = written_odd_journal(&d);
+        let text = String::from_utf8(pre.read(&j.session.journal_file()).unwrap()).unwrap();
+        assert!(text.ends_with("}\n"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + j.steps.len() + 2, "{text}");
+        let values: Vec<serde_json::Value> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+        assert!(values.iter().all(serde_json::Value::is_object), "{text}");
+        let header = &values[0];
+        assert_eq!((&header["journal"], &header["version"]), (&"xnat-archive".into(), &2.into()));
+        assert_eq!(header["session"]["folder"], j.session.folder.as_str());
+        assert_eq!(header["subject"]["label"], j.subject_label.as_str());
+        assert_eq!(
+            (&header["mode"], &header["overwrite"], &header["trigger"]),
+            (&"merge".into(), &"delete".into(), &false.into())
+        );
+        assert_eq!(header["scans"]["2 %2F"], "2 %2F-\"MR\"\t1");
+        let tags: Vec<&str> =
+            values[1..].iter().map(|v| v.as_object().unwrap().keys().next().unwrap().as_str()).collect();
+        assert_eq!(tags, ["move", "backup", "merge-catalog", "mark", "mark"]);
+        assert_eq!(values[1]["move"]["to"], j.target.join_path("SCANS/2/é\n.dcm").unwrap().as_str());
+        assert_eq!(lines[4..], [r#"{"mark":"committed"}"#, r#"{"mark":"posted"}"#]);
+    }
+
+    #[test]
+    fn every_malformed_line_is_a_corrupt_journal_naming_the_line() {
+        let good = journal("P/arc001/S1", &[mv("P/20240101_000000000/S1", "P/arc001/S1")]).encode();
+        let header = good.lines().next().unwrap();
+        let with = |line: &str| format!("{good}\n{line}\n{{\"mark\":\"committed\"}}\n");
+        for (text, line, why) in [
+            (with(r#"{"move":{"from":"P/20240101_000000000/S1","#), 4, "EOF while parsing"),
+            (with("move\tP/20240101_000000000/S1\tP/arc001/S1"), 4, "expected value"),
+            (good.replace(r#""trigger":true"#, r#""trigger":true,"priority":1"#), 1, "unknown field `priority`"),
+            (
+                with(r#"{"move":{"from":"P/20240101_000000000/S1/a","to":"P/arc001/S1/a","mode":"x"}}"#),
+                4,
+                "unknown field `mode`",
+            ),
+            (with(r#"{"delete":{"file":"P/arc001/S1/a"}}"#), 4, "unknown variant `delete`"),
+            (with(r#"{"mark":"abandoned"}"#), 4, "unknown variant `abandoned`"),
+            (
+                with(r#"{"move":{"from":"P/20240101_000000000/S1/../../../etc","to":"P/arc001/S1/etc"}}"#),
+                4,
+                "from \"P/",
+            ),
+            (with(r#"{"backup":{"file":"/etc/passwd","to":"P/arc001/S1/x"}}"#), 4, "not a plain file or folder name"),
+            (good.replace(r#""overwrite":"none""#, r#""overwrite":"replace""#), 1, "overwrite \"replace\""),
+            (good.replace(r#""version":2"#, r#""version":3,"signed":true"#), 1, "version 3 is not one"),
+            (good.replace(r#""label":"S1","#, ""), 1, "missing field `label`"),
+            (format!("{good}{header}\n"), 3, "unknown variant `journal`"),
+            (String::new(), 1, "no header line"),
+            (format!("xnat-archive-journal\t1\nsession\tP\t{TS}\tS1\n"), 1, "earlier xnat-archive (line format 1)"),
+        ] {
+            match Journal::parse(&text) {
+                Err(Error::Corrupt(m)) => {
+                    let at = format!("archive journal cannot be read: line {line}: ");
+                    assert!(m.starts_with(&at) && m.contains(why), "{text:?}: {m}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        // Blank lines are skipped (and counted), wherever they are.
+        let spaced = format!("\n{}\n \n", good.replace('\n', "\n\n"));
+        assert_eq!(Journal::parse(&spaced).unwrap(), Journal::parse(&good).unwrap());
+    }
+
+    #[test]
+    fn a_journal_of_the_line_format_1_is_refused_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let pre = Tree::new(d.path());
+        let s = SessionRef::new(Some("P"), TS, "S1").unwrap();
+        fs::create_dir_all(d.path().join("P").join(TS).join("S1")).unwrap();
+        let old = format!("xnat-archive-journal\t1\nsession\tP\t{TS}\tS1\ntarget\tP/arc001/S1\n");
+        fs::write(pre.path(&s.journal_file()), &old).unwrap();
+        match Journal::read(&pre, &s) {
+            Err(Error::Corrupt(m)) => {
+                assert!(m.contains("line format 1") && m.contains("nothing it lists was touched"), "{m}");
+                assert!(m.contains("`recover`") && m.contains("move it aside"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read_to_string(pre.path(&s.journal_file())).unwrap(), old);
+    }
+
+    #[test]
     fn a_planted_journal_moves_nothing() {
         let d = tempfile::tempdir().unwrap();
         let (pre_dir, arch_dir) = (d.path().join("pre"), d.path().join("arch"));
@@ -651,23 +977,28 @@ mod tests {
         fs::create_dir_all(arch_dir.join("OTHER/arc001/E9/SCANS/1")).unwrap();
         fs::write(arch_dir.join("OTHER/arc001/E9/SCANS/1/x.dcm"), b"precious").unwrap();
         let (pre, arch) = (Tree::new(&pre_dir), Tree::new(&arch_dir));
-        let s = SessionRef::new(Some("P"), "20240101_000000000", "S1").unwrap();
+        let s = SessionRef::new(Some("P"), TS, "S1").unwrap();
         let snapshot = || std::process::Command::new("find").arg(d.path()).output().unwrap().stdout;
         for planted in [
             // Roll-back would "move back" another project's experiment into this session.
-            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S1/SCANS\tOTHER/arc001/E9/SCANS"]),
-            journal(&["target\tOTHER/arc001/E9", "move\tP/20240101_000000000/S1/SCANS\tOTHER/arc001/E9/SCANS"]),
-            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S2\tP/arc001/S1/x"]),
-            journal(&[
-                "target\tP/arc001/S1",
-                "backup\tOTHER/arc001/E9/SCANS/1/x.dcm\tP/arc001/S1/.~xnat-replaced-20240101_000000000/x",
-            ]),
-            journal(&["target\tP/arc001/S1", "backup\tP/arc001/S1/a\tP/elsewhere/x"]),
-            journal(&["target\tP/arc001/S1", "mergecat\tP/20240101_000000000/S1/c.xml\tOTHER/arc001/E9/c.xml"]),
-            journal(&["target\tP/arcX/S1"]),
-            journal(&["target\tP/arc001/S1", "committed"])
-                .replace("session\tP\t20240101_000000000\tS1", "session\tQ\t20240101_000000000\tS1"),
-        ] {
+            journal("P/arc001/S1", &[mv("P/20240101_000000000/S1/SCANS", "OTHER/arc001/E9/SCANS")]),
+            journal("OTHER/arc001/E9", &[mv("P/20240101_000000000/S1/SCANS", "OTHER/arc001/E9/SCANS")]),
+            journal("P/arc001/S1", &[mv("P/20240101_000000000/S2", "P/arc001/S1/x")]),
+            journal(
+                "P/arc001/S1",
+                &[backup("OTHER/arc001/E9/SCANS/1/x.dcm", "P/arc001/S1/.~xnat-replaced-20240101_000000000/x")],
+            ),
+            journal("P/arc001/S1", &[backup("P/arc001/S1/a", "P/elsewhere/x")]),
+            journal("P/arc001/S1", &[merge_catalog("P/20240101_000000000/S1/c.xml", "OTHER/arc001/E9/c.xml")]),
+            journal("P/arcX/S1", &[]),
+            Journal {
+                session: SessionRef::new(Some("Q"), TS, "S1").unwrap(),
+                committed: true,
+                ..journal("P/arc001/S1", &[])
+            },
+        ]
+        .map(|j| j.encode())
+        {
             fs::write(pre_dir.join("P/20240101_000000000/.S1.journal"), &planted).unwrap();
             let before = snapshot();
             match recover_session(&pre, &arch, &s) {
@@ -679,7 +1010,7 @@ mod tests {
         // The journal of a real archive passes.
         fs::write(
             pre_dir.join("P/20240101_000000000/.S1.journal"),
-            journal(&["target\tP/arc001/S1", "move\tP/20240101_000000000/S1\tP/arc001/S1"]),
+            journal("P/arc001/S1", &[mv("P/20240101_000000000/S1", "P/arc001/S1")]).encode(),
         )
         .unwrap();
         assert!(Journal::read(&pre, &s).unwrap().is_some());
