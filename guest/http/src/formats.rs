@@ -64,7 +64,9 @@ impl HttpError {
         } else {
             Response::new(self.status, TEXT, self.message.clone())
         };
-        r.headers.extend(self.headers.iter().cloned());
+        for (name, value) in &self.headers {
+            r = r.with_header(name, value);
+        }
         r
     }
 }

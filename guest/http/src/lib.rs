@@ -96,7 +96,7 @@ mod component {
         };
         let mut req = Request::new(&method, &request.path_with_query().unwrap_or_else(|| "/".into()));
         for (name, value) in request.headers().entries() {
-            req.headers.push((name.to_ascii_lowercase(), String::from_utf8_lossy(&value).into_owned()));
+            req.append_header(&name, &value);
         }
         let fail = |why: &str| super::formats::failure(500, "io", &format!("cannot read the request body: {why}"));
         let body = request.consume().map_err(|()| fail("it was already taken"))?;
@@ -128,12 +128,12 @@ mod component {
     fn write_response(response: Response, out: ResponseOutparam) {
         let headers = Fields::new();
         for (name, value) in &response.headers {
-            let _ = headers.append(name, value.as_bytes());
+            let _ = headers.append(name.as_str(), value.as_bytes());
         }
         let length = response.file.as_ref().map_or(response.body.len() as u64, |(_, size)| *size);
         let _ = headers.set("content-length", &[length.to_string().into_bytes()]);
         let outgoing = OutgoingResponse::new(headers);
-        let _ = outgoing.set_status_code(response.status);
+        let _ = outgoing.set_status_code(response.status.as_u16());
         let Ok(body) = outgoing.body() else {
             return;
         };

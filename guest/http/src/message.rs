@@ -2,6 +2,9 @@
 //! headers and body out. Plain data with small helpers; not for parsing parameters (`params.rs`) or
 //! formatting tables (`formats.rs`).
 
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+
 /// The content types of the responses.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
@@ -16,32 +19,41 @@ pub const MAX_BODY: usize = 1 << 20;
 /// An HTTP request, as the handler sees it.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    /// `GET`, `PUT`, ... (upper case).
-    pub method: String,
+    pub method: Method,
     /// The path, still percent-encoded, after the host stripped its base path: `/data/services/archive`.
     pub path: String,
     /// The query string without `?`, still encoded.
     pub query: String,
-    /// Header names in lower case, in arrival order; a repeated header appears once per value.
-    pub headers: Vec<(String, String)>,
+    /// The headers (names are case-insensitive; a repeated header keeps every value, in arrival order).
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
 
 impl Request {
-    /// A request for `path_with_query` (`/data/auth?format=json`).
+    /// A request for `path_with_query` (`/data/auth?format=json`). A method that is not a token (RFC 9110)
+    /// cannot arrive over HTTP; it is kept as the extension method `INVALID`, which no route takes.
     pub fn new(method: &str, path_with_query: &str) -> Request {
         let (path, query) = path_with_query.split_once('?').unwrap_or((path_with_query, ""));
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .unwrap_or_else(|_| Method::from_bytes(b"INVALID").expect("a token"));
         Request {
-            method: method.to_ascii_uppercase(),
+            method,
             path: if path.is_empty() { "/".into() } else { path.into() },
             query: query.into(),
             ..Request::default()
         }
     }
 
+    /// Adds a header value. A name or value that HTTP cannot carry (a control character, a name that is
+    /// not a token) is left out: no client can have sent it.
     pub fn with_header(mut self, name: &str, value: &str) -> Request {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        append(&mut self.headers, name, value.as_bytes());
         self
+    }
+
+    /// Adds a header value as it arrived (bytes); as [`Request::with_header`].
+    pub fn append_header(&mut self, name: &str, value: &[u8]) {
+        append(&mut self.headers, name, value);
     }
 
     /// A form body (`application/x-www-form-urlencoded`).
@@ -51,30 +63,33 @@ impl Request {
         r
     }
 
-    /// The first value of a header.
+    /// The first value of a header, if it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// Every value of a header.
+    /// Every value of a header that is text.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok())
     }
 }
 
 /// An HTTP response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Vec<u8>,
     /// A file streamed as the body instead of `body` (downloads): its path inside the component, its size.
     pub file: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Response {
+    /// A response with `status` (a code from 100 to 599; anything else is a bug here and answers 500).
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into(), file: None }
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = HeaderMap::new();
+        Response { status, headers, body: body.into(), file: None }.with_header("content-type", content_type)
     }
 
     /// `200` streaming a file of `size` bytes.
@@ -92,18 +107,49 @@ impl Response {
         Response::new(200, TEXT, Vec::new())
     }
 
+    /// Adds a header value; one HTTP cannot carry (a line break in a value) is left out rather than sent.
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        append(&mut self.headers, name, value.as_bytes());
         self
     }
 
-    /// The first value of a header.
+    /// The first value of a header, if it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The body as text (lossy), for tests and logs.
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Appends a header value, if HTTP can carry the name and the value.
+fn append(headers: &mut HeaderMap, name: &str, value: &[u8]) {
+    if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
+        headers.append(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_repeatable_and_never_carry_a_line_break() {
+        let r = Request::new("get", "/data?x=1")
+            .with_header("Cookie", "a=1")
+            .with_header("cookie", "b=2")
+            .with_header("X-Bad", "one\r\nSet-Cookie: evil=1")
+            .with_header("bad name", "x");
+        assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_str()), ("GET", "/data", "x=1"));
+        assert_eq!(r.headers_named("COOKIE").collect::<Vec<_>>(), ["a=1", "b=2"]);
+        assert_eq!(r.header("x-bad"), None);
+        assert_eq!(r.headers.len(), 2);
+        assert_eq!(Request::new("G E T", "/").method.as_str(), "INVALID");
+        let out = Response::text("hi").with_header("Content-Disposition", "attachment\nX: y");
+        assert_eq!(out.header("content-disposition"), None);
+        assert_eq!(out.header("CONTENT-TYPE"), Some(TEXT));
+        assert_eq!(Response::new(42, TEXT, "").status, 500);
     }
 }

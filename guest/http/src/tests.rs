@@ -105,7 +105,7 @@ fn result(r: &Response) -> Vec<Value> {
 
 #[track_caller]
 fn status(r: &Response, want: u16) {
-    assert_eq!(r.status, want, "{}", r.body_text());
+    assert_eq!(r.status.as_u16(), want, "{}", r.body_text());
     assert!(!r.body_text().trim_start().starts_with('<') || r.header("content-type") == Some(crate::formats::XML));
 }
 
@@ -177,7 +177,7 @@ fn xnatpy_connect_and_disconnect() {
     assert!(r.header("set-cookie").unwrap().starts_with("JSESSIONID="));
     // 5.–10. the data model.
     let r = with_cookie("GET", "/data/version");
-    assert_eq!((r.status, r.body_text().as_str()), (200, "1.8.10"));
+    assert_eq!((r.status.as_u16(), r.body_text().as_str()), (200, "1.8.10"));
     let r = with_cookie("GET", "/xapi/siteConfig/buildInfo?format=json");
     assert_eq!(json(&r)["version"], "1.8.10");
     let r = with_cookie("GET", "/xapi/schemas?format=json");
@@ -250,7 +250,7 @@ fn pyxnat_basic_flow() {
     );
     // A wrong password there answers the exact text pyxnat turns into "Authentication failed".
     let r = site.send(Request::new("GET", "/data/JSESSION").with_header("authorization", &basic("admin", "x")));
-    assert_eq!((r.status, r.body_text().as_str()), (401, PYXNAT_401));
+    assert_eq!((r.status.as_u16(), r.body_text().as_str()), (401, PYXNAT_401));
     // pyxnat's `with` exit and disconnect.
     let r = site.basic("DELETE", "/data/JSESSION");
     status(&r, 200);
@@ -477,7 +477,7 @@ fn prearchive_actions() {
     assert_eq!(result(&r)[0]["project"], "P");
     let p1 = format!("/data/prearchive/projects/P/{TS}/MR1");
     let r = site.basic("POST", &format!("{p1}?action=reset-status"));
-    assert_eq!((r.status, r.body_text()), (200, format!("{p1}\r\n")));
+    assert_eq!((r.status.as_u16(), r.body_text()), (200, format!("{p1}\r\n")));
     let r = site.basic("POST", &format!("{p1}?format=single&action=build"));
     status(&r, 200);
     status(&site.basic("POST", &p1), 400);
@@ -568,7 +568,7 @@ fn methods_heads_and_unknown_paths() {
     status(&r, 404);
     assert_eq!(json(&r)["error"]["kind"], "not-found");
     let r = site.basic("HEAD", "/data/version");
-    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!((r.status.as_u16(), r.body.len()), (200, 0));
     // /REST is XNAT's old prefix.
     assert_eq!(site.basic("GET", "/REST/version").body_text(), "1.8.10");
     // Cookie auth works on every endpoint.
@@ -661,7 +661,7 @@ fn prearchive_scans_resources_and_files_as_pyxnat_and_xnatpy_read_them() {
         format!("/data/prearchive/projects/P/{TS}/NOPE/scans"),
     ] {
         let r = site.cookie("GET", &missing);
-        assert!(matches!(r.status, 400 | 404), "{missing}: {}", r.status);
+        assert!(matches!(r.status.as_u16(), 400 | 404), "{missing}: {}", r.status);
         assert!(r.file.is_none());
     }
     status(&site.cookie("POST", &format!("{base}/2/resources")), 405);
@@ -739,7 +739,7 @@ fn prearchive_addresses_that_are_not_one_session_change_nothing() {
             ("GET", format!("{addr}/scans?format=json")),
         ] {
             let r = site.basic(method, &path);
-            assert!(matches!(r.status, 400 | 404), "{method} {path}: {} {}", r.status, r.body_text());
+            assert!(matches!(r.status.as_u16(), 400 | 404), "{method} {path}: {} {}", r.status, r.body_text());
         }
     }
     let after = std::process::Command::new("find").arg(site.root()).arg("-ls").output().unwrap().stdout;
