@@ -110,6 +110,16 @@ fn raw_status(address: &str, request_target: &str, extra_headers: &str) -> u16 {
     status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {response:?}"))
 }
 
+/// A request to the probe component with the tenants' user's credentials: the server's gate admits only
+/// authenticated callers beyond XNAT's open paths, whatever the component.
+fn probe_get(url: &str) -> Answer {
+    get_with(url, "Authorization", &basic("admin", PASSWORD))
+}
+
+fn probe_get_with(url: &str, header: &str, value: &str) -> Answer {
+    answer(agent().get(url).header("Authorization", &basic("admin", PASSWORD)).header(header, value).call())
+}
+
 fn host_server(dir: &Path, tenants: &[TenantSpec]) -> Server {
     let config = configure(dir, tenants);
     Server::start(&["--config", config.to_str().unwrap(), "--component", probe().to_str().unwrap()])
@@ -123,20 +133,20 @@ fn host_routes_by_tenant_and_strips_the_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let server = host_server(dir.path(), &[TenantSpec::new("A"), TenantSpec::new("B")]);
 
-    let index = get(&server.url("/"));
+    let index = probe_get(&server.url("/"));
     assert_eq!((index.status, index.body.as_str()), (200, "A\nB\n"));
     let post = answer(agent().post(&server.url("/")).send(""));
     assert_eq!(post.status, 405);
 
-    let echo = get_with(&server.url("/A/data/prearchive/projects?format=json"), "Cookie", "JSESSIONID=abc");
+    let echo = probe_get_with(&server.url("/A/data/prearchive/projects?format=json"), "Cookie", "JSESSIONID=abc");
     assert_eq!(echo.status, 200);
     assert!(echo.body.starts_with("GET /data/prearchive/projects?format=json\n"), "{}", echo.body);
     assert!(echo.body.contains("cookie: JSESSIONID=abc"), "headers reach the component: {}", echo.body);
-    assert!(get(&server.url("/A")).body.starts_with("GET /\n"));
-    assert!(get(&server.url("/B/")).body.starts_with("GET /\n"));
+    assert!(probe_get(&server.url("/A")).body.starts_with("GET /\n"));
+    assert!(probe_get(&server.url("/B/")).body.starts_with("GET /\n"));
 
     for path in ["/C/data/prearchive", "/a/data/prearchive", "/%41/data/prearchive", "//A/data"] {
-        let unknown = get(&server.url(path));
+        let unknown = probe_get(&server.url(path));
         assert_eq!(unknown.status, 404, "{path}");
         assert!(unknown.body.contains("GET / lists the tenants"), "{}", unknown.body);
     }
@@ -153,17 +163,17 @@ fn host_grants_each_tenant_its_own_directories_and_variables() {
     let b_extra = "secret = \"b-secret-0123456789abcdef\"\nsite_id = \"SITEB\"\ntoken_ttl_secs = 600";
     let server = host_server(dir.path(), &[TenantSpec::new("A"), TenantSpec::with("B", b_extra)]);
 
-    let dirs = get(&server.url("/A/dirs")).body;
+    let dirs = probe_get(&server.url("/A/dirs")).body;
     assert_eq!(dirs, "/archive writable\n/prearchive writable\n/ missing\n/tmp missing\n");
 
-    assert_eq!(get(&server.url("/A/touch")).body, "/archive true\n/prearchive true\n");
+    assert_eq!(probe_get(&server.url("/A/touch")).body, "/archive true\n/prearchive true\n");
     for d in ["prearchive", "archive"] {
         assert!(dir.path().join("A").join(d).join("touched-by-probe").is_file(), "A's {d} got the file");
         assert!(!dir.path().join("B").join(d).join("touched-by-probe").exists(), "B's {d} did not");
     }
 
     let env = |tenant: &str| -> Vec<(String, String)> {
-        get(&server.url(&format!("/{tenant}/env")))
+        probe_get(&server.url(&format!("/{tenant}/env")))
             .body
             .lines()
             .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
@@ -184,7 +194,8 @@ fn host_grants_each_tenant_its_own_directories_and_variables() {
     assert_eq!(var(&b, "XNAT_SITE_ID").as_deref(), Some("SITEB"));
     assert_eq!(var(&b, "XNAT_TOKEN_TTL").as_deref(), Some("600"));
     assert_eq!(var(&a, "XNAT_ADMINS").as_deref(), Some("admin"), "admin = true");
-    assert_eq!(a.len(), 6, "nothing else of the host's environment: {a:?}");
+    assert_eq!(var(&a, "XNAT_VERIFIED_USER").as_deref(), Some("admin"), "the user the server's gate checked");
+    assert_eq!(a.len(), 7, "nothing else of the host's environment: {a:?}");
 
     let log = server.log();
     assert!(log.contains("tenant A: no secret in the configuration"), "the random secret is announced:\n{log}");
@@ -229,10 +240,10 @@ fn host_limits_memory_and_time_while_others_are_served() {
     let a = "memory_mib = 48\nrequest_timeout_secs = 1.5\nmax_concurrent = 4";
     let server = Arc::new(host_server(dir.path(), &[TenantSpec::with("A", a), TenantSpec::new("B")]));
 
-    let oom = get(&server.url("/A/alloc?mib=100"));
+    let oom = probe_get(&server.url("/A/alloc?mib=100"));
     assert_eq!(oom.status, 507, "{oom:?}");
     assert!(oom.body.contains("more memory than tenant 'A' allows (48 MiB)"), "{}", oom.body);
-    let fits = get(&server.url("/A/alloc?mib=8"));
+    let fits = probe_get(&server.url("/A/alloc?mib=8"));
     assert_eq!((fits.status, fits.body.as_str()), (200, "allocated 8388608 bytes\n"), "a fresh instance after a trap");
 
     // Two spinning guests (as many as this machine may have cores) and one asleep in a host call: each is
@@ -242,7 +253,7 @@ fn host_limits_memory_and_time_while_others_are_served() {
         .into_iter()
         .map(|path| {
             let url = server.url(path);
-            std::thread::spawn(move || (get(&url), Instant::now()))
+            std::thread::spawn(move || (probe_get(&url), Instant::now()))
         })
         .collect();
     for mark in ["1", "2", "3"] {
@@ -251,7 +262,7 @@ fn host_limits_memory_and_time_while_others_are_served() {
     let mut worst = Duration::ZERO;
     for _ in 0..10 {
         let t = Instant::now();
-        assert_eq!(get(&server.url("/B/env")).status, 200);
+        assert_eq!(probe_get(&server.url("/B/env")).status, 200);
         worst = worst.max(t.elapsed());
     }
     assert!(worst < Duration::from_millis(500), "B waited {worst:?} behind A's spinning requests");
@@ -262,7 +273,7 @@ fn host_limits_memory_and_time_while_others_are_served() {
         let took = ended - started;
         assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "stopped after {took:?}");
     }
-    let fits = get(&server.url("/A/sleep?ms=10"));
+    let fits = probe_get(&server.url("/A/sleep?ms=10"));
     assert_eq!((fits.status, fits.body.as_str()), (200, "slept\n"));
 }
 
@@ -274,17 +285,17 @@ fn host_refuses_with_503_when_a_tenant_is_saturated() {
         &[TenantSpec::with("A", "max_concurrent = 1\nrequest_timeout_secs = 10"), TenantSpec::new("B")],
     ));
     let url = server.url("/A/sleep?ms=3000&mark=busy");
-    let busy = std::thread::spawn(move || get(&url));
+    let busy = std::thread::spawn(move || probe_get(&url));
     arrived(dir.path(), "A", "busy");
     let t = Instant::now();
-    let refused = get(&server.url("/A/env"));
+    let refused = probe_get(&server.url("/A/env"));
     assert_eq!(refused.status, 503, "{refused:?}");
     assert_eq!(refused.retry_after.as_deref(), Some("1"));
     assert!(refused.body.contains("limit of 1 requests at once"), "{}", refused.body);
     assert!(t.elapsed() >= Duration::from_millis(900), "it waited briefly for a slot first");
-    assert_eq!(get(&server.url("/B/env")).status, 200, "other tenants are not affected");
+    assert_eq!(probe_get(&server.url("/B/env")).status, 200, "other tenants are not affected");
     assert_eq!(busy.join().unwrap().status, 200);
-    assert_eq!(get(&server.url("/A/env")).status, 200, "the slot is free again");
+    assert_eq!(probe_get(&server.url("/A/env")).status, 200, "the slot is free again");
 }
 
 #[test]
@@ -292,7 +303,7 @@ fn host_finishes_requests_in_flight_on_sigterm_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let server = host_server(dir.path(), &[TenantSpec::new("A")]);
     let url = server.url("/A/sleep?ms=1500&mark=flight");
-    let in_flight = std::thread::spawn(move || get(&url));
+    let in_flight = std::thread::spawn(move || probe_get(&url));
     arrived(dir.path(), "A", "flight");
     let address = server.address();
     let stderr = server.stderr.clone();
@@ -364,7 +375,7 @@ fn host_demo_mode_writes_a_site_and_prints_a_password_once() {
     assert_eq!(password.len(), 20);
     assert!(stdout.contains(&format!("curl -u admin:{password} '{}/demo/data/prearchive/projects", server.base)));
     assert_eq!(get(&server.url("/")).body, "demo\n");
-    let env = get(&server.url("/demo/env")).body;
+    let env = get_with(&server.url("/demo/env"), "Authorization", &basic("admin", &password)).body;
     assert!(env.contains("XNAT_USERS=admin:$argon2id$"), "{env}");
     assert!(!env.contains(&password), "only the hash reaches the component");
     assert!(!server.log().contains(&password), "the password is not logged");
@@ -444,6 +455,128 @@ fn xnat_basic_auth_and_sessions_per_tenant() {
     let nowhere = get_with(&server.url(&format!("/C{listing}")), "Authorization", &basic("admin", PASSWORD));
     assert_eq!(nowhere.status, 404);
 
+    assert!(server.stop().success());
+}
+
+/// Issue 10: a DELETE of a prearchive session sent with the session cookie and `Origin: http://evil.example`
+/// answered 200 and deleted it; the server's own answers (an unknown tenant's 404) were sniffable.
+#[test]
+fn xnat_cross_site_changes_are_refused_and_no_answer_is_sniffed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = xnat_server(dir.path());
+    let pre = dir.path().join("A/prearchive");
+    let ts = timestamp_of(&pre, "DEMO", "SUBJ1_MR1");
+    let session = pre.join("DEMO").join(&ts).join("SUBJ1_MR1");
+    let url = server.url(&format!("/A/data/prearchive/projects/DEMO/{ts}/SUBJ1_MR1"));
+    let jsession = cookie(&login(&server, "A", "admin", PASSWORD));
+    let delete = |origin: &str| {
+        let response = agent().delete(&url).header("Cookie", &jsession).header("Origin", origin).call();
+        let headers = response.as_ref().map(|r| r.headers().clone()).unwrap_or_default();
+        (answer(response), headers)
+    };
+    let (refused, headers) = delete("http://evil.example");
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(session.is_dir(), "a page elsewhere deleted the session");
+    assert_eq!(headers.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"));
+    let own = server.url("");
+    let (done, _) = delete(own.trim_end_matches('/'));
+    assert_eq!(done.status, 200, "this server's own page may: {done:?}");
+    assert!(!session.exists());
+
+    let unknown = agent().get(&server.url("/nobody/data")).call().unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"));
+    let csp = unknown.headers().get("content-security-policy").map(|v| v.to_str().unwrap().to_owned());
+    assert!(csp.is_some_and(|p| p.contains("default-src 'none'")), "the server's own answers are not rendered");
+    assert!(server.stop().success());
+}
+
+/// The status line of the answer on `stream`, read without sending anything more; `None` if none came
+/// within the stream's read timeout.
+fn status_without_body(stream: &mut TcpStream) -> Option<u16> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    String::from_utf8_lossy(&head).split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+/// Issue 10: four connections that sent `POST /t1/data/services/auth` with `Content-Length: 1000000` and
+/// then waited made an authenticated listing answer 503. A request without valid credentials now gets its
+/// answer before it may take a slot, and its body is never read (a login's small body is read first, by
+/// the server, within a deadline).
+#[test]
+fn xnat_requests_without_credentials_never_hold_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::with("A", "max_concurrent = 2\nrequest_timeout_secs = 4")]);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let address = server.address();
+    let wrong = format!("Authorization: {}\r\n", basic("admin", "wrong"));
+    let open = |method: &str, path: &str, headers: &str, body: &str| {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{headers}\r\n{body}").unwrap();
+        stream
+    };
+    let big = "Content-Length: 1000000\r\n";
+    let mut waiting = vec![
+        (413, open("POST", "/A/data/services/auth", &format!("{FORM}{big}"), "")),
+        (413, open("PUT", "/A/data/services/auth", &format!("{FORM}{big}"), "username=adm")),
+        (401, open("POST", "/A/data/services/archive", big, "")),
+        (401, open("POST", "/A/data/services/archive", &format!("{wrong}{big}"), "")),
+        (401, open("DELETE", "/A/data/prearchive/projects/DEMO", &format!("Cookie: JSESSIONID=forged\r\n{big}"), "")),
+        // A small login body that trickles: read by the server before any slot, cut off at the deadline.
+        (408, open("PUT", "/A/data/services/auth", &format!("{FORM}Content-Length: 40\r\n"), "username=")),
+        (408, open("PUT", "/A/data/services/auth", &format!("{FORM}Content-Length: 40\r\n"), "username=")),
+    ];
+    // Meanwhile the tenant's two slots are free for its users.
+    let listing = server.url("/A/data/prearchive/projects?format=json");
+    for _ in 0..3 {
+        let ok = get_with(&listing, "Authorization", &basic("admin", PASSWORD));
+        assert_eq!(ok.status, 200, "{ok:?}");
+    }
+    for (want, stream) in &mut waiting {
+        assert_eq!(status_without_body(stream), Some(*want), "a request without credentials");
+    }
+    let log = server.log();
+    assert!(!log.contains("status=500"), "a client's fault is not the server's: {log}");
+    assert!(server.stop().success());
+}
+
+/// Failed logins slow down per user name and per address, with 429 and `Retry-After`, and tell nothing of
+/// which users exist; a caller whose credentials were verified is remembered, not hashed again.
+#[test]
+fn xnat_password_guessing_is_throttled_without_telling_who_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = xnat_server(dir.path());
+    let listing = server.url("/A/data/prearchive/projects?format=json");
+    let attempt = |user: &str, password: &str| get_with(&listing, "Authorization", &basic(user, password));
+    // A verified caller, remembered before the guessing starts from the same address.
+    assert_eq!(attempt("admin", PASSWORD).status, 200);
+    let mut bodies = Vec::new();
+    for user in ["admin", "nobody"] {
+        let answers: Vec<Answer> = (0..7).map(|_| attempt(user, "guess")).collect();
+        let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429], "{user}: five failures, then 429");
+        let throttled = &answers[6];
+        let wait: u64 = throttled.retry_after.as_deref().and_then(|s| s.parse().ok()).expect("Retry-After");
+        assert!((1..=300).contains(&wait), "{throttled:?}");
+        assert!(throttled.body.contains("too many failed logins"), "{throttled:?}");
+        bodies.push((answers[0].body.clone(), throttled.body.clone()));
+    }
+    assert_eq!(bodies[0], bodies[1], "an existing and an unknown user get the same answers");
+    // The verified caller is remembered: served while its name is throttled for guessing.
+    assert_eq!(attempt("admin", PASSWORD).status, 200);
+    // The address: ten failures so far; ten more names, each failing once, and the address waits too.
+    for n in 0..10 {
+        assert_eq!(attempt(&format!("user{n}"), "guess").status, 401, "failure {} of the address", 11 + n);
+    }
+    assert_eq!(attempt("user10", "guess").status, 429, "the address has failed 20 times");
+    assert_eq!(login(&server, "A", "admin", "guess").status, 429, "form logins from it wait too");
     assert!(server.stop().success());
 }
 

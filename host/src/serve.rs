@@ -14,6 +14,7 @@
 
 pub mod component;
 pub mod config;
+pub mod gate;
 pub mod server;
 pub mod tenant;
 
@@ -27,6 +28,7 @@ pub use config::{Config, Defaults, User, hash_password};
 
 use crate::testsite::demo;
 use component::HttpComponent;
+use gate::Gate;
 use server::Server;
 use tenant::Tenant;
 
@@ -65,7 +67,7 @@ pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
     let slots = tenants.iter().map(Tenant::max_concurrent).sum();
     let max_memory = tenants.iter().map(|t| t.limits.memory_bytes).max().unwrap_or(1 << 20);
     let component = HttpComponent::load(component, slots, max_memory).context("cannot load the HTTP component")?;
-    let server = Arc::new(Server { component, tenants });
+    let server = Arc::new(Server { component, tenants, gate: Gate::default() });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

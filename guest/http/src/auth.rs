@@ -35,12 +35,17 @@ pub enum Via {
     /// A valid session token from the cookie.
     Cookie(String),
     Basic,
+    /// The host checked the credentials for this request (`XNAT_VERIFIED_USER`).
+    Host,
 }
 
 /// Authenticates the request, or says why not (401; 500 when the settings are broken).
 pub fn authenticate(req: &Request, ctx: &Context) -> Result<Principal, HttpError> {
     if let Some(problem) = &ctx.config_error {
         return Err(HttpError::new(500, "io", problem));
+    }
+    if let Some(user) = ctx.verified_user.as_ref().filter(|u| ctx.users.contains(u)) {
+        return Ok(Principal { user: user.clone(), via: Via::Host });
     }
     let mut cookie_problem = None;
     for token in session_cookies(req) {
@@ -103,7 +108,7 @@ pub fn session_cookies(req: &Request) -> Vec<String> {
 }
 
 /// `Basic base64(user:password)` → (user, password).
-fn basic_credentials(header: &str) -> Option<(String, String)> {
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
     let (scheme, b64) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

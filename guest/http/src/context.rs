@@ -24,6 +24,11 @@ pub struct Context {
     /// Seconds since the Unix epoch.
     pub now: u64,
     pub faults: Faults,
+    /// The user a host already verified for this one request (`XNAT_VERIFIED_USER`): its credentials are
+    /// not checked again. Only the host sets it, in the instance's own environment.
+    pub verified_user: Option<String>,
+    /// Origins besides the request's `Host` whose pages may change things, from `XNAT_ALLOWED_ORIGINS`.
+    pub allowed_origins: Vec<String>,
     /// Users who may run administrators' services (recovery), from `XNAT_ADMINS` (names separated by `,`).
     pub admins: Vec<String>,
     /// A malformed setting: every request but `GET /` answers 500 with this message.
@@ -45,6 +50,8 @@ impl Context {
             now,
             faults: Faults::default(),
             admins: Vec::new(),
+            allowed_origins: Vec::new(),
+            verified_user: None,
             config_error: None,
         }
     }
@@ -80,13 +87,13 @@ impl Context {
                 _ => problems.push(format!("XNAT_TOKEN_TTL {ttl:?} is not a positive number of seconds")),
             }
         }
-        ctx.admins = var("XNAT_ADMINS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-            .collect();
+        let list = |name: &str| -> Vec<String> {
+            let value = var(name).unwrap_or_default();
+            value.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
+        };
+        ctx.admins = list("XNAT_ADMINS");
+        ctx.allowed_origins = list("XNAT_ALLOWED_ORIGINS");
+        ctx.verified_user = set("XNAT_VERIFIED_USER").map(|u| u.trim().to_string());
         if let Some(site) = set("XNAT_SITE_ID") {
             ctx.site_id = site.trim().to_string();
         }

@@ -21,12 +21,18 @@
 //!     `Path`.
 //!   - `XNAT_TOKEN_TTL` (seconds, default 3600), `XNAT_SITE_ID` (default `XNAT`, for new accession IDs).
 //!   - `XNAT_ADMINS`: user names, separated by `,`, who may run `POST /data/services/archive/recover`.
+//!   - `XNAT_VERIFIED_USER`: set by a host that has checked this request's credentials itself (the
+//!     `xnat-archive serve` gate, with [`routes::admit`]): the user, who must be in `XNAT_USERS`; the
+//!     credentials are not checked again. A host sets it per request, never from anything the client sent.
+//!   - `XNAT_ALLOWED_ORIGINS`: origins (`https://xnat.example.org`), separated by `,`, whose pages may change
+//!     things besides the request's own `Host` (a proxy that rewrites `Host`); see [`browser`].
 //!   - `XNAT_ARCHIVE_FAULT_POINT`, `XNAT_ARCHIVE_PAUSE_MS`: the archive's test switches, as in the library
 //!     component; a host passes them only in tests.
 //!
 //! A malformed setting makes every request but `GET /` answer 500 with a message naming the setting.
 
 pub mod auth;
+pub mod browser;
 pub mod context;
 pub mod credentials;
 pub mod formats;
@@ -97,6 +103,12 @@ mod component {
         let mut req = Request::new(&method, &request.path_with_query().unwrap_or_else(|| "/".into()));
         for (name, value) in request.headers().entries() {
             req.append_header(&name, &value);
+        }
+        // wasi:http carries the Host header as the request's authority.
+        if req.header("host").is_none()
+            && let Some(authority) = request.authority()
+        {
+            req.append_header("host", authority.as_bytes());
         }
         let fail = |why: &str| super::formats::failure(500, "io", &format!("cannot read the request body: {why}"));
         let body = request.consume().map_err(|()| fail("it was already taken"))?;

@@ -15,6 +15,7 @@ use xnat_core::refresh::resource::{self, ResourceSpec};
 use xnat_core::refresh::{self, Outcome, ResourceReport};
 
 use crate::auth::{self, Principal};
+use crate::browser;
 use crate::context::Context;
 use crate::formats::{self, Format, HttpError, Table};
 use crate::listings::{self, encode};
@@ -37,14 +38,16 @@ pub fn handle(req: &Request, ctx: &Context) -> Response {
     let method = if head { "GET" } else { req.method.as_str() };
     let params = match Params::parse(req) {
         Ok(p) => p,
-        Err(e) => return e.response(false),
+        Err(e) => return browser::harden(e.response(false)),
     };
     let json_errors = params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let mut response = route(method, req, &params, ctx).unwrap_or_else(|e| e.response(json_errors));
+    let mut response = browser::refuse_cross_site(req, &ctx.allowed_origins)
+        .and_then(|()| route(method, req, &params, ctx))
+        .unwrap_or_else(|e| e.response(json_errors));
     if head {
         response.body.clear();
     }
-    response
+    browser::harden(response)
 }
 
 /// One request on its way through the router: what each area's table needs to pick and call a handler.
@@ -79,20 +82,44 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
     let owned = segments(&req.path)?;
     let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
     let call = Call { method, segs: &segs, req, params, ctx };
-    if let Some(open) = open_routes(&call) {
-        return open;
-    }
-    let who = auth::authenticate(req, ctx).map_err(|e| match segs.as_slice() {
-        // pyxnat's first request: this exact body becomes its "Authentication failed".
-        ["data", "JSESSION"] if e.status == 401 => HttpError { message: auth::PYXNAT_401.into(), ..e },
-        _ => e,
-    })?;
+    let Some(who) = admit_segments(method, &segs, req, ctx)? else {
+        return open_routes(&call).unwrap_or_else(|| Err(not_offered(method, &req.path)));
+    };
     site_routes(&call, &who)
         .or_else(|| listing_routes(&call))
         .or_else(|| prearchive_routes(&call))
         .or_else(|| service_routes(&call, &who))
         .or_else(|| object_routes(&call))
         .unwrap_or_else(|| Err(not_offered(method, &req.path)))
+}
+
+/// Who is asking, as the router decides it before anything runs: `None` on the paths open to anyone (the
+/// banner, the login, the logout), the caller on every other path, or the refusal (401, with the exact text
+/// pyxnat expects on its first request). A host may run this itself before it lets a request in (it needs
+/// no body).
+pub fn admit(req: &Request, ctx: &Context) -> Result<Option<Principal>, HttpError> {
+    let head = req.method == "HEAD";
+    let method = if head { "GET" } else { req.method.as_str() };
+    let owned = segments(&req.path)?;
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    admit_segments(method, &segs, req, ctx)
+}
+
+fn admit_segments(method: &str, segs: &[&str], req: &Request, ctx: &Context) -> Result<Option<Principal>, HttpError> {
+    if is_open(method, segs) {
+        return Ok(None);
+    }
+    let who = auth::authenticate(req, ctx).map_err(|e| match segs {
+        // pyxnat's first request: this exact body becomes its "Authentication failed".
+        ["data", "JSESSION"] if e.status == 401 => HttpError { message: auth::PYXNAT_401.into(), ..e },
+        _ => e,
+    })?;
+    Ok(Some(who))
+}
+
+/// The paths open to anyone: the banner, the login (any method: a wrong one is 405) and the logout.
+fn is_open(method: &str, segs: &[&str]) -> bool {
+    matches!(segs, [] | ["data", "services", "auth"]) || (segs == ["data", "JSESSION"] && method == "DELETE")
 }
 
 /// Open to anyone: the banner, the login and the logout.

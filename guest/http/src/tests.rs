@@ -794,3 +794,76 @@ fn administrators_recover_cut_short_archives_over_http_respecting_live_leases() 
     let rows = result(&site.basic("GET", "/data/prearchive/projects/P?format=json"));
     assert_eq!(rows[0]["status"], "READY", "{rows:?}");
 }
+
+/// Issue 10's report: a DELETE of a prearchive session with the session cookie and `Origin:
+/// http://evil.example` answered 200 and deleted it.
+#[test]
+fn a_cross_site_delete_with_the_cookie_is_refused_and_changes_nothing() {
+    let site = Site::new();
+    let path = format!("/data{}", site.session("MR1", 2));
+    let folder = site.root().join("pre/P").join(TS).join("MR1");
+    let cookie = format!("JSESSIONID={}", site.token("admin"));
+    let from = |origin: &str| {
+        Request::new("DELETE", &path)
+            .with_header("Cookie", &cookie)
+            .with_header("Host", "xnat.example")
+            .with_header("Origin", origin)
+    };
+    let r = site.send(from("http://evil.example"));
+    status(&r, 403);
+    assert!(r.body_text().contains("cross-site"), "{}", r.body_text());
+    assert!(folder.is_dir(), "the session was deleted");
+    // A page of the server itself may, and so may a client that is no browser.
+    status(&site.send(from("http://xnat.example")), 200);
+    assert!(!folder.exists());
+}
+
+#[test]
+fn every_response_is_neither_sniffed_nor_rendered() {
+    let site = Site::new();
+    let doc_path = format!("/data{}", site.session("MR1", 1));
+    for r in [
+        site.send(Request::new("GET", "/")),
+        site.send(Request::new("GET", "/data/prearchive")),
+        site.send(Request::new("GET", "/data/prearchive?format=nonsense%zz")),
+        site.basic("GET", "/data/prearchive?format=csv"),
+        site.basic("GET", &doc_path),
+        site.basic("GET", "/data/no/such/thing"),
+        site.basic("HEAD", "/data/version"),
+    ] {
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{} {}", r.status, r.body_text());
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(csp.contains("default-src 'none'") && csp.contains("sandbox"), "{csp:?}");
+    }
+}
+
+/// A host that checked the credentials itself names the user; the component does not check them again,
+/// and names a user only if it is configured.
+#[test]
+fn a_user_the_host_verified_is_admitted_without_credentials() {
+    let mut site = Site::new();
+    let listing = "/data/prearchive/projects?format=json";
+    status(&site.send(Request::new("GET", listing)), 401);
+    site.ctx.verified_user = Some("bob".into());
+    status(&site.send(Request::new("GET", listing)), 200);
+    assert_eq!(site.send(Request::new("GET", "/data/auth")).body_text(), "User 'bob' is logged in");
+    site.ctx.verified_user = Some("ghost".into());
+    status(&site.send(Request::new("GET", listing)), 401);
+}
+
+/// What a host asks before it lets a request in: open paths need nobody, the others a caller.
+#[test]
+fn admission_needs_no_body_and_answers_as_the_router_would() {
+    let site = Site::new();
+    let admit = |req: Request| crate::routes::admit(&req, &site.ctx);
+    for (method, path) in
+        [("GET", "/"), ("PUT", "/data/services/auth"), ("POST", "/data/services/auth"), ("DELETE", "/data/JSESSION")]
+    {
+        assert_eq!(admit(Request::new(method, path)).unwrap(), None, "{method} {path}");
+    }
+    let who = admit(Request::new("GET", "/data/prearchive").with_header("Authorization", &basic("bob", "bob-pw")));
+    assert_eq!(who.unwrap().unwrap().user, "bob");
+    let e = admit(Request::new("GET", "/data/JSESSION")).unwrap_err();
+    assert_eq!((e.status, e.message.as_str()), (401, crate::auth::PYXNAT_401));
+    assert_eq!(admit(Request::new("HEAD", "/data/version")).unwrap_err().status, 401);
+}

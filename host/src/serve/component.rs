@@ -106,13 +106,15 @@ impl HttpComponent {
     /// Serves one request in a fresh instance of `tenant`'s: its grants, its environment, its limits.
     /// `request` already carries the path the component should see. The instance lives until the response
     /// body is written (or the limits stop it), and holds `slot` until then.
+    /// `verified` is the user the server's gate checked, told to the instance (`XNAT_VERIFIED_USER`).
     pub async fn handle(
         &self,
         tenant: &Tenant,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         slot: OwnedSemaphorePermit,
+        verified: Option<&str>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
-        let (store, refusals) = self.store(tenant)?;
+        let (store, refusals) = self.store(tenant, verified)?;
         let (answer, call) = self.start(store, request, tenant.timeout(), slot)?;
         respond(tenant, answer, call, &refusals).await
     }
@@ -120,11 +122,14 @@ impl HttpComponent {
     /// A store for one request of `tenant`: exactly the tenant's directories and variables (no sockets, no
     /// stdin or stdout), its memory cap, and an epoch callback that yields every tick and stops the
     /// instance once the request's time limit has passed.
-    fn store(&self, tenant: &Tenant) -> Result<(Store<State>, MemoryRefused), Failure> {
+    fn store(&self, tenant: &Tenant, verified: Option<&str>) -> Result<(Store<State>, MemoryRefused), Failure> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         for (name, value) in &tenant.env {
             wasi.env(name, value);
+        }
+        if let Some(user) = verified {
+            wasi.env(super::tenant::env::VERIFIED_USER, user);
         }
         for grant in &tenant.grants {
             grant.preopen(&mut wasi).map_err(Failure::Crashed)?;
@@ -158,7 +163,7 @@ impl HttpComponent {
     fn start(
         &self,
         mut store: Store<State>,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<RequestBody>,
         limit: Duration,
         slot: OwnedSemaphorePermit,
     ) -> Result<(oneshot::Receiver<Answer>, Call), Failure> {
@@ -233,7 +238,7 @@ async fn respond(
 }
 
 /// The request with its body watched, and the watch.
-fn watch_body(request: hyper::Request<Incoming>) -> (hyper::Request<WatchedBody>, BodyWatch) {
+fn watch_body(request: hyper::Request<RequestBody>) -> (hyper::Request<WatchedBody>, BodyWatch) {
     let watch = BodyWatch::default();
     if request.body().is_end_stream() {
         watch.0.store(BodyWatch::COMPLETE, Ordering::Relaxed);
@@ -258,9 +263,46 @@ impl BodyWatch {
     }
 }
 
+/// A request's body as the component gets it: still arriving from the client, or already read by the
+/// server's gate (the small body of a request without credentials, read before it took a slot).
+#[derive(Debug)]
+pub enum RequestBody {
+    Incoming(Incoming),
+    Read(Option<Bytes>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut *self {
+            RequestBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Incoming(body) => body.is_end_stream(),
+            RequestBody::Read(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Incoming(body) => body.size_hint(),
+            RequestBody::Read(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
 /// A request body that reports to its [`BodyWatch`].
 struct WatchedBody {
-    inner: Incoming,
+    inner: RequestBody,
     watch: BodyWatch,
 }
 

@@ -5,13 +5,16 @@
 //! Not for anything inside a request's instance: `super::component` runs those.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
+use hyper::header::{
+    ALLOW, CONNECTION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,14 +22,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use xnat_http::browser;
 
-use super::component::{Failure, HttpComponent, text_body};
+use super::component::{Failure, HttpComponent, RequestBody, text_body};
+use super::gate::{self, Admission, Gate, OPEN_BODY_DEADLINE, Refusal};
 use super::tenant::Tenant;
 
 /// The tenants and the component that serves them.
 pub struct Server {
     pub component: HttpComponent,
     pub tenants: Vec<Tenant>,
+    /// Who may come in, checked before a request takes a slot or sends its body.
+    pub gate: Gate,
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and lets the
@@ -54,7 +61,7 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Futu
         let server = server.clone();
         let service = hyper::service::service_fn(move |request| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(server.respond(request, local).await) }
+            async move { Ok::<_, Infallible>(server.respond(request, local, peer.ip()).await) }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
@@ -89,11 +96,20 @@ fn header_read_timeout(tenants: &[Tenant]) -> Duration {
 
 impl Server {
     /// Answers one request and arranges its access-log line (written once the body is sent).
-    async fn respond(&self, request: Request<Incoming>, local: Option<std::net::SocketAddr>) -> Response<Logged> {
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        local: Option<std::net::SocketAddr>,
+        client: IpAddr,
+    ) -> Response<Logged> {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let (tenant, response) = self.route(request, local).await;
+        let (tenant, mut response) = self.route(request, local, client).await;
+        // The component's answers carry these already; the server's own (404, 503, 504, ...) get them here.
+        let headers = response.headers_mut();
+        headers.entry(X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+        headers.entry(CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(browser::CONTENT_SECURITY_POLICY));
         let line = LogLine { method, path, tenant, status: response.status(), started };
         response.map(|body| Logged { body, line: Some(line) })
     }
@@ -103,6 +119,7 @@ impl Server {
         &self,
         mut request: Request<Incoming>,
         local: Option<std::net::SocketAddr>,
+        client: IpAddr,
     ) -> (Option<String>, Response<HyperOutgoingBody>) {
         let path = request.uri().path();
         if has_dot_segment(path) {
@@ -135,6 +152,24 @@ impl Server {
             request.headers_mut().insert(HOST, HeaderValue::from_str(&host).expect("an address is a valid header"));
         }
 
+        // Who is asking, before the request may take a slot or send its body.
+        let login = request.uri().path() == "/data/services/auth";
+        let admission = self.gate.admit(tenant, request.method(), request.uri(), request.headers(), client).await;
+        let (verified, request) = match admission {
+            Admission::Refused(refusal) => return (tenant_name, refused(refusal)),
+            Admission::Verified(user) => (Some(user), request.map(RequestBody::Incoming)),
+            Admission::Open => {
+                if let Some(refusal) = self.gate.login_wait(client).filter(|_| login) {
+                    return (tenant_name, refused(refusal));
+                }
+                let (parts, body) = request.into_parts();
+                match gate::read_open_body(body, OPEN_BODY_DEADLINE.min(tenant.timeout())).await {
+                    Ok(bytes) => (None, Request::from_parts(parts, RequestBody::Read(Some(bytes)))),
+                    Err(refusal) => return (tenant_name, refused(refusal)),
+                }
+            }
+        };
+
         let Some(slot) = tenant.slot().await else {
             let message = format!(
                 "tenant '{}' is already serving its limit of {} requests at once; retry shortly",
@@ -145,10 +180,13 @@ impl Server {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return (tenant_name, response);
         };
-        let response = match self.component.handle(tenant, request, slot).await {
+        let response = match self.component.handle(tenant, request, slot, verified.as_deref()).await {
             Ok(response) => response,
             Err(failure) => refusal(tenant, failure),
         };
+        if login && response.status() == StatusCode::UNAUTHORIZED {
+            self.gate.failed_login(client);
+        }
         (tenant_name, response)
     }
 
@@ -217,6 +255,18 @@ fn refusal(tenant: &Tenant, failure: Failure) -> Response<HyperOutgoingBody> {
     if status == StatusCode::REQUEST_TIMEOUT {
         // The rest of the body may still be on its way: this connection cannot carry another request.
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The gate's answer (the component's own texts for 401s), with `Retry-After` for 429.
+fn refused(refusal: Refusal) -> Response<HyperOutgoingBody> {
+    let answer = refusal.response;
+    let mut response = Response::new(text_body(answer.body_text()));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    if let Some(seconds) = refusal.retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::config::{TenantConfig, random_secret};
 use crate::wasm::grant::Grant;
 use crate::wasm::limits::Limits;
+use xnat_core::fs::tree::Tree;
 
 /// The variables the HTTP component reads (its contract; `guest/http`).
 pub mod env {
@@ -29,6 +30,8 @@ pub mod env {
     pub const TOKEN_TTL: &str = "XNAT_TOKEN_TTL";
     /// The users who may run administrators' services (recovery), joined with `,`.
     pub const ADMINS: &str = "XNAT_ADMINS";
+    /// The user the server's gate verified for this one request (set per instance, never from a client).
+    pub const VERIFIED_USER: &str = "XNAT_VERIFIED_USER";
 }
 
 /// How long a request waits for one of its tenant's slots before it is refused with 503.
@@ -47,6 +50,9 @@ pub struct Tenant {
     pub limits: Limits,
     /// Whether the token key was made up at start (tokens then die with the process).
     pub random_secret: bool,
+    /// The component's view of its settings (users, token key, names), for the server's gate
+    /// (`super::gate`), which admits requests by the component's own rules before they reach it.
+    pub auth: xnat_http::Context,
     slots: Arc<Semaphore>,
     max_concurrent: u32,
 }
@@ -77,7 +83,11 @@ impl Tenant {
                 env.push((var, value));
             }
         }
+        let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        // The gate reads no files: the trees are placeholders.
+        let auth = xnat_http::Context::from_env(lookup, Tree::new("/nonexistent"), Tree::new("/nonexistent"), 0);
         Tenant {
+            auth,
             name: config.name.clone(),
             grants: [Grant::prearchive(&config.prearchive, true), Grant::archive(&config.archive, true)],
             env,
