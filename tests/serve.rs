@@ -547,6 +547,40 @@ fn xnat_requests_without_credentials_never_hold_a_slot() {
     assert!(server.stop().success());
 }
 
+/// Idle connections cannot use up the server: over the per-address cap a connection gets 503 at once and
+/// is closed; closing one makes room again.
+#[test]
+fn xnat_connections_are_capped_per_client_with_a_clear_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::with("A", "request_timeout_secs = 20")]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("max_connections_per_client = 3\n{text}")).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let address = server.address();
+    // Three connections that send nothing.
+    let mut idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    // Wait until the server holds all three: a fourth is refused.
+    let mut fourth = TcpStream::connect(&address).unwrap();
+    fourth.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut refused = String::new();
+    let _ = fourth.read_to_string(&mut refused);
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused:?}");
+    assert!(refused.contains("retry-after: 1") && refused.contains("limit of 3 connections"), "{refused:?}");
+    drop(idle.pop());
+    let listing = server.url("/A/data/prearchive/projects?format=json");
+    let served = (0..50).find_map(|_| {
+        let answer = get_with(&listing, "Authorization", &basic("admin", PASSWORD));
+        (answer.status == 200).then_some(answer).or_else(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        })
+    });
+    assert!(served.is_some(), "a freed connection makes room");
+    assert!(server.log().contains("refused with 503"), "{}", server.log());
+    drop(idle);
+    assert!(server.stop().success());
+}
+
 /// Failed logins slow down per user name and per address, with 429 and `Retry-After`, and tell nothing of
 /// which users exist; a caller whose credentials were verified is remembered, not hashed again.
 #[test]

@@ -14,6 +14,7 @@
 
 pub mod component;
 pub mod config;
+pub mod connections;
 pub mod gate;
 pub mod server;
 pub mod tenant;
@@ -28,6 +29,7 @@ pub use config::{Config, Defaults, User, hash_password};
 
 use crate::testsite::demo;
 use component::HttpComponent;
+use connections::Connections;
 use gate::Gate;
 use server::Server;
 use tenant::Tenant;
@@ -80,7 +82,7 @@ pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         let stop = stop_signal()?;
         announce(&server, &config, address, demo_password.as_deref());
-        server::run(listener, server.clone(), stop).await;
+        server::run(listener, server.clone(), Connections::new(config.connections), stop).await;
         anyhow::Ok(())
     })?;
     eprintln!("stopped");

@@ -4,6 +4,8 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! max_connections = 1024              # optional: connections open at once; more get 503 at once
+//! max_connections_per_client = 64     # optional: the same, per client address
 //!
 //! [[tenant]]
 //! name = "demo"                       # the URL prefix: http://host:port/demo/data/...
@@ -28,6 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+
+use super::connections::ConnectionLimits;
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Argon2, PasswordHash};
 use rand::RngCore as _;
@@ -49,6 +53,8 @@ const MAX_CONCURRENT: u32 = 256;
 pub struct Config {
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// How many connections may be open, in all and per client address.
+    pub connections: ConnectionLimits,
     /// The tenants, in the file's order; their names are unique.
     pub tenants: Vec<TenantConfig>,
 }
@@ -103,6 +109,8 @@ pub struct Defaults {
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     #[serde(default)]
     tenant: Vec<TenantFile>,
 }
@@ -153,7 +161,15 @@ impl Config {
             let name = tenant.name.clone();
             tenants.push(check_tenant(tenant, base, defaults).with_context(|| format!("tenant '{name}'"))?);
         }
-        let config = Config { listen, tenants };
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            total: file.max_connections.unwrap_or(defaults.total),
+            per_client: file.max_connections_per_client.unwrap_or(defaults.per_client),
+        };
+        if connections.total == 0 || connections.per_client == 0 {
+            bail!("max_connections and max_connections_per_client must be at least 1");
+        }
+        let config = Config { listen, connections, tenants };
         config.check_shared()?;
         Ok(config)
     }
@@ -162,6 +178,7 @@ impl Config {
     pub fn demo(name: &str, prearchive: PathBuf, archive: PathBuf, users: Vec<User>, defaults: Defaults) -> Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            connections: ConnectionLimits::default(),
             tenants: vec![TenantConfig {
                 name: name.to_owned(),
                 prearchive,
@@ -367,6 +384,7 @@ mod tests {
         );
         let config = Config::parse(&text, dir.path(), DEFAULTS).unwrap();
         assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.connections, ConnectionLimits { total: 1024, per_client: 64 });
         assert_eq!(config.tenants.len(), 2);
         let (a, b) = (&config.tenants[0], &config.tenants[1]);
         assert_eq!(a.memory_bytes, 64 << 20);
@@ -422,6 +440,10 @@ mod tests {
         assert!(error(&set("token_ttl_secs = -5"), d).contains("token_ttl_secs"));
         assert!(error(&set("site_id = \"X-1\""), d).contains("letters, digits and _"));
         assert!(error(&set("memroy_mib = 3"), d).contains("unknown field `memroy_mib`"));
+        assert!(error(&format!("max_connections = 0\n{a}"), d).contains("at least 1"));
+        assert!(error(&format!("max_connections_per_client = 0\n{a}"), d).contains("at least 1"));
+        let capped = Config::parse(&format!("max_connections = 10\nmax_connections_per_client = 2\n{a}"), d, DEFAULTS);
+        assert_eq!(capped.unwrap().connections, ConnectionLimits { total: 10, per_client: 2 });
     }
 
     #[test]

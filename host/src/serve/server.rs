@@ -25,6 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use xnat_http::browser;
 
 use super::component::{Failure, HttpComponent, RequestBody, text_body};
+use super::connections::{self, Connections};
 use super::gate::{self, Admission, Gate, OPEN_BODY_DEADLINE, Refusal};
 use super::tenant::Tenant;
 
@@ -38,7 +39,13 @@ pub struct Server {
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and lets the
 /// requests in flight finish (waiting at most the longest time limit, plus a little).
-pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
+/// A connection over the caps of `connections` is answered 503 and closed before anything is read.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<Server>,
+    connections: Arc<Connections>,
+    shutdown: impl Future<Output = ()>,
+) {
     let local = listener.local_addr().ok();
     let header_deadline = header_read_timeout(&server.tenants);
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -58,6 +65,14 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Futu
             },
             () = &mut shutdown => break,
         };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(message) => {
+                eprintln!("connection from {peer}: refused with 503: {message}");
+                tokio::spawn(connections::refuse(stream, message));
+                continue;
+            }
+        };
         let server = server.clone();
         let service = hyper::service::service_fn(move |request| {
             let server = server.clone();
@@ -66,6 +81,7 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Futu
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _admitted = admitted;
             match connection.await {
                 Err(e) if e.is_timeout() => eprintln!(
                     "connection from {peer}: closed after {header_deadline:?} without a whole request's headers \
