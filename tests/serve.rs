@@ -581,6 +581,29 @@ fn xnat_connections_are_capped_per_client_with_a_clear_503() {
     assert!(server.stop().success());
 }
 
+/// Tokens can be revoked: a logout everywhere ends every session token of its user that was handed out,
+/// through the server's gate as in the component; a new login works.
+#[test]
+fn xnat_logout_everywhere_ends_every_copied_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = xnat_server(dir.path());
+    let who = |jsession: &str| get_with(&server.url("/A/data/auth"), "Cookie", jsession);
+    let (first, copied) =
+        (cookie(&login(&server, "A", "admin", PASSWORD)), cookie(&login(&server, "A", "admin", PASSWORD)));
+    let on_b = cookie(&login(&server, "B", "admin", PASSWORD));
+    assert_eq!(who(&copied).status, 200);
+    let out = answer(agent().delete(&server.url("/A/data/JSESSION?everywhere=true")).header("Cookie", &first).call());
+    assert_eq!(out.status, 200, "{out:?}");
+    for jsession in [&first, &copied] {
+        let refused = who(jsession);
+        assert_eq!(refused.status, 401, "{refused:?}");
+        assert!(refused.body.contains("logout everywhere"), "{refused:?}");
+    }
+    assert_eq!(get_with(&server.url("/B/data/auth"), "Cookie", &on_b).status, 200, "another tenant's session");
+    assert_eq!(who(&cookie(&login(&server, "A", "admin", PASSWORD))).status, 200, "a new login");
+    assert!(server.stop().success());
+}
+
 /// Failed logins slow down per user name and per address, with 429 and `Retry-After`, and tell nothing of
 /// which users exist; a caller whose credentials were verified is remembered, not hashed again.
 #[test]

@@ -100,7 +100,7 @@ impl Site {
         let mut ctx = Context::new(Tree::new(root.join("site/arch")), Tree::new(root.join("site/pre")), NOW);
         ctx.users = xnat_http::credentials::Users::parse(&format!("admin:{hash}")).unwrap();
         ctx.secret = Some(SECRET.to_vec());
-        let token = xnat_http::credentials::Token::issue(SECRET, &ctx.tenant, "admin", NOW, 3600).unwrap();
+        let token = xnat_http::auth::issue(&ctx, "admin").unwrap();
         let watch = Watch::new(root);
         let mut site = Site { dir, ctx, token, snapshot: Vec::new(), watch };
         for folder in ["MR1", "MR2", "MR3"] {

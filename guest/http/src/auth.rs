@@ -16,6 +16,7 @@ use crate::context::Context;
 use crate::formats::HttpError;
 use crate::message::{Request, Response};
 use crate::params::Params;
+use crate::sessions;
 
 /// The session cookie's name (XNAT's, which both clients expect).
 pub const COOKIE: &str = "JSESSIONID";
@@ -85,15 +86,23 @@ fn no_users_hint(ctx: &Context) -> &'static str {
     if ctx.users.is_empty() { "; this server has no users configured (XNAT_USERS)" } else { "" }
 }
 
-/// A token's user, if the token is valid for this tenant and its user is still configured.
-fn verify(ctx: &Context, token: &str) -> Result<String, AuthError> {
-    let secret = ctx.secret.as_deref().ok_or(AuthError::NoSecret)?;
-    let user = Token::verify(secret, &ctx.tenant, token, ctx.now)?;
-    if ctx.users.contains(&user) {
-        Ok(user)
-    } else {
-        Err(AuthError::Config(format!("user {user} is no longer configured on this server; log in as another user")))
+/// A token's user, if the token is valid for this tenant, its user is still configured, and neither their
+/// password nor a logout everywhere ended it (the key it is checked with, `sessions::session_key`).
+pub fn verify(ctx: &Context, token: &str) -> Result<String, AuthError> {
+    let claimed = Token::claimed_user(token)?;
+    if !ctx.users.contains(&claimed) {
+        // Unchecked, the name proves nothing: whether it is a user is not told (a removed user's tokens
+        // end here too).
+        ctx.secret.as_ref().ok_or(AuthError::NoSecret)?;
+        return Err(AuthError::BadSignature);
     }
+    let key = sessions::session_key(ctx, &claimed)?;
+    Token::verify(&key, &ctx.tenant, token, ctx.now)
+}
+
+/// A new session token for `user` (whose credentials the caller checked).
+pub fn issue(ctx: &Context, user: &str) -> Result<String, AuthError> {
+    Token::issue(&sessions::session_key(ctx, user)?, &ctx.tenant, user, ctx.now, ctx.token_ttl)
 }
 
 /// Every `JSESSIONID` value in the request's `Cookie` headers (a client may hold more than one; a
@@ -141,11 +150,11 @@ fn cookie_path(ctx: &Context) -> &str {
 /// A fresh token for `user` as the response to a login or heartbeat: 200 with the token as body and the
 /// cookie set; with no secret configured, 200 with an empty body (xnatpy then falls back to Basic).
 fn session_response(ctx: &Context, user: &str) -> Result<Response, HttpError> {
-    let Some(secret) = ctx.secret.as_deref() else {
+    if ctx.secret.is_none() {
         return Ok(Response::empty());
-    };
-    let token = Token::issue(secret, &ctx.tenant, user, ctx.now, ctx.token_ttl)
-        .map_err(|e| HttpError::new(500, "io", &format!("cannot issue a session token: {e}")))?;
+    }
+    let token =
+        issue(ctx, user).map_err(|e| HttpError::new(500, "io", &format!("cannot issue a session token: {e}")))?;
     Ok(Response::text(token.clone()).with_header("set-cookie", &set_cookie(ctx, &token)))
 }
 
@@ -176,15 +185,21 @@ pub fn jsession(who: &Principal, ctx: &Context) -> Result<Response, HttpError> {
     session_response(ctx, &who.user)
 }
 
-/// `DELETE /data/JSESSION`: nothing to invalidate (tokens are stateless); the cookie is expired. A caller
-/// whose cookie is genuine but has expired may still log out.
-pub fn logout(req: &Request, ctx: &Context) -> Result<Response, HttpError> {
-    let genuine = |t: String| match verify(ctx, &t) {
+/// `DELETE /data/JSESSION`: the cookie is expired (a caller whose cookie is genuine but has expired may
+/// still log out). With `everywhere=true` (ours), every session token of the caller issued so far stops
+/// working, wherever it was copied to (`sessions.rs`).
+pub fn logout(req: &Request, params: &Params, ctx: &Context) -> Result<Response, HttpError> {
+    let genuine = |t: &String| match verify(ctx, t) {
         Ok(_) | Err(AuthError::Expired { .. }) => true,
         Err(_) => false,
     };
-    if !session_cookies(req).into_iter().any(genuine) {
-        authenticate(req, ctx)?;
+    let cookies = session_cookies(req);
+    let user = match cookies.iter().find(|t| genuine(t)) {
+        Some(token) => Token::claimed_user(token).map_err(|e| HttpError::unauthorized(&e.to_string()))?,
+        None => authenticate(req, ctx)?.user,
+    };
+    if params.value("everywhere").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        sessions::end_all(ctx, &user).map_err(|e| HttpError::new(500, "io", &e.to_string()))?;
     }
     Ok(Response::empty().with_header("set-cookie", &expire_cookie(ctx)))
 }

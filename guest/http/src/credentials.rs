@@ -29,7 +29,10 @@ pub enum AuthError {
     #[error("the session token is malformed; log in again (PUT /data/services/auth)")]
     Malformed,
     /// The signature does not match: forged, altered, or signed with another secret.
-    #[error("the session token is not valid here (bad signature); log in again (PUT /data/services/auth)")]
+    #[error(
+        "the session token is not valid here (bad signature: altered, from another server, or ended by a new \
+         password or a logout everywhere); log in again (PUT /data/services/auth)"
+    )]
     BadSignature,
     /// A genuine token, but of another tenant.
     #[error("the session token belongs to another site; log in to this one (PUT /data/services/auth)")]
@@ -98,6 +101,11 @@ impl Users {
         self.entries.iter().any(|(u, _)| u == user)
     }
 
+    /// The password hash (PHC string) of `user`, which binds their session tokens to their password.
+    pub fn hash_of(&self, user: &str) -> Option<&str> {
+        self.entries.iter().find(|(u, _)| u == user).map(|(_, h)| h.as_str())
+    }
+
     /// Whether `password` is the password of `user`. An unknown user costs a hash too, so that response
     /// times do not tell which users exist.
     pub fn verify_password(&self, user: &str, password: &str) -> bool {
@@ -155,6 +163,14 @@ impl Token {
         let payload = format!("{tenant}|{user}|{}", now.saturating_add(ttl));
         let mac = mac(secret, payload.as_bytes()).finalize().into_bytes();
         Ok(format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(mac)))
+    }
+
+    /// The user a token names, unchecked: only to choose the key to check it with ([`Token::verify`]).
+    pub fn claimed_user(token: &str) -> Result<String, AuthError> {
+        let (payload_b64, _) = token.trim().split_once('.').ok_or(AuthError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| AuthError::Malformed)?;
+        let payload = String::from_utf8(payload).map_err(|_| AuthError::Malformed)?;
+        payload.split('|').nth(1).map(str::to_string).ok_or(AuthError::Malformed)
     }
 
     /// The user a token was issued to, if it was signed with `secret` for `tenant` and has not expired.

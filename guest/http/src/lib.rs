@@ -41,6 +41,7 @@ pub mod message;
 pub mod objects;
 pub mod params;
 pub mod routes;
+pub mod sessions;
 #[cfg(test)]
 mod tests;
 

@@ -129,7 +129,7 @@ fn open_routes(c: &Call) -> Routed {
             .allow(&["GET"])
             .map(|()| Response::text("XNAT archive services (xnat-archive): the REST API is under /data\n")),
         ["data", "services", "auth"] => c.allow(&["PUT", "POST"]).and_then(|()| auth::login(c.req, c.params, c.ctx)),
-        ["data", "JSESSION"] if c.method == "DELETE" => auth::logout(c.req, c.ctx),
+        ["data", "JSESSION"] if c.method == "DELETE" => auth::logout(c.req, c.params, c.ctx),
         _ => return None,
     })
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::credentials::{Token, Users, hash_password_with};
+use crate::credentials::{Users, hash_password_with};
 use base64::Engine;
 use serde_json::Value;
 use xnat_core::fs::tree::Tree;
@@ -83,7 +83,7 @@ impl Site {
     }
 
     fn token(&self, user: &str) -> String {
-        Token::issue(SECRET, "demo", user, NOW, 3600).unwrap()
+        crate::auth::issue(&self.ctx, user).unwrap()
     }
 
     fn cookie(&self, method: &str, path: &str) -> Response {
@@ -159,7 +159,7 @@ fn xnatpy_connect_and_disconnect() {
     let r = site.send(Request::new("PUT", "/data/services/auth").with_form("username=admin&password=admin-pw"));
     status(&r, 200);
     let token = r.body_text();
-    assert_eq!(Token::verify(SECRET, "demo", &token, NOW).unwrap(), "admin");
+    assert_eq!(crate::auth::verify(&site.ctx, &token).unwrap(), "admin");
     assert_eq!(
         cookie_attributes(r.header("set-cookie").unwrap()),
         cookie_attributes(&format!("JSESSIONID={token}; Path=/demo; HttpOnly; SameSite=Lax"))
@@ -173,7 +173,7 @@ fn xnatpy_connect_and_disconnect() {
     assert_eq!(r.body_text(), "User 'admin' is logged in");
     let r = with_cookie("GET", "/data/JSESSION");
     status(&r, 200);
-    assert_eq!(Token::verify(SECRET, "demo", &r.body_text(), NOW).unwrap(), "admin");
+    assert_eq!(crate::auth::verify(&site.ctx, &r.body_text()).unwrap(), "admin");
     assert!(r.header("set-cookie").unwrap().starts_with("JSESSIONID="));
     // 5.–10. the data model.
     let r = with_cookie("GET", "/data/version");
@@ -214,7 +214,7 @@ fn login_variants() {
     let site = Site::new();
     let r = site.send(Request::new("POST", "/data/services/auth").with_form("j_username=bob&j_password=bob-pw"));
     status(&r, 200);
-    assert_eq!(Token::verify(SECRET, "demo", &r.body_text(), NOW).unwrap(), "bob");
+    assert_eq!(crate::auth::verify(&site.ctx, &r.body_text()).unwrap(), "bob");
     // Parameters in the query work as well; a bad password is a 401 xnatpy reports as a failed login.
     let r = site.send(Request::new("PUT", "/data/services/auth?username=admin&password=wrong"));
     status(&r, 401);
@@ -293,8 +293,11 @@ fn tokens_expire_and_stay_in_their_tenant() {
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("demo|admin|{}", NOW + 99_999));
     status(&get(&site.ctx, &format!("JSESSIONID={payload}.{sig}"), None), 401);
     // A user removed from the configuration loses their sessions.
-    let carol = Token::issue(SECRET, "demo", "carol", NOW, 60).unwrap();
-    status(&get(&site.ctx, &format!("JSESSIONID={carol}"), None), 401);
+    let bob = format!("JSESSIONID={}", site.token("bob"));
+    status(&get(&site.ctx, &bob, None), 200);
+    let mut without_bob = site.ctx.clone();
+    without_bob.users = Users::parse(&format!("admin:{}", site.ctx.users.hash_of("admin").unwrap())).unwrap();
+    status(&get(&without_bob, &bob, None), 401);
     // Two cookies of that name (a stale one and a good one): the good one counts.
     status(&get(&site.ctx, &format!("JSESSIONID=junk; JSESSIONID={token}"), None), 200);
 }
@@ -866,4 +869,41 @@ fn admission_needs_no_body_and_answers_as_the_router_would() {
     let e = admit(Request::new("GET", "/data/JSESSION")).unwrap_err();
     assert_eq!((e.status, e.message.as_str()), (401, crate::auth::PYXNAT_401));
     assert_eq!(admit(Request::new("HEAD", "/data/version")).unwrap_err().status, 401);
+}
+
+/// Tokens can be ended: a new password ends every session of its user; `DELETE /data/JSESSION?everywhere=true`
+/// ends every session of the caller, wherever the token was copied; a login after it works.
+#[test]
+fn a_new_password_or_a_logout_everywhere_ends_every_earlier_session() {
+    let mut site = Site::new();
+    let who = |ctx: &Context, token: &str| {
+        handle(&Request::new("GET", "/data/auth").with_header("cookie", &format!("JSESSIONID={token}")), ctx)
+    };
+    let (first, second, bobs) = (site.token("admin"), site.token("admin"), site.token("bob"));
+    status(&who(&site.ctx, &first), 200);
+    // Logout everywhere with one of admin's tokens: both of admin's end, bob's does not.
+    let out =
+        Request::new("DELETE", "/data/JSESSION?everywhere=true").with_header("cookie", &format!("JSESSIONID={first}"));
+    status(&site.send(out), 200);
+    for token in [&first, &second] {
+        let r = who(&site.ctx, token);
+        status(&r, 401);
+        assert!(r.body_text().contains("logout everywhere"), "{}", r.body_text());
+    }
+    status(&who(&site.ctx, &bobs), 200);
+    let again = site.send(Request::new("PUT", "/data/services/auth").with_form("username=admin&password=admin-pw"));
+    status(&again, 200);
+    status(&who(&site.ctx, &again.body_text()), 200);
+    // A plain logout ends only the cookie in the browser, not the session elsewhere.
+    let plain =
+        Request::new("DELETE", "/data/JSESSION").with_header("cookie", &format!("JSESSIONID={}", again.body_text()));
+    status(&site.send(plain), 200);
+    status(&who(&site.ctx, &again.body_text()), 200);
+    // A new password (the host's configuration) ends bob's sessions.
+    let cheap = argon2::Params::new(64, 1, 1, None).unwrap();
+    let admin = site.ctx.users.hash_of("admin").unwrap().to_string();
+    let bob = hash_password_with("new-bob-pw", b"pepperpepperpepp", cheap).unwrap();
+    site.ctx.users = Users::parse(&format!("admin:{admin};bob:{bob}")).unwrap();
+    status(&who(&site.ctx, &bobs), 401);
+    status(&who(&site.ctx, &again.body_text()), 200);
 }

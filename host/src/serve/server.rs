@@ -170,20 +170,9 @@ impl Server {
 
         // Who is asking, before the request may take a slot or send its body.
         let login = request.uri().path() == "/data/services/auth";
-        let admission = self.gate.admit(tenant, request.method(), request.uri(), request.headers(), client).await;
-        let (verified, request) = match admission {
-            Admission::Refused(refusal) => return (tenant_name, refused(refusal)),
-            Admission::Verified(user) => (Some(user), request.map(RequestBody::Incoming)),
-            Admission::Open => {
-                if let Some(refusal) = self.gate.login_wait(client).filter(|_| login) {
-                    return (tenant_name, refused(refusal));
-                }
-                let (parts, body) = request.into_parts();
-                match gate::read_open_body(body, OPEN_BODY_DEADLINE.min(tenant.timeout())).await {
-                    Ok(bytes) => (None, Request::from_parts(parts, RequestBody::Read(Some(bytes)))),
-                    Err(refusal) => return (tenant_name, refused(refusal)),
-                }
-            }
+        let (verified, request) = match self.admit(tenant, request, client, login).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return (tenant_name, refused(refusal)),
         };
 
         let Some(slot) = tenant.slot().await else {
@@ -204,6 +193,29 @@ impl Server {
             self.gate.failed_login(client);
         }
         (tenant_name, response)
+    }
+
+    /// The gate's decision: the verified user (if any) and the request to serve, its small body already read
+    /// when it has no credentials; or the refusal, before any slot is taken.
+    async fn admit(
+        &self,
+        tenant: &Tenant,
+        request: Request<Incoming>,
+        client: IpAddr,
+        login: bool,
+    ) -> Result<(Option<String>, Request<RequestBody>), Refusal> {
+        match self.gate.admit(tenant, request.method(), request.uri(), request.headers(), client).await {
+            Admission::Refused(refusal) => Err(refusal),
+            Admission::Verified(user) => Ok((Some(user), request.map(RequestBody::Incoming))),
+            Admission::Open => {
+                if let Some(refusal) = self.gate.login_wait(client).filter(|_| login) {
+                    return Err(refusal);
+                }
+                let (parts, body) = request.into_parts();
+                let bytes = gate::read_open_body(body, OPEN_BODY_DEADLINE.min(tenant.timeout())).await?;
+                Ok((None, Request::from_parts(parts, RequestBody::Read(Some(bytes)))))
+            }
+        }
     }
 
     /// `GET /`: the tenants' names, one a line.

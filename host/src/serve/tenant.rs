@@ -84,8 +84,9 @@ impl Tenant {
             }
         }
         let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-        // The gate reads no files: the trees are placeholders.
-        let auth = xnat_http::Context::from_env(lookup, Tree::new("/nonexistent"), Tree::new("/nonexistent"), 0);
+        // The gate reads one kind of file, the moments users logged out everywhere (in the prearchive).
+        let (archive, prearchive) = (Tree::new(&config.archive), Tree::new(&config.prearchive));
+        let auth = xnat_http::Context::from_env(lookup, archive, prearchive, 0);
         Tenant {
             auth,
             name: config.name.clone(),
