@@ -282,3 +282,45 @@ fn a_dead_archives_lock_is_taken_over_and_its_journal_recovered() {
     let leftovers = site.leftovers();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `recover --respect-leases` (what `serve` runs at start and after a request it stopped): a session whose
+/// lock another machine may still hold (a live lease, an instance this host cannot check) is reported
+/// `in-progress` and left alone; plain `recover`, for when nothing else runs, breaks the lock and rolls the
+/// session back.
+#[test]
+fn recover_respecting_leases_leaves_a_live_foreign_archive_alone() {
+    let site = Site::new();
+    let mut s = spec("DEMO", "FOREIGN", Modality::Mr, 902);
+    s.scans.truncate(2);
+    let src = site.add(&s);
+    let incoming = snapshot(&s.session_dir(&site.pre));
+    let args = ["archive", "--prearchive", site.p(), "--archive", site.a(), "--src", &src, "--json"];
+    let out = cli_env(&args, &[("XNAT_ARCHIVE_FAULT_POINT", "3")]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lock = s.timestamp_dir(&site.pre).join(".FOREIGN.lock");
+    let dest_lock = site.arch.join("DEMO/arc001/.FOREIGN.lock");
+    for l in [&lock, &dest_lock] {
+        if l.exists() {
+            from_another_machine(l);
+        }
+    }
+
+    let recover = ["recover", "--prearchive", site.p(), "--archive", site.a()];
+    let (code, v) = cli_json(&[&recover[..], &["--respect-leases"]].concat());
+    assert_eq!(code, 0, "{v}");
+    let rows = v["recovered"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["action"], "in-progress", "{v}");
+    assert!(src.ends_with(rows[0]["src"].as_str().unwrap()), "{v}");
+    assert!(rows[0]["detail"].as_str().unwrap().contains("lease until"), "{v}");
+    assert!(lock.exists() && !s.session_dir(&site.pre).exists(), "left alone");
+
+    let (code, v) = cli_json(&recover);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["recovered"][0]["action"], "rolled-back", "{v}");
+    assert!(!lock.exists() && !dest_lock.exists());
+    let logs = |m: std::collections::BTreeMap<String, String>| -> std::collections::BTreeMap<String, String> {
+        m.into_iter().filter(|(p, _)| !p.starts_with("logs")).collect()
+    };
+    assert_eq!(logs(snapshot(&s.session_dir(&site.pre))), logs(incoming), "every file back, unchanged");
+}

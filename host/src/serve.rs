@@ -5,6 +5,8 @@
 //! * [`tenant`]: a tenant as served — grants, the component's environment, limits, request slots.
 //! * [`component`]: the wasmtime side — load, grant, instantiate, call — in one place.
 //! * [`server`]: connections, routing by `/<tenant>/`, access log, graceful shutdown.
+//! * [`gate`], [`connections`]: who may come in, and how many at once, before anything runs.
+//! * [`recovery`]: archives cut off by a stop, put right at start and after a stopped request.
 //!
 //! Authentication is the component's (HTTP Basic and XNAT's JSESSIONID flow, stateless signed tokens);
 //! the host only hands it the tenant's users and token key.
@@ -16,6 +18,7 @@ pub mod component;
 pub mod config;
 pub mod connections;
 pub mod gate;
+pub mod recovery;
 pub mod server;
 pub mod tenant;
 
@@ -31,6 +34,7 @@ use crate::testsite::demo;
 use component::HttpComponent;
 use connections::Connections;
 use gate::Gate;
+use recovery::Recovery;
 use server::Server;
 use tenant::Tenant;
 
@@ -52,8 +56,8 @@ pub struct Options {
     pub defaults: Defaults,
 }
 
-/// Runs the server until SIGINT or SIGTERM, then finishes the requests in flight and returns. `component`
-/// is the HTTP component (a binary `.wasm`).
+/// Recovers every tenant's interrupted archives, runs the server until SIGINT or SIGTERM, then finishes
+/// the requests in flight and returns. `component` is the HTTP component (a binary `.wasm`).
 pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
     let (mut config, demo_password) = match &options.config {
         Some(path) => (Config::load(path, options.defaults)?, None),
@@ -65,11 +69,20 @@ pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
     if let Some(listen) = options.listen {
         config.listen = listen;
     }
-    let tenants: Vec<Tenant> = config.tenants.iter().map(Tenant::new).collect();
-    let slots = tenants.iter().map(Tenant::max_concurrent).sum();
+    let tenants: Vec<Arc<Tenant>> = config.tenants.iter().map(|t| Arc::new(Tenant::new(t))).collect();
+    let slots = tenants.iter().map(|t| t.max_concurrent()).sum();
     let max_memory = tenants.iter().map(|t| t.limits.memory_bytes).max().unwrap_or(1 << 20);
     let component = HttpComponent::load(component, slots, max_memory).context("cannot load the HTTP component")?;
-    let server = Arc::new(Server { component, tenants, gate: Gate::default() });
+    let recovery = Recovery::load()?;
+    // What a stop cut off (a killed server, a request stopped at its time limit) is put right before the
+    // first request: none may see a session half in the prearchive, half in the archive.
+    for tenant in &tenants {
+        if let Err(e) = recovery.run(tenant) {
+            // The other tenants are served; this one's archives recover each session before they touch it.
+            eprintln!("{e:#}; serving it anyway (run `xnat-archive recover` on its trees when the server is stopped)");
+        }
+    }
+    let server = Arc::new(Server { component, tenants, gate: Gate::default(), recovery });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

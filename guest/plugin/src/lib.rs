@@ -141,9 +141,12 @@ impl archiver::Guest for Plugin {
             .collect())
     }
 
-    fn recover() -> Result<Vec<wit::Recovered>, wit::Error> {
-        let recovered =
-            archive::recover(&granted(PREARCHIVE), &granted(ARCHIVE), archive::Locks::Break).map_err(error)?;
+    fn recover(locks: wit::LockPolicy) -> Result<Vec<wit::Recovered>, wit::Error> {
+        let locks = match locks {
+            wit::LockPolicy::BreakAll => archive::Locks::Break,
+            wit::LockPolicy::RespectLeases => archive::Locks::Respect,
+        };
+        let recovered = archive::recover(&granted(PREARCHIVE), &granted(ARCHIVE), locks).map_err(error)?;
         Ok(recovered.into_iter().map(|r| wit::Recovered { src: r.src, action: r.action, detail: r.detail }).collect())
     }
 }

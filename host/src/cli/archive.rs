@@ -8,7 +8,9 @@ use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use serde::Serialize;
-use xnat_archive::{ArchiveRequest, Archived, Limits, Recovered, Runtime, TerminalProgress, ValidationNotice};
+use xnat_archive::{
+    ArchiveRequest, Archived, Limits, LockPolicy, Recovered, Runtime, TerminalProgress, ValidationNotice,
+};
 
 use super::args::{ArchiveArgs, RecoverArgs, ValidateArgs};
 use super::output::{plural, print_keyed, print_result_set, print_table};
@@ -101,7 +103,8 @@ pub fn print_archived(archived: &[Archived]) -> io::Result<()> {
 /// `xnat-archive recover`.
 pub fn recover(runtime: &Runtime, limits: &Limits, args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let grants = grants::both(&args.prearchive, &args.archive, true)?;
-    let recovered = runtime.recover(&grants, limits)??;
+    let locks = if args.respect_leases { LockPolicy::RespectLeases } else { LockPolicy::BreakAll };
+    let recovered = runtime.recover(&grants, limits, locks)??;
     if args.json {
         print_keyed("recovered", &recovered)?;
     } else {

@@ -217,6 +217,11 @@ pub struct RecoverArgs {
     /// The archive root.
     #[arg(long, value_name = "DIR")]
     pub archive: PathBuf,
+    /// Leave sessions whose lock is live (its lease runs and its holder may be running, on this machine or
+    /// another) alone and report them in-progress, instead of breaking every lock; for use while other
+    /// hosts (a server, another machine) may be archiving into these trees.
+    #[arg(long)]
+    pub respect_leases: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

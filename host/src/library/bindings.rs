@@ -167,6 +167,15 @@ impl From<wit::Archived> for public::Archived {
     }
 }
 
+impl From<public::LockPolicy> for wit::LockPolicy {
+    fn from(p: public::LockPolicy) -> Self {
+        match p {
+            public::LockPolicy::BreakAll => wit::LockPolicy::BreakAll,
+            public::LockPolicy::RespectLeases => wit::LockPolicy::RespectLeases,
+        }
+    }
+}
+
 impl From<wit::Recovered> for public::Recovered {
     fn from(r: wit::Recovered) -> Self {
         public::Recovered { src: r.src, action: r.action, detail: r.detail }

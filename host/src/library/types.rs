@@ -452,11 +452,24 @@ pub struct Archived {
     pub error: Option<Error>,
 }
 
+/// How recovery treats a lock that still looks live (its lease runs, and its instance is not known to be
+/// gone). A lock whose holder is gone is cleared either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockPolicy {
+    /// Break every lock: nothing else works on these trees (the administrator's `recover`).
+    BreakAll,
+    /// Leave a live lock alone and report its session `in-progress`: other hosts may be archiving (what
+    /// `serve` does at start and after a request it had to stop).
+    RespectLeases,
+}
+
 /// What recovery did with one interrupted archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovered {
     pub src: String,
-    /// `rolled-back` (the session is back in the prearchive) or `completed` (it is archived).
+    /// `rolled-back` (the session is back in the prearchive), `completed` (it is archived) or `in-progress`
+    /// (its lock is live and [`LockPolicy::RespectLeases`] left it alone).
     pub action: String,
     pub detail: String,
 }

@@ -58,6 +58,14 @@ pub enum Failure {
     NoResponse,
 }
 
+impl Failure {
+    /// Whether the instance was stopped while it may have been working (its time limit, its memory cap, a
+    /// crash), rather than refused before it started or stopped waiting for its client's body.
+    pub fn stopped_midway(&self) -> bool {
+        matches!(self, Failure::OutOfMemory(_) | Failure::TimedOut(_) | Failure::Crashed(_))
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -27,18 +27,22 @@ use xnat_http::browser;
 use super::component::{Failure, HttpComponent, RequestBody, text_body};
 use super::connections::{self, Connections};
 use super::gate::{self, Admission, Gate, OPEN_BODY_DEADLINE, Refusal};
+use super::recovery::Recovery;
 use super::tenant::Tenant;
 
 /// The tenants and the component that serves them.
 pub struct Server {
     pub component: HttpComponent,
-    pub tenants: Vec<Tenant>,
+    pub tenants: Vec<Arc<Tenant>>,
     /// Who may come in, checked before a request takes a slot or sends its body.
     pub gate: Gate,
+    /// Finishes or rolls back the archives of requests that had to be stopped.
+    pub recovery: Recovery,
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and lets the
-/// requests in flight finish (waiting at most the longest time limit, plus a little).
+/// requests in flight finish — also those whose client has left, and the recoveries under way — waiting
+/// at most the longest time limit, plus a little (each request is stopped at its own limit anyway).
 /// A connection over the caps of `connections` is answered 503 and closed before anything is read.
 pub async fn run(
     listener: TcpListener,
@@ -93,10 +97,19 @@ pub async fn run(
         });
     }
     drop(listener);
-    let wait = server.tenants.iter().map(Tenant::timeout).max().unwrap_or_default() + Duration::from_secs(2);
+    let wait = server.tenants.iter().map(|t| t.timeout()).max().unwrap_or_default() + Duration::from_secs(2);
     eprintln!("shutting down: no new connections; finishing the requests in flight (at most {wait:?})");
-    if tokio::time::timeout(wait, graceful.shutdown()).await.is_err() {
-        eprintln!("some requests did not finish in time; stopping them");
+    let finished = async {
+        graceful.shutdown().await;
+        // A request whose client left has no connection to wait for, but its instance may still be archiving.
+        for tenant in &server.tenants {
+            let _all = tenant.drain().await;
+        }
+    };
+    if tokio::time::timeout(wait, finished).await.is_err() {
+        eprintln!(
+            "some requests did not finish in time; stopping them (what they cut off is recovered at the next start)"
+        );
     }
 }
 
@@ -106,8 +119,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The header deadline: [`HEADER_READ_TIMEOUT`], or the shortest request time limit of a tenant if that is
 /// shorter (the tenant is only known once the headers are in, and no request may take longer than that).
 /// A client that has not sent its headers by then is disconnected (hyper's header read timeout).
-fn header_read_timeout(tenants: &[Tenant]) -> Duration {
-    tenants.iter().map(Tenant::timeout).fold(HEADER_READ_TIMEOUT, Duration::min)
+fn header_read_timeout(tenants: &[Arc<Tenant>]) -> Duration {
+    tenants.iter().map(|t| t.timeout()).fold(HEADER_READ_TIMEOUT, Duration::min)
 }
 
 impl Server {
@@ -175,6 +188,21 @@ impl Server {
             Err(refusal) => return (tenant_name, refused(refusal)),
         };
 
+        let response = self.run(tenant, request, verified.as_deref()).await;
+        if login && response.status() == StatusCode::UNAUTHORIZED {
+            self.gate.failed_login(client);
+        }
+        (tenant_name, response)
+    }
+
+    /// Runs an admitted request in one of its tenant's slots (503 when none frees up soon). A request that
+    /// could change data and was stopped midway has its tenant's interrupted archives recovered after it.
+    async fn run(
+        &self,
+        tenant: &Arc<Tenant>,
+        request: Request<RequestBody>,
+        verified: Option<&str>,
+    ) -> Response<HyperOutgoingBody> {
         let Some(slot) = tenant.slot().await else {
             let message = format!(
                 "tenant '{}' is already serving its limit of {} requests at once; retry shortly",
@@ -183,16 +211,19 @@ impl Server {
             );
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, &message);
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return (tenant_name, response);
+            return response;
         };
-        let response = match self.component.handle(tenant, request, slot, verified.as_deref()).await {
+        let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        match self.component.handle(tenant, request, slot, verified).await {
             Ok(response) => response,
-            Err(failure) => refusal(tenant, failure),
-        };
-        if login && response.status() == StatusCode::UNAUTHORIZED {
-            self.gate.failed_login(client);
+            Err(failure) => {
+                if changes && failure.stopped_midway() {
+                    // It may have been archiving: finish or roll back what it left, once a slot is free.
+                    self.recovery.run_later(tenant.clone());
+                }
+                refusal(tenant, failure)
+            }
         }
-        (tenant_name, response)
     }
 
     /// The gate's decision: the verified user (if any) and the request to serve, its small body already read

@@ -53,6 +53,8 @@ pub struct Tenant {
     /// The component's view of its settings (users, token key, names), for the server's gate
     /// (`super::gate`), which admits requests by the component's own rules before they reach it.
     pub auth: xnat_http::Context,
+    /// Whether a recovery of its interrupted archives is waiting to run (`super::recovery`).
+    pub recovery: super::recovery::Pending,
     slots: Arc<Semaphore>,
     max_concurrent: u32,
 }
@@ -94,6 +96,7 @@ impl Tenant {
             env,
             limits: Limits { memory_bytes: config.memory_bytes, timeout: Some(config.timeout) },
             random_secret: config.secret.is_none(),
+            recovery: Default::default(),
             slots: Arc::new(Semaphore::new(config.max_concurrent as usize)),
             max_concurrent: config.max_concurrent,
         }
@@ -102,6 +105,18 @@ impl Tenant {
     /// A request slot, waiting at most [`QUEUE_WAIT`] for one; `None` when the tenant stays saturated.
     pub async fn slot(&self) -> Option<OwnedSemaphorePermit> {
         tokio::time::timeout(QUEUE_WAIT, self.slots.clone().acquire_owned()).await.ok()?.ok()
+    }
+
+    /// A request slot, however long it takes to get one (the server's own work, such as recovery).
+    pub async fn slot_waiting(&self) -> OwnedSemaphorePermit {
+        self.slots.clone().acquire_owned().await.expect("a tenant's slots are never closed")
+    }
+
+    /// Waits until none of its requests runs any more (every slot is back), and keeps them all: nothing new
+    /// starts. For the end of a graceful stop.
+    pub async fn drain(&self) -> OwnedSemaphorePermit {
+        let all = self.max_concurrent;
+        self.slots.clone().acquire_many_owned(all).await.expect("a tenant's slots are never closed")
     }
 
     /// How many requests it serves at once.

@@ -22,8 +22,8 @@ use super::progress::{NoProgress, Progress};
 use crate::library::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost, WitError};
 use crate::library::size::human_size;
 use crate::library::types::{
-    ArchiveRequest, Archived, CreatedResource, Error, PrearchiveRow, Recovered, RefreshRequest, ResourceReport,
-    ResourceSpec, ValidationNotice,
+    ArchiveRequest, Archived, CreatedResource, Error, LockPolicy, PrearchiveRow, Recovered, RefreshRequest,
+    ResourceReport, ResourceSpec, ValidationNotice,
 };
 use std::convert::identity;
 
@@ -262,14 +262,20 @@ impl Runtime {
         )
     }
 
-    /// Finishes or rolls back every interrupted archive (its journal is still in the prearchive). Needs
-    /// writable grants of the prearchive and the archive.
-    pub fn recover(&self, grants: &[Grant], limits: &Limits) -> anyhow::Result<Result<Vec<Recovered>, Error>> {
+    /// Finishes or rolls back every interrupted archive (its journal is still in the prearchive), and clears
+    /// the locks whose holder is gone; `locks` says what happens to those that look live. Needs writable
+    /// grants of the prearchive and the archive.
+    pub fn recover(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        locks: LockPolicy,
+    ) -> anyhow::Result<Result<Vec<Recovered>, Error>> {
         self.call(
             grants,
             limits,
             NoProgress,
-            |exports, store| exports.library.xnat_archive_archiver().call_recover(store),
+            move |exports, store| exports.library.xnat_archive_archiver().call_recover(store, locks.into()),
             all,
         )
     }
