@@ -612,8 +612,6 @@ fn xnat_password_guessing_is_throttled_without_telling_who_exists() {
     let server = xnat_server(dir.path());
     let listing = server.url("/A/data/prearchive/projects?format=json");
     let attempt = |user: &str, password: &str| get_with(&listing, "Authorization", &basic(user, password));
-    // A verified caller, remembered before the guessing starts from the same address.
-    assert_eq!(attempt("admin", PASSWORD).status, 200);
     let mut bodies = Vec::new();
     for user in ["admin", "nobody"] {
         let answers: Vec<Answer> = (0..7).map(|_| attempt(user, "guess")).collect();
@@ -626,14 +624,52 @@ fn xnat_password_guessing_is_throttled_without_telling_who_exists() {
         bodies.push((answers[0].body.clone(), throttled.body.clone()));
     }
     assert_eq!(bodies[0], bodies[1], "an existing and an unknown user get the same answers");
-    // The verified caller is remembered: served while its name is throttled for guessing.
-    assert_eq!(attempt("admin", PASSWORD).status, 200);
+    // The right password does not get through either while the name waits (the guesser would learn it).
+    assert_eq!(attempt("admin", PASSWORD).status, 429);
     // The address: ten failures so far; ten more names, each failing once, and the address waits too.
     for n in 0..10 {
         assert_eq!(attempt(&format!("user{n}"), "guess").status, 401, "failure {} of the address", 11 + n);
     }
     assert_eq!(attempt("user10", "guess").status, 429, "the address has failed 20 times");
     assert_eq!(login(&server, "A", "admin", "guess").status, 429, "form logins from it wait too");
+    assert!(server.stop().success());
+}
+
+/// A status from `server` for a Basic request sent from the loopback address `source` (the server tells
+/// clients apart by address), with the scheme written as given (`Basic`, `basic`: the same credentials, but
+/// another header for the gate's memory of verified callers).
+fn basic_from(server: &Server, source: [u8; 4], scheme: &str, user: &str, password: &str) -> u16 {
+    let to: std::net::SocketAddr = server.address().parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let credentials = basic(user, password).replacen("Basic", scheme, 1);
+    let head = format!(
+        "GET /A/data/prearchive/projects HTTP/1.1\r\nHost: {to}\r\nAuthorization: {credentials}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    read_raw(&mut stream).status
+}
+
+/// Issue 10 asks for throttling per user; alone, that lets anyone lock a user out by guessing their name.
+/// An address the user logged in from stays theirs: guesses from elsewhere do not hold them back there
+/// (even once the server has forgotten their credentials), while a new address waits like the guesser.
+#[test]
+fn xnat_guessing_from_elsewhere_does_not_lock_a_user_out_where_they_logged_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = xnat_server(dir.path());
+    let (home, attacker, elsewhere) = ([127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]);
+    assert_eq!(basic_from(&server, home, "Basic", "admin", PASSWORD), 200);
+    let guesses: Vec<u16> = (0..7).map(|n| basic_from(&server, attacker, "Basic", "admin", &format!("g{n}"))).collect();
+    assert_eq!(guesses, [401, 401, 401, 401, 401, 429, 429], "the name is throttled");
+    // `basic`: not the header the server remembers, so the password is checked again — at home, allowed.
+    assert_eq!(basic_from(&server, home, "basic", "admin", PASSWORD), 200, "not locked out at home");
+    assert_eq!(basic_from(&server, elsewhere, "BASIC", "admin", PASSWORD), 429, "a new address waits");
+    // Credentials the server verified a moment ago are remembered, wherever they come from.
+    assert_eq!(basic_from(&server, elsewhere, "Basic", "admin", PASSWORD), 200, "remembered");
+    // The success at home did not reset the guesser's wait.
+    assert_eq!(basic_from(&server, attacker, "Basic", "admin", "g7"), 429);
     assert!(server.stop().success());
 }
 

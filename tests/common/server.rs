@@ -147,6 +147,11 @@ impl Server {
         self.base.trim_start_matches("http://").to_owned()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The access log so far.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()

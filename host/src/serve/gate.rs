@@ -13,7 +13,10 @@
 //!   [`FREE_FAILURES_PER_ADDRESS`] for an address, the next attempts wait [`FIRST_WAIT`], doubling with
 //!   each further failure up to [`MAX_BACKOFF`],
 //!   and gets 429 with `Retry-After` without any password being checked. Verified callers are remembered
-//!   before that check, so a user already logged in is not locked out by someone guessing their password.
+//!   before that check, so a user already logged in is not locked out by someone guessing their password;
+//!   and an address a user logged in from is known for that user for [`KNOWN_ADDRESS_TTL`]: there, guesses
+//!   of the name from elsewhere do not hold them back (only the address's own failures do). A success
+//!   forgives its address, never the name: someone else's logins do not reset a guesser's wait.
 //!
 //! The component is told the verified user in `XNAT_VERIFIED_USER` (its own instance's environment, which
 //! no client can reach) and does not hash the password again. Not for routing or serving (`server.rs`).
@@ -47,6 +50,8 @@ pub const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 pub const FIRST_WAIT: Duration = Duration::from_secs(5);
 /// The longest wait imposed after repeated failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long an address a user logged in from stays known for that user (see the module's doc).
+pub const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How many callers the gate remembers at most (verified or failed); beyond, the oldest are forgotten.
 const MAX_REMEMBERED: usize = 65_536;
 /// Failures older than this are forgotten.
@@ -91,6 +96,8 @@ pub struct Gate {
     key: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     failures: Mutex<HashMap<Culprit, Failures>>,
+    /// (tenant, user, address) of successful logins, and until when the address is known for the user.
+    known: Mutex<HashMap<(String, String, IpAddr), Instant>>,
 }
 
 impl Default for Gate {
@@ -103,7 +110,7 @@ impl Gate {
     pub fn new() -> Gate {
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
-        Gate { key, verified: Mutex::default(), failures: Mutex::default() }
+        Gate { key, verified: Mutex::default(), failures: Mutex::default(), known: Mutex::default() }
     }
 
     /// Decides about a request to `tenant` (its target already without the tenant's prefix) from `client`.
@@ -121,8 +128,12 @@ impl Gate {
         if let Some(user) = remembered {
             return Admission::Verified(user);
         }
-        let culprits = culprits(tenant, basic.as_ref().map(|(user, _)| user.as_str()), client);
-        if let Some(wait) = self.blocked(&culprits) {
+        let user = basic.as_ref().map(|(user, _)| user.as_str());
+        let culprits = culprits(tenant, user, client);
+        let known = user.is_some_and(|user| self.is_known(tenant, user, client));
+        let judged: Vec<Culprit> =
+            culprits.iter().filter(|c| !(known && matches!(c, Culprit::User { .. }))).cloned().collect();
+        if let Some(wait) = self.blocked(&judged) {
             return Admission::Refused(too_many(wait));
         }
         let mut ctx = tenant.auth.clone();
@@ -140,7 +151,8 @@ impl Gate {
             Ok(Some(principal)) => {
                 if basic.is_some() {
                     self.remember(tenant, &req, &principal.user);
-                    self.forgive(&culprits);
+                    self.know(tenant, &principal.user, client);
+                    self.forgive(&Culprit::Client(client));
                 }
                 Admission::Verified(principal.user)
             }
@@ -228,11 +240,26 @@ impl Gate {
         }
     }
 
-    fn forgive(&self, culprits: &[Culprit]) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for culprit in culprits {
-            failures.remove(culprit);
+    fn forgive(&self, culprit: &Culprit) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(culprit);
+    }
+
+    fn is_known(&self, tenant: &Tenant, user: &str, client: IpAddr) -> bool {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (tenant.name.clone(), user.to_owned(), client);
+        known.get(&key).is_some_and(|until| *until > Instant::now())
+    }
+
+    fn know(&self, tenant: &Tenant, user: &str, client: IpAddr) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if known.len() >= MAX_REMEMBERED {
+            known.retain(|_, until| *until > now);
+            if known.len() >= MAX_REMEMBERED {
+                known.clear();
+            }
         }
+        known.insert((tenant.name.clone(), user.to_owned(), client), now + KNOWN_ADDRESS_TTL);
     }
 }
 

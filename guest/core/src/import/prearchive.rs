@@ -271,7 +271,7 @@ impl<'a> Prearchive<'a> {
     pub fn sessions(&self, project: Option<&str>) -> Result<Vec<SessionRef>> {
         let mut out = std::collections::BTreeSet::new();
         for (p, ts, dir) in self.timestamp_dirs(project)? {
-            for (name, kind) in self.tree.list(&dir)? {
+            for (name, kind) in self.list_if_there(&dir)? {
                 let folder = match kind {
                     Kind::Dir => Some(name.as_str()),
                     Kind::File { .. } => name.strip_prefix('.').and_then(|n| n.strip_suffix(".journal")),
@@ -301,7 +301,7 @@ impl<'a> Prearchive<'a> {
                 }
             } else if project.is_none_or(|p| p == name) && crate::site::names::check_project_id(&name).is_ok() {
                 let pdir = RelPath::new(&name)?;
-                for (ts, k) in self.tree.list(&pdir)? {
+                for (ts, k) in self.list_if_there(&pdir)? {
                     if k == Kind::Dir && is_timestamp(&ts) {
                         out.push((Some(name.clone()), ts.clone(), pdir.join(&ts)?));
                     }
@@ -316,7 +316,7 @@ impl<'a> Prearchive<'a> {
     pub fn sessions_with(&self, suffix: &str) -> Result<Vec<SessionRef>> {
         let mut out = Vec::new();
         for (p, ts, dir) in self.timestamp_dirs(None)? {
-            for (name, kind) in self.tree.list(&dir)? {
+            for (name, kind) in self.list_if_there(&dir)? {
                 if let (Kind::File { .. }, Some(folder)) =
                     (kind, name.strip_prefix('.').and_then(|n| n.strip_suffix(suffix)))
                     && let Ok(s) = SessionRef::new(p.as_deref(), &ts, folder)
@@ -326,6 +326,15 @@ impl<'a> Prearchive<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// A folder's entries; none when it is gone. Archives, moves and deletes remove emptied timestamp and
+    /// project folders while other requests list them: a folder that vanished has no sessions.
+    fn list_if_there(&self, dir: &RelPath) -> Result<Vec<(String, Kind)>> {
+        match self.tree.list(dir) {
+            Err(Error::NotFound(_)) => Ok(Vec::new()),
+            listed => listed,
+        }
     }
 
     /// Whether the session's folder exists.
@@ -454,7 +463,15 @@ impl<'a> Prearchive<'a> {
 
     /// The listing: every session, or one project's.
     pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
-        self.sessions(project)?.iter().map(|s| self.row(s)).collect()
+        let mut rows = Vec::new();
+        for s in self.sessions(project)? {
+            let row = self.row(&s)?;
+            // Archived, moved or deleted while the listing ran: no longer here, so not listed.
+            if self.exists(&s)? || self.tree.kind(&s.journal_file())?.is_some() {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
     }
 
     /// Deletes a session: its folder, document and our files, then empty parent folders. Allowed from
