@@ -639,17 +639,24 @@ fn xnat_password_guessing_is_throttled_without_telling_who_exists() {
 /// clients apart by address), with the scheme written as given (`Basic`, `basic`: the same credentials, but
 /// another header for the gate's memory of verified callers).
 fn basic_from(server: &Server, source: [u8; 4], scheme: &str, user: &str, password: &str) -> u16 {
+    let credentials = basic(user, password).replacen("Basic", scheme, 1);
+    let mut stream = connect_from(server, source);
+    let head = format!(
+        "GET /A/data/prearchive/projects HTTP/1.1\r\nHost: x\r\nAuthorization: {credentials}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    read_raw(&mut stream).status
+}
+
+/// A connection to `server` from the loopback address `source`.
+fn connect_from(server: &Server, source: [u8; 4]) -> TcpStream {
     let to: std::net::SocketAddr = server.address().parse().unwrap();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap();
     socket.connect(&to.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    let credentials = basic(user, password).replacen("Basic", scheme, 1);
-    let head = format!(
-        "GET /A/data/prearchive/projects HTTP/1.1\r\nHost: {to}\r\nAuthorization: {credentials}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    read_raw(&mut stream).status
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
 }
 
 /// Issue 10 asks for throttling per user; alone, that lets anyone lock a user out by guessing their name.
@@ -670,6 +677,52 @@ fn xnat_guessing_from_elsewhere_does_not_lock_a_user_out_where_they_logged_in() 
     assert_eq!(basic_from(&server, elsewhere, "Basic", "admin", PASSWORD), 200, "remembered");
     // The success at home did not reset the guesser's wait.
     assert_eq!(basic_from(&server, attacker, "Basic", "admin", "g7"), 429);
+    assert!(server.stop().success());
+}
+
+/// Behind a reverse proxy every connection comes from the proxy. With `trusted_proxies`, the limits per
+/// address apply to the client its `X-Forwarded-For` names (one guesser does not make everyone behind the
+/// proxy wait) and the proxy is held to the total connection cap only; anyone else's `X-Forwarded-For` is
+/// ignored (a guesser cannot escape the throttle by claiming another address).
+#[test]
+fn xnat_behind_a_trusted_proxy_limits_apply_to_the_forwarded_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::new("A")]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let top = "trusted_proxies = [\"127.0.0.1\"]\nmax_connections_per_client = 2\n";
+    std::fs::write(&config, format!("{top}{text}")).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let guess = |source: [u8; 4], forwarded: &str, n: usize| {
+        let mut stream = connect_from(&server, source);
+        let credentials = basic(&format!("user{n}"), "guess");
+        let head = format!(
+            "GET /A/data/prearchive/projects HTTP/1.1\r\nHost: x\r\nAuthorization: {credentials}\r\n\
+             X-Forwarded-For: {forwarded}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        read_raw(&mut stream).status
+    };
+    let (proxy, other) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    // 20 failures of one client behind the proxy (each under a new name): that client waits.
+    for n in 0..20 {
+        assert_eq!(guess(proxy, "198.51.100.1, 203.0.113.5", n), 401, "failure {n}");
+    }
+    assert_eq!(guess(proxy, "203.0.113.5", 20), 429, "the client behind the proxy waits");
+    assert_eq!(guess(proxy, "203.0.113.6", 21), 401, "another client behind the same proxy does not");
+    // Not a trusted proxy: the header is ignored, and every claimed address is the same guesser.
+    for n in 0..20 {
+        assert_eq!(guess(other, &format!("192.0.2.{n}"), 100 + n), 401, "failure {n}");
+    }
+    assert_eq!(guess(other, "192.0.2.99", 200), 429, "a claimed address does not escape the throttle");
+
+    // Connections: the proxy may hold more than the per-client cap of 2; anyone else may not.
+    let held: Vec<TcpStream> = (0..3).map(|_| connect_from(&server, proxy)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(basic_from(&server, proxy, "Basic", "admin", PASSWORD), 200, "a 4th connection of the proxy");
+    let others: Vec<TcpStream> = (0..2).map(|_| connect_from(&server, other)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(basic_from(&server, other, "Basic", "admin", PASSWORD), 503, "a 3rd of anyone else");
+    drop((held, others));
     assert!(server.stop().success());
 }
 

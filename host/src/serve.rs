@@ -5,7 +5,8 @@
 //! * [`tenant`]: a tenant as served — grants, the component's environment, limits, request slots.
 //! * [`component`]: the wasmtime side — load, grant, instantiate, call — in one place.
 //! * [`server`]: connections, routing by `/<tenant>/`, access log, graceful shutdown.
-//! * [`gate`], [`connections`]: who may come in, and how many at once, before anything runs.
+//! * [`gate`], [`connections`], [`proxies`]: who may come in, and how many at once, before anything
+//!   runs; the client's address behind a trusted reverse proxy.
 //! * [`recovery`]: archives cut off by a stop, put right at start and after a stopped request.
 //!
 //! Authentication is the component's (HTTP Basic and XNAT's JSESSIONID flow, stateless signed tokens);
@@ -18,6 +19,7 @@ pub mod component;
 pub mod config;
 pub mod connections;
 pub mod gate;
+pub mod proxies;
 pub mod recovery;
 pub mod server;
 pub mod tenant;
@@ -82,7 +84,8 @@ pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
             eprintln!("{e:#}; serving it anyway (run `xnat-archive recover` on its trees when the server is stopped)");
         }
     }
-    let server = Arc::new(Server { component, tenants, gate: Gate::default(), recovery });
+    let proxies = config.trusted_proxies.clone();
+    let server = Arc::new(Server { component, tenants, gate: Gate::default(), recovery, proxies });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

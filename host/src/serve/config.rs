@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:8080"
 //! max_connections = 1024              # optional: connections open at once; more get 503 at once
 //! max_connections_per_client = 64     # optional: the same, per client address
+//! trusted_proxies = ["10.0.0.5"]      # optional: reverse proxies whose X-Forwarded-For names the client
 //!
 //! [[tenant]]
 //! name = "demo"                       # the URL prefix: http://host:port/demo/data/...
@@ -32,6 +33,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use super::connections::ConnectionLimits;
+use super::proxies::TrustedProxies;
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Argon2, PasswordHash};
 use rand::RngCore as _;
@@ -55,6 +57,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How many connections may be open, in all and per client address.
     pub connections: ConnectionLimits,
+    /// The reverse proxies in front of the server, whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// The tenants, in the file's order; their names are unique.
     pub tenants: Vec<TenantConfig>,
 }
@@ -111,6 +115,8 @@ struct File {
     listen: Option<String>,
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     tenant: Vec<TenantFile>,
 }
@@ -169,7 +175,8 @@ impl Config {
         if connections.total == 0 || connections.per_client == 0 {
             bail!("max_connections and max_connections_per_client must be at least 1");
         }
-        let config = Config { listen, connections, tenants };
+        let trusted_proxies = TrustedProxies::parse(&file.trusted_proxies)?;
+        let config = Config { listen, connections, trusted_proxies, tenants };
         config.check_shared()?;
         Ok(config)
     }
@@ -179,6 +186,7 @@ impl Config {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("a valid address"),
             connections: ConnectionLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
             tenants: vec![TenantConfig {
                 name: name.to_owned(),
                 prearchive,

@@ -48,15 +48,16 @@ impl Connections {
         Arc::new(Connections { limits, open: Mutex::default() })
     }
 
-    /// Counts a new connection from `client`, or says which cap it is over.
-    pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Admitted, String> {
+    /// Counts a new connection from `client`, or says which cap it is over. A trusted proxy (`proxy`)
+    /// carries many clients: only the total cap applies to it.
+    pub fn admit(self: &Arc<Self>, client: IpAddr, proxy: bool) -> Result<Admitted, String> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per_client) = &mut *open;
         let mine = per_client.get(&client).copied().unwrap_or(0);
         if *total >= self.limits.total {
             return Err(format!("the server has its limit of {} connections open; retry shortly", self.limits.total));
         }
-        if mine >= self.limits.per_client {
+        if mine >= self.limits.per_client && !proxy {
             return Err(format!(
                 "this address has its limit of {} connections open; close some (or reuse them) and retry",
                 self.limits.per_client
@@ -110,14 +111,23 @@ mod tests {
     fn connections_are_capped_in_all_and_per_client_and_freed_when_dropped() {
         let c = Connections::new(ConnectionLimits { total: 3, per_client: 2 });
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let a1 = c.admit(a).unwrap();
-        let _a2 = c.admit(a).unwrap();
-        assert!(c.admit(a).unwrap_err().contains("this address"));
-        let _b1 = c.admit(b).unwrap();
-        assert!(c.admit(b).unwrap_err().contains("limit of 3 connections"));
+        let a1 = c.admit(a, false).unwrap();
+        let _a2 = c.admit(a, false).unwrap();
+        assert!(c.admit(a, false).unwrap_err().contains("this address"));
+        let _b1 = c.admit(b, false).unwrap();
+        assert!(c.admit(b, false).unwrap_err().contains("limit of 3 connections"));
         assert_eq!(c.open(), 3);
         drop(a1);
         assert_eq!(c.open(), 2);
-        let _a3 = c.admit(a).unwrap();
+        let _a3 = c.admit(a, false).unwrap();
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_to_the_total_only() {
+        let c = Connections::new(ConnectionLimits { total: 3, per_client: 1 });
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let held: Vec<Admitted> = (0..3).map(|_| c.admit(proxy, true).unwrap()).collect();
+        assert!(c.admit(proxy, true).unwrap_err().contains("limit of 3 connections"));
+        drop(held);
     }
 }

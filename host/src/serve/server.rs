@@ -27,6 +27,7 @@ use xnat_http::browser;
 use super::component::{Failure, HttpComponent, RequestBody, text_body};
 use super::connections::{self, Connections};
 use super::gate::{self, Admission, Gate, OPEN_BODY_DEADLINE, Refusal};
+use super::proxies::TrustedProxies;
 use super::recovery::Recovery;
 use super::tenant::Tenant;
 
@@ -38,6 +39,8 @@ pub struct Server {
     pub gate: Gate,
     /// Finishes or rolls back the archives of requests that had to be stopped.
     pub recovery: Recovery,
+    /// The reverse proxies whose `X-Forwarded-For` names the client (for the per-address limits).
+    pub proxies: TrustedProxies,
 }
 
 /// Serves connections from `listener` until `shutdown` completes, then stops accepting and lets the
@@ -69,7 +72,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let admitted = match connections.admit(peer.ip()) {
+        let admitted = match connections.admit(peer.ip(), server.proxies.trusts(peer.ip())) {
             Ok(admitted) => admitted,
             Err(message) => {
                 eprintln!("connection from {peer}: refused with 503: {message}");
@@ -80,7 +83,8 @@ pub async fn run(
         let server = server.clone();
         let service = hyper::service::service_fn(move |request| {
             let server = server.clone();
-            async move { Ok::<_, Infallible>(server.respond(request, local, peer.ip()).await) }
+            let client = server.proxies.client(peer.ip(), request.headers());
+            async move { Ok::<_, Infallible>(server.respond(request, local, client).await) }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
