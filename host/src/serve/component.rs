@@ -132,6 +132,11 @@ impl HttpComponent {
     /// instance once the request's time limit has passed.
     fn store(&self, tenant: &Tenant, verified: Option<&str>) -> Result<(Store<State>, MemoryRefused), Failure> {
         let mut wasi = WasiCtxBuilder::new();
+        // File operations run on the instance's own thread, as its wasm does, instead of each being handed
+        // to tokio's blocking pool: a listing makes thousands, and the hand-offs cost more than the
+        // operations (a row of the prearchive listing: 4 ms instead of 0.3). The instance still yields
+        // every tick. Must come before the preopens, which capture it.
+        wasi.allow_blocking_current_thread(true);
         wasi.inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         for (name, value) in &tenant.env {
             wasi.env(name, value);

@@ -371,6 +371,16 @@ impl<'a> Prearchive<'a> {
 
     /// The status and, for a persisted one, the message that explains it.
     pub fn status_and_message(&self, s: &SessionRef) -> Result<(Status, Option<String>)> {
+        self.status_given(s, || self.document(s))
+    }
+
+    /// [`Prearchive::status_and_message`], with the session's document read by `document` (only when the
+    /// status must be derived from it).
+    fn status_given(
+        &self,
+        s: &SessionRef,
+        document: impl FnOnce() -> Result<Option<SessionDoc>>,
+    ) -> Result<(Status, Option<String>)> {
         match Lock::holder(self.tree, &s.lock_file()) {
             Ok(Some(h)) => return Ok((Status::InProgress(h.operation), None)),
             Ok(None) => {}
@@ -387,7 +397,7 @@ impl<'a> Prearchive<'a> {
             }
         }
         Ok((
-            match self.document(s) {
+            match document() {
                 Ok(None) => Status::Receiving,
                 Err(_) => Status::Error,
                 Ok(Some(doc)) if doc.id().is_some() => Status::Archiving,
@@ -426,8 +436,9 @@ impl<'a> Prearchive<'a> {
 
     /// The listing row of one session.
     pub fn row(&self, s: &SessionRef) -> Result<Row> {
-        let (status, _) = self.status_and_message(s)?;
-        let doc = self.document(s).ok().flatten();
+        let read = self.document(s);
+        let doc = read.as_ref().ok().cloned().flatten();
+        let (status, _) = self.status_given(s, || read)?;
         let doc_or_dir = if self.tree.kind(&s.document())?.is_some() { s.document() } else { s.dir() };
         let lastmod = self.tree.modified_millis(&doc_or_dir).map(sql_timestamp).unwrap_or_default();
         let field = |f: &str| doc.as_ref().and_then(|d| d.field(f)).unwrap_or_default();

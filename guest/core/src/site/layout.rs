@@ -235,11 +235,16 @@ impl<'a> Archive<'a> {
     /// A project's experiments in every `arc###`: folders and `<LABEL>.xml` documents, by label.
     pub fn experiments(&self, project: &str) -> Result<Vec<ExperimentDir>> {
         let pdir = self.project(project)?;
+        // Experiment documents name their subject by ID: one pass over the subjects' documents resolves
+        // them all (looking each up would read every subject document once per experiment).
+        let by_id = self.subject_labels_by_id(project)?;
+        let resolve =
+            |sid: &str| by_id.get(sid).cloned().or_else(|| self.subject(Some(project), sid).ok().map(|s| s.label));
         let mut out = Vec::new();
         for arc in self.arcs(&pdir)? {
             for label in self.labels(&arc)? {
                 // One unreadable document does not hide the others: it is listed without its subject.
-                out.push(match self.experiment_at(project, &arc, &label) {
+                out.push(match self.experiment_at(project, &arc, &label, &resolve) {
                     Err(Error::Corrupt(_)) => ExperimentDir {
                         project: project.to_string(),
                         folder: arc.join(&label)?,
@@ -334,12 +339,16 @@ impl<'a> Archive<'a> {
         };
         let mut by_label = Vec::new();
         let mut by_id = Vec::new();
+        let lookup = |p: &str| {
+            let p = p.to_string();
+            move |sid: &str| self.subject(Some(&p), sid).ok().map(|s| s.label)
+        };
         for p in &projects {
             let pdir = RelPath::new(p)?;
             for arc in self.arcs(&pdir)? {
                 let folder = arc.join(wanted)?;
                 if self.tree.is_dir(&folder)? {
-                    by_label.push(self.experiment_at(p, &arc, wanted)?);
+                    by_label.push(self.experiment_at(p, &arc, wanted, &lookup(p))?);
                     continue;
                 }
                 for (name, kind) in self.tree.list(&arc)? {
@@ -350,7 +359,7 @@ impl<'a> Archive<'a> {
                         continue;
                     }
                     if document_root(self.tree, &arc.join(&name)?)?.attr("ID") == Some(wanted) {
-                        by_id.push(self.experiment_at(p, &arc, label)?);
+                        by_id.push(self.experiment_at(p, &arc, label, &lookup(p))?);
                     }
                 }
             }
@@ -383,7 +392,30 @@ impl<'a> Archive<'a> {
         Ok(found)
     }
 
-    fn experiment_at(&self, project: &str, arc: &RelPath, label: &str) -> Result<ExperimentDir> {
+    /// The labels of a project's subjects by their ID (from their documents; a subject without a readable
+    /// document or ID is not in it).
+    fn subject_labels_by_id(&self, project: &str) -> Result<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        for s in self.subjects(project)? {
+            let Some(doc) = &s.document else { continue };
+            if let Ok(root) = document_root(self.tree, doc)
+                && let Some(id) = root.attr("ID").filter(|id| !id.is_empty())
+            {
+                out.insert(id.to_string(), s.label.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The experiment `label` in `arc`, its subject's label found by `subject` (from the ID or label its
+    /// document names).
+    fn experiment_at(
+        &self,
+        project: &str,
+        arc: &RelPath,
+        label: &str,
+        subject: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ExperimentDir> {
         let folder = arc.join(label)?;
         let doc = arc.join(&format!("{label}.xml"))?;
         let document = matches!(self.tree.kind(&doc)?, Some(Kind::File { .. })).then_some(doc);
@@ -396,7 +428,7 @@ impl<'a> Archive<'a> {
                     .map(|c| c.text())
                     .or_else(|| root.attr("subject_ID").map(str::to_string));
                 match sid {
-                    Some(sid) if !sid.is_empty() => self.subject(Some(project), &sid).ok().map(|s| s.label),
+                    Some(sid) if !sid.is_empty() => subject(&sid),
                     _ => None,
                 }
             }
