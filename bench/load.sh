@@ -8,7 +8,7 @@
 # markdown block for BENCHMARKS.md, on stdout; it fails if any good request failed or any file was lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export XNAT_LOAD_CLIENTS=${1:-64} XNAT_LOAD_SECS=${2:-60} XNAT_LOAD_SESSIONS=${3:-300}
+export XNAT_LOAD_CLIENTS=${1:-64} XNAT_LOAD_SECS=${2:-60} XNAT_LOAD_SESSIONS=${3:-1000}
 echo "commit $(git rev-parse --short HEAD); $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
 log=target/load.log
 mkdir -p target
