@@ -252,6 +252,51 @@ impl Row {
 }
 
 /// The prearchive tree, read and changed through its grant.
+/// Which of a session's files (beside its folder, in its timestamp folder) a listing showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Seen {
+    folder: bool,
+    document: bool,
+    lock: bool,
+    status: bool,
+    journal: bool,
+}
+
+impl Seen {
+    /// Nothing known: every file is looked for.
+    const UNKNOWN: Seen = Seen { folder: true, document: true, lock: true, status: true, journal: true };
+
+    /// The sessions among a timestamp folder's entries — a folder, or a journal whose folder has moved —
+    /// with what was seen of each, by folder name.
+    fn sessions(entries: &[(String, Kind)]) -> std::collections::BTreeMap<String, Seen> {
+        let mut all: std::collections::BTreeMap<String, Seen> = std::collections::BTreeMap::new();
+        for (name, kind) in entries {
+            if *kind == Kind::Dir {
+                all.entry(name.clone()).or_default().folder = true;
+            }
+            // Whatever it is (a FIFO or a folder where a lock or document belongs is the session's error,
+            // which the row reports): a name of one of its files marks the session's file as there.
+            let ours = name.strip_prefix('.').and_then(|n| n.rsplit_once('.'));
+            let (folder, which) = match (ours, name.strip_suffix(".xml")) {
+                (Some((folder, "lock")), _) => (folder, 0),
+                (Some((folder, "status")), _) => (folder, 1),
+                (Some((folder, "journal")), _) => (folder, 2),
+                (_, Some(folder)) => (folder, 3),
+                _ => continue,
+            };
+            let seen = all.entry(folder.to_string()).or_default();
+            match which {
+                0 => seen.lock = true,
+                1 => seen.status = true,
+                2 => seen.journal = true,
+                _ => seen.document = true,
+            }
+        }
+        all.retain(|_, seen| seen.folder || seen.journal);
+        all
+    }
+}
+
 pub struct Prearchive<'a> {
     tree: &'a Tree,
 }
@@ -371,24 +416,27 @@ impl<'a> Prearchive<'a> {
 
     /// The status and, for a persisted one, the message that explains it.
     pub fn status_and_message(&self, s: &SessionRef) -> Result<(Status, Option<String>)> {
-        self.status_given(s, || self.document(s))
+        self.status_given(s, &Seen::UNKNOWN, || self.document(s))
     }
 
-    /// [`Prearchive::status_and_message`], with the session's document read by `document` (only when the
-    /// status must be derived from it).
+    /// [`Prearchive::status_and_message`], looking only for the files `seen` may hold, with the session's
+    /// document read by `document` (only when the status must be derived from it).
     fn status_given(
         &self,
         s: &SessionRef,
+        seen: &Seen,
         document: impl FnOnce() -> Result<Option<SessionDoc>>,
     ) -> Result<(Status, Option<String>)> {
-        match Lock::holder(self.tree, &s.lock_file()) {
+        match if seen.lock { Lock::holder(self.tree, &s.lock_file()) } else { Ok(None) } {
             Ok(Some(h)) => return Ok((Status::InProgress(h.operation), None)),
             Ok(None) => {}
             // A lock that cannot be read (a FIFO, a folder) is this session's problem: its row says ERROR
             // and why, and the listing of the others goes on (it failed as a whole).
             Err(e) => return Ok((Status::Error, Some(format!("its lock file cannot be read: {}", e.message())))),
         }
-        if let Ok(bytes) = self.tree.read(&s.status_file()) {
+        if let Ok(bytes) =
+            if seen.status { self.tree.read(&s.status_file()) } else { Err(Error::NotFound(String::new())) }
+        {
             let text = String::from_utf8_lossy(&bytes);
             let mut lines = text.lines();
             if let Some(st) = lines.next().and_then(Status::parse) {
@@ -436,11 +484,27 @@ impl<'a> Prearchive<'a> {
 
     /// The listing row of one session.
     pub fn row(&self, s: &SessionRef) -> Result<Row> {
-        let read = self.document(s);
+        let seen = Seen { document: self.tree.kind(&s.document())?.is_some(), ..Seen::UNKNOWN };
+        Ok(self.row_seen(s, &seen)?.unwrap_or_else(|| self.row_of(s, Status::Receiving, None, String::new())))
+    }
+
+    /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
+    /// by now (archived, moved or deleted while the listing ran).
+    fn row_seen(&self, s: &SessionRef, seen: &Seen) -> Result<Option<Row>> {
+        let read = if seen.document { self.document(s) } else { Ok(None) };
         let doc = read.as_ref().ok().cloned().flatten();
-        let (status, _) = self.status_given(s, || read)?;
-        let doc_or_dir = if self.tree.kind(&s.document())?.is_some() { s.document() } else { s.dir() };
-        let lastmod = self.tree.modified_millis(&doc_or_dir).map(sql_timestamp).unwrap_or_default();
+        let (status, _) = self.status_given(s, seen, || read)?;
+        let doc_or_dir = if seen.document { s.document() } else { s.dir() };
+        let lastmod = match self.tree.modified_millis(&doc_or_dir) {
+            Ok(millis) => sql_timestamp(millis),
+            Err(_) if !self.exists(s)? && self.tree.kind(&s.journal_file())?.is_none() => return Ok(None),
+            Err(_) => String::new(),
+        };
+        Ok(Some(self.row_of(s, status, doc, lastmod)))
+    }
+
+    /// A row from what was read of the session.
+    fn row_of(&self, s: &SessionRef, status: Status, doc: Option<SessionDoc>, lastmod: String) -> Row {
         let field = |f: &str| doc.as_ref().and_then(|d| d.field(f)).unwrap_or_default();
         let attr = |a: &str| doc.as_ref().and_then(|d| d.attr(a).map(str::to_string)).unwrap_or_default();
         let subject =
@@ -449,7 +513,7 @@ impl<'a> Prearchive<'a> {
             .as_ref()
             .and_then(|d| d.label().map(str::to_string).or_else(|| d.field("dcmPatientId")))
             .unwrap_or_else(|| s.folder.clone());
-        Ok(Row {
+        Row {
             project: s.project_name().to_string(),
             timestamp: s.timestamp.clone(),
             lastmod,
@@ -469,20 +533,26 @@ impl<'a> Prearchive<'a> {
             visit: attr("visit_id"),
             protocol: attr("protocol"),
             timezone: String::new(),
-        })
+        }
     }
 
     /// The listing: every session, or one project's.
+    ///
+    /// One read of each timestamp folder tells which of a session's files exist (its folder, document,
+    /// lock, status and journal), so a row costs the document's read and one stat, not a look for each file.
+    /// A session archived, moved or deleted while the listing runs is left out.
     pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        for s in self.sessions(project)? {
-            let row = self.row(&s)?;
-            // Archived, moved or deleted while the listing ran: no longer here, so not listed.
-            if self.exists(&s)? || self.tree.kind(&s.journal_file())?.is_some() {
-                rows.push(row);
+        let mut rows = std::collections::BTreeMap::new();
+        for (p, ts, dir) in self.timestamp_dirs(project)? {
+            for (folder, seen) in Seen::sessions(&self.list_if_there(&dir)?) {
+                if let Ok(s) = SessionRef::new(p.as_deref(), &ts, &folder)
+                    && let Some(row) = self.row_seen(&s, &seen)?
+                {
+                    rows.insert(s, row);
+                }
             }
         }
-        Ok(rows)
+        Ok(rows.into_values().collect())
     }
 
     /// Deletes a session: its folder, document and our files, then empty parent folders. Allowed from
@@ -641,6 +711,36 @@ fn sql_format(t: NaiveDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_folder_read_tells_which_files_each_session_has() {
+        let file = |name: &str| (name.to_string(), Kind::File { len: 1 });
+        let dir = |name: &str| (name.to_string(), Kind::Dir);
+        let entries = vec![
+            dir("A"),
+            file("A.xml"),
+            file(".A.lock"),
+            file(".A.status"),
+            dir("B"),
+            file(".C.journal"),
+            file(".C.lock"),
+            file("D.xml"),
+            file(".E.lock"),
+            file(".tmp-123"),
+            dir("F.xml"),
+        ];
+        let seen = Seen::sessions(&entries);
+        let expect = |folder, document, lock, status, journal| Seen { folder, document, lock, status, journal };
+        assert_eq!(seen["A"], expect(true, true, true, true, false));
+        assert_eq!(seen["B"], expect(true, false, false, false, false));
+        assert_eq!(seen["C"], expect(false, false, true, false, true), "its folder moved: the journal says so");
+        assert_eq!(seen["F.xml"], expect(true, false, false, false, false), "a folder, whatever its name");
+        assert!(!seen.contains_key("F"), "a document alone is no session");
+        // A FIFO where the document belongs is seen (its row then says ERROR), as is a folder for a lock.
+        let odd = vec![dir("G"), ("G.xml".to_string(), Kind::Other), dir(".G.lock")];
+        assert_eq!(Seen::sessions(&odd)["G"], expect(true, true, true, false, false));
+        assert_eq!(seen.len(), 4, "a document, lock or temporary file alone is no session: {seen:?}");
+    }
     use std::fs;
 
     fn doc(project: Option<&str>, label: &str, id: &str) -> String {
