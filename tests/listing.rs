@@ -1,0 +1,144 @@
+//! Listing throughput (issue 11, P4): `GET /data/prearchive/projects?format=json` through `xnat-archive
+//! serve` with 16 connections (and alone, with one), against the trivial endpoint `GET /data/version`
+//! measured in the same run, for a prearchive of 10 and of 1,000 sessions; with the server's CPU time per
+//! request.
+//!
+//! The test command runs a short form (1 s per measurement); `bench/listing.sh` the full one (10 s), set by
+//! `XNAT_LISTING_SECS`. The report (markdown) goes to stdout (`--nocapture`). Each answer is checked (200, a
+//! JSON result set with every session) before it counts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::http::basic;
+use common::server::{Server, TenantSpec};
+use xnat_archive::generator::{self, Modality, SessionSpec};
+
+const PASSWORD: &str = "listing-pw-1";
+const CONNECTIONS: usize = 16;
+
+/// A tenant over a generated site with `sessions` prearchive sessions in all, served with 16 slots.
+fn server(dir: &Path, sessions: usize) -> Server {
+    let spec = TenantSpec::with("A", "max_concurrent = 16");
+    let config = common::server::configure(dir, &[spec], PASSWORD);
+    let pre = dir.join("A/prearchive");
+    let already = 7; // what the generated site holds
+    for n in 0..sessions.saturating_sub(already) as u64 {
+        let mut spec = SessionSpec::new(Some("DEMO"), &format!("L{n:05}"), Modality::Mr, 50_000 + n);
+        spec.scans.truncate(2);
+        generator::write_session(&pre, &spec).unwrap();
+    }
+    Server::start(&["--config", config.to_str().unwrap()])
+}
+
+/// The server's CPU time so far (user + system), from `/proc/<pid>/stat`.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// What one measurement saw.
+struct Measured {
+    requests: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_per_request: Duration,
+}
+
+/// `connections` clients request `path` for `secs`, each answer checked by `check`.
+fn measure(server: &Server, path: &str, secs: Duration, connections: usize, check: fn(&[u8]) -> bool) -> Measured {
+    let url = server.url(path);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = cpu(server.pid());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let auth = basic("admin", PASSWORD);
+                let mut took = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let begun = Instant::now();
+                    let mut response = agent.get(&url).header("Authorization", &auth).call().expect("an answer");
+                    let status = response.status().as_u16();
+                    let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+                    assert!(status == 200 && check(&body), "{url}: {status} {}", String::from_utf8_lossy(&body));
+                    took.push(begun.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    std::thread::sleep(secs);
+    stop.store(true, Ordering::Relaxed);
+    let mut took: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let elapsed = started.elapsed();
+    let cpu_used = cpu(server.pid()).saturating_sub(cpu_before);
+    took.sort();
+    let at = |p: f64| took[((took.len() - 1) as f64 * p).round() as usize];
+    Measured {
+        requests: took.len(),
+        per_second: took.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+        cpu_per_request: cpu_used / took.len().max(1) as u32,
+    }
+}
+
+fn rows(body: &[u8]) -> usize {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    json["ResultSet"]["Result"].as_array().map_or(0, Vec::len)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[test]
+fn prearchive_listing_throughput_against_the_trivial_endpoint() {
+    let secs = Duration::from_secs(std::env::var("XNAT_LISTING_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1));
+    let listing = "/A/data/prearchive/projects?format=json";
+    let mut report = format!(
+        "Listing throughput: {CONNECTIONS} connections, {} s per measurement.\n\n\
+         | prearchive | request | requests | req/s | p50 ms | p99 ms | server CPU ms / request |\n\
+         |---|---|---|---|---|---|---|\n",
+        secs.as_secs()
+    );
+    let mut ratio = 0.0;
+    for sessions in [10, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path(), sessions);
+        let version = measure(&server, "/A/data/version", secs, CONNECTIONS, |b| !b.is_empty());
+        let check: fn(&[u8]) -> bool = if sessions == 10 { |b| rows(b) == 10 } else { |b| rows(b) == 1000 };
+        let listed = measure(&server, listing, secs, CONNECTIONS, check);
+        let alone = measure(&server, listing, secs, 1, check);
+        for (what, m) in [
+            ("GET /data/version", &version),
+            ("prearchive listing", &listed),
+            ("prearchive listing, 1 connection", &alone),
+        ] {
+            report += &format!(
+                "| {sessions} sessions | {what} | {} | {:.0} | {} | {} | {} |\n",
+                m.requests,
+                m.per_second,
+                ms(m.p50),
+                ms(m.p99),
+                ms(m.cpu_per_request)
+            );
+        }
+        if sessions == 10 {
+            ratio = listed.per_second / version.per_second;
+        }
+        assert!(server.stop().success());
+    }
+    report += &format!("\nListing of 10 sessions / trivial endpoint, requests/s: {ratio:.2}\n");
+    println!("{report}");
+}
