@@ -163,6 +163,14 @@ pub const MAX_VALUE_BYTES: usize = 4 << 20;
 /// value longer than [`MAX_VALUE_BYTES`] is refused as malformed; DOCTYPE declarations are ignored and
 /// entities other than XML's five predefined ones and character references are errors (nothing expands).
 pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
+    parse_pruned(bytes, &|_, _| true)
+}
+
+/// [`parse`], keeping only the elements `keep(depth, local name)` accepts (the root, at depth 0, always;
+/// an element not kept is dropped with everything inside it). The whole document is still read and checked
+/// as [`parse`] checks it — a document one refuses, the other refuses too — but what is dropped is never
+/// built. For reading a few fields of a large document; what it returns must not be written back.
+pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| XmlError(format!("not UTF-8 text ({e}); XNAT catalogs and documents are UTF-8")))?;
     let mut reader = Reader::from_str(text);
@@ -170,44 +178,54 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    // How deep inside an element that is not kept the reader is (0: not inside one), and the length of the
+    // text read there since the last tag (one text node, as `push_text` counts it).
+    let mut dropped = 0usize;
+    let mut run = 0usize;
     let err = |reader: &Reader<&[u8]>, e: &dyn std::fmt::Display| {
         XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()))
     };
     loop {
         let event = reader.read_event().map_err(|e| err(&reader, &e))?;
+        if matches!(event, Event::Start(_) | Event::Empty(_) | Event::End(_)) {
+            run = 0;
+        }
         match event {
-            Event::Start(start) => {
-                let el = open(&start, &reader)?;
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                // Checked whether kept or not: the same names, attributes and characters are refused.
+                let el = open(start, &reader)?;
                 if root.is_some() && stack.is_empty() {
                     return Err(err(&reader, &"content after the root element"));
                 }
-                if stack.len() >= MAX_DEPTH {
+                let empty = matches!(event, Event::Empty(_));
+                let depth = stack.len() + dropped;
+                if !empty && depth >= MAX_DEPTH {
                     return Err(err(&reader, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
-                stack.push(el);
-            }
-            Event::Empty(start) => {
-                let el = open(&start, &reader)?;
-                if root.is_some() && stack.is_empty() {
-                    return Err(err(&reader, &"content after the root element"));
+                if dropped > 0 || (depth > 0 && !keep(depth, local(&el.name))) {
+                    if !empty {
+                        dropped += 1;
+                    }
+                    continue;
                 }
                 stack.push(el);
-                close(&mut stack, &mut root);
+                if empty {
+                    close(&mut stack, &mut root);
+                }
             }
-            Event::End(_) => {
-                close(&mut stack, &mut root);
-            }
+            Event::End(_) if dropped > 0 => dropped -= 1,
+            Event::End(_) => close(&mut stack, &mut root),
             Event::Text(t) => {
                 let s = t.xml10_content().map_err(|e| err(&reader, &e))?;
-                push_text(&mut stack, &s, &reader)?;
+                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
             }
             Event::CData(c) => {
                 let s = c.decode().map_err(|e| err(&reader, &e))?;
-                push_text(&mut stack, &s, &reader)?;
+                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
             }
             Event::GeneralRef(r) => {
                 let s = reference(&r).map_err(|e| err(&reader, &e))?;
-                push_text(&mut stack, &s, &reader)?;
+                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
             }
             Event::Eof => break,
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
@@ -217,6 +235,33 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
         return Err(XmlError(format!("truncated document: <{}> is never closed", stack[0].name)));
     }
     root.ok_or_else(|| XmlError("empty document: no root element".into()))
+}
+
+/// Text read `dropped` levels inside an element that is not kept is checked and forgotten (`run`: the
+/// length of its text node so far); other text is added to the open element.
+fn text_at(
+    stack: &mut [Element],
+    (dropped, run): (usize, &mut usize),
+    s: &str,
+    reader: &Reader<&[u8]>,
+) -> Result<(), XmlError> {
+    if dropped == 0 {
+        return push_text(stack, s, reader);
+    }
+    *run += s.len();
+    match s.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(XmlError(format!(
+            "malformed XML at byte {}: U+{:04X} is a character XML 1.0 does not allow",
+            reader.buffer_position(),
+            c as u32
+        ))),
+        None if *run > MAX_VALUE_BYTES => Err(XmlError(format!(
+            "malformed XML at byte {}: a text node longer than {} MiB",
+            reader.buffer_position(),
+            MAX_VALUE_BYTES >> 20
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The text of a character reference (`&#233;`) or one of XML's five predefined entities (`&amp;`); any
@@ -419,6 +464,36 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pruned_parse_keeps_what_it_is_asked_for_and_refuses_what_parse_refuses() {
+        let src = "<x:S xmlns:x=\"urn:x\" ID=\"E1\"><x:date>2024-01-02</x:date><x:scans><x:scan ID=\"1\">\
+                   <x:file URI=\"a &amp; b\"/>text</x:scan></x:scans><x:subject_ID>S1</x:subject_ID></x:S>";
+        let pruned = parse_pruned(src.as_bytes(), &|depth, name| depth == 1 && name != "scans").unwrap();
+        let names: Vec<&str> = pruned.elements().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["x:date", "x:subject_ID"]);
+        assert_eq!(pruned.attr("ID"), Some("E1"));
+        let full = parse(src.as_bytes()).unwrap();
+        assert_eq!(full.elements().count(), 3);
+        // Whatever is inside a dropped element, a malformed document is refused by both.
+        let deep = format!("<r><scans>{}{}</scans></r>", "<a>".repeat(MAX_DEPTH + 1), "</a>".repeat(MAX_DEPTH + 1));
+        let long = format!("<r><scans><a>{}&amp;{}</a></scans></r>", "x".repeat(MAX_VALUE_BYTES), "y");
+        for bad in [
+            "<r><scans><a></b></scans></r>".to_string(),
+            "<r><scans><a k=\"1\" k=\"2\"/></scans></r>".to_string(),
+            "<r><scans>&unknown;</scans></r>".to_string(),
+            "<r><scans>\u{1}</scans></r>".to_string(),
+            "<r><scans><a></scans></r>".to_string(),
+            "<r><scans></scans></r><r/>".to_string(),
+            "<r><scans>".to_string(),
+            deep,
+            long,
+        ] {
+            let keep_root_only = |_: usize, _: &str| false;
+            assert!(parse(bad.as_bytes()).is_err(), "parse accepts {:.60}", bad);
+            assert!(parse_pruned(bad.as_bytes(), &keep_root_only).is_err(), "pruned accepts {:.60}", bad);
+        }
+    }
 
     #[test]
     fn round_trip_keeps_attributes_text_and_entities() {

@@ -398,12 +398,24 @@ impl<'a> Prearchive<'a> {
 
     /// The session document; `None` while none has been written (receiving).
     pub fn document(&self, s: &SessionRef) -> Result<Option<SessionDoc>> {
+        self.read_document(s, SessionDoc::parse)
+    }
+
+    /// [`Prearchive::document`] with only what a listing row shows ([`SessionDoc::parse_heading`]): for the
+    /// row only, never written back.
+    fn heading(&self, s: &SessionRef) -> Result<Option<SessionDoc>> {
+        self.read_document(s, SessionDoc::parse_heading)
+    }
+
+    fn read_document(
+        &self,
+        s: &SessionRef,
+        parse: fn(&[u8]) -> std::result::Result<SessionDoc, String>,
+    ) -> Result<Option<SessionDoc>> {
         let path = s.document();
         match self.tree.read(&path) {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Ok(bytes) => SessionDoc::parse(&bytes)
-                .map(Some)
-                .map_err(|why| crate::model::session::unreadable(path.as_str(), &why)),
+            Ok(bytes) => parse(&bytes).map(Some).map_err(|why| crate::model::session::unreadable(path.as_str(), &why)),
             Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -491,7 +503,7 @@ impl<'a> Prearchive<'a> {
     /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
     /// by now (archived, moved or deleted while the listing ran).
     fn row_seen(&self, s: &SessionRef, seen: &Seen) -> Result<Option<Row>> {
-        let read = if seen.document { self.document(s) } else { Ok(None) };
+        let read = if seen.document { self.heading(s) } else { Ok(None) };
         let doc = read.as_ref().ok().cloned().flatten();
         let (status, _) = self.status_given(s, seen, || read)?;
         let doc_or_dir = if seen.document { s.document() } else { s.dir() };

@@ -40,6 +40,16 @@ impl SessionDoc {
         Ok(SessionDoc { root })
     }
 
+    /// The document's root with only the direct children a prearchive listing shows (date, time, subject,
+    /// patient): the rest (the scans, most of a document) is read and checked as [`SessionDoc::parse`]
+    /// checks it, but not built. Only for reading those fields: never write it back.
+    pub(crate) fn parse_heading(bytes: &[u8]) -> Result<SessionDoc, String> {
+        const SHOWN: [&str; 5] = ["date", "time", "subject_ID", "dcmPatientName", "dcmPatientId"];
+        let root =
+            xml::parse_pruned(bytes, &|depth, name| depth == 1 && SHOWN.contains(&name)).map_err(|e| e.to_string())?;
+        Ok(SessionDoc { root })
+    }
+
     pub fn from_root(root: Element) -> SessionDoc {
         SessionDoc { root }
     }
