@@ -8,12 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XNAT_LISTING_SECS=${1:-10}
-echo "commit $(git rev-parse --short HEAD); $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-log=target/listing.log
-mkdir -p target
-status=0
-cargo test --release --test listing -- --nocapture --test-threads 1 >"$log" 2>&1 || status=$?
-sed -n '/Listing throughput/,/trivial endpoint/p' "$log"
-grep -A20 panicked "$log" || true
-grep '^test result' "$log"
-exit $status
+source bench/report.sh
+run_report listing 'Listing throughput' 'trivial endpoint'

@@ -9,13 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XNAT_LOAD_CLIENTS=${1:-64} XNAT_LOAD_SECS=${2:-60} XNAT_LOAD_SESSIONS=${3:-1000}
-echo "commit $(git rev-parse --short HEAD); $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
-log=target/load.log
-mkdir -p target
-status=0
-cargo test --release --test load -- --nocapture --test-threads 1 >"$log" 2>&1 || status=$?
-sed -n '/^Load:/,/^Archived/p' "$log"
-grep -A20 panicked "$log" || true
-grep '^test result' "$log"
-echo "(the whole output: $log)"
-exit $status
+source bench/report.sh
+run_report load '^Load:' '^Archived'
