@@ -214,25 +214,35 @@ impl Tree {
     }
 
     pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {
-        self.not_special(rel)?;
+        let _ = self.not_special(rel)?;
         fs::read(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+    }
+
+    /// [`Tree::read`], with the file's modification time (milliseconds since 1970) from the same look at it.
+    pub fn read_stamped(&self, rel: &RelPath) -> Result<(Vec<u8>, Option<i64>)> {
+        let modified = self
+            .not_special(rel)?
+            .and_then(|m| m.modified().ok())
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64));
+        Ok((fs::read(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?, modified))
     }
 
     /// Opens a file for streaming reads.
     pub fn open(&self, rel: &RelPath) -> Result<fs::File> {
-        self.not_special(rel)?;
+        let _ = self.not_special(rel)?;
         fs::File::open(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }
 
     /// A FIFO, socket or device where a file is read is refused: opening a FIFO blocks until a writer comes
     /// (forever: one planted in place of a session document hung the whole prearchive listing), and a
     /// device never ends. A missing entry or a folder is left to the open, which reports it as before.
-    fn not_special(&self, rel: &RelPath) -> Result<()> {
+    /// What it found, when it found something.
+    fn not_special(&self, rel: &RelPath) -> Result<Option<fs::Metadata>> {
         match fs::metadata(self.path(rel)) {
             Ok(m) if !m.is_file() && !m.is_dir() => {
                 Err(Error::Io(format!("{rel} is not a regular file (a FIFO, socket or device); it was not read")))
             }
-            _ => Ok(()),
+            found => Ok(found.ok()),
         }
     }
 
@@ -483,5 +493,16 @@ mod tests {
         assert!(!tree.create_new_complete(&RelPath::new("c").unwrap(), b"other").unwrap());
         assert_eq!(tree.read(&RelPath::new("c").unwrap()).unwrap(), b"whole");
         assert!(!tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
+    }
+
+    #[test]
+    fn a_stamped_read_gives_the_modification_time_of_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let f = RelPath::new("doc.xml").unwrap();
+        tree.write_atomic(&f, b"<a/>").unwrap();
+        let (bytes, modified) = tree.read_stamped(&f).unwrap();
+        assert_eq!((bytes.as_slice(), modified), (&b"<a/>"[..], Some(tree.modified_millis(&f).unwrap())));
+        assert!(matches!(tree.read_stamped(&RelPath::new("none").unwrap()), Err(Error::NotFound(_))));
     }
 }

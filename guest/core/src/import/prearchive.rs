@@ -398,26 +398,31 @@ impl<'a> Prearchive<'a> {
 
     /// The session document; `None` while none has been written (receiving).
     pub fn document(&self, s: &SessionRef) -> Result<Option<SessionDoc>> {
-        self.read_document(s, SessionDoc::parse)
+        self.read_document(s, SessionDoc::parse).0
     }
 
-    /// [`Prearchive::document`] with only what a listing row shows ([`SessionDoc::parse_heading`]): for the
-    /// row only, never written back.
-    fn heading(&self, s: &SessionRef) -> Result<Option<SessionDoc>> {
+    /// [`Prearchive::document`] with only what a listing row shows ([`SessionDoc::parse_heading`]: for the
+    /// row only, never written back), and the document's modification time.
+    fn heading(&self, s: &SessionRef) -> (Result<Option<SessionDoc>>, Option<i64>) {
         self.read_document(s, SessionDoc::parse_heading)
     }
 
+    /// The document parsed by `parse` (`None` while none has been written), and its modification time when
+    /// it is there (from the same look at the file).
     fn read_document(
         &self,
         s: &SessionRef,
         parse: fn(&[u8]) -> std::result::Result<SessionDoc, String>,
-    ) -> Result<Option<SessionDoc>> {
+    ) -> (Result<Option<SessionDoc>>, Option<i64>) {
         let path = s.document();
-        match self.tree.read(&path) {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(None),
-            Ok(bytes) => parse(&bytes).map(Some).map_err(|why| crate::model::session::unreadable(path.as_str(), &why)),
-            Err(Error::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+        match self.tree.read_stamped(&path) {
+            Ok((bytes, modified)) if bytes.iter().all(u8::is_ascii_whitespace) => (Ok(None), modified),
+            Ok((bytes, modified)) => {
+                let parsed = parse(&bytes).map_err(|why| crate::model::session::unreadable(path.as_str(), &why));
+                (parsed.map(Some), modified)
+            }
+            Err(Error::NotFound(_)) => (Ok(None), None),
+            Err(e) => (Err(e), None),
         }
     }
 
@@ -503,11 +508,12 @@ impl<'a> Prearchive<'a> {
     /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
     /// by now (archived, moved or deleted while the listing ran).
     fn row_seen(&self, s: &SessionRef, seen: &Seen) -> Result<Option<Row>> {
-        let read = if seen.document { self.heading(s) } else { Ok(None) };
+        let (read, modified) = if seen.document { self.heading(s) } else { (Ok(None), None) };
         let doc = read.as_ref().ok().cloned().flatten();
         let (status, _) = self.status_given(s, seen, || read)?;
         let doc_or_dir = if seen.document { s.document() } else { s.dir() };
-        let lastmod = match self.tree.modified_millis(&doc_or_dir) {
+        let modified = modified.map_or_else(|| self.tree.modified_millis(&doc_or_dir), Ok);
+        let lastmod = match modified {
             Ok(millis) => sql_timestamp(millis),
             Err(_) if !self.exists(s)? && self.tree.kind(&s.journal_file())?.is_none() => return Ok(None),
             Err(_) => String::new(),
