@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree, check_segment};
 use crate::model::session::SessionDoc;
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
 use percent_encoding::percent_decode_str;
 
 /// The pseudo-project of sessions that have none.
@@ -690,18 +690,20 @@ pub fn is_timestamp(name: &str) -> bool {
     timestamp(name).is_some()
 }
 
-/// The moment a timestamp folder's name gives (XNAT writes it in the server's zone; read as is).
+/// The moment a timestamp folder's name gives (XNAT writes it in the server's zone; read as is):
+/// `yyyyMMdd_HHmmssSSS` or `yyyyMMdd_HHmmss`, digits only, a real date and time. Read field by field (every
+/// folder of a listing is tried; a format string would be parsed again for each).
 fn timestamp(name: &str) -> Option<NaiveDateTime> {
-    let format = match name.len() {
-        18 => "%Y%m%d_%H%M%S%3f",
-        15 => "%Y%m%d_%H%M%S",
-        _ => return None,
-    };
-    // chrono's %Y also takes a sign or a longer year; the fixed length alone does not rule those out.
-    if !name.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+    if !matches!(name.len(), 15 | 18) || name.as_bytes()[8] != b'_' {
         return None;
     }
-    NaiveDateTime::parse_from_str(name, format).ok()
+    let digits = |at: std::ops::Range<usize>| -> Option<u32> {
+        let field = name.get(at)?;
+        field.bytes().all(|b| b.is_ascii_digit()).then(|| field.parse().ok())?
+    };
+    let millis = if name.len() == 18 { digits(15..18)? } else { 0 };
+    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(4..6)?, digits(6..8)?)?;
+    date.and_hms_milli_opt(digits(9..11)?, digits(11..13)?, digits(13..15)?, millis)
 }
 
 /// Names XNAT's trawler passes over: anything with a dot (documents, our files) and `temp-unpack`.
@@ -723,7 +725,17 @@ fn sql_timestamp(millis: i64) -> String {
 fn sql_format(t: NaiveDateTime) -> String {
     let millis = format!("{:03}", t.and_utc().timestamp_subsec_millis());
     let millis = millis.trim_end_matches('0');
-    format!("{}.{}", t.format("%Y-%m-%d %H:%M:%S"), if millis.is_empty() { "0" } else { millis })
+    let (date, time) = (t.date(), t.time());
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{}",
+        date.year(),
+        date.month(),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        if millis.is_empty() { "0" } else { millis }
+    )
 }
 
 #[cfg(test)]
