@@ -20,6 +20,10 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub(crate) fn config() -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // For profiling with `perf`: names the compiled functions in /tmp/perf-PID.map (BENCHMARKS.md).
+    if std::env::var_os("XNAT_ARCHIVE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::new()) {
         config.cache(Some(cache));
     }

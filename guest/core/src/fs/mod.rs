@@ -5,3 +5,4 @@
 pub mod instances;
 pub mod lock;
 pub mod tree;
+mod wasi_dir;

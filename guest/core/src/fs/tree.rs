@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::instances::Instances;
+use crate::fs::wasi_dir::Failure;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -158,59 +159,79 @@ impl Tree {
         // an entry vanished (wasmtime stats every entry as it reads the directory, and reports one that
         // went as an error of the whole read) is started again, a bounded number of times.
         let mut restarts = 10;
-        'again: loop {
-            let rd = fs::read_dir(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
-            let mut out = Vec::new();
-            for entry in rd {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && restarts > 0 => {
-                        restarts -= 1;
-                        continue 'again;
-                    }
-                    // Inside the component the runtime cannot hand over a name that is not UTF-8 (WASI names
-                    // are strings): it reports EILSEQ and ends the listing there, so what follows is unknown.
-                    // A partial listing must never pass for a whole one (refresh would delete entries).
-                    Err(e) if is_illegal_byte_sequence(&e) => {
-                        return Err(Error::Io(format!(
-                            "cannot list {rel}: a name in it is not valid UTF-8, and the WebAssembly runtime \
-                             cannot list the folder past it; rename that file (nothing was changed)"
-                        )));
-                    }
-                    Err(e) => return Err(Error::Io(format!("cannot list {rel}: {e}"))),
-                };
-                let name = match entry.file_name().into_string() {
-                    Ok(name) => name,
-                    // Listed (so that walks can report it), never addressable: no RelPath names it.
-                    Err(raw) => {
-                        out.push((raw.to_string_lossy().into_owned(), Kind::NotUtf8));
-                        continue;
-                    }
-                };
-                let what = || format!("{rel}/{name}");
-                let kind = match entry.file_type() {
-                    Ok(kind) => kind,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(&what(), &e)),
-                };
-                let kind = if kind.is_symlink() {
-                    Kind::Symlink
-                } else if kind.is_dir() {
-                    Kind::Dir
-                } else if kind.is_file() {
-                    match entry.metadata() {
-                        Ok(m) => Kind::File { len: m.len() },
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(Error::io(&what(), &e)),
-                    }
-                } else {
-                    Kind::Other
-                };
-                out.push((name, kind));
-            }
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            return Ok(out);
+        loop {
+            let failure = match self.list_once(rel) {
+                Ok(mut out) => {
+                    out.sort_by(|a, b| a.0.cmp(&b.0));
+                    return Ok(out);
+                }
+                Err(Failure::Vanished) if restarts > 0 => {
+                    restarts -= 1;
+                    continue;
+                }
+                Err(failure) => failure,
+            };
+            return Err(match failure {
+                // Inside the component the runtime cannot hand over a name that is not UTF-8 (WASI names are
+                // strings): it reports EILSEQ and ends the listing there, so what follows is unknown. A
+                // partial listing must never pass for a whole one (refresh would delete entries).
+                Failure::NotUtf8 => Error::Io(format!(
+                    "cannot list {rel}: a name in it is not valid UTF-8, and the WebAssembly runtime cannot \
+                     list the folder past it; rename that file (nothing was changed)"
+                )),
+                Failure::Vanished => {
+                    Error::Io(format!("cannot list {rel}: its entries kept changing while it was read; try again"))
+                }
+                Failure::Io(e) => Error::io(rel.as_str(), &e),
+            });
         }
+    }
+
+    /// One reading of a folder's entries, unsorted: inside the component straight from the runtime (see
+    /// [`super::wasi_dir`]), elsewhere through std.
+    fn list_once(&self, rel: &RelPath) -> std::result::Result<Vec<(String, Kind)>, Failure> {
+        #[cfg(target_os = "wasi")]
+        if let Some(listed) = self.path(rel).to_str().and_then(super::wasi_dir::list) {
+            return listed;
+        }
+        let rd = fs::read_dir(self.path(rel)).map_err(Failure::Io)?;
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Failure::Vanished),
+                Err(e) if is_illegal_byte_sequence(&e) => return Err(Failure::NotUtf8),
+                Err(e) => return Err(Failure::Io(e)),
+            };
+            let name = match entry.file_name().into_string() {
+                Ok(name) => name,
+                // Listed (so that walks can report it), never addressable: no RelPath names it.
+                Err(raw) => {
+                    out.push((raw.to_string_lossy().into_owned(), Kind::NotUtf8));
+                    continue;
+                }
+            };
+            let kind = match entry.file_type() {
+                Ok(kind) => kind,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Failure::Io(e)),
+            };
+            let kind = if kind.is_symlink() {
+                Kind::Symlink
+            } else if kind.is_dir() {
+                Kind::Dir
+            } else if kind.is_file() {
+                match entry.metadata() {
+                    Ok(m) => Kind::File { len: m.len() },
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Failure::Io(e)),
+                }
+            } else {
+                Kind::Other
+            };
+            out.push((name, kind));
+        }
+        Ok(out)
     }
 
     pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {

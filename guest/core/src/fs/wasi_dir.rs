@@ -1,0 +1,140 @@
+//! Folder listings inside the component, straight on `wasi:filesystem` descriptors.
+//!
+//! std's `read_dir` goes through wasi-libc, which asks the runtime for a metadata hash of every entry (to
+//! make up `d_ino`), and `DirEntry::metadata` then stats each entry again by its whole path from the
+//! preopen (an open beneath the preopen, a stat and a close in wasmtime). A listing here opens the folder
+//! once, reads its entries with their types, and stats only regular files, by their bare name relative to
+//! the folder's descriptor: one `stat-at` per file, which wasmtime answers with a single `statx`.
+//!
+//! Only trees below a preopened directory are listed this way; anything else (no preopen matches) is left
+//! to std.
+
+#![cfg_attr(not(target_os = "wasi"), allow(dead_code))]
+
+#[cfg(target_os = "wasi")]
+pub(super) use component::list;
+
+/// Why a listing did not give the folder's entries.
+pub(super) enum Failure {
+    /// An entry went away while the runtime read the folder (wasmtime stats every entry as it reads and
+    /// reports one that vanished as an error of the whole read): read it again.
+    Vanished,
+    /// The folder holds a name that is not UTF-8: the runtime cannot read past it.
+    NotUtf8,
+    /// Anything else, as std would report it.
+    Io(std::io::Error),
+}
+
+/// The part of `path` below the preopen `name`, when `path` is inside it.
+fn below<'p>(name: &str, path: &'p str) -> Option<&'p str> {
+    let name = name.trim_end_matches('/');
+    let rest = path.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some("");
+    }
+    // "/archive2" is not below "/archive"; every absolute path is below "/".
+    if !name.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    Some(rest.trim_start_matches('/'))
+}
+
+#[cfg(target_os = "wasi")]
+mod component {
+    use super::{Failure, below};
+    use crate::fs::tree::Kind;
+    use std::cell::OnceCell;
+    use wasi::filesystem::preopens::get_directories;
+    use wasi::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
+
+    thread_local! {
+        /// The preopened directories and their guest paths, asked for once.
+        static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
+    }
+
+    /// The entries of the folder at guest path `path` (unsorted), or `None` when no preopen holds it.
+    pub(in crate::fs) fn list(path: &str) -> Option<Result<Vec<(String, Kind)>, Failure>> {
+        PREOPENS.with(|cell| {
+            let preopens = cell.get_or_init(get_directories);
+            let (dir, rest) = preopens
+                .iter()
+                .filter_map(|(d, name)| below(name, path).map(|rest| (d, rest)))
+                .min_by_key(|(_, rest)| rest.len())?;
+            Some(list_below(dir, rest))
+        })
+    }
+
+    fn list_below(preopen: &Descriptor, rest: &str) -> Result<Vec<(String, Kind)>, Failure> {
+        let opened;
+        let dir = if rest.is_empty() || rest == "." {
+            preopen
+        } else {
+            // Links are followed to the folder (as std's read_dir does); the runtime keeps them inside the grant.
+            opened = preopen
+                .open_at(PathFlags::SYMLINK_FOLLOW, rest, OpenFlags::DIRECTORY, DescriptorFlags::READ)
+                .map_err(|e| Failure::Io(io_error(e)))?;
+            &opened
+        };
+        let entries = dir.read_directory().map_err(|e| Failure::Io(io_error(e)))?;
+        let mut out = Vec::new();
+        loop {
+            let entry = match entries.read_directory_entry() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return Ok(out),
+                Err(ErrorCode::NoEntry) => return Err(Failure::Vanished),
+                Err(ErrorCode::IllegalByteSequence) => return Err(Failure::NotUtf8),
+                Err(e) => return Err(Failure::Io(io_error(e))),
+            };
+            if entry.name == "." || entry.name == ".." {
+                continue;
+            }
+            let kind = match entry.type_ {
+                DescriptorType::Directory => Kind::Dir,
+                DescriptorType::SymbolicLink => Kind::Symlink,
+                DescriptorType::RegularFile | DescriptorType::Unknown => {
+                    match dir.stat_at(PathFlags::empty(), &entry.name) {
+                        Ok(stat) => match stat.type_ {
+                            DescriptorType::RegularFile => Kind::File { len: stat.size },
+                            DescriptorType::Directory => Kind::Dir,
+                            DescriptorType::SymbolicLink => Kind::Symlink,
+                            _ => Kind::Other,
+                        },
+                        // Gone between the read and the stat: it is not there any more.
+                        Err(ErrorCode::NoEntry) => continue,
+                        Err(e) => return Err(Failure::Io(io_error(e))),
+                    }
+                }
+                _ => Kind::Other,
+            };
+            out.push((entry.name, kind));
+        }
+    }
+
+    /// The runtime's error as the `std::io::Error` std would have made of it.
+    fn io_error(e: ErrorCode) -> std::io::Error {
+        use std::io::ErrorKind;
+        let kind = match e {
+            ErrorCode::NoEntry => ErrorKind::NotFound,
+            ErrorCode::NotDirectory => ErrorKind::NotADirectory,
+            ErrorCode::Access | ErrorCode::NotPermitted => ErrorKind::PermissionDenied,
+            ErrorCode::ReadOnly => ErrorKind::ReadOnlyFilesystem,
+            ErrorCode::Exist => ErrorKind::AlreadyExists,
+            _ => ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::below;
+
+    #[test]
+    fn paths_below_a_preopen() {
+        assert_eq!(below("/archive", "/archive"), Some(""));
+        assert_eq!(below("/archive/", "/archive/P/arc001"), Some("P/arc001"));
+        assert_eq!(below("/archive", "/archive2/P"), None);
+        assert_eq!(below("/", "/archive/P"), Some("archive/P"));
+        assert_eq!(below("/prearchive", "/archive"), None);
+    }
+}
