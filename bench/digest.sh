@@ -79,17 +79,10 @@ grep -q "digest=\"$sha\"" "$RES/CHECK_SHA256/CHECK_SHA256_catalog.xml" ||
 echo "== digests agree: component MD5 = md5sum, component SHA-256 = sha256sum" >&2
 
 # The machine and the code measured.
-wasmtime=$(awk '/^name = "wasmtime"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-dirty=$(git status --porcelain -- guest host wit Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+. bench/report.sh
 echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): bench/digest.sh $SIZE_MIB $RUNS"
 echo
-echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc)" \
-     "(SHA-NI: $(grep -qw sha_ni /proc/cpuinfo && echo yes || echo no))"
-echo "- Memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r)"
-echo "- $(rustc --version); wasmtime $wasmtime (Cargo.lock); $(md5sum --version | head -1)"
-echo "- Code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-     "$([[ $dirty -gt 0 ]] && echo "plus $dirty uncommitted change(s) under guest/ host/ wit/ or the manifests" || echo "(clean)");" \
-     "binary sha256 $(sha256sum "$BIN" | cut -c1-12), $(($(stat -c %s "$BIN") >> 20)) MiB"
+machine "$BIN"
 echo
 python3 bench/digest.py --bin "$BIN" --archive "$T/archive" --file "$FILE" --small-file "$SMALL" \
     --runs "$RUNS" ${NATIVE_RUST:+--native-rust "$NATIVE_RUST"}

@@ -481,3 +481,63 @@ fn running_out_of_memory_is_always_exit_code_9() {
         assert_eq!(fs::read(site.catalog()).unwrap(), before, "--memory {mib}");
     }
 }
+
+/// The opt-in unchanged-data stamp through the component (WASI's file times and identities): files hashed
+/// once are trusted while they stay as they were, and any file that changed in a way the listing can see —
+/// new bytes with a new modification time, or a new file renamed into place with the old size and time — is
+/// hashed again and its new digest caught. The stamp itself is never cataloged.
+#[test]
+fn unchanged_files_are_trusted_through_the_component_until_they_change() {
+    let site = debug_site();
+    let opts = ["--options", "append,checksum", "--trust-unchanged"];
+    let (code, v) = refresh(&site, DEBUG_URI, &opts);
+    assert_eq!(code, 0, "{v}");
+    let count = report(&v)["file_count"].as_u64().unwrap();
+    assert!(count > 100, "{v}");
+    // The fixture's files were written just now: the stamp leaves out those changed in the two seconds before.
+    assert!(site.res().join(".~lock-DEBUG_OUTPUT_catalog.xml.stamp").exists());
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (_, v) = refresh(&site, DEBUG_URI, &opts);
+    let trusted = report(&v)["trusted"].as_u64().unwrap();
+    assert!(trusted <= count - ADDED.len() as u64, "the files added just before were left out: {v}");
+    let (_, v) = refresh(&site, DEBUG_URI, &opts);
+    let r = report(&v);
+    assert_eq!((r["trusted"].as_u64(), r["outcome"]["status"].as_str()), (Some(count), Some("unchanged")), "{v}");
+    assert!(r["added"].as_array().unwrap().is_empty() && !v.to_string().contains(".stamp"), "{v}");
+
+    // Same size, new bytes, new modification time; and a new file renamed over another with the old size and
+    // modification time (only its identity differs).
+    let res = site.res();
+    let rewritten = "with space.txt";
+    let old = fs::read(res.join(rewritten)).unwrap();
+    fs::write(res.join(rewritten), vec![b'#'; old.len()]).unwrap();
+    let replaced = ".hidden";
+    let (bytes, mtime) = (fs::read(res.join(replaced)).unwrap(), fs::metadata(res.join(replaced)).unwrap().modified());
+    let tmp = res.join("../replacement.tmp");
+    fs::write(&tmp, vec![b'~'; bytes.len()]).unwrap();
+    fs::File::options().write(true).open(&tmp).unwrap().set_modified(mtime.unwrap()).unwrap();
+    fs::rename(&tmp, res.join(replaced)).unwrap();
+    let (code, v) = refresh(&site, DEBUG_URI, &opts);
+    assert_eq!(code, 0, "{v}");
+    let r = report(&v);
+    let caught: BTreeSet<String> =
+        r["mismatches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(caught, set(&[rewritten, replaced]), "{v}");
+    assert_eq!(r["trusted"].as_u64(), Some(count - 2), "{v}");
+    let digests = catalog_digests(&site.catalog());
+    assert_eq!(digests[rewritten], md5_hex(&fs::read(res.join(rewritten)).unwrap()));
+    assert_eq!(digests[replaced], md5_hex(&fs::read(res.join(replaced)).unwrap()));
+    // verify never trusts the stamp.
+    let (_, v) = refresh(&site, DEBUG_URI, &["--verify"]);
+    assert_eq!(report(&v)["trusted"], 0, "{v}");
+}
+
+/// Entry URI → digest of a catalog on disk.
+fn catalog_digests(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let cat = xnat_core::model::catalog::Catalog::parse(&fs::read(path).unwrap()).unwrap();
+    cat.entry_locs()
+        .iter()
+        .map(|l| cat.entry(l))
+        .map(|e| (e.uri().unwrap().to_string(), e.attr("digest").unwrap_or("").to_string()))
+        .collect()
+}

@@ -573,7 +573,8 @@ fn archive(params: &Params, ctx: &Context) -> Result<Response, HttpError> {
 // ----- refresh and resources ------------------------------------------------------------------------------
 
 /// `POST /data/services/refresh/catalog`: `resource` (repeated); `options` repeated and/or comma-joined;
-/// `append=`, `checksum=`, `delete=`, `populateStats=` switches. 200 with an empty body, or with
+/// `append=`, `checksum=`, `delete=`, `populateStats=` switches; `trustUnchanged=true` (ours, not XNAT's: see
+/// the refresh's unchanged-data stamp). 200 with an empty body, or with
 /// `format=json` the per-resource reports; a resource that failed gives its status.
 fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Response, HttpError> {
     let json = match params.value("format").map(str::to_ascii_lowercase).as_deref() {
@@ -586,7 +587,11 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
             )));
         }
     };
-    let request = refresh::Request { options: refresh_options(params)?, ..refresh_request(params, who) };
+    let request = refresh::Request {
+        options: refresh_options(params)?,
+        trust_unchanged: params.on_unless_false("trustUnchanged") == Some(true),
+        ..refresh_request(params, who)
+    };
     let reports = refresh::refresh(&ctx.archive, &request, &mut NoProgress)?;
     let failure = reports.iter().find_map(|r| match &r.outcome {
         Outcome::Failed(e) => Some((r.resource.clone(), HttpError::from(e.clone()))),
@@ -664,6 +669,7 @@ fn report_json(r: &ResourceReport) -> Value {
         "file_count": r.file_count,
         "file_size": r.file_size,
         "stats_written": r.stats_written,
+        "trusted": r.trusted,
     })
 }
 

@@ -52,6 +52,7 @@ impl catalogs::Guest for Plugin {
             },
             user: request.user,
             event_id: request.event_id,
+            trust_unchanged: request.trust_unchanged,
         };
         let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut HostProgress).map_err(error)?;
         Ok(reports.into_iter().map(report).collect())
@@ -245,6 +246,7 @@ fn report(r: refresh::ResourceReport) -> wit::ResourceReport {
         file_count: r.file_count,
         file_size: r.file_size,
         stats_written: r.stats_written,
+        trusted: r.trusted,
     }
 }
 

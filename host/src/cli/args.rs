@@ -267,6 +267,11 @@ pub struct RefreshArgs {
     /// The event id stamped into entries (default: the current Unix time).
     #[arg(long, value_name = "ID")]
     pub event_id: Option<i64>,
+    /// With checksum: do not hash files that the resource's unchanged-data stamp shows unchanged (same size,
+    /// modification and status-change times, same file) and whose stored digest is the one it recorded;
+    /// keep the stamp (.~lock-<catalog>.stamp) up to date. Not an XNAT feature; never with --verify.
+    #[arg(long, conflicts_with = "verify")]
+    pub trust_unchanged: bool,
     /// Print the reports as JSON.
     #[arg(long)]
     pub json: bool,

@@ -57,6 +57,7 @@ fn request(args: &RefreshArgs) -> Result<RefreshRequest, Error> {
         },
         user: args.user.clone(),
         event_id: args.event_id,
+        trust_unchanged: args.trust_unchanged,
     })
 }
 
@@ -149,6 +150,9 @@ fn print_report(r: &ResourceReport) -> io::Result<()> {
     }
     for s in &r.skipped {
         out!("  skipped   {}: {}", s.path, s.reason);
+    }
+    if r.trusted > 0 {
+        out!("  trusted   {} unchanged file{} not hashed (unchanged-data stamp)", r.trusted, plural(r.trusted));
     }
     let stats = if r.stats_written { " (stats written)" } else { "" };
     out!("  files     {} file{}, {}{stats}", r.file_count, plural(r.file_count), human_size(r.file_size));

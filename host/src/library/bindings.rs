@@ -44,6 +44,7 @@ impl From<public::RefreshRequest> for wit::RefreshRequest {
             },
             user: r.user,
             event_id: r.event_id,
+            trust_unchanged: r.trust_unchanged,
         }
     }
 }
@@ -99,6 +100,7 @@ impl From<wit::ResourceReport> for public::ResourceReport {
             file_count: r.file_count,
             file_size: r.file_size,
             stats_written: r.stats_written,
+            trusted: r.trusted,
         }
     }
 }

@@ -193,6 +193,8 @@ pub struct RefreshRequest {
     pub user: Option<String>,
     /// The event id stamped into entries; the current Unix time when absent.
     pub event_id: Option<i64>,
+    /// With checksum (not verify): do not hash files the unchanged-data stamp shows unchanged.
+    pub trust_unchanged: bool,
 }
 
 /// A file the refresh did not catalog, and why.
@@ -246,6 +248,9 @@ pub struct ResourceReport {
     pub file_size: u64,
     /// `file_count`/`file_size` were written into the owning document.
     pub stats_written: bool,
+    /// Files not hashed because the unchanged-data stamp showed them unchanged.
+    #[serde(default)]
+    pub trusted: u64,
 }
 
 impl ResourceReport {

@@ -119,6 +119,21 @@ pub enum Kind {
     NotUtf8,
 }
 
+/// What a listing can tell of a regular file to show, next time, that it has not changed: its size, its
+/// modification time, its status-change time as the runtime reports it (natively the inode's ctime, which no
+/// tool can set back; wasmtime reports the birth time there) and its identity (device and inode, or the
+/// runtime's hash of them). `None` where the platform gives nothing: such a file is never taken as unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub len: u64,
+    pub modified_ns: Option<u64>,
+    pub changed_ns: Option<u64>,
+    pub identity: Option<(u64, u64)>,
+}
+
+/// One entry of a folder: its name, what it is and, when asked for, a regular file's stamp.
+pub type Listed = (String, Kind, Option<FileStamp>);
+
 impl Tree {
     pub fn new(root: impl Into<PathBuf>) -> Tree {
         Tree { root: root.into(), instances: None }
@@ -154,15 +169,24 @@ impl Tree {
 
     /// The entries of a folder, sorted by name, with what each is.
     pub fn list(&self, rel: &RelPath) -> Result<Vec<(String, Kind)>> {
+        Ok(self.listing(rel, false)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
+    }
+
+    /// [`Tree::list`], with every regular file's [`FileStamp`].
+    pub fn list_stamped(&self, rel: &RelPath) -> Result<Vec<Listed>> {
+        self.listing(rel, true)
+    }
+
+    fn listing(&self, rel: &RelPath, stamps: bool) -> Result<Vec<Listed>> {
         // Other processes add and remove files here while we list (locks, temporary files). An entry that
         // went between the listing and its stat is skipped; a listing the runtime itself breaks off because
         // an entry vanished (wasmtime stats every entry as it reads the directory, and reports one that
         // went as an error of the whole read) is started again, a bounded number of times.
         let mut restarts = 10;
         loop {
-            let failure = match self.list_once(rel) {
+            let failure = match self.list_once(rel, stamps) {
                 Ok(mut out) => {
-                    out.sort_by(|a, b| a.0.cmp(&b.0));
+                    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                     return Ok(out);
                 }
                 Err(Failure::Vanished) if restarts > 0 => {
@@ -189,9 +213,9 @@ impl Tree {
 
     /// One reading of a folder's entries, unsorted: inside the component straight from the runtime (see
     /// [`super::wasi_dir`]), elsewhere through std.
-    fn list_once(&self, rel: &RelPath) -> std::result::Result<Vec<(String, Kind)>, Failure> {
+    fn list_once(&self, rel: &RelPath, stamps: bool) -> std::result::Result<Vec<Listed>, Failure> {
         #[cfg(target_os = "wasi")]
-        if let Some(listed) = self.path(rel).to_str().and_then(super::wasi_dir::list) {
+        if let Some(listed) = self.path(rel).to_str().and_then(|p| super::wasi_dir::list(p, stamps)) {
             return listed;
         }
         let rd = fs::read_dir(self.path(rel)).map_err(Failure::Io)?;
@@ -207,7 +231,7 @@ impl Tree {
                 Ok(name) => name,
                 // Listed (so that walks can report it), never addressable: no RelPath names it.
                 Err(raw) => {
-                    out.push((raw.to_string_lossy().into_owned(), Kind::NotUtf8));
+                    out.push((raw.to_string_lossy().into_owned(), Kind::NotUtf8, None));
                     continue;
                 }
             };
@@ -216,20 +240,20 @@ impl Tree {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Failure::Io(e)),
             };
-            let kind = if kind.is_symlink() {
-                Kind::Symlink
+            let (kind, stamp) = if kind.is_symlink() {
+                (Kind::Symlink, None)
             } else if kind.is_dir() {
-                Kind::Dir
+                (Kind::Dir, None)
             } else if kind.is_file() {
                 match entry.metadata() {
-                    Ok(m) => Kind::File { len: m.len() },
+                    Ok(m) => (Kind::File { len: m.len() }, stamps.then(|| native_stamp(&m))),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Failure::Io(e)),
                 }
             } else {
-                Kind::Other
+                (Kind::Other, None)
             };
-            out.push((name, kind));
+            out.push((name, kind, stamp));
         }
         Ok(out)
     }
@@ -413,6 +437,22 @@ fn is_illegal_byte_sequence(e: &io::Error) -> bool {
 
 /// Names starting with this are our own temporary files; walks never catalog them.
 pub const TEMP_PREFIX: &str = ".~xnat-tmp-";
+
+/// A file's stamp from std's metadata (on Unix with the inode's ctime and identity).
+fn native_stamp(m: &fs::Metadata) -> FileStamp {
+    let ns = |t: io::Result<std::time::SystemTime>| {
+        t.ok()?.duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| u64::try_from(d.as_nanos()).ok())
+    };
+    #[cfg(unix)]
+    let (changed_ns, identity) = {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = u64::try_from(m.ctime()).ok().map(|s| s * 1_000_000_000 + m.ctime_nsec() as u64);
+        (ctime, Some((m.dev(), m.ino())))
+    };
+    #[cfg(not(unix))]
+    let (changed_ns, identity) = (None, None);
+    FileStamp { len: m.len(), modified_ns: ns(m.modified()), changed_ns, identity }
+}
 
 fn kind_of(m: &fs::Metadata) -> Kind {
     let t = m.file_type();

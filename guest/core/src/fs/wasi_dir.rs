@@ -42,29 +42,32 @@ fn below<'p>(name: &str, path: &'p str) -> Option<&'p str> {
 #[cfg(target_os = "wasi")]
 mod component {
     use super::{Failure, below};
-    use crate::fs::tree::Kind;
+    use crate::fs::tree::{FileStamp, Kind, Listed};
     use std::cell::OnceCell;
     use wasi::filesystem::preopens::get_directories;
-    use wasi::filesystem::types::{Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags};
+    use wasi::filesystem::types::{
+        Datetime, Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+    };
 
     thread_local! {
         /// The preopened directories and their guest paths, asked for once.
         static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
     }
 
-    /// The entries of the folder at guest path `path` (unsorted), or `None` when no preopen holds it.
-    pub(in crate::fs) fn list(path: &str) -> Option<Result<Vec<(String, Kind)>, Failure>> {
+    /// The entries of the folder at guest path `path` (unsorted), with regular files' stamps when `stamps`
+    /// (one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it.
+    pub(in crate::fs) fn list(path: &str, stamps: bool) -> Option<Result<Vec<Listed>, Failure>> {
         PREOPENS.with(|cell| {
             let preopens = cell.get_or_init(get_directories);
             let (dir, rest) = preopens
                 .iter()
                 .filter_map(|(d, name)| below(name, path).map(|rest| (d, rest)))
                 .min_by_key(|(_, rest)| rest.len())?;
-            Some(list_below(dir, rest))
+            Some(list_below(dir, rest, stamps))
         })
     }
 
-    fn list_below(preopen: &Descriptor, rest: &str) -> Result<Vec<(String, Kind)>, Failure> {
+    fn list_below(preopen: &Descriptor, rest: &str, stamps: bool) -> Result<Vec<Listed>, Failure> {
         let opened;
         let dir = if rest.is_empty() || rest == "." {
             preopen
@@ -94,7 +97,24 @@ mod component {
                 DescriptorType::RegularFile | DescriptorType::Unknown => {
                     match dir.stat_at(PathFlags::empty(), &entry.name) {
                         Ok(stat) => match stat.type_ {
-                            DescriptorType::RegularFile => Kind::File { len: stat.size },
+                            DescriptorType::RegularFile => {
+                                let stamp = if stamps {
+                                    match dir.metadata_hash_at(PathFlags::empty(), &entry.name) {
+                                        Ok(hash) => Some(FileStamp {
+                                            len: stat.size,
+                                            modified_ns: stat.data_modification_timestamp.and_then(nanos),
+                                            changed_ns: stat.status_change_timestamp.and_then(nanos),
+                                            identity: Some((hash.lower, hash.upper)),
+                                        }),
+                                        Err(ErrorCode::NoEntry) => continue,
+                                        Err(e) => return Err(Failure::Io(io_error(e))),
+                                    }
+                                } else {
+                                    None
+                                };
+                                out.push((entry.name, Kind::File { len: stat.size }, stamp));
+                                continue;
+                            }
                             DescriptorType::Directory => Kind::Dir,
                             DescriptorType::SymbolicLink => Kind::Symlink,
                             _ => Kind::Other,
@@ -106,8 +126,12 @@ mod component {
                 }
                 _ => Kind::Other,
             };
-            out.push((entry.name, kind));
+            out.push((entry.name, kind, None));
         }
+    }
+
+    fn nanos(t: Datetime) -> Option<u64> {
+        t.seconds.checked_mul(1_000_000_000)?.checked_add(u64::from(t.nanoseconds))
     }
 
     /// The runtime's error as the `std::io::Error` std would have made of it.

@@ -9,18 +9,31 @@ pub struct Stamp {
     pub event_id: i64,
     pub time: DateTime<Utc>,
     pub user: Option<String>,
+    /// What every touched entry gets, printed once (a refresh stamps up to millions of entries).
+    entry_time: String,
+    event: String,
 }
 
 impl Stamp {
     /// Now, with `event_id` defaulting to the Unix time in seconds (we keep no workflow table).
     pub fn now(event_id: Option<i64>, user: Option<String>) -> Stamp {
         let time = Utc::now();
-        Stamp { event_id: event_id.unwrap_or(time.timestamp()), time, user }
+        Stamp::at(event_id.unwrap_or(time.timestamp()), time, user)
+    }
+
+    pub fn at(event_id: i64, time: DateTime<Utc>, user: Option<String>) -> Stamp {
+        let entry_time = time.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+        Stamp { event_id, time, user, entry_time, event: event_id.to_string() }
     }
 
     /// `createdTime`/`modifiedTime`: `yyyy-MM-dd'T'HH:mm:ss.SSS` (UTC; the component has no time zone).
-    pub fn entry_time(&self) -> String {
-        self.time.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+    pub fn entry_time(&self) -> &str {
+        &self.entry_time
+    }
+
+    /// `createdEventId`/`modifiedEventId`.
+    pub fn event(&self) -> &str {
+        &self.event
     }
 
     /// Java's `Date.toString()`: `Mon Apr 08 19:50:34 UTC 2019`.
@@ -55,8 +68,8 @@ mod tests {
 
     #[test]
     fn formats_like_xnat() {
-        let s = Stamp { event_id: 8623, time: Utc.with_ymd_and_hms(2019, 4, 8, 19, 50, 34).unwrap(), user: None };
-        assert_eq!(s.entry_time(), "2019-04-08T19:50:34.000");
+        let s = Stamp::at(8623, Utc.with_ymd_and_hms(2019, 4, 8, 19, 50, 34).unwrap(), None);
+        assert_eq!((s.entry_time(), s.event()), ("2019-04-08T19:50:34.000", "8623"));
         assert_eq!(s.change_set(2, 0, 1).unwrap(), "8623:Mon Apr 08 19:50:34 UTC 2019=Added:2;Removed:1");
         assert_eq!(s.change_set(0, 0, 0), None);
         assert_eq!(append_change_set(Some("1:x=Added:1"), "2:y=Removed:1"), "1:x=Added:1|2:y=Removed:1");

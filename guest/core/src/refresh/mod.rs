@@ -11,13 +11,15 @@
 //!   parsed is reported and left byte-identical;
 //! * the catalog is written atomically, only if something changed and only if nobody else changed it
 //!   since it was read (D7), under a `.~lock-<catalog>.refresh` lock file created exclusively (D13);
-//! * `verify` and `dry-run` compute the same report and write nothing.
+//! * `verify` and `dry-run` compute the same report and write nothing;
+//! * opt-in, files unchanged since the last hashing refresh are not hashed again (`unchanged.rs`).
 
 pub mod resource;
+mod unchanged;
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
-use crate::fs::tree::{Kind, RelPath, TEMP_PREFIX, Tree};
+use crate::fs::tree::{FileStamp, Kind, RelPath, TEMP_PREFIX, Tree};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::{Catalog, CatalogKind, EntryLoc};
 pub use crate::model::digest::Algorithm;
@@ -28,7 +30,8 @@ use crate::site::layout::{Archive, ResourceDir};
 use crate::site::uri::ResourceUri;
 use crate::xml::{Element, Node};
 use percent_encoding::percent_decode_str;
-use std::collections::HashMap;
+// The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
+use foldhash::HashMap;
 
 /// The four operations. All false means XNAT's default: all four.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,6 +87,9 @@ pub struct Request {
     pub mode: Mode,
     pub user: Option<String>,
     pub event_id: Option<i64>,
+    /// With `checksum`: do not hash files the unchanged-data stamp shows unchanged, and keep the stamp
+    /// (`unchanged.rs`). Never in `verify`, which reads every byte. Off by default.
+    pub trust_unchanged: bool,
 }
 
 /// What happened to one resource.
@@ -127,6 +133,8 @@ pub struct ResourceReport {
     pub file_count: u64,
     pub file_size: u64,
     pub stats_written: bool,
+    /// Files not hashed because the unchanged-data stamp shows them unchanged (`trust_unchanged`).
+    pub trusted: u64,
 }
 
 /// Refreshes every resource the request names, one after another. A malformed or unknown URI fails the
@@ -149,8 +157,17 @@ pub fn refresh(archive: &Tree, req: &Request, progress: &mut dyn Progress) -> Re
     let mut hasher = Hasher::default();
     let mut reports = Vec::with_capacity(dirs.len());
     for dir in &dirs {
-        let mut job =
-            Job { tree: archive, dir, options, req, stamp: &stamp, hasher: &mut hasher, progress: &mut *progress };
+        let trusting = req.trust_unchanged && options.checksum && req.mode != Mode::Verify;
+        let mut job = Job {
+            tree: archive,
+            dir,
+            options,
+            req,
+            stamp: &stamp,
+            hasher: &mut hasher,
+            progress: &mut *progress,
+            unchanged: trusting.then(Trust::default),
+        };
         reports.push(job.run());
     }
     Ok(reports)
@@ -164,6 +181,15 @@ struct Job<'a> {
     stamp: &'a Stamp,
     hasher: &'a mut Hasher,
     progress: &'a mut dyn Progress,
+    /// With `trust_unchanged`: the stamp, the files' stamps as listed, and each file's digest now stored.
+    unchanged: Option<Trust>,
+}
+
+#[derive(Default)]
+struct Trust {
+    stamps: unchanged::Stamps,
+    listed: HashMap<String, FileStamp>,
+    digests: Vec<(String, String)>,
 }
 
 /// The entry an index key maps to, and whether the walk saw its file.
@@ -255,8 +281,11 @@ impl Job<'_> {
         original: Option<&[u8]>,
         catalog: &mut Catalog,
     ) -> Result<()> {
-        // 3. Index the entries by the relative path they stand for.
+        // 3. Index the entries by the relative path they stand for; read the unchanged-data stamp if trusted.
         let mut index = index_entries(catalog, &self.dir.folder, report);
+        if let Some(trust) = &mut self.unchanged {
+            trust.stamps = unchanged::Stamps::read(self.tree, catalog_path)?;
+        }
         // 4. Walk the folder.
         let mut files = Vec::new();
         if let Some(second) = self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut report.skipped)? {
@@ -271,9 +300,27 @@ impl Job<'_> {
         let (modified, new_entries) = self.update_entries(catalog, &index, &files, report)?;
         // 6. Entries whose files are gone, and the new ones in place.
         let gone = self.settle(catalog, &index, new_entries, report);
-        // 7. Write what changed.
+        // 7. Write what changed, then the stamp of what was hashed.
         let changed = Changes { modified, gone };
-        self.write(report, catalog_path, original, catalog, changed)
+        self.write(report, catalog_path, original, catalog, changed)?;
+        self.write_stamp(report, catalog_path)
+    }
+
+    /// With `trust_unchanged`, in apply mode: records what the files look like now, with their digests, unless
+    /// every file was trusted from the stamp as it is.
+    fn write_stamp(&mut self, report: &ResourceReport, catalog_path: &RelPath) -> Result<()> {
+        let Some(trust) = &self.unchanged else { return Ok(()) };
+        if self.req.mode != Mode::Apply
+            || (report.trusted as usize == trust.digests.len() && trust.stamps.len() == trust.digests.len())
+        {
+            return Ok(());
+        }
+        let now_ns = self.stamp.time.timestamp_nanos_opt().and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+        let files = trust
+            .digests
+            .iter()
+            .filter_map(|(rel, digest)| Some((rel.as_str(), trust.listed.get(rel)?, digest.as_str())));
+        unchanged::Stamps::write(self.tree, catalog_path, now_ns, files)
     }
 
     /// Updates the entries of the files found and makes entries for the files the catalog lacks (with
@@ -296,14 +343,13 @@ impl Job<'_> {
         for (rel, kind) in files {
             let Kind::File { len } = kind else { continue };
             Lock::renew_due()?;
-            let file = self.dir.folder.join_path(rel)?;
             if let Some(ix) = index.get(rel) {
-                if self.update_entry(catalog, &ix.loc, rel, &file, *len, report)? {
+                if self.update_entry(catalog, &ix.loc, rel, *len, report)? {
                     report.modified.push(rel.clone());
                     modified += 1;
                 }
             } else if self.options.append {
-                new_entries.push((self.new_entry(catalog, rel, &file)?, *len));
+                new_entries.push((self.new_entry(catalog, rel)?, *len));
                 report.added.push(rel.clone());
             }
         }
@@ -317,14 +363,13 @@ impl Job<'_> {
         catalog: &mut Catalog,
         loc: &EntryLoc,
         rel: &str,
-        file: &RelPath,
         len: u64,
         report: &mut ResourceReport,
     ) -> Result<bool> {
         let stored = catalog.entry(loc).attr("digest").map(str::to_string);
         let is_dicom = catalog.entry(loc).is_dicom();
         let digest =
-            if self.options.checksum { Some(self.check_digest(file, rel, stored.as_deref(), report)?) } else { None };
+            if self.options.checksum { Some(self.check_digest(rel, stored.as_deref(), report)?) } else { None };
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let stamp = &self.stamp;
         let mut e = catalog.entry_mut(loc);
@@ -332,8 +377,8 @@ impl Job<'_> {
         if let Some(user) = &stamp.user {
             changed |= e.fill_attr("createdBy", user);
         }
-        changed |= e.fill_attr("createdTime", &stamp.entry_time());
-        changed |= e.fill_attr("createdEventId", &stamp.event_id.to_string());
+        changed |= e.fill_attr("createdTime", stamp.entry_time());
+        changed |= e.fill_attr("createdEventId", stamp.event());
         changed |= e.set_attr("ID", rel);
         changed |= e.set_attr("cachePath", rel);
         changed |= e.set_attr("name", name);
@@ -348,26 +393,30 @@ impl Job<'_> {
             if let Some(user) = &stamp.user {
                 e.set_attr("modifiedBy", user);
             }
-            e.set_attr("modifiedTime", &stamp.entry_time());
-            e.set_attr("modifiedEventId", &stamp.event_id.to_string());
+            e.set_attr("modifiedTime", stamp.entry_time());
+            e.set_attr("modifiedEventId", stamp.event());
         }
         Ok(changed)
     }
 
     /// A new entry for a file the catalog lacks (its size is added in [`Job::settle`]).
-    fn new_entry(&mut self, catalog: &Catalog, rel: &str, file: &RelPath) -> Result<Element> {
+    fn new_entry(&mut self, catalog: &Catalog, rel: &str) -> Result<Element> {
         let mut e = catalog.new_entry(rel);
         e.attrs.push(("ID".into(), rel.to_owned()));
         e.attrs.push(("cachePath".into(), rel.to_owned()));
         e.attrs.push(("name".into(), rel.rsplit('/').next().unwrap_or(rel).to_owned()));
-        e.attrs.push(("createdTime".into(), self.stamp.entry_time()));
-        e.attrs.push(("createdEventId".into(), self.stamp.event_id.to_string()));
+        e.attrs.push(("createdTime".into(), self.stamp.entry_time().to_owned()));
+        e.attrs.push(("createdEventId".into(), self.stamp.event().to_owned()));
         if let Some(user) = &self.stamp.user {
             e.attrs.push(("createdBy".into(), user.clone()));
         }
         if self.options.checksum {
-            let d = self.hasher.file(self.tree, file, self.req.algorithm, &mut |_| {})?;
+            let file = self.dir.folder.join_path(rel)?;
+            let d = self.hasher.file(self.tree, &file, self.req.algorithm, &mut |_| {})?;
             self.progress.advance(1);
+            if let Some(trust) = &mut self.unchanged {
+                trust.digests.push((rel.to_owned(), d.clone()));
+            }
             e.attrs.push(("digest".into(), d));
         }
         Ok(e)
@@ -461,16 +510,19 @@ impl Job<'_> {
     }
 
     /// Hashes a cataloged file and compares it with its stored digest. Returns the digest to store.
-    fn check_digest(
-        &mut self,
-        file: &RelPath,
-        rel: &str,
-        stored: Option<&str>,
-        report: &mut ResourceReport,
-    ) -> Result<String> {
+    fn check_digest(&mut self, rel: &str, stored: Option<&str>, report: &mut ResourceReport) -> Result<String> {
         let stored = stored.map(str::trim).filter(|s| !s.is_empty());
+        if let (Some(trust), Some(stored)) = (&mut self.unchanged, stored)
+            && trust.stamps.unchanged(rel, trust.listed.get(rel), stored)
+        {
+            trust.digests.push((rel.to_owned(), stored.to_owned()));
+            report.trusted += 1;
+            self.progress.advance(1);
+            return Ok(stored.to_string());
+        }
         let alg = stored.and_then(Algorithm::of_stored).unwrap_or(self.req.algorithm);
-        let actual = self.hasher.file(self.tree, file, alg, &mut |_| {})?;
+        let file = self.dir.folder.join_path(rel)?;
+        let actual = self.hasher.file(self.tree, &file, alg, &mut |_| {})?;
         self.progress.advance(1);
         if let Some(stored) = stored
             && !stored.eq_ignore_ascii_case(&actual)
@@ -482,10 +534,14 @@ impl Job<'_> {
             });
         }
         // A stored digest that only differs in case is kept as it is.
-        Ok(match stored {
+        let kept = match stored {
             Some(s) if s.eq_ignore_ascii_case(&actual) => s.to_string(),
             _ => actual,
-        })
+        };
+        if let Some(trust) = &mut self.unchanged {
+            trust.digests.push((rel.to_owned(), kept.clone()));
+        }
+        Ok(kept)
     }
 
     /// Walks `dir` (relative `prefix` inside the resource folder), collecting files and what else it sees.
@@ -498,8 +554,15 @@ impl Job<'_> {
         files: &mut Vec<(String, Kind)>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<Option<String>> {
-        for (name, kind) in self.tree.list(dir)? {
+        let listed = match self.unchanged {
+            Some(_) => self.tree.list_stamped(dir)?,
+            None => self.tree.list(dir)?.into_iter().map(|(name, kind)| (name, kind, None)).collect(),
+        };
+        for (name, kind, file_stamp) in listed {
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
+                trust.listed.insert(rel.clone(), file_stamp);
+            }
             let path = dir.join(&name)?;
             match kind {
                 Kind::Dir => {
@@ -648,7 +711,7 @@ struct Changes {
 /// The catalog's entries by the relative path they stand for; entries listed twice or naming nothing are
 /// reported and left as they are.
 fn index_entries(catalog: &Catalog, folder: &RelPath, report: &mut ResourceReport) -> HashMap<String, Indexed> {
-    let mut index: HashMap<String, Indexed> = HashMap::new();
+    let mut index: HashMap<String, Indexed> = HashMap::default();
     for loc in catalog.entry_locs() {
         let entry = catalog.entry(&loc);
         match entry_key(entry.element(), folder) {
@@ -898,6 +961,50 @@ mod tests {
         assert!(r.skipped.iter().any(|s| s.path.starts_with("bad-") && s.reason.contains("UTF-8")), "{r:?}");
         let cat = fs::read_to_string(res.join("R_catalog.xml")).unwrap();
         assert!(cat.contains("URI=\"real/x.dcm\""), "{cat}");
+    }
+
+    #[test]
+    fn unchanged_files_are_trusted_only_when_asked_and_only_while_unchanged() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "sub/b.txt", b"world");
+        // Files changed less than two seconds before a stamp is written are left out of it.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let opts = Options { append: true, checksum: true, ..Default::default() };
+        let refresh_with = |trust_unchanged: bool, mode: Mode| {
+            let req =
+                Request { resources: vec![URI.into()], options: opts, mode, trust_unchanged, ..Default::default() };
+            refresh(&tree, &req, &mut NoProgress).unwrap().pop().unwrap()
+        };
+        let stamp = d.path().join(RES).join(".~lock-R_catalog.xml.stamp");
+        let first = refresh_with(true, Mode::Apply);
+        assert_eq!((first.outcome, first.added.len(), first.trusted), (Outcome::Written, 2, 0));
+        assert!(stamp.exists());
+        let again = refresh_with(true, Mode::Apply);
+        assert_eq!((&again.outcome, again.trusted), (&Outcome::Unchanged, 2), "{again:?}");
+        assert!(again.skipped.is_empty(), "the stamp is never cataloged: {again:?}");
+        // Off by default, and never in verify: everything is hashed.
+        assert_eq!(refresh_with(false, Mode::Apply).trusted, 0);
+        assert_eq!(refresh_with(true, Mode::Verify).trusted, 0);
+
+        // Rewritten with the same size, its modification time set back: the status-change time moved.
+        let b = d.path().join(RES).join("sub/b.txt");
+        let mtime = fs::metadata(&b).unwrap().modified().unwrap();
+        fs::write(&b, b"WORLD").unwrap();
+        fs::File::options().write(true).open(&b).unwrap().set_modified(mtime).unwrap();
+        let r = refresh_with(true, Mode::Apply);
+        assert_eq!(r.trusted, 1, "{r:?}");
+        assert_eq!(r.mismatches.len(), 1);
+        assert_eq!(r.mismatches[0].path, "sub/b.txt");
+        assert_eq!(r.mismatches[0].actual, "5289492cf082446ca4a6eec9f72f1ec3");
+
+        // A digest edited in the catalog is not the one the stamp recorded: the file is hashed again.
+        let cat_path = d.path().join(RES).join("R_catalog.xml");
+        let text = fs::read_to_string(&cat_path).unwrap().replace("5d41402abc4b2a76b9719d911017c592", &"0".repeat(32));
+        fs::write(&cat_path, text).unwrap();
+        let r = refresh_with(true, Mode::Apply);
+        assert_eq!(r.mismatches.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(), ["a.txt"], "{r:?}");
+        assert!(fs::read_to_string(&cat_path).unwrap().contains("5d41402abc4b2a76b9719d911017c592"));
     }
 
     #[test]

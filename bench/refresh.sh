@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Catalog refresh through the xnat-archive component against native baselines (issue 11: P1 hashing, P6
+# SHA-256, P2 metadata walk, P7 unchanged data), ratios from one run.
+#
+#   bench/refresh.sh [RUNS] [SMALL_FILES]     (from the repository root; defaults 3 runs, 100000 small files)
+#
+# Builds the release host, writes in a temporary folder (removed at the end) 10,000 files of 105 KiB (1 GiB),
+# 1,000 files of 1 MiB and SMALL_FILES files of 1 KiB, checks the component's results (entry counts, digests
+# equal to md5sum/sha256sum, a same-size rewrite caught by the unchanged-data stamp), then times every
+# contender RUNS times, interleaved, and prints markdown (see BENCHMARKS.md section 4). About 5 minutes.
+set -euo pipefail
+
+RUNS=${1:-3}
+SMALL=${2:-100000}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a positive integer, got '$RUNS'" >&2; exit 2; }
+[[ $SMALL =~ ^[1-9][0-9]*$ ]] || { echo "SMALL_FILES must be a positive integer, got '$SMALL'" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+echo "== building (cargo build --release -p xnat-archive)" >&2
+cargo build --release -p xnat-archive >&2
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/xnat-refresh-bench.XXXXXX")
+trap 'rm -rf -- "$T"' EXIT
+# A private copy of the binary (a rebuild during the run cannot swap it) and a private wasmtime cache, filled
+# by the untimed round.
+cp target/release/xnat-archive "$T/xnat-archive"
+export XDG_CACHE_HOME=$T/xdg-cache
+mkdir -p "$XDG_CACHE_HOME" "$T/data"
+
+. bench/report.sh
+echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): bench/refresh.sh $RUNS $SMALL"
+echo
+machine "$T/xnat-archive"
+echo
+python3 bench/refresh.py --bin "$T/xnat-archive" --root "$T/data" --runs "$RUNS" --small-files "$SMALL"

@@ -1,0 +1,155 @@
+//! The unchanged-data stamp: an opt-in fast path for re-checking resources whose files have not changed
+//! (XNAT has nothing like it; `Request::trust_unchanged`).
+//!
+//! After a refresh that hashed a resource's files, the stamp records, for every file, what a listing tells
+//! of it ([`FileStamp`]: size, modification time, status-change time, identity) and the digest that was
+//! stored for it. The next refresh that trusts the stamp does not hash a file whose listing shows exactly
+//! the same stamp *and* whose catalog entry still holds exactly the recorded digest; every other file is
+//! hashed as usual. Never trusted across:
+//!
+//! * a content change that keeps the size and all three recorded facts: a rewrite in place whose tool sets
+//!   the modification time back, on a runtime that reports no status-change time that moves with writes
+//!   (wasmtime reports the birth time there; natively the ctime is used, which no tool can set back);
+//! * changes made within two seconds before the stamp was written (file systems with coarse timestamps
+//!   could show them unchanged): such files are left out of the stamp and hashed next time;
+//! * silent corruption of the storage itself (bit rot): only `verify`, which never trusts the stamp, reads
+//!   every byte again.
+//!
+//! The stamp lives beside the catalog as `.~lock-<catalog>.stamp`: XNAT 1.8.3+ and this refresh leave
+//! `.~lock-*` names out of catalogs, so the stamp is never cataloged by either. It is JSON Lines (a header,
+//! then one line per file), written atomically; one that cannot be read is ignored and replaced.
+
+use crate::error::Result;
+use crate::fs::tree::{FileStamp, RelPath, Tree};
+use foldhash::HashMap;
+use serde::{Deserialize, Serialize};
+
+/// Files changed this close before the stamp is written (in nanoseconds) are left out of it.
+const SETTLE_NS: u64 = 2_000_000_000;
+
+const FORMAT: &str = "xnat-archive unchanged-data stamp";
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    path: String,
+    #[serde(flatten)]
+    stamp: FileStamp,
+    digest: String,
+}
+
+/// The stamp of one resource, as read.
+#[derive(Default)]
+pub(super) struct Stamps {
+    by_path: HashMap<String, (FileStamp, String)>,
+}
+
+/// Where the stamp of `catalog` lives.
+pub(super) fn path(catalog: &RelPath) -> Result<RelPath> {
+    catalog.parent().join(&format!(".~lock-{}.stamp", catalog.name()))
+}
+
+impl Stamps {
+    /// The stamp beside `catalog`; empty when there is none or it cannot be read (then nothing is trusted).
+    pub(super) fn read(tree: &Tree, catalog: &RelPath) -> Result<Stamps> {
+        let Ok(bytes) = tree.read(&path(catalog)?) else { return Ok(Stamps::default()) };
+        Ok(parse(&bytes).unwrap_or_default())
+    }
+
+    /// How many files the stamp records.
+    pub(super) fn len(&self) -> usize {
+        self.by_path.len()
+    }
+
+    /// Whether `rel`, listed now as `now` and cataloged with digest `stored`, is the file the stamp recorded.
+    pub(super) fn unchanged(&self, rel: &str, now: Option<&FileStamp>, stored: &str) -> bool {
+        let (Some(now), Some((then, digest))) = (now, self.by_path.get(rel)) else { return false };
+        now.modified_ns.is_some() && now.identity.is_some() && now == then && digest == stored
+    }
+
+    /// Writes the stamp of `files` (path, what the listing showed, the digest now stored), leaving out files
+    /// changed less than two seconds before `now_ns` or whose listing lacks a time or an identity.
+    pub(super) fn write<'a>(
+        tree: &Tree,
+        catalog: &RelPath,
+        now_ns: u64,
+        files: impl Iterator<Item = (&'a str, &'a FileStamp, &'a str)>,
+    ) -> Result<()> {
+        let settled = |t: Option<u64>| t.is_some_and(|t| t.saturating_add(SETTLE_NS) <= now_ns);
+        let mut out = line(&Header { format: FORMAT.into(), version: VERSION });
+        for (path, stamp, digest) in files {
+            if settled(stamp.modified_ns)
+                && stamp.changed_ns.is_none_or(|c| settled(Some(c)))
+                && stamp.identity.is_some()
+            {
+                out.push_str(&line(&Line { path: path.into(), stamp: *stamp, digest: digest.into() }));
+            }
+        }
+        tree.write_atomic(&path(catalog)?, out.as_bytes())
+    }
+}
+
+fn line<T: Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string(value).expect("plain data serialises");
+    s.push('\n');
+    s
+}
+
+/// A stamp's lines; `None` for anything but a whole stamp of this version.
+fn parse(bytes: &[u8]) -> Option<Stamps> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut lines = text.lines();
+    let header: Header = serde_json::from_str(lines.next()?).ok()?;
+    if header.format != FORMAT || header.version != VERSION || !text.ends_with('\n') {
+        return None;
+    }
+    let mut by_path = HashMap::default();
+    for l in lines {
+        let Line { path, stamp, digest } = serde_json::from_str(l).ok()?;
+        by_path.insert(path, (stamp, digest));
+    }
+    Some(Stamps { by_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(len: u64, modified: u64) -> FileStamp {
+        FileStamp { len, modified_ns: Some(modified), changed_ns: Some(modified), identity: Some((1, 2)) }
+    }
+
+    #[test]
+    fn trusted_only_when_every_fact_and_the_digest_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let cat = RelPath::new("R_catalog.xml").unwrap();
+        let now = 100 * SETTLE_NS;
+        let (old, fresh) = (stamp(5, SETTLE_NS), stamp(5, now - 1));
+        let files = [("a", &old, "d1"), ("b c/ü\nx", &old, "d2"), ("new", &fresh, "d3")];
+        Stamps::write(&tree, &cat, now, files.into_iter()).unwrap();
+        let s = Stamps::read(&tree, &cat).unwrap();
+        assert!(s.unchanged("a", Some(&old), "d1"));
+        assert!(s.unchanged("b c/ü\nx", Some(&old), "d2"));
+        // Just written: left out, hashed next time.
+        assert!(!s.unchanged("new", Some(&fresh), "d3"));
+        // Another size, time or identity, another digest in the catalog, no listing: hashed.
+        assert!(!s.unchanged("a", Some(&stamp(6, SETTLE_NS)), "d1"));
+        assert!(!s.unchanged("a", Some(&stamp(5, SETTLE_NS + 1)), "d1"));
+        assert!(!s.unchanged("a", Some(&FileStamp { identity: Some((1, 3)), ..old }), "d1"));
+        assert!(!s.unchanged("a", Some(&old), "D1"));
+        assert!(!s.unchanged("a", None, "d1"));
+        // A damaged stamp trusts nothing.
+        let p = path(&cat).unwrap();
+        assert_eq!(p.as_str(), ".~lock-R_catalog.xml.stamp");
+        let bytes = tree.read(&p).unwrap();
+        tree.write_atomic(&p, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(!Stamps::read(&tree, &cat).unwrap().unchanged("a", Some(&old), "d1"));
+    }
+}
