@@ -41,7 +41,7 @@ const brief = (report) =>
 
 const lib = await XnatArchive.load(generated);
 const refresh = (resources, mode) => (x) =>
-  x.catalogs.refresh({ resources, options: {}, algorithm: 'md5', mode, user: 'node', eventId: undefined });
+  x.catalogs.refresh({ resources, options: {}, algorithm: 'md5', mode, user: 'node', eventId: undefined, trustUnchanged: undefined });
 
 // --- the prearchive listing: /prearchive read-only ---------------------------------------------------------
 const readPre = grant('/prearchive', prearchiveDir, false);

@@ -186,7 +186,8 @@ class XnatArchive:
         progress: Optional[Progress] = None,
     ) -> list[Record]:
         request = record(
-            resources=resources, options=set(options), algorithm=algorithm, mode=mode, user=user, event_id=None
+            resources=resources, options=set(options), algorithm=algorithm, mode=mode, user=user, event_id=None,
+            trust_unchanged=None,
         )
         return self.call(grants, "catalogs", "refresh", request, progress=progress)
 

@@ -237,6 +237,26 @@ pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<
     root.ok_or_else(|| XmlError("empty document: no root element".into()))
 }
 
+/// The root element's start tag alone (no children), from the first bytes of a document; `None` when they do
+/// not hold the whole start tag or it is malformed (then read the document whole). For finding one document
+/// among thousands by an attribute of its root; nothing it returns may be written back.
+pub fn root_start(head: &[u8]) -> Option<Element> {
+    // The head may end inside a character: read up to the last whole one.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+    };
+    let mut reader = Reader::from_str(text);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(ref start) | Event::Empty(ref start) => return open(start, &reader).ok(),
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
+            _ => return None,
+        }
+    }
+}
+
 /// Text read `dropped` levels inside an element that is not kept is checked and forgotten (`run`: the
 /// length of its text node so far); other text is added to the open element.
 fn text_at(
@@ -464,6 +484,20 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_start_tag_from_the_first_bytes() {
+        let doc = "<?xml version=\"1.0\"?>\n<!-- c -->\n<xnat:MRSession xmlns:xnat=\"x\" ID=\"XNAT_E00001\" label=\"é\"><xnat:scans>";
+        let root = root_start(doc.as_bytes()).unwrap();
+        assert_eq!((root.attr("ID"), root.attr("label"), root.children.len()), (Some("XNAT_E00001"), Some("é"), 0));
+        // Cut inside the start tag, inside a character, or malformed: read it whole instead.
+        let cut = doc.find("label").unwrap();
+        assert!(root_start(&doc.as_bytes()[..cut]).is_none());
+        assert!(root_start(&doc.as_bytes()[..doc.find('é').unwrap() + 1]).is_none());
+        assert!(root_start(b"<a ID=\"1\" ID=\"2\">").is_none());
+        assert!(root_start(b"text<a ID=\"1\"/>").is_none());
+        assert_eq!(root_start(b"<a ID=\"1\"/>").unwrap().attr("ID"), Some("1"));
+    }
 
     #[test]
     fn a_pruned_parse_keeps_what_it_is_asked_for_and_refuses_what_parse_refuses() {

@@ -52,7 +52,7 @@ impl catalogs::Guest for Plugin {
             },
             user: request.user,
             event_id: request.event_id,
-            trust_unchanged: request.trust_unchanged,
+            trust_unchanged: request.trust_unchanged.unwrap_or(false),
         };
         let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut HostProgress).map_err(error)?;
         Ok(reports.into_iter().map(report).collect())

@@ -44,7 +44,7 @@ impl From<public::RefreshRequest> for wit::RefreshRequest {
             },
             user: r.user,
             event_id: r.event_id,
-            trust_unchanged: r.trust_unchanged,
+            trust_unchanged: r.trust_unchanged.then_some(true),
         }
     }
 }

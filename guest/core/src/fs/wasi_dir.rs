@@ -43,7 +43,7 @@ fn below<'p>(name: &str, path: &'p str) -> Option<&'p str> {
 mod component {
     use super::{Failure, below};
     use crate::fs::tree::{FileStamp, Kind, Listed};
-    use std::cell::OnceCell;
+    use std::cell::{Cell, OnceCell};
     use wasi::filesystem::preopens::get_directories;
     use wasi::filesystem::types::{
         Datetime, Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
@@ -52,19 +52,35 @@ mod component {
     thread_local! {
         /// The preopened directories and their guest paths, asked for once.
         static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
+        /// Set when the runtime did not answer as wasmtime does (jco's preview2 shim answered
+        /// `bad-descriptor`): every listing goes through std from then on.
+        static UNUSABLE: Cell<bool> = const { Cell::new(false) };
     }
 
     /// The entries of the folder at guest path `path` (unsorted), with regular files' stamps when `stamps`
-    /// (one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it.
+    /// (one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it or the
+    /// runtime cannot list this way (then std lists it).
     pub(in crate::fs) fn list(path: &str, stamps: bool) -> Option<Result<Vec<Listed>, Failure>> {
-        PREOPENS.with(|cell| {
+        if UNUSABLE.get() {
+            return None;
+        }
+        let listed = PREOPENS.with(|cell| {
             let preopens = cell.get_or_init(get_directories);
             let (dir, rest) = preopens
                 .iter()
                 .filter_map(|(d, name)| below(name, path).map(|rest| (d, rest)))
                 .min_by_key(|(_, rest)| rest.len())?;
             Some(list_below(dir, rest, stamps))
-        })
+        })?;
+        // An error std would classify (missing, not a folder, no permission) is the folder's answer; any other
+        // says more about the runtime than about the folder.
+        if let Err(Failure::Io(e)) = &listed
+            && e.kind() == std::io::ErrorKind::Other
+        {
+            UNUSABLE.set(true);
+            return None;
+        }
+        Some(listed)
     }
 
     fn list_below(preopen: &Descriptor, rest: &str, stamps: bool) -> Result<Vec<Listed>, Failure> {

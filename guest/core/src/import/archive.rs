@@ -12,7 +12,7 @@ use crate::import::plan::{Plan, plan};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
 use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
 use crate::progress::Progress;
-use crate::site::layout::{Archive, document_root};
+use crate::site::layout::{Archive, document_id, document_root};
 use crate::xml::Element;
 
 /// Validates one session; writes nothing (`validate-archive` simulates overwrite=none with merging
@@ -267,10 +267,9 @@ fn used_ids(arch: &Tree, code: char) -> Result<std::collections::BTreeSet<String
             for (name, kind) in arch.list(&f)? {
                 if matches!(kind, Kind::File { .. })
                     && name.ends_with(".xml")
-                    && let Ok(root) = document_root(arch, &f.join(&name)?)
-                    && let Some(id) = root.attr("ID")
+                    && let Ok(Some(id)) = document_id(arch, &f.join(&name)?)
                 {
-                    out.insert(id.to_string());
+                    out.insert(id);
                 }
             }
         }

@@ -197,9 +197,7 @@ fn existing_experiment(
 ) -> Result<Option<ExperimentDir>> {
     let site = Archive::new(arch);
     let by_label = if arch.is_dir(&RelPath::new(project)?)? {
-        let wanted =
-            ExperimentRef::InProject { project: project.to_owned(), subject: None, experiment: label.to_owned() };
-        site.experiment(&wanted).ok().filter(|e| e.label == label)
+        site.experiment_by_label(project, label).ok().filter(|e| e.label == label)
     } else {
         None
     };

@@ -305,7 +305,7 @@ impl<'a> Archive<'a> {
                     continue;
                 }
                 let doc = subjects.join(&name)?;
-                if document_root(self.tree, &doc)?.attr("ID") == Some(subject) {
+                if document_id(self.tree, &doc)?.as_deref() == Some(subject) {
                     return Ok(SubjectDir {
                         project: p.clone(),
                         label: label.to_string(),
@@ -330,6 +330,17 @@ impl<'a> Archive<'a> {
 
     /// Finds an experiment by label (its folder in any `arc###`) or by ID (its document).
     pub fn experiment(&self, r: &ExperimentRef) -> Result<ExperimentDir> {
+        self.find_experiment(r, true)
+    }
+
+    /// Finds an experiment of a project by its label only (its folder in any `arc###`): no document is read
+    /// to compare IDs, which costs a read of every experiment document of the project when none matches.
+    pub fn experiment_by_label(&self, project: &str, label: &str) -> Result<ExperimentDir> {
+        let r = ExperimentRef::InProject { project: project.to_owned(), subject: None, experiment: label.to_owned() };
+        self.find_experiment(&r, false)
+    }
+
+    fn find_experiment(&self, r: &ExperimentRef, by_ids: bool) -> Result<ExperimentDir> {
         let (projects, wanted, subject) = match r {
             ExperimentRef::InProject { project, subject, experiment } => {
                 self.project(project)?;
@@ -351,6 +362,9 @@ impl<'a> Archive<'a> {
                     by_label.push(self.experiment_at(p, &arc, wanted, &lookup(p))?);
                     continue;
                 }
+                if !by_ids {
+                    continue;
+                }
                 for (name, kind) in self.tree.list(&arc)? {
                     let Some(label) = name.strip_suffix(".xml") else {
                         continue;
@@ -358,7 +372,7 @@ impl<'a> Archive<'a> {
                     if !matches!(kind, Kind::File { .. }) {
                         continue;
                     }
-                    if document_root(self.tree, &arc.join(&name)?)?.attr("ID") == Some(wanted) {
+                    if document_id(self.tree, &arc.join(&name)?)?.as_deref() == Some(wanted) {
                         by_id.push(self.experiment_at(p, &arc, label, &lookup(p))?);
                     }
                 }
@@ -398,10 +412,10 @@ impl<'a> Archive<'a> {
         let mut out = std::collections::HashMap::new();
         for s in self.subjects(project)? {
             let Some(doc) = &s.document else { continue };
-            if let Ok(root) = document_root(self.tree, doc)
-                && let Some(id) = root.attr("ID").filter(|id| !id.is_empty())
+            if let Ok(Some(id)) = document_id(self.tree, doc)
+                && !id.is_empty()
             {
-                out.insert(id.to_string(), s.label.clone());
+                out.insert(id, s.label.clone());
             }
         }
         Ok(out)
@@ -607,6 +621,21 @@ fn subdirs(tree: &Tree, folder: &RelPath) -> Result<Vec<String>> {
 /// Reads a document's root element; an unreadable document is `Corrupt`, naming the file.
 pub fn document_root(tree: &Tree, doc: &RelPath) -> Result<Element> {
     xml::parse(&tree.read(doc)?).map_err(|e| Error::Corrupt(format!("document {doc} cannot be read: {e}")))
+}
+
+/// The `ID` of a document's root element, read from the document's first 16 KiB (where XNAT's documents
+/// have their root's start tag) without parsing the rest; a document whose start tag is not there is read
+/// whole. For finding a document by ID among thousands (ID claims, `/experiments/ID`): a document malformed
+/// after its start tag still shows its ID here, and is refused when it is read whole.
+pub fn document_id(tree: &Tree, doc: &RelPath) -> Result<Option<String>> {
+    use std::io::Read;
+    const HEAD: u64 = 16 << 10;
+    let mut head = Vec::with_capacity(HEAD as usize);
+    tree.open(doc)?.take(HEAD).read_to_end(&mut head).map_err(|e| Error::io(doc.as_str(), &e))?;
+    match xml::root_start(&head) {
+        Some(root) => Ok(root.attr("ID").map(str::to_string)),
+        None => Ok(document_root(tree, doc)?.attr("ID").map(str::to_string)),
+    }
 }
 
 /// The first element (depth first) that matches.
