@@ -193,7 +193,6 @@ pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
                 // Checked whether kept or not: the same names, attributes and characters are refused.
-                let el = open(start, &reader)?;
                 if root.is_some() && stack.is_empty() {
                     return Err(err(&reader, &"content after the root element"));
                 }
@@ -202,12 +201,16 @@ pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<
                 if !empty && depth >= MAX_DEPTH {
                     return Err(err(&reader, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
-                if dropped > 0 || (depth > 0 && !keep(depth, local(&el.name))) {
+                // Checked whether kept or not, but an element that is dropped is never built.
+                let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(&reader, &e))?;
+                if dropped > 0 || (depth > 0 && !keep(depth, local(name))) {
+                    checked_start(start, &reader, &mut |_, _| {})?;
                     if !empty {
                         dropped += 1;
                     }
                     continue;
                 }
+                let el = open(start, &reader)?;
                 stack.push(el);
                 if empty {
                     close(&mut stack, &mut root);
@@ -295,31 +298,41 @@ fn reference(r: &quick_xml::events::BytesRef) -> Result<String, String> {
 }
 
 fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {
+    let mut attrs = Vec::new();
+    let name = checked_start(start, reader, &mut |k, v| attrs.push((k.to_string(), v.to_string())))?;
+    Ok(Element { name: name.to_string(), attrs, children: Vec::new() })
+}
+
+/// Checks a start tag — an element name, attribute names XML allows (never one twice), values within
+/// [`MAX_VALUE_BYTES`] and of characters XML 1.0 allows — and hands each attribute (value unescaped) to
+/// `each`; returns the element's name.
+fn checked_start<'s>(
+    start: &'s quick_xml::events::BytesStart,
+    reader: &Reader<&[u8]>,
+    each: &mut dyn FnMut(&str, &str),
+) -> Result<&'s str, XmlError> {
     let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()));
-    let name = std::str::from_utf8(start.name().as_ref()).map_err(|e| err(&e))?.to_string();
-    if !is_name(&name) {
+    let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(&e))?;
+    if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
     }
-    let mut el = Element::new(name);
+    // quick-xml refuses an attribute given twice (its checks are on by default).
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
-        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|e| err(&e))?.to_string();
-        if !is_name(&key) {
+        let key = std::str::from_utf8(attr.key.as_ref()).map_err(|e| err(&e))?;
+        if !is_name(key) {
             return Err(err(&format!("{key:?} is not an attribute name")));
         }
         if attr.value.len() > MAX_VALUE_BYTES {
             return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
         }
-        let value = attr.unescape_value().map_err(|e| err(&e))?.into_owned();
+        let value = attr.unescape_value().map_err(|e| err(&e))?;
         if let Some(c) = value.chars().find(|c| !allowed(*c)) {
             return Err(err(&format!("attribute {key} holds U+{:04X}, a character XML 1.0 does not allow", c as u32)));
         }
-        if el.attr(&key).is_some() {
-            return Err(err(&format!("attribute {key} repeated on <{}>", el.name)));
-        }
-        el.attrs.push((key, value));
+        each(key, &value);
     }
-    Ok(el)
+    Ok(name)
 }
 
 fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
@@ -484,6 +497,15 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attribute_given_twice_is_refused_whether_its_element_is_kept_or_not() {
+        let doc = b"<r><a x=\"1\" y=\"2\" x=\"3\"/></r>";
+        assert!(parse(doc).is_err());
+        assert!(parse_pruned(doc, &|_, _| false).is_err());
+        assert!(parse_pruned(b"<r><a x=\"1\" y=\"&lt;\"/></r>", &|_, _| false).is_ok());
+        assert!(parse_pruned(b"<r><a x=\"\x01\"/></r>", &|_, _| false).is_err());
+    }
 
     #[test]
     fn the_root_start_tag_from_the_first_bytes() {
