@@ -400,27 +400,30 @@ fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(
 
 /// Writes a document: the XML declaration, then the root element.
 pub fn write(root: &Element, order: AttributeOrder, indent: Indent) -> String {
+    write_without(root, order, indent, &|_| false)
+}
+
+/// [`write`], leaving out every element below the root that `skip` names (with what it holds), as if it were
+/// not there: an element whose children are all left out is written empty.
+pub fn write_without(root: &Element, order: AttributeOrder, indent: Indent, skip: &dyn Fn(&Element) -> bool) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    write_element(&mut out, root, 0, order, indent);
+    let style = Style { order, indent, skip };
+    write_element_at(&mut out, root, 0, &style, true);
     out
 }
 
-fn write_element(out: &mut String, el: &Element, depth: usize, order: AttributeOrder, indent: Indent) {
-    write_element_at(out, el, depth, order, indent, true);
+/// How [`write_without`] writes.
+struct Style<'s> {
+    order: AttributeOrder,
+    indent: Indent,
+    skip: &'s dyn Fn(&Element) -> bool,
 }
 
 /// Writes `el`, on a line of its own when `own_line` (not inside mixed content, where any added line break
 /// would become part of the text).
-fn write_element_at(
-    out: &mut String,
-    el: &Element,
-    depth: usize,
-    order: AttributeOrder,
-    indent: Indent,
-    own_line: bool,
-) {
-    let tabs = match indent {
+fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &Style, own_line: bool) {
+    let tabs = match style.indent {
         Indent::Flat => depth.saturating_sub(1),
         Indent::Pretty => depth,
     };
@@ -431,7 +434,7 @@ fn write_element_at(
     out.push('<');
     out.push_str(&el.name);
     let mut attrs: Vec<&(String, String)> = el.attrs.iter().collect();
-    if order == AttributeOrder::Sorted {
+    if style.order == AttributeOrder::Sorted {
         // Java's String.compareTo orders by UTF-16 code units; attribute names are ASCII.
         attrs.sort_by(|a, b| (a.0 == "xsi:type", &a.0).cmp(&(b.0 == "xsi:type", &b.0)));
     }
@@ -440,18 +443,22 @@ fn write_element_at(
         escape_into(out, v, true);
         out.push('"');
     }
-    if el.children.is_empty() {
+    let kept = |n: &&Node| match n {
+        Node::Element(c) => !(style.skip)(c),
+        Node::Text(_) => true,
+    };
+    if !el.children.iter().any(|n| kept(&n)) {
         out.push_str("/>");
         return;
     }
     out.push('>');
-    let has_elements = el.children.iter().any(|n| matches!(n, Node::Element(_)));
+    let has_elements = el.children.iter().filter(kept).any(|n| matches!(n, Node::Element(_)));
     // Text beside child elements (mixed content, which XNAT never writes): children inline, so that a
     // rewrite adds no whitespace to the text.
     let mixed = has_elements && el.children.iter().any(|n| matches!(n, Node::Text(_)));
-    for child in &el.children {
+    for child in el.children.iter().filter(kept) {
         match child {
-            Node::Element(c) => write_element_at(out, c, depth + 1, order, indent, own_line && !mixed),
+            Node::Element(c) => write_element_at(out, c, depth + 1, style, own_line && !mixed),
             Node::Text(t) => escape_into(out, t, false),
         }
     }

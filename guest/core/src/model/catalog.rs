@@ -75,9 +75,9 @@ impl Catalog {
 
     /// The whole document as XNAT's refresh writer lays it out (attributes sorted, tabs, UTF-8).
     pub fn to_xml(&self) -> String {
-        let mut root = self.root.clone();
-        prune_empty_containers(&mut root, &self.cat);
-        xml::write(&root, AttributeOrder::Sorted, Indent::Flat)
+        // Written without copying the tree (a copy of a million entries is a second catalog in memory).
+        let cat = self.cat.as_str();
+        xml::write_without(&self.root, AttributeOrder::Sorted, Indent::Flat, &|el| empty_container(el, cat))
     }
 
     pub fn kind(&self) -> CatalogKind {
@@ -316,18 +316,12 @@ fn container_mut<'e>(root: &'e mut Element, cat: &str, sets: &[usize]) -> Option
 
 /// XNAT omits empty `metaFields`, `tags`, `sets` and `entries` wrappers. Children first, so a wrapper that
 /// held only empty wrappers goes too (and the next read and write leaves the document as it is).
-fn prune_empty_containers(el: &mut Element, cat: &str) {
-    for c in el.elements_mut() {
-        prune_empty_containers(c, cat);
-    }
-    el.children.retain(|n| match n {
-        Node::Element(c) => {
-            !(["metaFields", "tags", "sets", "entries"].iter().any(|l| is(c, cat, l))
-                && c.children.is_empty()
-                && c.attrs.is_empty())
-        }
-        Node::Text(_) => true,
-    });
+/// A container XNAT does not write when it holds nothing (`metaFields`, `tags`, `sets`, `entries` without
+/// attributes whose children are all such empty containers).
+fn empty_container(el: &Element, cat: &str) -> bool {
+    ["metaFields", "tags", "sets", "entries"].iter().any(|l| is(el, cat, l))
+        && el.attrs.is_empty()
+        && el.children.iter().all(|n| matches!(n, Node::Element(c) if empty_container(c, cat)))
 }
 
 #[cfg(test)]
