@@ -272,19 +272,26 @@ fn text_at(
         return push_text(stack, s, reader);
     }
     *run += s.len();
-    match s.chars().find(|c| !allowed(*c)) {
-        Some(c) => Err(XmlError(format!(
+    check_text(s, *run, reader)
+}
+
+/// Text of characters XML 1.0 allows, in a text node of `node_len` bytes with it, at most [`MAX_VALUE_BYTES`].
+fn check_text(s: &str, node_len: usize, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
+    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+        return Err(XmlError(format!(
             "malformed XML at byte {}: U+{:04X} is a character XML 1.0 does not allow",
             reader.buffer_position(),
             c as u32
-        ))),
-        None if *run > MAX_VALUE_BYTES => Err(XmlError(format!(
+        )));
+    }
+    if node_len > MAX_VALUE_BYTES {
+        return Err(XmlError(format!(
             "malformed XML at byte {}: a text node longer than {} MiB",
             reader.buffer_position(),
             MAX_VALUE_BYTES >> 20
-        ))),
-        None => Ok(()),
+        )));
     }
+    Ok(())
 }
 
 /// The text of a character reference (`&#233;`) or one of XML's five predefined entities (`&amp;`); any
@@ -364,26 +371,14 @@ fn allowed(c: char) -> bool {
 }
 
 fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
-    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
-        return Err(XmlError(format!(
-            "malformed XML at byte {}: U+{:04X} is a character XML 1.0 does not allow",
-            reader.buffer_position(),
-            c as u32
-        )));
-    }
+    // Outside the root only whitespace may stand (checked below), whatever its length.
+    let node_len = stack.last().map_or(0, |el| match el.children.last() {
+        Some(Node::Text(prev)) => prev.len() + s.len(),
+        _ => s.len(),
+    });
+    check_text(s, node_len, reader)?;
     match stack.last_mut() {
         Some(el) => {
-            let before = match el.children.last() {
-                Some(Node::Text(prev)) => prev.len(),
-                _ => 0,
-            };
-            if before + s.len() > MAX_VALUE_BYTES {
-                return Err(XmlError(format!(
-                    "malformed XML at byte {}: a text node longer than {} MiB",
-                    reader.buffer_position(),
-                    MAX_VALUE_BYTES >> 20
-                )));
-            }
             if let Some(Node::Text(prev)) = el.children.last_mut() {
                 prev.push_str(s);
             } else {

@@ -169,15 +169,12 @@ impl Tree {
 
     /// The entries of a folder, sorted by name, with what each is.
     pub fn list(&self, rel: &RelPath) -> Result<Vec<(String, Kind)>> {
-        Ok(self.listing(rel, false)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
+        Ok(self.list_with(rel, false)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
     }
 
-    /// [`Tree::list`], with every regular file's [`FileStamp`].
-    pub fn list_stamped(&self, rel: &RelPath) -> Result<Vec<Listed>> {
-        self.listing(rel, true)
-    }
-
-    fn listing(&self, rel: &RelPath, stamps: bool) -> Result<Vec<Listed>> {
+    /// [`Tree::list`], with every regular file's [`FileStamp`] when `stamps` (inside the component, one more
+    /// look at each file, for its identity).
+    pub fn list_with(&self, rel: &RelPath, stamps: bool) -> Result<Vec<Listed>> {
         // Other processes add and remove files here while we list (locks, temporary files). An entry that
         // went between the listing and its stat is skipped; a listing the runtime itself breaks off because
         // an entry vanished (wasmtime stats every entry as it reads the directory, and reports one that

@@ -196,11 +196,8 @@ fn existing_experiment(
     incoming: &SessionDoc,
 ) -> Result<Option<ExperimentDir>> {
     let site = Archive::new(arch);
-    let by_label = if arch.is_dir(&RelPath::new(project)?)? {
-        site.experiment_by_label(project, label).ok().filter(|e| e.label == label)
-    } else {
-        None
-    };
+    let by_label =
+        if arch.is_dir(&RelPath::new(project)?)? { site.experiment_by_label(project, label).ok() } else { None };
     Ok(match incoming.id() {
         Some(id) if by_label.is_none() => site.experiment(&ExperimentRef::Id(id.to_string())).ok(),
         _ => by_label,

@@ -251,7 +251,6 @@ impl Row {
     }
 }
 
-/// The prearchive tree, read and changed through its grant.
 /// Which of a session's files (beside its folder, in its timestamp folder) a listing showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Seen {
@@ -297,6 +296,7 @@ impl Seen {
     }
 }
 
+/// The prearchive tree, read and changed through its grant.
 pub struct Prearchive<'a> {
     tree: &'a Tree,
 }

@@ -554,11 +554,7 @@ impl Job<'_> {
         files: &mut Vec<(String, Kind)>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<Option<String>> {
-        let listed = match self.unchanged {
-            Some(_) => self.tree.list_stamped(dir)?,
-            None => self.tree.list(dir)?.into_iter().map(|(name, kind)| (name, kind, None)).collect(),
-        };
-        for (name, kind, file_stamp) in listed {
+        for (name, kind, file_stamp) in self.tree.list_with(dir, self.unchanged.is_some())? {
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
