@@ -273,6 +273,7 @@ fn wasm_tools_prints_the_library_world() {
     for line in [
         "  import xnat:archive/progress@0.1.0;",
         "  import xnat:archive/holders@0.1.0;",
+        "  import xnat:archive/digests@0.1.0;",
         "  import xnat:archive/types@0.1.0;",
         "  export xnat:archive/catalogs@0.1.0;",
         "  export xnat:archive/prearchive@0.1.0;",
@@ -316,10 +317,14 @@ fn component_with_noop_imports(wasm_tools: &Path) -> PathBuf {
     let dir = target().join("hosts/imports-noop");
     let _ = std::fs::remove_dir_all(&dir);
     // The stub's WIT: its world, and the xnat:archive package as a dependency (only archive.wit, so that other
-    // files in wit/ never matter here).
+    // files in wit/ never matter here) with the WASI packages it uses.
     std::fs::create_dir_all(dir.join("wit/deps/archive")).unwrap();
     std::fs::copy(example.join("imports-noop.wit"), dir.join("wit/imports-noop.wit")).unwrap();
     std::fs::copy(workspace().join("wit/archive.wit"), dir.join("wit/deps/archive/archive.wit")).unwrap();
+    for wasi in std::fs::read_dir(workspace().join("wit/deps")).unwrap() {
+        let wasi = wasi.unwrap();
+        std::fs::copy(wasi.path(), dir.join("wit/deps").join(wasi.file_name())).unwrap();
+    }
     let tool = |args: &[&str]| run(Command::new(wasm_tools).args(args).current_dir(&dir));
     let wat = example.join("imports-noop.wat");
     tool(&["component", "embed", "wit", "--world", "noop", wat.to_str().unwrap(), "-o", "noop.core.wasm"]);
@@ -328,7 +333,7 @@ fn component_with_noop_imports(wasm_tools: &Path) -> PathBuf {
     tool(&["compose", component().to_str().unwrap(), "-d", "noop.wasm", "-o", plugged.to_str().unwrap()]);
     let out = tool(&["component", "wit", plugged.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&out.stdout);
-    for import in ["progress", "holders"] {
+    for import in ["progress", "holders", "digests"] {
         assert!(!printed.contains(&format!("import xnat:archive/{import}")), "still imports {import}:\n{printed}");
     }
     assert!(printed.contains("export xnat:archive/catalogs@0.1.0;"), "{printed}");

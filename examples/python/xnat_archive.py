@@ -111,6 +111,10 @@ class XnatArchive:
             with root.add_instance(f"{PACKAGE}/holders@{VERSION}") as h:
                 h.add_func("this", lambda _store: "")
                 h.add_func("alive", lambda _store, _instance: None)
+            # `digests` lets a host hash the files the component opened natively and on several cores; None says
+            # "hash them yourself", which the component then does (the descriptors are only lent for the call).
+            with root.add_instance(f"{PACKAGE}/digests@{VERSION}") as d:
+                d.add_func("digest-files", lambda _store, _files, _algorithm: None)
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

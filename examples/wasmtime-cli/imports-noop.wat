@@ -1,13 +1,17 @@
-;; A no-op implementation of the library's own imports, xnat:archive/progress and xnat:archive/holders, to be
-;; composed into the components for hosts that cannot provide them (the wasmtime CLI: `run` and `serve`).
-;; See README.md.
+;; A no-op implementation of the library's own imports, xnat:archive/progress, xnat:archive/holders and
+;; xnat:archive/digests, to be composed into the components for hosts that cannot provide them (the wasmtime
+;; CLI: `run` and `serve`). See README.md.
 ;;
 ;; Strings passed in (`begin`'s phase, `alive`'s instance) are copied by the canonical ABI into this module's
 ;; memory through `cabi_realloc`: every one lands at address 64 (memory grows when one does not fit) and is
 ;; never read. Results that do not fit in a value are returned as a pointer to them: `this` returns the
 ;; empty string (pointer 0, length 0: the zeros at address 0) and `alive` returns `none` (the zero
 ;; discriminant at address 8). Addresses below 64 are never written.
+;;
+;; `digest-files` answers `none` (the component then hashes the files itself), after dropping the descriptors
+;; it was lent: the canonical ABI requires a callee to drop every borrowed handle before it returns.
 (module
+  (import "wasi:filesystem/types@0.2.12" "[resource-drop]descriptor" (func $drop_descriptor (param i32)))
   (memory (export "memory") 1)
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
     (if (i32.gt_u (i32.add (local.get $size) (i32.const 64)) (i32.mul (memory.size) (i32.const 65536)))
@@ -18,5 +22,15 @@
   (func (export "xnat:archive/progress@0.1.0#end"))
   (func (export "xnat:archive/holders@0.1.0#this") (result i32) (i32.const 0))
   (func (export "xnat:archive/holders@0.1.0#alive") (param $instance_ptr i32) (param $instance_len i32) (result i32)
+    (i32.const 8))
+  (func (export "xnat:archive/digests@0.1.0#digest-files") (param $files i32) (param $count i32) (param $algorithm i32)
+    (result i32)
+    (local $i i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (call $drop_descriptor (i32.load (i32.add (local.get $files) (i32.shl (local.get $i) (i32.const 2)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
     (i32.const 8))
 )

@@ -5,6 +5,7 @@
 use crate::credentials::Users;
 use xnat_core::fs::tree::Tree;
 use xnat_core::import::request::Faults;
+use xnat_core::refresh::Hasher;
 
 pub use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 
@@ -13,6 +14,8 @@ pub use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 pub struct Context {
     pub archive: Tree,
     pub prearchive: Tree,
+    /// Makes the hasher a refresh uses: the host's digests (WIT `digests`) inside the component.
+    pub hasher: fn() -> Hasher,
     pub users: Users,
     /// The token signing key; `None` when tokens are disabled.
     pub secret: Option<Vec<u8>>,
@@ -41,6 +44,7 @@ impl Context {
         Context {
             archive,
             prearchive,
+            hasher: Hasher::default,
             users: Users::default(),
             secret: None,
             tenant: "default".into(),

@@ -61,12 +61,34 @@ mod component {
     use xnat_core::fs::instances::Instances;
     use xnat_core::fs::tree::Tree;
 
-    // The one import besides WASI and wasi:http: the host's knowledge of instances, for locks (D13).
+    // The imports besides WASI and wasi:http: the host's knowledge of instances, for locks (D13), and its
+    // digests of files the component opened (the descriptors are the `wasi` crate's, as xnat-core's).
     wit_bindgen::generate!({
         world: "http-imports",
         path: "../../wit",
+        with: {
+            "wasi:filesystem/types@0.2.12": wasi::filesystem::types,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
+        },
     });
-    use xnat::archive::holders;
+    use xnat::archive::{digests, holders};
+    use xnat_core::refresh::{Algorithm, Hasher, HostDigests};
+
+    /// A hasher that asks the host's digests (WIT `digests`) first.
+    fn hasher() -> Hasher {
+        Hasher::with_host(HostDigests(|files, algorithm| {
+            digests::digest_files(
+                files,
+                match algorithm {
+                    Algorithm::Md5 => xnat::archive::types::DigestAlgorithm::Md5,
+                    Algorithm::Sha256 => xnat::archive::types::DigestAlgorithm::Sha256,
+                },
+            )
+        }))
+    }
 
     struct Component;
 
@@ -79,7 +101,9 @@ mod component {
                     // Locks taken in the trees name this instance to the host, which can tell when it is gone.
                     let instances = Instances { this: holders::this, alive: holders::alive };
                     let granted = |path| Tree::new(path).with_instances(instances);
-                    let ctx = Context::from_env(|k| std::env::var(k).ok(), granted(ARCHIVE), granted(PREARCHIVE), now);
+                    let mut ctx =
+                        Context::from_env(|k| std::env::var(k).ok(), granted(ARCHIVE), granted(PREARCHIVE), now);
+                    ctx.hasher = hasher;
                     handle(&req, &ctx)
                 }
                 Err(response) => response,

@@ -592,7 +592,7 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
         trust_unchanged: params.on_unless_false("trustUnchanged") == Some(true),
         ..refresh_request(params, who)
     };
-    let reports = refresh::refresh(&ctx.archive, &request, &mut NoProgress)?;
+    let reports = refresh::refresh(&ctx.archive, &request, &mut (ctx.hasher)(), &mut NoProgress)?;
     let failure = reports.iter().find_map(|r| match &r.outcome {
         Outcome::Failed(e) => Some((r.resource.clone(), HttpError::from(e.clone()))),
         _ => None,

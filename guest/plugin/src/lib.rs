@@ -8,11 +8,19 @@
 wit_bindgen::generate!({
     world: "library",
     path: "../../wit",
+    // The descriptors lent to the host's `digests` are the ones xnat-core opens through the `wasi` crate.
+    with: {
+        "wasi:filesystem/types@0.2.12": wasi::filesystem::types,
+        "wasi:io/streams@0.2.12": wasi::io::streams,
+        "wasi:io/error@0.2.12": wasi::io::error,
+        "wasi:io/poll@0.2.12": wasi::io::poll,
+        "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
+    },
 });
 
 use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
-use xnat::archive::holders;
 use xnat::archive::types as wit;
+use xnat::archive::{digests, holders};
 use xnat_core::fs::instances::Instances;
 use xnat_core::fs::tree::Tree;
 use xnat_core::import::archive;
@@ -28,6 +36,20 @@ struct Plugin;
 /// the host can say when a lock's instance is gone and the lock may be taken over at once.
 fn granted(path: &str) -> Tree {
     Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive })
+}
+
+/// The host's digests (WIT `digests`) of files xnat-core opened.
+fn host_digests(
+    files: &[&wasi::filesystem::types::Descriptor],
+    algorithm: refresh::Algorithm,
+) -> Option<Vec<Result<String, String>>> {
+    digests::digest_files(
+        files,
+        match algorithm {
+            refresh::Algorithm::Md5 => wit::DigestAlgorithm::Md5,
+            refresh::Algorithm::Sha256 => wit::DigestAlgorithm::Sha256,
+        },
+    )
 }
 
 impl catalogs::Guest for Plugin {
@@ -54,7 +76,8 @@ impl catalogs::Guest for Plugin {
             event_id: request.event_id,
             trust_unchanged: request.trust_unchanged.unwrap_or(false),
         };
-        let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut HostProgress).map_err(error)?;
+        let mut hasher = refresh::Hasher::with_host(refresh::HostDigests(host_digests));
+        let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut hasher, &mut HostProgress).map_err(error)?;
         Ok(reports.into_iter().map(report).collect())
     }
 

@@ -8,14 +8,19 @@ use super::types as public;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "library",
+    // The descriptors the component lends to `digests` are wasmtime-wasi's own (see `crate::wasm::digests`).
+    with: { "wasi": wasmtime_wasi::p2::bindings::sync },
+    require_store_data_send: true,
 });
 
+pub(crate) use xnat::archive::digests::{self as digests, Host as DigestsHost};
 pub(crate) use xnat::archive::holders::{self as holders, Host as HoldersHost};
-pub(crate) use xnat::archive::progress::Host as ProgressHost;
+pub(crate) use xnat::archive::progress::{self as progress, Host as ProgressHost};
 use xnat::archive::types as wit;
+pub(crate) use xnat::archive::types::DigestAlgorithm as WitDigestAlgorithm;
 /// The component's own error, before it becomes the public [`public::Error`].
 pub(crate) use xnat::archive::types::Error as WitError;
-pub(crate) use xnat::archive::types::Host as TypesHost;
+pub(crate) use xnat::archive::types::{self as types, Host as TypesHost};
 
 impl From<public::RefreshRequest> for wit::RefreshRequest {
     fn from(r: public::RefreshRequest) -> Self {
@@ -45,6 +50,15 @@ impl From<public::RefreshRequest> for wit::RefreshRequest {
             user: r.user,
             event_id: r.event_id,
             trust_unchanged: r.trust_unchanged.then_some(true),
+        }
+    }
+}
+
+impl From<wit::DigestAlgorithm> for crate::wasm::digests::Algorithm {
+    fn from(a: wit::DigestAlgorithm) -> Self {
+        match a {
+            wit::DigestAlgorithm::Md5 => crate::wasm::digests::Algorithm::Md5,
+            wit::DigestAlgorithm::Sha256 => crate::wasm::digests::Algorithm::Sha256,
         }
     }
 }

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::tenant::Tenant;
-use crate::library::bindings::holders;
+use crate::library::bindings::{DigestsHost, WitDigestAlgorithm, digests, holders};
 use crate::wasm::engine::{self, Stop};
 use crate::wasm::instances::Instance;
 use crate::wasm::limits::{Limiter, MemoryRefused};
@@ -101,10 +101,11 @@ impl HttpComponent {
         holders::add_to_linker::<State, wasmtime::component::HasSelf<Instance>>(&mut linker, |state| {
             &mut state.instance
         })?;
+        digests::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         let pre = linker.instantiate_pre(&component).and_then(ProxyPre::new).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component is not an HTTP component this host can run (it must export \
-                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http and xnat:archive/holders)",
+                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http, xnat:archive/holders and xnat:archive/digests)",
             )
         })?;
         engine::start_ticker(&engine);
@@ -383,6 +384,16 @@ struct State {
     /// Alive while the store is: the locks the instance takes name it, and a lock of a request that was
     /// stopped (its time limit, a trap) is taken over by the next request at once.
     instance: Instance,
+}
+
+impl DigestsHost for State {
+    fn digest_files(
+        &mut self,
+        files: Vec<wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>>,
+        algorithm: WitDigestAlgorithm,
+    ) -> Option<Vec<Result<String, String>>> {
+        Some(crate::wasm::digests::digest_files(&self.table, &files, algorithm.into()))
+    }
 }
 
 impl WasiView for State {

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use std::sync::Arc;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource, ResourceTable};
 
 use wasmtime::{Engine, Store};
+use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::engine::{self, Shared, Stop};
@@ -19,7 +20,10 @@ use super::grant::Grant;
 use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
-use crate::library::bindings::{HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost, WitError};
+use crate::library::bindings::{
+    DigestsHost, HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost, WitDigestAlgorithm, WitError, digests,
+    holders, progress, types,
+};
 use crate::library::size::human_size;
 use crate::library::types::{
     ArchiveRequest, Archived, CreatedResource, Error, LockPolicy, PrearchiveRow, Recovered, RefreshRequest,
@@ -86,7 +90,11 @@ impl Runtime {
     fn link(component: &Component) -> anyhow::Result<Runtime> {
         let mut linker = Linker::<State>::new(component.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Library::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        // The world's own imports (its WASI imports are wasmtime-wasi's, linked above).
+        types::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        progress::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        holders::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        digests::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         let not_ours = |e: wasmtime::Error| {
             anyhow::Error::from(e).context(
                 "the component does not export xnat:archive's interfaces as this host expects (built for another \
@@ -417,6 +425,16 @@ impl HoldersHost for State {
 
     fn alive(&mut self, instance: String) -> Option<bool> {
         self.instance.alive(instance)
+    }
+}
+
+impl DigestsHost for State {
+    fn digest_files(
+        &mut self,
+        files: Vec<Resource<Descriptor>>,
+        algorithm: WitDigestAlgorithm,
+    ) -> Option<Vec<Result<String, String>>> {
+        Some(crate::wasm::digests::digest_files(&self.table, &files, algorithm.into()))
     }
 }
 

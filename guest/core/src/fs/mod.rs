@@ -6,3 +6,6 @@ pub mod instances;
 pub mod lock;
 pub mod tree;
 mod wasi_dir;
+
+#[cfg(target_os = "wasi")]
+pub(crate) use wasi_dir::open_read;

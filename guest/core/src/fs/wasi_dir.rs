@@ -7,12 +7,14 @@
 //! the folder's descriptor: one `stat-at` per file, which wasmtime answers with a single `statx`.
 //!
 //! Only trees below a preopened directory are listed this way; anything else (no preopen matches) is left
-//! to std.
+//! to std. Files are opened here too when their descriptor is lent to the host (WIT `digests`).
 
 #![cfg_attr(not(target_os = "wasi"), allow(dead_code))]
 
 #[cfg(target_os = "wasi")]
 pub(super) use component::list;
+#[cfg(target_os = "wasi")]
+pub(crate) use component::open_read;
 
 /// Why a listing did not give the folder's entries.
 pub(super) enum Failure {
@@ -64,14 +66,7 @@ mod component {
         if UNUSABLE.get() {
             return None;
         }
-        let listed = PREOPENS.with(|cell| {
-            let preopens = cell.get_or_init(get_directories);
-            let (dir, rest) = preopens
-                .iter()
-                .filter_map(|(d, name)| below(name, path).map(|rest| (d, rest)))
-                .min_by_key(|(_, rest)| rest.len())?;
-            Some(list_below(dir, rest, stamps))
-        })?;
+        let listed = in_preopen(path, |dir, rest| list_below(dir, rest, stamps))?;
         // An error std would classify (missing, not a folder, no permission) is the folder's answer; any other
         // says more about the runtime than about the folder.
         if let Err(Failure::Io(e)) = &listed
@@ -81,6 +76,29 @@ mod component {
             return None;
         }
         Some(listed)
+    }
+
+    /// The file at guest path `path`, opened for reading as a descriptor (a symbolic link is not followed);
+    /// `None` when no preopen holds it or the runtime cannot be used this way.
+    pub(crate) fn open_read(path: &str) -> Option<Result<Descriptor, std::io::Error>> {
+        if UNUSABLE.get() {
+            return None;
+        }
+        in_preopen(path, |dir, rest| {
+            dir.open_at(PathFlags::empty(), rest, OpenFlags::empty(), DescriptorFlags::READ).map_err(io_error)
+        })
+    }
+
+    /// `f` of the innermost preopen holding guest path `path` and the path below it; `None` when none does.
+    fn in_preopen<R>(path: &str, f: impl FnOnce(&Descriptor, &str) -> R) -> Option<R> {
+        PREOPENS.with(|cell| {
+            let preopens = cell.get_or_init(get_directories);
+            let (dir, rest) = preopens
+                .iter()
+                .filter_map(|(d, name)| below(name, path).map(|rest| (d, rest)))
+                .min_by_key(|(_, rest)| rest.len())?;
+            Some(f(dir, rest))
+        })
     }
 
     fn list_below(preopen: &Descriptor, rest: &str, stamps: bool) -> Result<Vec<Listed>, Failure> {

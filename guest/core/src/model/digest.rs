@@ -1,5 +1,9 @@
 //! File digests as XNAT stores them in `cat:entry/@digest`: lowercase hex MD5 by default (D5), SHA-256
 //! on request. Files are streamed through one reusable buffer, so memory does not grow with file size.
+//!
+//! Inside the component, a host that offers it (WIT `digests`) computes a batch of digests natively and in
+//! parallel over files the component opened itself ([`HostDigests`]); a host that answers `none`, a tree
+//! outside the preopens and native code hash here, one file after another.
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
@@ -34,18 +38,118 @@ impl Algorithm {
     }
 }
 
-/// A reusable hashing buffer (one per worker).
+/// Files of at most this many bytes in all, and at most [`BATCH_FILES`], are hashed in one batch: a batch
+/// is long enough to keep every core of a host busy and short enough to renew a lock between batches.
+pub const BATCH_BYTES: u64 = 64 << 20;
+/// See [`BATCH_BYTES`].
+pub const BATCH_FILES: usize = 64;
+
+/// The host's digest function (WIT `digests.digest-files`), as the adapter binds it: the digests of the
+/// files behind the descriptors, in order, or `None` when the host does not compute digests.
+#[cfg(target_os = "wasi")]
+#[derive(Debug, Clone, Copy)]
+pub struct HostDigests(pub fn(&[&wasi::filesystem::types::Descriptor], Algorithm) -> Option<Vec<HostDigest>>);
+
+/// One file's digest from the host, or why it could not read the file.
+#[cfg(target_os = "wasi")]
+pub type HostDigest = std::result::Result<String, String>;
+
+/// Hashes files: one reusable buffer, and the host's digests when it offers them.
 pub struct Hasher {
     buf: Vec<u8>,
+    #[cfg(target_os = "wasi")]
+    host: Option<HostDigests>,
+    /// Whether the host was asked if it computes digests at all.
+    #[cfg(target_os = "wasi")]
+    probed: bool,
 }
 
 impl Default for Hasher {
     fn default() -> Self {
-        Hasher { buf: vec![0; BUFFER_SIZE] }
+        Hasher {
+            buf: vec![0; BUFFER_SIZE],
+            #[cfg(target_os = "wasi")]
+            host: None,
+            #[cfg(target_os = "wasi")]
+            probed: false,
+        }
     }
 }
 
 impl Hasher {
+    /// A hasher that asks the host first (the component adapters bind `host` to their WIT import).
+    #[cfg(target_os = "wasi")]
+    pub fn with_host(host: HostDigests) -> Hasher {
+        Hasher { host: Some(host), ..Hasher::default() }
+    }
+
+    /// The digests of a batch of files, in order (see [`BATCH_BYTES`] for a good batch). The first file
+    /// that cannot be read fails the batch.
+    pub fn files(&mut self, tree: &Tree, files: &[(RelPath, Algorithm)]) -> Result<Vec<String>> {
+        #[cfg(target_os = "wasi")]
+        if let Some(digests) = self.on_host(tree, files) {
+            return digests;
+        }
+        files.iter().map(|(rel, alg)| self.file(tree, rel, *alg, &mut |_| {})).collect()
+    }
+
+    /// The batch's digests from the host, one call per algorithm; `None` when the host does not compute
+    /// them (it is not asked again) or the tree is not below a preopen.
+    #[cfg(target_os = "wasi")]
+    fn on_host(&mut self, tree: &Tree, files: &[(RelPath, Algorithm)]) -> Option<Result<Vec<String>>> {
+        let host = self.host?;
+        if !self.probed {
+            // Asked with no files first, so that a host without digests is never lent a descriptor (wasmtime-py
+            // 50 fails on borrowed handles passed to Python functions).
+            self.probed = true;
+            if (host.0)(&[], Algorithm::Md5).is_none() {
+                self.host = None;
+                return None;
+            }
+        }
+        let mut out = vec![String::new(); files.len()];
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let picked: Vec<usize> = (0..files.len()).filter(|&i| files[i].1 == alg).collect();
+            if picked.is_empty() {
+                continue;
+            }
+            let mut opened = Vec::with_capacity(picked.len());
+            for &i in &picked {
+                let path = tree.path(&files[i].0);
+                match crate::fs::open_read(path.to_str()?)? {
+                    Ok(d) => opened.push(d),
+                    Err(e) => return Some(Err(Error::io(files[i].0.as_str(), &e))),
+                }
+            }
+            let lent: Vec<&wasi::filesystem::types::Descriptor> = opened.iter().collect();
+            let Some(digests) = (host.0)(&lent, alg) else {
+                self.host = None;
+                return None;
+            };
+            if digests.len() != picked.len() {
+                return Some(Err(Error::Io(format!(
+                    "the host answered {} digests for {} files; report this to whoever runs the host",
+                    digests.len(),
+                    picked.len()
+                ))));
+            }
+            for (&i, digest) in picked.iter().zip(digests) {
+                out[i] = match digest {
+                    Ok(d) if Algorithm::of_stored(&d) == Some(alg) => d.to_ascii_lowercase(),
+                    Ok(d) => {
+                        return Some(Err(Error::Io(format!(
+                            "the host answered {d:?} as the {alg:?} digest of {}, which is not one; report this \
+                             to whoever runs the host",
+                            files[i].0
+                        ))));
+                    }
+                    Err(e) => return Some(Err(Error::io(files[i].0.as_str(), &std::io::Error::other(e)))),
+                };
+            }
+        }
+        Some(Ok(out))
+    }
+
     /// The lowercase hex digest of a file, read to its end. `on_bytes` hears how much was read.
     pub fn file(
         &mut self,
@@ -85,6 +189,24 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_hashed_in_order_with_each_files_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"a").unwrap();
+        std::fs::write(dir.path().join("b"), b"b").unwrap();
+        let tree = Tree::new(dir.path());
+        let rel = |s| RelPath::new(s).unwrap();
+        let got = Hasher::default()
+            .files(&tree, &[(rel("a"), Algorithm::Sha256), (rel("b"), Algorithm::Md5), (rel("a"), Algorithm::Md5)])
+            .unwrap();
+        assert_eq!(
+            got,
+            [hex::encode(Sha256::digest(b"a")), hex::encode(Md5::digest(b"b")), hex::encode(Md5::digest(b"a"))]
+        );
+        let gone = Hasher::default().files(&tree, &[(rel("a"), Algorithm::Md5), (rel("c"), Algorithm::Md5)]);
+        assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    }
 
     #[test]
     fn known_digests() {

@@ -23,7 +23,10 @@ use crate::fs::tree::{FileStamp, Kind, RelPath, TEMP_PREFIX, Tree};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::{Catalog, CatalogKind, EntryLoc};
 pub use crate::model::digest::Algorithm;
-use crate::model::digest::Hasher;
+pub use crate::model::digest::Hasher;
+#[cfg(target_os = "wasi")]
+pub use crate::model::digest::HostDigests;
+use crate::model::digest::{BATCH_BYTES, BATCH_FILES};
 use crate::progress::Progress;
 use crate::site::document;
 use crate::site::layout::{Archive, ResourceDir};
@@ -140,7 +143,13 @@ pub struct ResourceReport {
 /// Refreshes every resource the request names, one after another. A malformed or unknown URI fails the
 /// whole call before anything is touched; a resource that cannot be refreshed gets a `Failed` report and
 /// the others go on.
-pub fn refresh(archive: &Tree, req: &Request, progress: &mut dyn Progress) -> Result<Vec<ResourceReport>> {
+/// Files are hashed by `hasher` (the host's digests, when the adapter made it with them).
+pub fn refresh(
+    archive: &Tree,
+    req: &Request,
+    hasher: &mut Hasher,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ResourceReport>> {
     if req.resources.is_empty() {
         return Err(Error::BadRequest("no resource given; name at least one resource URI".into()));
     }
@@ -154,7 +163,6 @@ pub fn refresh(archive: &Tree, req: &Request, progress: &mut dyn Progress) -> Re
         Mode::Verify => Options::ALL,
         _ => req.options.or_default(),
     };
-    let mut hasher = Hasher::default();
     let mut reports = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         let trusting = req.trust_unchanged && options.checksum && req.mode != Mode::Verify;
@@ -164,7 +172,7 @@ pub fn refresh(archive: &Tree, req: &Request, progress: &mut dyn Progress) -> Re
             options,
             req,
             stamp: &stamp,
-            hasher: &mut hasher,
+            hasher: &mut *hasher,
             progress: &mut *progress,
             unchanged: trusting.then(Trust::default),
         };
@@ -324,7 +332,8 @@ impl Job<'_> {
     }
 
     /// Updates the entries of the files found and makes entries for the files the catalog lacks (with
-    /// their sizes, added in [`Job::settle`]). Returns how many entries changed, and the new ones.
+    /// their sizes, added in [`Job::settle`]). Returns how many entries changed, and the new ones. Files are
+    /// hashed in batches (one call to the host's digests each, when it offers them).
     fn update_entries(
         &mut self,
         catalog: &mut Catalog,
@@ -340,36 +349,102 @@ impl Job<'_> {
         self.progress.begin(&self.dir.uri, to_hash);
         let mut modified = 0usize;
         let mut new_entries = Vec::new();
-        for (rel, kind) in files {
-            let Kind::File { len } = kind else { continue };
+        let mut rest = files;
+        while !rest.is_empty() {
+            let batch = &rest[..batch_len(rest)];
+            rest = &rest[batch.len()..];
             Lock::renew_due()?;
-            if let Some(ix) = index.get(rel) {
-                if self.update_entry(catalog, &ix.loc, rel, *len, report)? {
-                    report.modified.push(rel.clone());
-                    modified += 1;
+            let digests = self.digests(catalog, index, batch, report)?;
+            for ((rel, kind), digest) in batch.iter().zip(digests) {
+                let Kind::File { len } = kind else { continue };
+                if let Some(ix) = index.get(rel) {
+                    if self.update_entry(catalog, &ix.loc, rel, *len, digest) {
+                        report.modified.push(rel.clone());
+                        modified += 1;
+                    }
+                } else if self.options.append {
+                    new_entries.push((self.new_entry(catalog, rel, digest), *len));
+                    report.added.push(rel.clone());
                 }
-            } else if self.options.append {
-                new_entries.push((self.new_entry(catalog, rel)?, *len));
-                report.added.push(rel.clone());
             }
         }
         self.progress.end();
         Ok((modified, new_entries))
     }
 
-    /// Brings one entry in line with its file (`rel`, `len` bytes); whether it changed.
+    /// The digest to store for each file of a batch (`None` for what is not hashed): trusted from the
+    /// stamp, or hashed, compared with the stored digest and reported when they differ.
+    fn digests(
+        &mut self,
+        catalog: &Catalog,
+        index: &HashMap<String, Indexed>,
+        batch: &[(String, Kind)],
+        report: &mut ResourceReport,
+    ) -> Result<Vec<Option<String>>> {
+        let mut out = vec![None; batch.len()];
+        if !self.options.checksum {
+            return Ok(out);
+        }
+        // What each file needs: its stored digest (to compare), and hashing with which algorithm.
+        let mut stored = vec![None; batch.len()];
+        let mut to_hash = Vec::new();
+        let mut hashed = Vec::new();
+        for (i, (rel, kind)) in batch.iter().enumerate() {
+            if !matches!(kind, Kind::File { .. }) {
+                continue;
+            }
+            let entry = match index.get(rel) {
+                Some(ix) => Some(catalog.entry(&ix.loc)),
+                None if self.options.append => None,
+                None => continue,
+            };
+            let digest = entry.and_then(|e| e.attr("digest")).map(str::trim).filter(|d| !d.is_empty());
+            if let (Some(trust), Some(d)) = (&mut self.unchanged, digest)
+                && trust.stamps.unchanged(rel, trust.listed.get(rel), d)
+            {
+                trust.digests.push((rel.to_owned(), d.to_owned()));
+                report.trusted += 1;
+                self.progress.advance(1);
+                out[i] = Some(d.to_owned());
+                continue;
+            }
+            let alg = digest.and_then(Algorithm::of_stored).unwrap_or(self.req.algorithm);
+            to_hash.push((self.dir.folder.join_path(rel)?, alg));
+            hashed.push(i);
+            stored[i] = digest.map(str::to_owned);
+        }
+        let actual = self.hasher.files(self.tree, &to_hash)?;
+        for (i, actual) in hashed.into_iter().zip(actual) {
+            let rel = &batch[i].0;
+            self.progress.advance(1);
+            let kept = match stored[i].take() {
+                // A stored digest that only differs in case is kept as it is.
+                Some(s) if s.eq_ignore_ascii_case(&actual) => s,
+                Some(s) => {
+                    report.mismatches.push(Mismatch { path: rel.clone(), stored: s, actual: actual.clone() });
+                    actual
+                }
+                None => actual,
+            };
+            if let Some(trust) = &mut self.unchanged {
+                trust.digests.push((rel.to_owned(), kept.clone()));
+            }
+            out[i] = Some(kept);
+        }
+        Ok(out)
+    }
+
+    /// Brings one entry in line with its file (`rel`, `len` bytes, `digest` when checksummed); whether it
+    /// changed.
     fn update_entry(
         &mut self,
         catalog: &mut Catalog,
         loc: &EntryLoc,
         rel: &str,
         len: u64,
-        report: &mut ResourceReport,
-    ) -> Result<bool> {
-        let stored = catalog.entry(loc).attr("digest").map(str::to_string);
+        digest: Option<String>,
+    ) -> bool {
         let is_dicom = catalog.entry(loc).is_dicom();
-        let digest =
-            if self.options.checksum { Some(self.check_digest(rel, stored.as_deref(), report)?) } else { None };
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let stamp = &self.stamp;
         let mut e = catalog.entry_mut(loc);
@@ -396,11 +471,11 @@ impl Job<'_> {
             e.set_attr("modifiedTime", stamp.entry_time());
             e.set_attr("modifiedEventId", stamp.event());
         }
-        Ok(changed)
+        changed
     }
 
     /// A new entry for a file the catalog lacks (its size is added in [`Job::settle`]).
-    fn new_entry(&mut self, catalog: &Catalog, rel: &str) -> Result<Element> {
+    fn new_entry(&mut self, catalog: &Catalog, rel: &str, digest: Option<String>) -> Element {
         let mut e = catalog.new_entry(rel);
         e.attrs.push(("ID".into(), rel.to_owned()));
         e.attrs.push(("cachePath".into(), rel.to_owned()));
@@ -410,16 +485,10 @@ impl Job<'_> {
         if let Some(user) = &self.stamp.user {
             e.attrs.push(("createdBy".into(), user.clone()));
         }
-        if self.options.checksum {
-            let file = self.dir.folder.join_path(rel)?;
-            let d = self.hasher.file(self.tree, &file, self.req.algorithm, &mut |_| {})?;
-            self.progress.advance(1);
-            if let Some(trust) = &mut self.unchanged {
-                trust.digests.push((rel.to_owned(), d.clone()));
-            }
+        if let Some(d) = digest {
             e.attrs.push(("digest".into(), d));
         }
-        Ok(e)
+        e
     }
 
     /// Removes the entries whose files are gone (with `delete`), appends the new ones with their sizes,
@@ -507,41 +576,6 @@ impl Job<'_> {
             Outcome::Unchanged
         };
         Ok(())
-    }
-
-    /// Hashes a cataloged file and compares it with its stored digest. Returns the digest to store.
-    fn check_digest(&mut self, rel: &str, stored: Option<&str>, report: &mut ResourceReport) -> Result<String> {
-        let stored = stored.map(str::trim).filter(|s| !s.is_empty());
-        if let (Some(trust), Some(stored)) = (&mut self.unchanged, stored)
-            && trust.stamps.unchanged(rel, trust.listed.get(rel), stored)
-        {
-            trust.digests.push((rel.to_owned(), stored.to_owned()));
-            report.trusted += 1;
-            self.progress.advance(1);
-            return Ok(stored.to_string());
-        }
-        let alg = stored.and_then(Algorithm::of_stored).unwrap_or(self.req.algorithm);
-        let file = self.dir.folder.join_path(rel)?;
-        let actual = self.hasher.file(self.tree, &file, alg, &mut |_| {})?;
-        self.progress.advance(1);
-        if let Some(stored) = stored
-            && !stored.eq_ignore_ascii_case(&actual)
-        {
-            report.mismatches.push(Mismatch {
-                path: rel.to_string(),
-                stored: stored.to_string(),
-                actual: actual.clone(),
-            });
-        }
-        // A stored digest that only differs in case is kept as it is.
-        let kept = match stored {
-            Some(s) if s.eq_ignore_ascii_case(&actual) => s.to_string(),
-            _ => actual,
-        };
-        if let Some(trust) = &mut self.unchanged {
-            trust.digests.push((rel.to_owned(), kept.clone()));
-        }
-        Ok(kept)
     }
 
     /// Walks `dir` (relative `prefix` inside the resource folder), collecting files and what else it sees.
@@ -634,6 +668,21 @@ impl Job<'_> {
         let lock = catalog.parent().join(&format!(".~lock-{}.refresh", catalog.name()))?;
         Lock::acquire(self.tree, &lock, "REFRESHING", &format!("catalog {catalog} (another refresh)"))
     }
+}
+
+/// How many of `files` (from the first) make the next hashing batch: at most [`BATCH_FILES`] and, past the
+/// first, at most [`BATCH_BYTES`] of regular files in all.
+fn batch_len(files: &[(String, Kind)]) -> usize {
+    let mut bytes = 0u64;
+    for (i, (_, kind)) in files.iter().enumerate().take(BATCH_FILES) {
+        if let Kind::File { len } = kind {
+            bytes = bytes.saturating_add(*len);
+            if bytes > BATCH_BYTES && i > 0 {
+                return i;
+            }
+        }
+    }
+    files.len().min(BATCH_FILES)
 }
 
 fn cat_prefix(catalog: &Catalog) -> String {
@@ -804,7 +853,7 @@ mod tests {
             event_id: Some(7),
             ..Default::default()
         };
-        let mut r = refresh(tree, &req, &mut NoProgress).unwrap();
+        let mut r = refresh(tree, &req, &mut Hasher::default(), &mut NoProgress).unwrap();
         assert_eq!(r.len(), 1);
         r.pop().unwrap()
     }
@@ -817,6 +866,42 @@ mod tests {
         let mut v: Vec<String> = cat.entry_locs().iter().map(|l| cat.entry(l).uri().unwrap().to_string()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn batches_are_bounded_by_files_and_bytes() {
+        let files = |lens: &[u64]| -> Vec<(String, Kind)> {
+            lens.iter().map(|&len| (String::new(), Kind::File { len })).collect()
+        };
+        assert_eq!(batch_len(&files(&[1; 200])), BATCH_FILES);
+        assert_eq!(batch_len(&files(&[1; 3])), 3);
+        // One file larger than a batch is a batch of its own; bytes stop a batch before it overflows.
+        assert_eq!(batch_len(&files(&[BATCH_BYTES * 2, 1])), 1);
+        assert_eq!(batch_len(&files(&[BATCH_BYTES / 2, BATCH_BYTES / 2 - 1, 1, 1])), 3);
+        // Folders and links weigh nothing.
+        let mut mixed = files(&[BATCH_BYTES]);
+        mixed.push((String::new(), Kind::Dir));
+        mixed.push((String::new(), Kind::Symlink));
+        assert_eq!(batch_len(&mixed), 3);
+    }
+
+    #[test]
+    fn many_batches_hash_every_file_and_report_each_mismatch_once() {
+        let (d, tree) = site();
+        let count = BATCH_FILES * 2 + 5;
+        for i in 0..count {
+            put(d.path(), &format!("f{i:03}"), format!("file {i}").as_bytes());
+        }
+        assert_eq!(run(&tree, Options::default(), Mode::Apply).added.len(), count);
+        for i in [0, BATCH_FILES, count - 1] {
+            put(d.path(), &format!("f{i:03}"), b"changed");
+        }
+        let r = run(&tree, Options { checksum: true, ..Default::default() }, Mode::Verify);
+        let mut bad: Vec<&str> = r.mismatches.iter().map(|m| m.path.as_str()).collect();
+        bad.sort();
+        assert_eq!(bad, [format!("f{:03}", 0), format!("f{BATCH_FILES:03}"), format!("f{:03}", count - 1)]);
+        let md5_changed = "8977dfac2f8e04cb96e66882235f5aba"; // md5("changed")
+        assert!(r.mismatches.iter().all(|m| m.actual == md5_changed), "{:?}", r.mismatches);
     }
 
     #[test]
@@ -970,7 +1055,7 @@ mod tests {
         let refresh_with = |trust_unchanged: bool, mode: Mode| {
             let req =
                 Request { resources: vec![URI.into()], options: opts, mode, trust_unchanged, ..Default::default() };
-            refresh(&tree, &req, &mut NoProgress).unwrap().pop().unwrap()
+            refresh(&tree, &req, &mut Hasher::default(), &mut NoProgress).unwrap().pop().unwrap()
         };
         let stamp = d.path().join(RES).join(".~lock-R_catalog.xml.stamp");
         let first = refresh_with(true, Mode::Apply);
