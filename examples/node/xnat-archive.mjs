@@ -173,9 +173,9 @@ export class XnatArchive {
       'xnat:archive/progress': progress,
       // Who holds locks: this host cannot tell, so a dead holder's lock waits for its 30 s lease.
       'xnat:archive/holders': { this: () => '', alive: () => undefined },
-      // Digests of the files the component opened: this host does not compute them (undefined is `none`), so
-      // the component hashes them itself.
-      'xnat:archive/digests': { digestFiles: () => undefined },
+      // Digests computed by the host: this one does not (`computes` is false), so the component hashes the
+      // files itself and never calls `digestFiles`.
+      'xnat:archive/digests': { computes: () => false, digestFiles: () => [] },
       'xnat:archive/types': {}, // an interface of types only: nothing to provide
     };
     const exports = await this.#instantiate((path) => this.#module(path), imports);

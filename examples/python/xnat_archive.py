@@ -111,10 +111,12 @@ class XnatArchive:
             with root.add_instance(f"{PACKAGE}/holders@{VERSION}") as h:
                 h.add_func("this", lambda _store: "")
                 h.add_func("alive", lambda _store, _instance: None)
-            # `digests` lets a host hash the files the component opened natively and on several cores; None says
-            # "hash them yourself", which the component then does (the descriptors are only lent for the call).
+            # `digests` lets a host hash files natively and on several cores, beneath a folder the component lends.
+            # This host does not (`computes` is False): the component hashes them itself and never calls
+            # `digest-files` (wasmtime-py 50 cannot take the borrowed folder anyway).
             with root.add_instance(f"{PACKAGE}/digests@{VERSION}") as d:
-                d.add_func("digest-files", lambda _store, _files, _algorithm: None)
+                d.add_func("computes", lambda _store: False)
+                d.add_func("digest-files", lambda _store, _folder, _paths, _algorithm: [])
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

@@ -79,15 +79,19 @@ mod component {
 
     /// A hasher that asks the host's digests (WIT `digests`) first.
     fn hasher() -> Hasher {
-        Hasher::with_host(HostDigests(|files, algorithm| {
-            digests::digest_files(
-                files,
-                match algorithm {
-                    Algorithm::Md5 => xnat::archive::types::DigestAlgorithm::Md5,
-                    Algorithm::Sha256 => xnat::archive::types::DigestAlgorithm::Sha256,
-                },
-            )
-        }))
+        Hasher::with_host(HostDigests {
+            computes: digests::computes,
+            digest_files: |folder, paths, algorithm| {
+                digests::digest_files(
+                    folder,
+                    paths,
+                    match algorithm {
+                        Algorithm::Md5 => xnat::archive::types::DigestAlgorithm::Md5,
+                        Algorithm::Sha256 => xnat::archive::types::DigestAlgorithm::Sha256,
+                    },
+                )
+            },
+        })
     }
 
     struct Component;

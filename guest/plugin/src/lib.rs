@@ -38,19 +38,20 @@ fn granted(path: &str) -> Tree {
     Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive })
 }
 
-/// The host's digests (WIT `digests`) of files xnat-core opened.
-fn host_digests(
-    files: &[&wasi::filesystem::types::Descriptor],
-    algorithm: refresh::Algorithm,
-) -> Option<Vec<Result<String, String>>> {
-    digests::digest_files(
-        files,
-        match algorithm {
-            refresh::Algorithm::Md5 => wit::DigestAlgorithm::Md5,
-            refresh::Algorithm::Sha256 => wit::DigestAlgorithm::Sha256,
-        },
-    )
-}
+/// The host's digests (WIT `digests`).
+const HOST_DIGESTS: refresh::HostDigests = refresh::HostDigests {
+    computes: digests::computes,
+    digest_files: |folder, paths, algorithm| {
+        digests::digest_files(
+            folder,
+            paths,
+            match algorithm {
+                refresh::Algorithm::Md5 => wit::DigestAlgorithm::Md5,
+                refresh::Algorithm::Sha256 => wit::DigestAlgorithm::Sha256,
+            },
+        )
+    },
+};
 
 impl catalogs::Guest for Plugin {
     fn refresh(request: wit::RefreshRequest) -> Result<Vec<wit::ResourceReport>, wit::Error> {
@@ -76,7 +77,7 @@ impl catalogs::Guest for Plugin {
             event_id: request.event_id,
             trust_unchanged: request.trust_unchanged.unwrap_or(false),
         };
-        let mut hasher = refresh::Hasher::with_host(refresh::HostDigests(host_digests));
+        let mut hasher = refresh::Hasher::with_host(HOST_DIGESTS);
         let reports = refresh::refresh(&granted(ARCHIVE), &req, &mut hasher, &mut HostProgress).map_err(error)?;
         Ok(reports.into_iter().map(report).collect())
     }

@@ -387,12 +387,17 @@ struct State {
 }
 
 impl DigestsHost for State {
+    fn computes(&mut self) -> bool {
+        true
+    }
+
     fn digest_files(
         &mut self,
-        files: Vec<wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>>,
+        folder: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        paths: Vec<String>,
         algorithm: WitDigestAlgorithm,
-    ) -> Option<Vec<Result<String, String>>> {
-        Some(crate::wasm::digests::digest_files(&self.table, &files, algorithm.into()))
+    ) -> Vec<Result<String, String>> {
+        crate::wasm::digests::digest_files(&self.table, &folder, &paths, algorithm.into())
     }
 }
 

@@ -429,12 +429,17 @@ impl HoldersHost for State {
 }
 
 impl DigestsHost for State {
+    fn computes(&mut self) -> bool {
+        true
+    }
+
     fn digest_files(
         &mut self,
-        files: Vec<Resource<Descriptor>>,
+        folder: Resource<Descriptor>,
+        paths: Vec<String>,
         algorithm: WitDigestAlgorithm,
-    ) -> Option<Vec<Result<String, String>>> {
-        Some(crate::wasm::digests::digest_files(&self.table, &files, algorithm.into()))
+    ) -> Vec<Result<String, String>> {
+        crate::wasm::digests::digest_files(&self.table, &folder, &paths, algorithm.into())
     }
 }
 

@@ -8,4 +8,4 @@ pub mod tree;
 mod wasi_dir;
 
 #[cfg(target_os = "wasi")]
-pub(crate) use wasi_dir::open_read;
+pub(crate) use wasi_dir::in_preopen;

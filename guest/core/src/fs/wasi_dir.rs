@@ -7,14 +7,14 @@
 //! the folder's descriptor: one `stat-at` per file, which wasmtime answers with a single `statx`.
 //!
 //! Only trees below a preopened directory are listed this way; anything else (no preopen matches) is left
-//! to std. Files are opened here too when their descriptor is lent to the host (WIT `digests`).
+//! to std. The preopen a path is below is found here too when its descriptor is lent to the host (WIT `digests`).
 
 #![cfg_attr(not(target_os = "wasi"), allow(dead_code))]
 
 #[cfg(target_os = "wasi")]
-pub(super) use component::list;
+pub(crate) use component::in_preopen;
 #[cfg(target_os = "wasi")]
-pub(crate) use component::open_read;
+pub(super) use component::list;
 
 /// Why a listing did not give the folder's entries.
 pub(super) enum Failure {
@@ -63,9 +63,6 @@ mod component {
     /// (one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it or the
     /// runtime cannot list this way (then std lists it).
     pub(in crate::fs) fn list(path: &str, stamps: bool) -> Option<Result<Vec<Listed>, Failure>> {
-        if UNUSABLE.get() {
-            return None;
-        }
         let listed = in_preopen(path, |dir, rest| list_below(dir, rest, stamps))?;
         // An error std would classify (missing, not a folder, no permission) is the folder's answer; any other
         // says more about the runtime than about the folder.
@@ -78,19 +75,12 @@ mod component {
         Some(listed)
     }
 
-    /// The file at guest path `path`, opened for reading as a descriptor (a symbolic link is not followed);
-    /// `None` when no preopen holds it or the runtime cannot be used this way.
-    pub(crate) fn open_read(path: &str) -> Option<Result<Descriptor, std::io::Error>> {
+    /// `f` of the innermost preopen holding guest path `path` and the path below it; `None` when none does
+    /// or the runtime cannot be used this way.
+    pub(crate) fn in_preopen<R>(path: &str, f: impl FnOnce(&Descriptor, &str) -> R) -> Option<R> {
         if UNUSABLE.get() {
             return None;
         }
-        in_preopen(path, |dir, rest| {
-            dir.open_at(PathFlags::empty(), rest, OpenFlags::empty(), DescriptorFlags::READ).map_err(io_error)
-        })
-    }
-
-    /// `f` of the innermost preopen holding guest path `path` and the path below it; `None` when none does.
-    fn in_preopen<R>(path: &str, f: impl FnOnce(&Descriptor, &str) -> R) -> Option<R> {
         PREOPENS.with(|cell| {
             let preopens = cell.get_or_init(get_directories);
             let (dir, rest) = preopens

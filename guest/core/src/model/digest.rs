@@ -2,8 +2,8 @@
 //! on request. Files are streamed through one reusable buffer, so memory does not grow with file size.
 //!
 //! Inside the component, a host that offers it (WIT `digests`) computes a batch of digests natively and in
-//! parallel over files the component opened itself ([`HostDigests`]); a host that answers `none`, a tree
-//! outside the preopens and native code hash here, one file after another.
+//! parallel over files beneath a folder descriptor the component lends ([`HostDigests`]); with a host that
+//! does not, for a tree outside the preopens and in native code, files are hashed here, one after another.
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
@@ -44,11 +44,14 @@ pub const BATCH_BYTES: u64 = 64 << 20;
 /// See [`BATCH_BYTES`].
 pub const BATCH_FILES: usize = 64;
 
-/// The host's digest function (WIT `digests.digest-files`), as the adapter binds it: the digests of the
-/// files behind the descriptors, in order, or `None` when the host does not compute digests.
+/// The host's digests (WIT `digests`), as the adapter binds them: whether it computes digests at all, and the
+/// digests of files below a folder descriptor the component lends (paths relative to it), in order.
 #[cfg(target_os = "wasi")]
 #[derive(Debug, Clone, Copy)]
-pub struct HostDigests(pub fn(&[&wasi::filesystem::types::Descriptor], Algorithm) -> Option<Vec<HostDigest>>);
+pub struct HostDigests {
+    pub computes: fn() -> bool,
+    pub digest_files: fn(&wasi::filesystem::types::Descriptor, &[String], Algorithm) -> Vec<HostDigest>,
+}
 
 /// One file's digest from the host, or why it could not read the file.
 #[cfg(target_os = "wasi")]
@@ -61,7 +64,7 @@ pub struct Hasher {
     host: Option<HostDigests>,
     /// Whether the host was asked if it computes digests at all.
     #[cfg(target_os = "wasi")]
-    probed: bool,
+    asked: bool,
 }
 
 impl Default for Hasher {
@@ -71,7 +74,7 @@ impl Default for Hasher {
             #[cfg(target_os = "wasi")]
             host: None,
             #[cfg(target_os = "wasi")]
-            probed: false,
+            asked: false,
         }
     }
 }
@@ -94,60 +97,59 @@ impl Hasher {
     }
 
     /// The batch's digests from the host, one call per algorithm; `None` when the host does not compute
-    /// them (it is not asked again) or the tree is not below a preopen.
+    /// them (it is asked once) or the tree is not below a preopen.
     #[cfg(target_os = "wasi")]
     fn on_host(&mut self, tree: &Tree, files: &[(RelPath, Algorithm)]) -> Option<Result<Vec<String>>> {
         let host = self.host?;
-        if !self.probed {
-            // Asked with no files first, so that a host without digests is never lent a descriptor (wasmtime-py
-            // 50 fails on borrowed handles passed to Python functions).
-            self.probed = true;
-            if (host.0)(&[], Algorithm::Md5).is_none() {
+        if !self.asked {
+            self.asked = true;
+            if !(host.computes)() {
                 self.host = None;
                 return None;
             }
         }
-        let mut out = vec![String::new(); files.len()];
-        for alg in [Algorithm::Md5, Algorithm::Sha256] {
-            let picked: Vec<usize> = (0..files.len()).filter(|&i| files[i].1 == alg).collect();
-            if picked.is_empty() {
-                continue;
-            }
-            let mut opened = Vec::with_capacity(picked.len());
-            for &i in &picked {
-                let path = tree.path(&files[i].0);
-                match crate::fs::open_read(path.to_str()?)? {
-                    Ok(d) => opened.push(d),
-                    Err(e) => return Some(Err(Error::io(files[i].0.as_str(), &e))),
+        let root = tree.root().to_str()?;
+        crate::fs::in_preopen(root, |folder, below| {
+            let mut out = vec![String::new(); files.len()];
+            for alg in [Algorithm::Md5, Algorithm::Sha256] {
+                let picked: Vec<usize> = (0..files.len()).filter(|&i| files[i].1 == alg).collect();
+                if picked.is_empty() {
+                    continue;
+                }
+                let paths: Vec<String> = picked
+                    .iter()
+                    .map(|&i| {
+                        if below.is_empty() {
+                            files[i].0.as_str().to_owned()
+                        } else {
+                            format!("{below}/{}", files[i].0)
+                        }
+                    })
+                    .collect();
+                let digests = (host.digest_files)(folder, &paths, alg);
+                if digests.len() != picked.len() {
+                    return Err(Error::Io(format!(
+                        "the host answered {} digests for {} files; report this to whoever runs the host",
+                        digests.len(),
+                        picked.len()
+                    )));
+                }
+                for (&i, digest) in picked.iter().zip(digests) {
+                    out[i] = match digest {
+                        Ok(d) if Algorithm::of_stored(&d) == Some(alg) => d.to_ascii_lowercase(),
+                        Ok(d) => {
+                            return Err(Error::Io(format!(
+                                "the host answered {d:?} as the {alg:?} digest of {}, which is not one; report \
+                                 this to whoever runs the host",
+                                files[i].0
+                            )));
+                        }
+                        Err(e) => return Err(Error::io(files[i].0.as_str(), &std::io::Error::other(e))),
+                    };
                 }
             }
-            let lent: Vec<&wasi::filesystem::types::Descriptor> = opened.iter().collect();
-            let Some(digests) = (host.0)(&lent, alg) else {
-                self.host = None;
-                return None;
-            };
-            if digests.len() != picked.len() {
-                return Some(Err(Error::Io(format!(
-                    "the host answered {} digests for {} files; report this to whoever runs the host",
-                    digests.len(),
-                    picked.len()
-                ))));
-            }
-            for (&i, digest) in picked.iter().zip(digests) {
-                out[i] = match digest {
-                    Ok(d) if Algorithm::of_stored(&d) == Some(alg) => d.to_ascii_lowercase(),
-                    Ok(d) => {
-                        return Some(Err(Error::Io(format!(
-                            "the host answered {d:?} as the {alg:?} digest of {}, which is not one; report this \
-                             to whoever runs the host",
-                            files[i].0
-                        ))));
-                    }
-                    Err(e) => return Some(Err(Error::io(files[i].0.as_str(), &std::io::Error::other(e)))),
-                };
-            }
-        }
-        Some(Ok(out))
+            Ok(out)
+        })
     }
 
     /// The lowercase hex digest of a file, read to its end. `on_bytes` hears how much was read.
