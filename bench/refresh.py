@@ -154,6 +154,12 @@ def main():
          "check": lines_check(n_hash, "md5sum")},
         {"key": "c-md5", "name": "refresh `append,checksum` (MD5, dry run)",
          "cmd": refresh("HASH", "append,checksum", "--dry-run"), "check": expect("c-md5", added=n_hash)},
+        # P1 on one core: both pinned to the first CPU (the host then hashes on one thread)
+        {"key": "md5sum-1", "name": "`md5sum`, one core (`taskset -c 0`)", "cmd": ["taskset", "-c", "0", "md5sum"] + hashed,
+         "check": lines_check(n_hash, "md5sum")},
+        {"key": "c-md5-1", "name": "refresh `append,checksum` (MD5, dry run), one core (`taskset -c 0`)",
+         "cmd": ["taskset", "-c", "0"] + refresh("HASH", "append,checksum", "--dry-run"),
+         "check": expect("c-md5-1", added=n_hash)},
         {"key": "sha256sum", "name": f"`sha256sum` over the {n_hash:,} files", "cmd": ["sha256sum"] + hashed,
          "check": lines_check(n_hash, "sha256sum")},
         {"key": "c-sha", "name": "refresh `append,checksum --sha256` (dry run)",
@@ -218,6 +224,7 @@ def main():
     rows = [
         ("P1 MD5 refresh vs `md5sum`", "c-md5", "md5sum",
          "≤ 0.6 (two cores)" if two else "≤ 1.05 (one core)", 0.6 if two else 1.05),
+        ("P1 MD5 refresh vs `md5sum`, both on one core", "c-md5-1", "md5sum-1", "≤ 1.05 (one core)", 1.05),
         ("P6 SHA-256 refresh vs `sha256sum`", "c-sha", "sha256sum", "≤ 0.5", 0.5),
         ("P2 walk, first, vs `find`", "c-walk", "find", "≤ 3", 3),
         ("P2 walk, unchanged, vs `find`", "c-walk2", "find", "≤ 2", 2),

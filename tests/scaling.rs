@@ -1,0 +1,129 @@
+//! Scaling (issue 11, P8): the cost of a refresh, an archive and a prearchive listing as the work grows
+//! tenfold, each through the real `xnat-archive` command line and component, with its time per file (or
+//! session) so that a step worse than linear shows as a growing column.
+//!
+//! The test command runs sizes 100 and 1,000; `bench/scaling.sh` 1,000, 10,000 and 100,000 (set by
+//! `XNAT_SCALING_SIZES`, comma-separated). Each result is checked (entry counts, files archived, rows listed)
+//! before its time counts. The report (markdown) goes to stdout (`--nocapture`).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use xnat_archive::generator::{self, Modality, SessionSpec};
+
+/// Runs the CLI with `args`, checks its JSON answer with `check`, and returns how long it took.
+fn timed(args: &[&str], check: impl Fn(&serde_json::Value)) -> Duration {
+    let started = Instant::now();
+    let (code, v) = cli_json(args);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{args:?}: {v}");
+    check(&v);
+    took
+}
+
+/// An archive with project P and experiment E1 whose resource R holds `files` files of 1 KiB in folders of
+/// 1,000; returns the resource's URI.
+fn resource_of(archive: &Path, files: usize) -> String {
+    fs::create_dir_all(archive.join("P/subjects")).unwrap();
+    fs::write(
+        archive.join("P/subjects/S1.xml"),
+        r#"<xnat:Subject xmlns:xnat="http://nrg.wustl.edu/xnat" ID="XNAT_S00001" project="P" label="S1"/>"#,
+    )
+    .unwrap();
+    fs::create_dir_all(archive.join("P/arc001/E1")).unwrap();
+    fs::write(
+        archive.join("P/arc001/E1.xml"),
+        r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" ID="XNAT_E00001" project="P" label="E1"><xnat:subject_ID>XNAT_S00001</xnat:subject_ID></xnat:MRSession>"#,
+    )
+    .unwrap();
+    let res = archive.join("P/arc001/E1/RESOURCES/R");
+    for i in 0..files {
+        let dir = res.join(format!("d{}", i / 1000));
+        if i % 1000 == 0 {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        fs::write(dir.join(format!("f{i:06}.dat")), format!("{i:01024}")).unwrap();
+    }
+    "/archive/projects/P/subjects/S1/experiments/E1/resources/R".into()
+}
+
+/// One report's counts must be as given.
+fn added_and_count(v: &serde_json::Value, added: usize, count: usize) {
+    let r = &v["reports"][0];
+    assert_eq!(r["added"].as_array().map(Vec::len), Some(added), "{v}");
+    assert_eq!(r["file_count"].as_u64(), Some(count as u64), "{v}");
+}
+
+fn us_per(d: Duration, n: usize) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6 / n as f64)
+}
+
+#[test]
+fn refresh_archive_and_listing_scale_linearly() {
+    let sizes: Vec<usize> = std::env::var("XNAT_SCALING_SIZES")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("XNAT_SCALING_SIZES: comma-separated counts"))
+        .collect();
+    let mut report = String::from(
+        "Scaling: wall time of one `xnat-archive` run (process start and component included), and per unit.\n\n\
+         | work | units | s | µs per unit |\n|---|---:|---:|---:|\n",
+    );
+    let mut row = |work: &str, n: usize, d: Duration| {
+        report += &format!("| {work} | {n} | {:.3} | {} |\n", d.as_secs_f64(), us_per(d, n));
+    };
+    for &n in &sizes {
+        // Refresh: a first one (no catalog: every file added and hashed), an unchanged walk, a re-hash.
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        let uri = resource_of(&archive, n);
+        let a = archive.to_str().unwrap();
+        let refresh = |options: &str| ["refresh", "--archive", a, "--resource", &uri, "--options", options].map(String::from);
+        let run = |args: [String; 7], check: &dyn Fn(&serde_json::Value)| {
+            timed(&args.iter().map(String::as_str).collect::<Vec<_>>(), check)
+        };
+        row("refresh `append,checksum`, no catalog yet", n, run(refresh("append,checksum"), &|v| added_and_count(v, n, n)));
+        row("refresh `append,delete`, unchanged", n, run(refresh("append,delete"), &|v| added_and_count(v, 0, n)));
+        row("refresh `checksum`, unchanged (every file hashed)", n, run(refresh("checksum"), &|v| added_and_count(v, 0, n)));
+        drop(dir);
+
+        // Archive: a session whose one scan holds n files, into an empty place in a project.
+        let dir = tempfile::tempdir().unwrap();
+        let (pre, arc) = (dir.path().join("prearchive"), dir.path().join("archive"));
+        generator::write_site(&pre, &arc).unwrap();
+        let mut spec = SessionSpec::new(Some("DEMO"), "BIG_MR1", Modality::Mr, 4242);
+        spec.label = Some("BIG_MR1".into());
+        spec.scans.truncate(1);
+        spec.scans[0].files = n;
+        spec.scans[0].file_size = 1024;
+        generator::write_session(&pre, &spec).unwrap();
+        let src = format!("/prearchive/projects/DEMO/{}/BIG_MR1", spec.timestamp);
+        let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
+        let took = timed(&["archive", "--prearchive", p, "--archive", a, "--src", &src], |v| {
+            assert!(v.to_string().contains("/experiments/BIG_MR1"), "{v}");
+        });
+        let scan = arc.join("DEMO/arc001/BIG_MR1/SCANS").join(&spec.scans[0].id).join("DICOM");
+        assert_eq!(fs::read_dir(&scan).unwrap().count(), n + 1, "every file and the catalog arrived");
+        row("archive one session into an empty place", n, took);
+        drop(dir);
+
+        // Listing: a prearchive of n sessions (each a document and one scan of one file).
+        let dir = tempfile::tempdir().unwrap();
+        let pre = dir.path().join("prearchive");
+        fs::create_dir_all(&pre).unwrap();
+        for i in 0..n as u64 {
+            let mut spec = SessionSpec::new(Some("DEMO"), &format!("L{i:06}"), Modality::Mr, 90_000 + i);
+            spec.scans.truncate(1);
+            spec.scans[0].files = 1;
+            generator::write_session(&pre, &spec).unwrap();
+        }
+        let took = timed(&["prearchive", "list", "--prearchive", pre.to_str().unwrap()], |v| {
+            assert_eq!(v["ResultSet"]["Result"].as_array().map(Vec::len), Some(n), "every session listed");
+        });
+        row("prearchive listing", n, took);
+    }
+    println!("{report}");
+}
