@@ -9,4 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export XNAT_SCALING_SIZES=${1:-1000,10000,100000}
 source bench/report.sh
-run_report scaling 'Scaling:' 'prearchive listing | 1[0-9]*00 '
+run_report scaling 'Scaling:' 'Sizes run:'

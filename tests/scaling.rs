@@ -81,13 +81,22 @@ fn refresh_archive_and_listing_scale_linearly() {
         let archive = dir.path().join("archive");
         let uri = resource_of(&archive, n);
         let a = archive.to_str().unwrap();
-        let refresh = |options: &str| ["refresh", "--archive", a, "--resource", &uri, "--options", options].map(String::from);
+        let refresh =
+            |options: &str| ["refresh", "--archive", a, "--resource", &uri, "--options", options].map(String::from);
         let run = |args: [String; 7], check: &dyn Fn(&serde_json::Value)| {
             timed(&args.iter().map(String::as_str).collect::<Vec<_>>(), check)
         };
-        row("refresh `append,checksum`, no catalog yet", n, run(refresh("append,checksum"), &|v| added_and_count(v, n, n)));
+        row(
+            "refresh `append,checksum`, no catalog yet",
+            n,
+            run(refresh("append,checksum"), &|v| added_and_count(v, n, n)),
+        );
         row("refresh `append,delete`, unchanged", n, run(refresh("append,delete"), &|v| added_and_count(v, 0, n)));
-        row("refresh `checksum`, unchanged (every file hashed)", n, run(refresh("checksum"), &|v| added_and_count(v, 0, n)));
+        row(
+            "refresh `checksum`, unchanged (every file hashed)",
+            n,
+            run(refresh("checksum"), &|v| added_and_count(v, 0, n)),
+        );
         drop(dir);
 
         // Archive: a session whose one scan holds n files, into an empty place in a project.
@@ -125,5 +134,6 @@ fn refresh_archive_and_listing_scale_linearly() {
         });
         row("prearchive listing", n, took);
     }
+    report += &format!("\nSizes run: {sizes:?}.\n");
     println!("{report}");
 }

@@ -3,8 +3,8 @@
 //! resource URI (13). Read-only; not for the destination checks (those need the plan: `plan.rs`).
 
 use crate::error::{Error, Result};
-use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::import::incoming::{catalog_entries, files_below, find_catalogs};
+use crate::fs::tree::{RelPath, Tree};
+use crate::import::incoming::{FilesBelow, catalog_entries, files_below, find_catalogs};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::catalog::Catalog;
 use crate::model::session::{Scan, ScanFile, SessionDoc};
@@ -99,14 +99,10 @@ pub fn check_entries(pre: &Tree, dir: &RelPath) -> Result<Vec<Notice>> {
     let mut notices = Vec::new();
     for cat_path in find_catalogs(pre, dir)? {
         let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
-        let folder = cat_path.parent();
+        let files = FilesBelow::list(pre, &cat_path.parent())?;
         let mut missing = Vec::new();
         for (uri, _, _) in catalog_entries(&cat) {
-            let ok = match folder.join_path(&uri) {
-                Ok(p) => matches!(pre.kind(&p)?, Some(Kind::File { .. })),
-                Err(_) => false,
-            };
-            if !ok {
+            if files.file_len(pre, &uri)?.is_none() {
                 missing.push(uri);
             }
         }

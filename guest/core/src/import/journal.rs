@@ -31,6 +31,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::incoming::FilesBelow;
 use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
@@ -670,13 +671,11 @@ fn recompute_stats(arch: &Tree, target: &RelPath, el: &mut Element) -> Result<()
         && let Ok(bytes) = arch.read(&cat_path)
         && let Ok(cat) = Catalog::parse(&bytes)
     {
-        let folder = cat_path.parent();
+        let files = FilesBelow::list(arch, &cat_path.parent())?;
         let (mut count, mut size) = (0u64, 0u64);
         for loc in cat.entry_locs() {
             let Some(u) = cat.entry(&loc).uri() else { continue };
-            if let Ok(p) = folder.join_path(u.trim_start_matches("./"))
-                && let Some(Kind::File { len }) = arch.kind(&p)?
-            {
+            if let Some(len) = files.file_len(arch, u.trim_start_matches("./"))? {
                 count += 1;
                 size += len;
             }
@@ -701,13 +700,8 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
     let mut target = Catalog::parse(&arch.read(into)?)
         .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
-    let folder = into.parent();
-    let is_file = |uri: &str| -> Result<bool> {
-        Ok(match folder.join_path(uri) {
-            Ok(p) => matches!(arch.kind(&p)?, Some(Kind::File { .. })),
-            Err(_) => false,
-        })
-    };
+    let files = FilesBelow::list(arch, &into.parent())?;
+    let is_file = |uri: &str| -> Result<bool> { Ok(files.file_len(arch, uri)?.is_some()) };
     let mut by_uri: BTreeMap<String, crate::model::catalog::EntryLoc> = BTreeMap::new();
     let mut by_uid: BTreeMap<String, (crate::model::catalog::EntryLoc, String)> = BTreeMap::new();
     for loc in target.entry_locs() {
