@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
-use crate::import::plan::{Plan, plan};
+use crate::import::plan::{Plan, plan, plan_again};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
 use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
 use crate::progress::Progress;
@@ -137,7 +137,7 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     arch.create_dir_all(&arc)?;
     let label_lock =
         Lock::acquire(arch, &arc.join(&format!(".{}.lock", first.label))?, "ARCHIVING", "the destination experiment")?;
-    let plan = plan(pre, arch, s, params)?;
+    let plan = plan_again(pre, arch, s, params, first)?;
     decide(&plan, params.overwrite)?;
     let site = site_id(params.site_id.as_deref());
     // The subject first: one whose document cannot be read stops the archive before an experiment ID is

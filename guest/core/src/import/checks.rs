@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
-use crate::import::incoming::{FilesBelow, catalog_entries, files_below, find_catalogs};
+use crate::import::incoming::{FilesBelow, SessionFiles, catalog_entries};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::catalog::Catalog;
 use crate::model::session::{Scan, ScanFile, SessionDoc};
@@ -12,11 +12,11 @@ use crate::site::names::relative_uri;
 use std::collections::BTreeSet;
 
 /// Codes 21, 20 and 22 on the incoming session's scan resources (`dir`: the session folder).
-pub fn check_dicom(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Result<Vec<Notice>> {
+pub fn check_dicom(pre: &Tree, files: &SessionFiles, dir: &RelPath, incoming: &SessionDoc) -> Result<Vec<Notice>> {
     let mut notices = Vec::new();
     for scan in incoming.scans() {
         for file in &scan.files {
-            notices.extend(check_scan_resource(pre, dir, &scan, file)?);
+            notices.extend(check_scan_resource(pre, files, dir, &scan, file)?);
         }
     }
     Ok(notices)
@@ -24,7 +24,13 @@ pub fn check_dicom(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Result<V
 
 /// Codes 21, 20 and 22 on one scan resource: its catalog is there and readable, lists every file in its
 /// folder, and — for DICOM — lists DICOM entries with UIDs, each UID once.
-fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) -> Result<Vec<Notice>> {
+fn check_scan_resource(
+    pre: &Tree,
+    files: &SessionFiles,
+    dir: &RelPath,
+    scan: &Scan,
+    file: &ScanFile,
+) -> Result<Vec<Notice>> {
     let mut notices = Vec::new();
     let Some(rel) = relative_uri(&file.uri, dir) else { return Ok(notices) };
     let Ok(cat_path) = dir.join_path(&rel) else { return Ok(notices) };
@@ -45,7 +51,7 @@ fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) 
         return Ok(notices);
     };
     let entries = catalog_entries(&cat);
-    let unlisted = unlisted_files(pre, &cat_path, &entries)?;
+    let unlisted = unlisted_files(&files.below(pre, &cat_path.parent())?, &cat_path, &entries);
     if !unlisted.is_empty() {
         notices.push(Notice::new(
             20,
@@ -85,31 +91,32 @@ fn check_scan_resource(pre: &Tree, dir: &RelPath, scan: &Scan, file: &ScanFile) 
 }
 
 /// The files in a catalog's folder (and below) that none of its entries lists, the catalog itself aside.
-fn unlisted_files(pre: &Tree, cat_path: &RelPath, entries: &[(String, Option<String>, bool)]) -> Result<Vec<String>> {
+fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[(String, Option<String>, bool)]) -> Vec<String> {
     let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
-    let mut on_disk = Vec::new();
-    files_below(pre, &cat_path.parent(), "", &mut on_disk)?;
-    Ok(on_disk.into_iter().filter(|f| f != cat_path.name() && !listed.contains(f.as_str())).collect())
+    let mut unlisted: Vec<String> =
+        below.paths().filter(|f| *f != cat_path.name() && !listed.contains(f)).map(str::to_string).collect();
+    unlisted.sort();
+    unlisted
 }
 
 /// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
 /// catalog's folder. An entry without its file would be archived as a promise the archive cannot keep
 /// (and with overwrite=delete could replace an archived instance with nothing).
-pub fn check_entries(pre: &Tree, dir: &RelPath) -> Result<Vec<Notice>> {
+pub fn check_entries(pre: &Tree, files: &SessionFiles) -> Result<Vec<Notice>> {
     let mut notices = Vec::new();
-    for cat_path in find_catalogs(pre, dir)? {
+    for cat_path in files.catalogs()? {
         let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
-        let files = FilesBelow::list(pre, &cat_path.parent())?;
+        let below = files.below(pre, &cat_path.parent())?;
         let mut missing = Vec::new();
         for (uri, _, _) in catalog_entries(&cat) {
-            if files.file_len(pre, &uri)?.is_none() {
+            if below.file_len(pre, &uri)?.is_none() {
                 missing.push(uri);
             }
         }
         if !missing.is_empty() {
             let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
             let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
-            let rel = cat_path.strip_prefix(dir).unwrap_or(cat_path.as_str()).to_string();
+            let rel = cat_path.strip_prefix(files.dir()).unwrap_or(cat_path.as_str()).to_string();
             notices.push(Notice::new(
                 21,
                 NoticeKind::Fail,

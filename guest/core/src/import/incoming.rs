@@ -38,14 +38,6 @@ pub fn catalog_entries(cat: &Catalog) -> Vec<(String, Option<String>, bool)> {
         .collect()
 }
 
-/// Every file below `folder`, as paths relative to it.
-pub fn files_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<String>) -> Result<()> {
-    let mut found = Vec::new();
-    entries_below(tree, folder, prefix, &mut found)?;
-    out.extend(found.into_iter().map(|(rel, _)| rel));
-    Ok(())
-}
-
 /// Everything below `folder` but folders, as paths relative to it with what each is (one listing per
 /// folder: a regular file is stat-ed once, nothing is opened).
 pub fn entries_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<(String, Kind)>) -> Result<()> {
@@ -62,25 +54,78 @@ pub fn entries_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<
     Ok(())
 }
 
-/// The regular files below a catalog's folder with their sizes, from one listing of each folder, for
-/// checking a catalog's entries without a look at each entry's file.
+/// Everything in an incoming session folder but folders, from one listing of each of its folders: the
+/// validation checks and the plan read this instead of listing or stat-ing again.
+#[derive(Debug, Clone)]
+pub struct SessionFiles {
+    dir: RelPath,
+    /// Paths relative to the session folder, with what each is.
+    entries: Vec<(String, Kind)>,
+}
+
+impl SessionFiles {
+    pub fn list(tree: &Tree, dir: &RelPath) -> Result<SessionFiles> {
+        let mut entries = Vec::new();
+        entries_below(tree, dir, "", &mut entries)?;
+        Ok(SessionFiles { dir: dir.clone(), entries })
+    }
+
+    /// The session folder.
+    pub fn dir(&self) -> &RelPath {
+        &self.dir
+    }
+
+    /// Every path (relative to the session folder), folders aside.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(rel, _)| rel.as_str())
+    }
+
+    /// The catalogs (`*_catalog.xml` regular files), as paths in the tree.
+    pub fn catalogs(&self) -> Result<Vec<RelPath>> {
+        self.entries
+            .iter()
+            .filter(|(rel, kind)| matches!(kind, Kind::File { .. }) && rel.ends_with("_catalog.xml"))
+            .map(|(rel, _)| self.dir.join_path(rel))
+            .collect()
+    }
+
+    /// What lies below `folder` (a path in the tree): from this listing when it is inside the session
+    /// folder, else from a listing of its own.
+    pub fn below(&self, tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
+        let Some(inside) = folder.strip_prefix(&self.dir) else { return FilesBelow::list(tree, folder) };
+        let prefix = if inside.is_empty() { String::new() } else { format!("{inside}/") };
+        let entries = self
+            .entries
+            .iter()
+            .filter_map(|(rel, kind)| rel.strip_prefix(prefix.as_str()).map(|r| (r.to_string(), *kind)))
+            .collect();
+        Ok(FilesBelow::new(folder, entries))
+    }
+}
+
+/// What lies below a catalog's folder (folders aside) from one listing of each folder, for checking a
+/// catalog's entries without a look at each entry's file.
+#[derive(Debug, Clone)]
 pub struct FilesBelow {
     folder: RelPath,
-    sizes: HashMap<String, u64>,
+    /// Path relative to the folder → what it is.
+    entries: HashMap<String, Kind>,
 }
 
 impl FilesBelow {
     pub fn list(tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
         let mut found = Vec::new();
         entries_below(tree, folder, "", &mut found)?;
-        let sizes = found
-            .into_iter()
-            .filter_map(|(rel, kind)| match kind {
-                Kind::File { len } => Some((rel, len)),
-                _ => None,
-            })
-            .collect();
-        Ok(FilesBelow { folder: folder.clone(), sizes })
+        Ok(FilesBelow::new(folder, found))
+    }
+
+    fn new(folder: &RelPath, entries: Vec<(String, Kind)>) -> FilesBelow {
+        FilesBelow { folder: folder.clone(), entries: entries.into_iter().collect() }
+    }
+
+    /// Every path below the folder (relative to it), files or not.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
     }
 
     /// The size of the regular file an entry's URI (relative to the folder, `./` removed) names; `None` when
@@ -88,8 +133,10 @@ impl FilesBelow {
     /// behind a linked folder, which the listing does not enter).
     pub fn file_len(&self, tree: &Tree, uri: &str) -> Result<Option<u64>> {
         let Ok(path) = self.folder.join_path(uri) else { return Ok(None) };
-        if let Some(len) = self.sizes.get(uri) {
-            return Ok(Some(*len));
+        match self.entries.get(uri) {
+            Some(Kind::File { len }) => return Ok(Some(*len)),
+            Some(_) => return Ok(None),
+            None => {}
         }
         Ok(match tree.kind(&path)? {
             Some(Kind::File { len }) => Some(len),
@@ -124,5 +171,29 @@ mod tests {
         for uri in ["alias.dcm", "missing.dcm", "sub", "../outside.dcm", "sub//b.dcm", "/etc/passwd"] {
             assert_eq!(files.file_len(&tree, uri).unwrap(), None, "{uri}");
         }
+    }
+
+    #[test]
+    fn one_listing_of_a_session_serves_its_catalogs_and_their_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = dir.path().join("S/SCANS/1/DICOM");
+        std::fs::create_dir_all(&scan).unwrap();
+        std::fs::write(scan.join("scan_1_catalog.xml"), b"<c/>").unwrap();
+        std::fs::write(scan.join("x.dcm"), b"12345").unwrap();
+        std::fs::create_dir_all(dir.path().join("S/SCANS/1/DICOM_catalog.xml")).unwrap(); // a folder, not a catalog
+        std::fs::create_dir_all(dir.path().join("T")).unwrap();
+        std::fs::write(dir.path().join("T/t.dcm"), b"t").unwrap();
+        let tree = Tree::new(dir.path());
+        let files = SessionFiles::list(&tree, &RelPath::new("S").unwrap()).unwrap();
+        let catalogs: Vec<String> = files.catalogs().unwrap().iter().map(|c| c.as_str().to_string()).collect();
+        assert_eq!(catalogs, ["S/SCANS/1/DICOM/scan_1_catalog.xml"]);
+        let below = files.below(&tree, &RelPath::new("S/SCANS/1/DICOM").unwrap()).unwrap();
+        let mut paths: Vec<&str> = below.paths().collect();
+        paths.sort();
+        assert_eq!(paths, ["scan_1_catalog.xml", "x.dcm"]);
+        assert_eq!(below.file_len(&tree, "x.dcm").unwrap(), Some(5));
+        // A folder outside the session is listed on its own.
+        let outside = files.below(&tree, &RelPath::new("T").unwrap()).unwrap();
+        assert_eq!(outside.file_len(&tree, "t.dcm").unwrap(), Some(1));
     }
 }

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
-use crate::import::incoming::{catalog_entries, files_below, find_catalogs};
+use crate::import::incoming::{SessionFiles, catalog_entries, find_catalogs};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
@@ -17,6 +17,7 @@ use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
 use crate::site::names::{check_project_id, identifier_problem, valid_identifier};
 use crate::site::uri::{ExperimentRef, Item, ResourceUri};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 /// The subject an archived session will belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,15 @@ pub struct Plan {
     /// Incoming scan id → the id it gets (renamed `<id>-<MM><n>`, or adopted from a same-UID scan).
     pub scan_ids: BTreeMap<String, String>,
     pub steps: Vec<Step>,
+    /// The incoming session's own checks and listing, once made (see [`plan_again`]).
+    incoming_checks: Option<IncomingChecks>,
+}
+
+/// What the checks of the incoming session alone found, and the listing they read.
+#[derive(Debug, Clone)]
+struct IncomingChecks {
+    notices: Vec<Notice>,
+    files: Rc<SessionFiles>,
 }
 
 impl Plan {
@@ -77,6 +87,7 @@ impl Plan {
             notices: Vec::new(),
             scan_ids: BTreeMap::new(),
             steps: Vec::new(),
+            incoming_checks: None,
         }
     }
 
@@ -92,6 +103,22 @@ impl Plan {
 /// Resolves and checks one session. `Err` only for what stops even validation: an unknown session, a
 /// session still receiving, an unreadable document, a contradictory request.
 pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
+    plan_with(pre, arch, session, params, None)
+}
+
+/// [`plan`] made again (under the destination's lock, for what the archive holds now), reusing `first`'s
+/// checks of the incoming session and its listing: the session is locked, so they still hold.
+pub fn plan_again(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, first: Plan) -> Result<Plan> {
+    plan_with(pre, arch, session, params, first.incoming_checks)
+}
+
+fn plan_with(
+    pre: &Tree,
+    arch: &Tree,
+    session: &SessionRef,
+    params: &Params,
+    incoming_checks: Option<IncomingChecks>,
+) -> Result<Plan> {
     let prearchive = Prearchive::new(pre);
     prearchive.require(session)?;
     let incoming = prearchive.document(session)?.ok_or_else(|| {
@@ -138,13 +165,22 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
         check_existing(&mut plan, arch, &dir, doc.as_ref())?;
         plan.existing = Some(Existing { dir, doc });
     }
-    let dir = plan.session.dir();
-    plan.notices.extend(check_uris(&dir, &plan.incoming));
-    plan.notices.extend(check_entries(pre, &dir)?);
-    plan.notices.extend(check_dicom(pre, &dir, &plan.incoming)?);
+    let checks = match incoming_checks {
+        Some(checks) => checks,
+        None => {
+            let dir = plan.session.dir();
+            let files = SessionFiles::list(pre, &dir)?;
+            let mut notices = check_uris(&dir, &plan.incoming);
+            notices.extend(check_entries(pre, &files)?);
+            notices.extend(check_dicom(pre, &files, &dir, &plan.incoming)?);
+            IncomingChecks { notices, files: Rc::new(files) }
+        }
+    };
+    plan.notices.extend(checks.notices.iter().cloned());
     if plan.existing.is_some() {
-        plan_merge(&mut plan, pre, arch, params.overwrite)?;
+        plan_merge(&mut plan, pre, arch, params.overwrite, &checks.files)?;
     }
+    plan.incoming_checks = Some(checks);
     plan.notices.sort_by_key(|n| n.code);
     Ok(plan)
 }
@@ -405,10 +441,9 @@ fn rename_scan(id: &str, code: &str, taken: &BTreeSet<String>) -> String {
 }
 
 /// The moves, backups and catalog merges of an archive into an existing experiment, and code 14.
-fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite) -> Result<()> {
+fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, incoming: &SessionFiles) -> Result<()> {
     let src = plan.session.dir();
-    let mut files = Vec::new();
-    files_below(pre, &src, "", &mut files)?;
+    let files: Vec<String> = incoming.paths().map(str::to_string).collect();
     let MergeTargets { catalogs: merged_catalogs, uids: existing_uids } = catalogs_to_merge(plan, arch, &files)?;
     let mut matching_files = false;
     let mut same_resources = false;
