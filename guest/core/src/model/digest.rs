@@ -60,11 +60,9 @@ pub type HostDigest = std::result::Result<String, String>;
 /// Hashes files: one reusable buffer, and the host's digests when it offers them.
 pub struct Hasher {
     buf: Vec<u8>,
+    /// The host's digests, when it computes them.
     #[cfg(target_os = "wasi")]
     host: Option<HostDigests>,
-    /// Whether the host was asked if it computes digests at all.
-    #[cfg(target_os = "wasi")]
-    asked: bool,
 }
 
 impl Default for Hasher {
@@ -73,17 +71,16 @@ impl Default for Hasher {
             buf: vec![0; BUFFER_SIZE],
             #[cfg(target_os = "wasi")]
             host: None,
-            #[cfg(target_os = "wasi")]
-            asked: false,
         }
     }
 }
 
 impl Hasher {
-    /// A hasher that asks the host first (the component adapters bind `host` to their WIT import).
+    /// A hasher that leaves the hashing to the host when it computes digests (asked here, once; the
+    /// component adapters bind `host` to their WIT import).
     #[cfg(target_os = "wasi")]
     pub fn with_host(host: HostDigests) -> Hasher {
-        Hasher { host: Some(host), ..Hasher::default() }
+        Hasher { host: (host.computes)().then_some(host), ..Hasher::default() }
     }
 
     /// The digests of a batch of files, in order (see [`BATCH_BYTES`] for a good batch). The first file
@@ -97,17 +94,10 @@ impl Hasher {
     }
 
     /// The batch's digests from the host, one call per algorithm; `None` when the host does not compute
-    /// them (it is asked once) or the tree is not below a preopen.
+    /// them or the tree is not below a preopen.
     #[cfg(target_os = "wasi")]
-    fn on_host(&mut self, tree: &Tree, files: &[(RelPath, Algorithm)]) -> Option<Result<Vec<String>>> {
+    fn on_host(&self, tree: &Tree, files: &[(RelPath, Algorithm)]) -> Option<Result<Vec<String>>> {
         let host = self.host?;
-        if !self.asked {
-            self.asked = true;
-            if !(host.computes)() {
-                self.host = None;
-                return None;
-            }
-        }
         let root = tree.root().to_str()?;
         crate::fs::in_preopen(root, |folder, below| {
             let mut out = vec![String::new(); files.len()];

@@ -385,8 +385,7 @@ impl Job<'_> {
         if !self.options.checksum {
             return Ok(out);
         }
-        // What each file needs: its stored digest (to compare), and hashing with which algorithm.
-        let mut stored = vec![None; batch.len()];
+        // What each file needs: hashing with which algorithm, and its stored digest (to compare).
         let mut to_hash = Vec::new();
         let mut hashed = Vec::new();
         for (i, (rel, kind)) in batch.iter().enumerate() {
@@ -410,14 +409,13 @@ impl Job<'_> {
             }
             let alg = digest.and_then(Algorithm::of_stored).unwrap_or(self.req.algorithm);
             to_hash.push((self.dir.folder.join_path(rel)?, alg));
-            hashed.push(i);
-            stored[i] = digest.map(str::to_owned);
+            hashed.push((i, digest.map(str::to_owned)));
         }
         let actual = self.hasher.files(self.tree, &to_hash)?;
-        for (i, actual) in hashed.into_iter().zip(actual) {
+        for ((i, stored), actual) in hashed.into_iter().zip(actual) {
             let rel = &batch[i].0;
             self.progress.advance(1);
-            let kept = match stored[i].take() {
+            let kept = match stored {
                 // A stored digest that only differs in case is kept as it is.
                 Some(s) if s.eq_ignore_ascii_case(&actual) => s,
                 Some(s) => {
