@@ -9,6 +9,7 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use std::fmt::Write as _;
+use std::io::BufRead;
 
 /// An XML element: its qualified name as written (`cat:entry`), its attributes in order, its children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -171,22 +172,91 @@ pub fn parse(bytes: &[u8]) -> Result<Element, XmlError> {
 /// as [`parse`] checks it — a document one refuses, the other refuses too — but what is dropped is never
 /// built. For reading a few fields of a large document; what it returns must not be written back.
 pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<Element, XmlError> {
+    struct ByDepth<'k>(&'k dyn Fn(usize, &str) -> bool);
+    impl Prune for ByDepth<'_> {
+        fn keep(&mut self, open: &[Element], name: &str) -> bool {
+            (self.0)(open.len(), local(name))
+        }
+    }
     let text = std::str::from_utf8(bytes)
         .map_err(|e| XmlError(format!("not UTF-8 text ({e}); XNAT catalogs and documents are UTF-8")))?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
+    build(&mut reader, &mut ByDepth(keep))
+}
+
+/// A document read from a stream, piece by piece (it is never whole in memory): [`parse`]'s checks and
+/// result, with `prune` deciding which elements are built and seeing the ones that are not.
+pub fn parse_stream(source: impl BufRead, prune: &mut dyn Prune) -> Result<Element, XmlError> {
+    let mut reader = Reader::from_reader(source);
+    reader.config_mut().trim_text(false);
+    reader.config_mut().check_end_names = true;
+    build(&mut Streamed { reader, buf: Vec::with_capacity(4096) }, prune)
+}
+
+/// What a reader builds, and what it shows of the elements it does not build. Positions are byte offsets
+/// in the document; `level` 0 is the element not built, 1 its children, and so on.
+pub trait Prune {
+    /// Whether to build `name` (as written), a child of the last of `open` (the open elements, root first).
+    fn keep(&mut self, open: &[Element], name: &str) -> bool;
+    /// An element not built begins at byte `at`; `parent` is the element it is a child of.
+    fn begin(&mut self, _parent: &mut Element, _at: u64) {}
+    /// A start tag inside it, then each of its attributes (value unescaped).
+    fn start(&mut self, _level: usize, _name: &str) {}
+    fn attr(&mut self, _level: usize, _key: &str, _value: &str) {}
+    /// Text directly inside the element at `level` (a part of one text node, entities resolved).
+    fn text(&mut self, _level: usize, _text: &str) {}
+    fn end(&mut self, _level: usize) {}
+    /// The element not built has ended, at byte `end` (just after it).
+    fn finish(&mut self, _end: u64) {}
+}
+
+/// Where [`build`] reads its events from: a document in memory or a stream.
+trait Events {
+    /// The next event, and the byte position just after it.
+    fn next(&mut self) -> (quick_xml::Result<Event<'_>>, u64);
+    fn position(&self) -> u64;
+}
+
+impl Events for Reader<&[u8]> {
+    fn next(&mut self) -> (quick_xml::Result<Event<'_>>, u64) {
+        let event = self.read_event();
+        (event, self.buffer_position())
+    }
+    fn position(&self) -> u64 {
+        self.buffer_position()
+    }
+}
+
+struct Streamed<R> {
+    reader: Reader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Events for Streamed<R> {
+    fn next(&mut self) -> (quick_xml::Result<Event<'_>>, u64) {
+        self.buf.clear();
+        let event = self.reader.read_event_into(&mut self.buf);
+        (event, self.reader.buffer_position())
+    }
+    fn position(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+}
+
+fn build(events: &mut dyn Events, prune: &mut dyn Prune) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     // How deep inside an element that is not kept the reader is (0: not inside one), and the length of the
     // text read there since the last tag (one text node, as `push_text` counts it).
     let mut dropped = 0usize;
     let mut run = 0usize;
-    let err = |reader: &Reader<&[u8]>, e: &dyn std::fmt::Display| {
-        XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()))
-    };
+    let err = |at: u64, e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {at}: {e}"));
     loop {
-        let event = reader.read_event().map_err(|e| err(&reader, &e))?;
+        let before = events.position();
+        let (event, at) = events.next();
+        let event = event.map_err(|e| err(at, &e))?;
         if matches!(event, Event::Start(_) | Event::Empty(_) | Event::End(_)) {
             run = 0;
         }
@@ -194,44 +264,68 @@ pub fn parse_pruned(bytes: &[u8], keep: &dyn Fn(usize, &str) -> bool) -> Result<
             Event::Start(ref start) | Event::Empty(ref start) => {
                 // Checked whether kept or not: the same names, attributes and characters are refused.
                 if root.is_some() && stack.is_empty() {
-                    return Err(err(&reader, &"content after the root element"));
+                    return Err(err(at, &"content after the root element"));
                 }
                 let empty = matches!(event, Event::Empty(_));
                 let depth = stack.len() + dropped;
                 if !empty && depth >= MAX_DEPTH {
-                    return Err(err(&reader, &format!("elements nested deeper than {MAX_DEPTH} levels")));
+                    return Err(err(at, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
-                // Checked whether kept or not, but an element that is dropped is never built.
-                let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(&reader, &e))?;
-                if dropped > 0 || (depth > 0 && !keep(depth, local(name))) {
-                    checked_start(start, &reader, &mut |_, _| {})?;
-                    if !empty {
-                        dropped += 1;
+                let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(at, &e))?;
+                if dropped == 0 && !stack.is_empty() && !prune.keep(&stack, name) {
+                    prune.begin(stack.last_mut().expect("inside the root"), before);
+                } else if dropped == 0 {
+                    let el = open(start, at)?;
+                    stack.push(el);
+                    if empty {
+                        close(&mut stack, &mut root);
                     }
                     continue;
                 }
-                let el = open(start, &reader)?;
-                stack.push(el);
+                // An element that is not built is checked and shown to `prune`.
+                let level = dropped;
+                prune.start(level, name);
+                checked_start(start, at, &mut |k, v| prune.attr(level, k, v))?;
                 if empty {
-                    close(&mut stack, &mut root);
+                    prune.end(level);
+                    if level == 0 {
+                        prune.finish(at);
+                    }
+                } else {
+                    dropped += 1;
                 }
             }
-            Event::End(_) if dropped > 0 => dropped -= 1,
+            Event::End(_) if dropped > 0 => {
+                dropped -= 1;
+                prune.end(dropped);
+                if dropped == 0 {
+                    prune.finish(at);
+                }
+            }
             Event::End(_) => close(&mut stack, &mut root),
             Event::Text(t) => {
-                let s = t.xml10_content().map_err(|e| err(&reader, &e))?;
-                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
+                let s = t.xml10_content().map_err(|e| err(at, &e))?;
+                text_at(&mut stack, (dropped, &mut run), &s, at, prune)?;
             }
             Event::CData(c) => {
-                let s = c.decode().map_err(|e| err(&reader, &e))?;
-                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
+                let s = c.decode().map_err(|e| err(at, &e))?;
+                text_at(&mut stack, (dropped, &mut run), &s, at, prune)?;
             }
             Event::GeneralRef(r) => {
-                let s = reference(&r).map_err(|e| err(&reader, &e))?;
-                text_at(&mut stack, (dropped, &mut run), &s, &reader)?;
+                let s = reference(&r).map_err(|e| err(at, &e))?;
+                text_at(&mut stack, (dropped, &mut run), &s, at, prune)?;
             }
             Event::Eof => break,
-            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+            // Not kept, but never anything but UTF-8 (a document in memory was checked whole).
+            Event::Comment(b) | Event::DocType(b) => {
+                std::str::from_utf8(&b).map_err(|e| err(at, &e))?;
+            }
+            Event::PI(b) => {
+                std::str::from_utf8(&b).map_err(|e| err(at, &e))?;
+            }
+            Event::Decl(d) => {
+                std::str::from_utf8(&d).map_err(|e| err(at, &e))?;
+            }
         }
     }
     if !stack.is_empty() {
@@ -252,7 +346,7 @@ pub fn root_start(head: &[u8]) -> Option<Element> {
     let mut reader = Reader::from_str(text);
     loop {
         match reader.read_event().ok()? {
-            Event::Start(ref start) | Event::Empty(ref start) => return open(start, &reader).ok(),
+            Event::Start(ref start) | Event::Empty(ref start) => return open(start, reader.buffer_position()).ok(),
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
             Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
             _ => return None,
@@ -260,34 +354,35 @@ pub fn root_start(head: &[u8]) -> Option<Element> {
     }
 }
 
-/// Text read `dropped` levels inside an element that is not kept is checked and forgotten (`run`: the
-/// length of its text node so far); other text is added to the open element.
+/// Text read `dropped` levels inside an element that is not kept is checked, shown to `prune` and forgotten
+/// (`run`: the length of its text node so far); other text is added to the open element.
 fn text_at(
     stack: &mut [Element],
     (dropped, run): (usize, &mut usize),
     s: &str,
-    reader: &Reader<&[u8]>,
+    at: u64,
+    prune: &mut dyn Prune,
 ) -> Result<(), XmlError> {
     if dropped == 0 {
-        return push_text(stack, s, reader);
+        return push_text(stack, s, at);
     }
     *run += s.len();
-    check_text(s, *run, reader)
+    check_text(s, *run, at)?;
+    prune.text(dropped - 1, s);
+    Ok(())
 }
 
 /// Text of characters XML 1.0 allows, in a text node of `node_len` bytes with it, at most [`MAX_VALUE_BYTES`].
-fn check_text(s: &str, node_len: usize, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
+fn check_text(s: &str, node_len: usize, at: u64) -> Result<(), XmlError> {
     if let Some(c) = s.chars().find(|c| !allowed(*c)) {
         return Err(XmlError(format!(
-            "malformed XML at byte {}: U+{:04X} is a character XML 1.0 does not allow",
-            reader.buffer_position(),
+            "malformed XML at byte {at}: U+{:04X} is a character XML 1.0 does not allow",
             c as u32
         )));
     }
     if node_len > MAX_VALUE_BYTES {
         return Err(XmlError(format!(
-            "malformed XML at byte {}: a text node longer than {} MiB",
-            reader.buffer_position(),
+            "malformed XML at byte {at}: a text node longer than {} MiB",
             MAX_VALUE_BYTES >> 20
         )));
     }
@@ -304,9 +399,9 @@ fn reference(r: &quick_xml::events::BytesRef) -> Result<String, String> {
     resolve_predefined_entity(&name).map(str::to_string).ok_or_else(|| format!("unknown entity &{name};"))
 }
 
-fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result<Element, XmlError> {
+fn open(start: &quick_xml::events::BytesStart, at: u64) -> Result<Element, XmlError> {
     let mut attrs = Vec::new();
-    let name = checked_start(start, reader, &mut |k, v| attrs.push((k.to_string(), v.to_string())))?;
+    let name = checked_start(start, at, &mut |k, v| attrs.push((k.to_string(), v.to_string())))?;
     Ok(Element { name: name.to_string(), attrs, children: Vec::new() })
 }
 
@@ -315,10 +410,10 @@ fn open(start: &quick_xml::events::BytesStart, reader: &Reader<&[u8]>) -> Result
 /// `each`; returns the element's name.
 fn checked_start<'s>(
     start: &'s quick_xml::events::BytesStart,
-    reader: &Reader<&[u8]>,
+    at: u64,
     each: &mut dyn FnMut(&str, &str),
 ) -> Result<&'s str, XmlError> {
-    let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {}: {e}", reader.buffer_position()));
+    let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {at}: {e}"));
     let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(&e))?;
     if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
@@ -370,13 +465,13 @@ fn allowed(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
 }
 
-fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(), XmlError> {
+fn push_text(stack: &mut [Element], s: &str, at: u64) -> Result<(), XmlError> {
     // Outside the root only whitespace may stand (checked below), whatever its length.
     let node_len = stack.last().map_or(0, |el| match el.children.last() {
         Some(Node::Text(prev)) => prev.len() + s.len(),
         _ => s.len(),
     });
-    check_text(s, node_len, reader)?;
+    check_text(s, node_len, at)?;
     match stack.last_mut() {
         Some(el) => {
             if let Some(Node::Text(prev)) = el.children.last_mut() {
@@ -388,7 +483,7 @@ fn push_text(stack: &mut [Element], s: &str, reader: &Reader<&[u8]>) -> Result<(
         }
         None if s.trim().is_empty() => Ok(()),
         None => {
-            Err(XmlError(format!("malformed XML at byte {}: text outside the root element", reader.buffer_position())))
+            Err(XmlError(format!("malformed XML at byte {at}: text outside the root element")))
         }
     }
 }
