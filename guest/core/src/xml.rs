@@ -482,9 +482,7 @@ fn push_text(stack: &mut [Element], s: &str, at: u64) -> Result<(), XmlError> {
             Ok(())
         }
         None if s.trim().is_empty() => Ok(()),
-        None => {
-            Err(XmlError(format!("malformed XML at byte {at}: text outside the root element")))
-        }
+        None => Err(XmlError(format!("malformed XML at byte {at}: text outside the root element"))),
     }
 }
 
@@ -497,22 +495,51 @@ pub fn write(root: &Element, order: AttributeOrder, indent: Indent) -> String {
 /// not there: an element whose children are all left out is written empty.
 pub fn write_without(root: &Element, order: AttributeOrder, indent: Indent, skip: &dyn Fn(&Element) -> bool) -> String {
     let mut out = String::with_capacity(4096);
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    let style = Style { order, indent, skip };
-    write_element_at(&mut out, root, 0, &style, true);
+    write_into(&mut out, root, order, indent, skip, &mut |_, _, _, _| false);
     out
 }
 
-/// How [`write_without`] writes.
+/// [`write_without`] into `out`, where `replace(out, element, depth, own_line)` may write an element below
+/// the root itself instead (it returns true when it did; [`write_element`] writes one in the same style).
+/// `replace` may also drain `out` into a file, so that a large document is never whole in memory.
+pub fn write_into(
+    out: &mut String,
+    root: &Element,
+    order: AttributeOrder,
+    indent: Indent,
+    skip: &dyn Fn(&Element) -> bool,
+    replace: &mut dyn FnMut(&mut String, &Element, usize, bool) -> bool,
+) {
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    let mut style = Style { order, indent, skip, replace };
+    write_element_at(out, root, 0, &mut style, true);
+}
+
+/// One element at `depth` below the root (on a line of its own when `own_line`), as [`write_into`] writes
+/// it there with the same `order`, `indent` and `skip`.
+pub fn write_element(
+    out: &mut String,
+    el: &Element,
+    (depth, own_line): (usize, bool),
+    order: AttributeOrder,
+    indent: Indent,
+    skip: &dyn Fn(&Element) -> bool,
+) {
+    let mut style = Style { order, indent, skip, replace: &mut |_, _, _, _| false };
+    write_element_at(out, el, depth, &mut style, own_line);
+}
+
+/// How [`write_into`] writes.
 struct Style<'s> {
     order: AttributeOrder,
     indent: Indent,
     skip: &'s dyn Fn(&Element) -> bool,
+    replace: &'s mut dyn FnMut(&mut String, &Element, usize, bool) -> bool,
 }
 
 /// Writes `el`, on a line of its own when `own_line` (not inside mixed content, where any added line break
 /// would become part of the text).
-fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &Style, own_line: bool) {
+fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &mut Style, own_line: bool) {
     let tabs = match style.indent {
         Indent::Flat => depth.saturating_sub(1),
         Indent::Pretty => depth,
@@ -546,9 +573,15 @@ fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &Style,
     // Text beside child elements (mixed content, which XNAT never writes): children inline, so that a
     // rewrite adds no whitespace to the text.
     let mixed = has_elements && el.children.iter().any(|n| matches!(n, Node::Text(_)));
-    for child in el.children.iter().filter(kept) {
+    for child in &el.children {
         match child {
-            Node::Element(c) => write_element_at(out, c, depth + 1, style, own_line && !mixed),
+            Node::Element(c) if (style.skip)(c) => {}
+            Node::Element(c) => {
+                let line = own_line && !mixed;
+                if !(style.replace)(out, c, depth + 1, line) {
+                    write_element_at(out, c, depth + 1, style, line);
+                }
+            }
             Node::Text(t) => escape_into(out, t, false),
         }
     }

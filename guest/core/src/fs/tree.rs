@@ -332,13 +332,31 @@ impl Tree {
     /// Writes a whole file atomically: a temporary file beside it, flushed to disk, renamed over it.
     /// Readers see the old or the new content, never a part; the original is never truncated.
     pub fn write_atomic(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
+        self.write_atomic_with(rel, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
+    }
+
+    /// [`Tree::write_atomic`] of what `write` writes into the temporary file, piece by piece (a large catalog
+    /// is never whole in memory). When `write` fails, the temporary file is removed and the file is untouched.
+    pub fn write_atomic_with(&self, rel: &RelPath, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
         let tmp = temp_beside(rel)?;
-        let result = self.write_temp(&tmp, bytes).and_then(|()| fs::rename(self.path(&tmp), self.path(rel)));
-        if let Err(e) = result {
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.path(&tmp))
+                .map_err(|e| Error::io(rel.as_str(), &e))?;
+            {
+                let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut f);
+                write(&mut buffered)?;
+                buffered.flush().map_err(|e| Error::io(rel.as_str(), &e))?;
+            }
+            f.sync_all().map_err(|e| Error::io(rel.as_str(), &e))?;
+            fs::rename(self.path(&tmp), self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
+        })();
+        if result.is_err() {
             let _ = fs::remove_file(self.path(&tmp));
-            return Err(Error::io(rel.as_str(), &e));
         }
-        Ok(())
+        result
     }
 
     /// Creates a file that must not exist (O_EXCL); false when it already exists.

@@ -50,7 +50,11 @@ impl Catalog {
     /// Reads a catalog. An empty or truncated file is an error, never an empty catalog: XNAT's
     /// "regenerate it empty" loses every DICOM UID for good (XNAT-6083).
     pub fn parse(bytes: &[u8]) -> Result<Catalog, CatalogError> {
-        let root = xml::parse(bytes)?;
+        Catalog::from_root(xml::parse(bytes)?)
+    }
+
+    /// A catalog of a document already read; its root must be a catalog.
+    pub(crate) fn from_root(root: Element) -> Result<Catalog, CatalogError> {
         let prefix = root.prefix().to_string();
         let local = root.local_name();
         if root.declared_namespace(&prefix) != Some(CAT_NS) || !matches!(local, "Catalog" | "DCMCatalog") {
@@ -86,6 +90,15 @@ impl Catalog {
 
     pub fn root(&self) -> &Element {
         &self.root
+    }
+
+    pub(crate) fn root_mut(&mut self) -> &mut Element {
+        &mut self.root
+    }
+
+    /// `"cat:"`, or `""` when the catalog namespace is the default one.
+    pub(crate) fn cat(&self) -> &str {
+        &self.cat
     }
 
     pub fn id(&self) -> Option<&str> {
@@ -186,7 +199,15 @@ pub struct EntryMut<'a> {
     cat: &'a str,
 }
 
-impl EntryMut<'_> {
+impl<'a> EntryMut<'a> {
+    /// A mutable view of an entry element of a catalog whose prefix is `cat` ([`Catalog::cat`]).
+    pub(crate) fn new(el: &'a mut Element, cat: &'a str) -> EntryMut<'a> {
+        EntryMut { el, cat }
+    }
+    #[cfg(test)]
+    pub(crate) fn element_mut(&mut self) -> &mut Element {
+        self.el
+    }
     /// Sets an attribute; true when the value changed.
     pub fn set_attr(&mut self, name: &str, value: &str) -> bool {
         self.el.set_attr(name, value)
@@ -203,7 +224,7 @@ impl EntryMut<'_> {
     }
 }
 
-fn is(el: &Element, cat: &str, local: &str) -> bool {
+pub(crate) fn is(el: &Element, cat: &str, local: &str) -> bool {
     el.name.strip_prefix(cat) == Some(local)
 }
 
@@ -240,7 +261,7 @@ fn rank(el: &Element, cat: &str) -> usize {
 }
 
 /// The child `<cat:local>`, inserted before the first child that the schema puts after it.
-fn child_or_insert<'e>(el: &'e mut Element, cat: &str, local: &str, name: &str) -> &'e mut Element {
+pub(crate) fn child_or_insert<'e>(el: &'e mut Element, cat: &str, local: &str, name: &str) -> &'e mut Element {
     let pos = el.children.iter().position(|n| matches!(n, Node::Element(c) if is(c, cat, local)));
     let pos = match pos {
         Some(p) => p,
@@ -319,9 +340,18 @@ fn container_mut<'e>(root: &'e mut Element, cat: &str, sets: &[usize]) -> Option
 /// A container XNAT does not write when it holds nothing (`metaFields`, `tags`, `sets`, `entries` without
 /// attributes whose children are all such empty containers).
 fn empty_container(el: &Element, cat: &str) -> bool {
+    empty_container_by(el, cat, &|_| None)
+}
+
+/// [`empty_container`], where `stand_in` says whether an element that stands for others (in a
+/// [`crate::model::catalog_stream::StreamedCatalog`]'s frame) counts as empty; `None` for real elements.
+pub(crate) fn empty_container_by(el: &Element, cat: &str, stand_in: &dyn Fn(&Element) -> Option<bool>) -> bool {
+    if let Some(empty) = stand_in(el) {
+        return empty;
+    }
     ["metaFields", "tags", "sets", "entries"].iter().any(|l| is(el, cat, l))
         && el.attrs.is_empty()
-        && el.children.iter().all(|n| matches!(n, Node::Element(c) if empty_container(c, cat)))
+        && el.children.iter().all(|n| matches!(n, Node::Element(c) if empty_container_by(c, cat, stand_in)))
 }
 
 #[cfg(test)]

@@ -4,5 +4,6 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod catalog_stream;
 pub mod digest;
 pub mod session;
