@@ -518,7 +518,7 @@ mod tests {
         let locs = tree_entries(&tree, bytes);
         let gone = |i: u32| edits && i % 3 == 1;
         let edit = |i: u32, e: &mut EntryMut| {
-            if edits && i % 5 == 0 {
+            if edits && i.is_multiple_of(5) {
                 e.set_attr("digest", "0123");
                 e.set_meta_field("SIZE", &i.to_string());
             }
