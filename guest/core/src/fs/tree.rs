@@ -338,7 +338,7 @@ impl Tree {
     /// [`Tree::write_atomic`] of what `write` writes into the temporary file, piece by piece (a large catalog
     /// is never whole in memory). When `write` fails, the temporary file is removed and the file is untouched.
     pub fn write_atomic_with(&self, rel: &RelPath, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
-        let tmp = temp_beside(rel)?;
+        let tmp = self.temp_beside(rel)?;
         let result = (|| {
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -408,7 +408,7 @@ impl Tree {
     /// first, then hard-linked into place (which fails if the name exists). Readers never see it partly
     /// written. False when it already exists.
     pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
-        let tmp = temp_beside(rel)?;
+        let tmp = self.temp_beside(rel)?;
         let result = self.write_temp(&tmp, bytes).and_then(|()| fs::hard_link(self.path(&tmp), self.path(rel)));
         let _ = fs::remove_file(self.path(&tmp));
         match result {
@@ -416,6 +416,38 @@ impl Tree {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(rel.as_str(), &e)),
         }
+    }
+
+    /// A unique temporary name beside `rel` (hidden, so listings and refresh skip it), naming the instance
+    /// that writes it when the host names one (and the name stays short enough), so that a temporary file
+    /// left by an instance that died mid-write can be told from one still being written ([`temp_writer`]).
+    fn temp_beside(&self, rel: &RelPath) -> Result<RelPath> {
+        let writer = self.instances.map(|i| i.this_name()).unwrap_or_default();
+        let writer = if rel.name().len() + writer.len() > 180 { String::new() } else { writer };
+        rel.parent().join(&format!("{TEMP_PREFIX}{}.{writer}.{}", rel.name(), unique()))
+    }
+
+    /// Removes the temporary files in `dir` among `names` that were to become `target` and whose writing
+    /// instance the host knows is gone (it died mid-write: nobody will finish them). How many it removed.
+    pub fn remove_orphaned_temps<'n>(
+        &self,
+        dir: &RelPath,
+        target: &str,
+        names: impl Iterator<Item = &'n str>,
+    ) -> usize {
+        let Some(instances) = self.instances else { return 0 };
+        let mut removed = 0;
+        for name in names {
+            if let Some((of, writer)) = temp_writer(name)
+                && of == target
+                && instances.is_gone(writer)
+                && let Ok(path) = dir.join(name)
+                && fs::remove_file(self.path(&path)).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Writes a new temporary file whole and flushes it to disk.
@@ -490,14 +522,41 @@ fn unique() -> String {
     format!("{nanos:x}{:x}", N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A unique temporary name beside `rel` (hidden, so listings and refresh skip it).
-fn temp_beside(rel: &RelPath) -> Result<RelPath> {
-    rel.parent().join(&format!("{TEMP_PREFIX}{}.{}", rel.name(), unique()))
+/// The file a temporary file (by its name) was written to become, and the instance that wrote it (empty when
+/// unknown); `None` for any other name.
+pub fn temp_writer(name: &str) -> Option<(&str, &str)> {
+    let mut parts = name.strip_prefix(TEMP_PREFIX)?.rsplitn(3, '.');
+    let (_unique, writer, target) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((target, writer))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temporary_file_left_by_a_dead_writer_is_told_from_a_live_ones() {
+        assert_eq!(temp_writer(".~xnat-tmp-a.b_catalog.xml.boot-1-2.ff01"), Some(("a.b_catalog.xml", "boot-1-2")));
+        assert_eq!(temp_writer(".~xnat-tmp-x.xml..ff"), Some(("x.xml", "")));
+        assert_eq!(temp_writer("x.xml"), None);
+        let d = tempfile::tempdir().unwrap();
+        let instances = Instances { this: || "me".into(), alive: |n| Some(n != "dead") };
+        let tree = Tree::new(d.path()).with_instances(instances);
+        let cat = RelPath::new("R_catalog.xml").unwrap();
+        tree.write_atomic(&cat, b"x").unwrap();
+        let names = [
+            ".~xnat-tmp-R_catalog.xml.dead.1",
+            ".~xnat-tmp-R_catalog.xml.me.2",
+            ".~xnat-tmp-R_catalog.xml..3",
+            ".~xnat-tmp-other.xml.dead.4",
+        ];
+        for n in names {
+            fs::write(d.path().join(n), b"part").unwrap();
+        }
+        assert_eq!(tree.remove_orphaned_temps(&RelPath::root(), "R_catalog.xml", names.into_iter()), 1);
+        assert!(!d.path().join(names[0]).exists());
+        assert!(names[1..].iter().all(|n| d.path().join(n).exists()));
+    }
 
     #[test]
     fn paths_cannot_leave_the_tree() {

@@ -14,14 +14,17 @@
 //! * `verify` and `dry-run` compute the same report and write nothing;
 //! * opt-in, files unchanged since the last hashing refresh are not hashed again (`unchanged.rs`).
 
+mod index;
 pub mod resource;
 mod unchanged;
+mod update;
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, RelPath, TEMP_PREFIX, Tree};
 use crate::model::audit::{Stamp, append_change_set};
-use crate::model::catalog::{Catalog, CatalogKind, EntryLoc};
+use crate::model::catalog::CatalogKind;
+use crate::model::catalog_stream::{StreamedCatalog, WriteError};
 pub use crate::model::digest::Algorithm;
 pub use crate::model::digest::Hasher;
 #[cfg(target_os = "wasi")]
@@ -31,10 +34,9 @@ use crate::progress::Progress;
 use crate::site::document;
 use crate::site::layout::{Archive, ResourceDir};
 use crate::site::uri::ResourceUri;
-use crate::xml::{Element, Node};
-use percent_encoding::percent_decode_str;
-// The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
 use foldhash::HashMap;
+use index::{Facts, Index, Seen};
+use update::{Probe, new_entry, update_entry};
 
 /// The four operations. All false means XNAT's default: all four.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -175,6 +177,7 @@ pub fn refresh(
             hasher: &mut *hasher,
             progress: &mut *progress,
             unchanged: trusting.then(Trust::default),
+            temps: Vec::new(),
         };
         reports.push(job.run());
     }
@@ -191,6 +194,8 @@ struct Job<'a> {
     progress: &'a mut dyn Progress,
     /// With `trust_unchanged`: the stamp, the files' stamps as listed, and each file's digest now stored.
     unchanged: Option<Trust>,
+    /// Temporary files the walk met beside the catalog.
+    temps: Vec<String>,
 }
 
 #[derive(Default)]
@@ -200,18 +205,15 @@ struct Trust {
     digests: Vec<(String, String)>,
 }
 
-/// The entry an index key maps to, and whether the walk saw its file.
-struct Indexed {
-    loc: EntryLoc,
-    seen: Seen,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Seen {
-    No,
-    File(u64),
-    /// A symbolic link or something else that is neither updated nor removed.
-    Untouchable,
+/// What the walk found to write, decided before anything is written (so that `dry-run` reports it too).
+#[derive(Default)]
+struct Plan {
+    /// Entries that change, by number: their file's relative path, size and digest, and whether a DICOM entry.
+    updates: HashMap<u32, (String, u64, Option<String>, bool)>,
+    /// Files the catalog lacks: relative path, size, digest.
+    added: Vec<(String, u64, Option<String>)>,
+    /// Entries whose files are gone, by number.
+    gone: Vec<u32>,
 }
 
 impl Job<'_> {
@@ -256,26 +258,29 @@ impl Job<'_> {
             return Ok(());
         }
         let writing = self.req.mode == Mode::Apply;
-        let (catalog_path, original, mut catalog) = match found.pop() {
+        // 2. The entries, indexed by the relative path they stand for, as the catalog is read.
+        let mut index = Index::default();
+        let (catalog_path, mut catalog) = match found.pop() {
             Some(name) => {
                 let path = folder.join(&name)?;
-                let bytes = self.tree.read(&path)?;
-                let cat = Catalog::parse(&bytes).map_err(|e| {
+                let file = self.tree.open(&path)?;
+                let cat = StreamedCatalog::read(file, &mut |head| index.add(head, folder)).map_err(|e| {
                     Error::Corrupt(format!("catalog {path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
                 })?;
-                (path, Some(bytes), cat)
+                (path, cat)
             }
             None => {
                 let path = folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?;
                 report.catalog_created = true;
-                (path, None, Catalog::new(CatalogKind::Plain, &self.dir.catalog_id))
+                (path, StreamedCatalog::new(CatalogKind::Plain, &self.dir.catalog_id))
             }
         };
         report.catalog = catalog_path.as_str().to_string();
+        report.skipped.append(&mut index.skipped);
 
-        // 2. The refresh lock (only when we may write).
+        // 3. The refresh lock (only when we may write).
         let lock = if writing { Some(self.lock(&catalog_path)?) } else { None };
-        let result = self.refresh_locked(report, &catalog_path, original.as_deref(), &mut catalog);
+        let result = self.refresh_locked(report, &catalog_path, &mut catalog, index);
         if let Some(lock) = lock {
             lock.release()?;
         }
@@ -286,11 +291,10 @@ impl Job<'_> {
         &mut self,
         report: &mut ResourceReport,
         catalog_path: &RelPath,
-        original: Option<&[u8]>,
-        catalog: &mut Catalog,
+        catalog: &mut StreamedCatalog,
+        mut index: Index,
     ) -> Result<()> {
-        // 3. Index the entries by the relative path they stand for; read the unchanged-data stamp if trusted.
-        let mut index = index_entries(catalog, &self.dir.folder, report);
+        // The unchanged-data stamp, if trusted.
         if let Some(trust) = &mut self.unchanged {
             trust.stamps = unchanged::Stamps::read(self.tree, catalog_path)?;
         }
@@ -303,14 +307,19 @@ impl Job<'_> {
             report.skipped.clear();
             return Ok(());
         }
-        mark_seen(&mut index, &files, report);
-        // 5. Update the entries whose files exist; append the others.
-        let (modified, new_entries) = self.update_entries(catalog, &index, &files, report)?;
-        // 6. Entries whose files are gone, and the new ones in place.
-        let gone = self.settle(catalog, &index, new_entries, report);
+        if self.req.mode == Mode::Apply {
+            // Under the refresh lock: a catalog written by an instance that died mid-write (its memory
+            // limit) left its temporary file; nobody will finish it.
+            let name = catalog_path.name();
+            self.tree.remove_orphaned_temps(&self.dir.folder, name, self.temps.iter().map(String::as_str));
+        }
+        index.mark_seen(&files, &mut report.skipped);
+        // 5. Which entries the files change, and which files the catalog lacks.
+        let mut plan = self.update_entries(&index, &files, report)?;
+        // 6. Entries whose files are gone; the counts.
+        self.settle(&index, &mut plan, report);
         // 7. Write what changed, then the stamp of what was hashed.
-        let changed = Changes { modified, gone };
-        self.write(report, catalog_path, original, catalog, changed)?;
+        self.write(report, catalog_path, catalog, &plan)?;
         self.write_stamp(report, catalog_path)
     }
 
@@ -331,53 +340,46 @@ impl Job<'_> {
         unchanged::Stamps::write(self.tree, catalog_path, now_ns, files)
     }
 
-    /// Updates the entries of the files found and makes entries for the files the catalog lacks (with
-    /// their sizes, added in [`Job::settle`]). Returns how many entries changed, and the new ones. Files are
-    /// hashed in batches (one call to the host's digests each, when it offers them).
-    fn update_entries(
-        &mut self,
-        catalog: &mut Catalog,
-        index: &HashMap<String, Indexed>,
-        files: &[(String, Kind)],
-        report: &mut ResourceReport,
-    ) -> Result<(usize, Vec<(Element, u64)>)> {
+    /// Decides which entries the files found change and which files the catalog lacks (nothing is changed
+    /// yet). Files are hashed in batches (one call to the host's digests each, when it offers them).
+    fn update_entries(&mut self, index: &Index, files: &[(String, Kind)], report: &mut ResourceReport) -> Result<Plan> {
         let to_hash = if self.options.checksum {
             files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64
         } else {
             0
         };
         self.progress.begin(&self.dir.uri, to_hash);
-        let mut modified = 0usize;
-        let mut new_entries = Vec::new();
+        let mut plan = Plan::default();
         let mut rest = files;
         while !rest.is_empty() {
             let batch = &rest[..batch_len(rest)];
             rest = &rest[batch.len()..];
             Lock::renew_due()?;
-            let digests = self.digests(catalog, index, batch, report)?;
+            let digests = self.digests(index, batch, report)?;
             for ((rel, kind), digest) in batch.iter().zip(digests) {
                 let Kind::File { len } = kind else { continue };
-                if let Some(ix) = index.get(rel) {
-                    if self.update_entry(catalog, &ix.loc, rel, *len, digest) {
+                if let Some(ix) = index.map.get(rel.as_str()) {
+                    let mut probe = Probe { facts: &ix.facts, key: rel };
+                    let dicom = ix.facts.has(Facts::DICOM);
+                    if update_entry(&mut probe, self.stamp, (rel, *len, digest.as_deref()), dicom) {
                         report.modified.push(rel.clone());
-                        modified += 1;
+                        plan.updates.insert(ix.entry, (rel.clone(), *len, digest, dicom));
                     }
                 } else if self.options.append {
-                    new_entries.push((self.new_entry(catalog, rel, digest), *len));
+                    plan.added.push((rel.clone(), *len, digest));
                     report.added.push(rel.clone());
                 }
             }
         }
         self.progress.end();
-        Ok((modified, new_entries))
+        Ok(plan)
     }
 
     /// The digest to store for each file of a batch (`None` for what is not hashed): trusted from the
     /// stamp, or hashed, compared with the stored digest and reported when they differ.
     fn digests(
         &mut self,
-        catalog: &Catalog,
-        index: &HashMap<String, Indexed>,
+        index: &Index,
         batch: &[(String, Kind)],
         report: &mut ResourceReport,
     ) -> Result<Vec<Option<String>>> {
@@ -392,12 +394,12 @@ impl Job<'_> {
             if !matches!(kind, Kind::File { .. }) {
                 continue;
             }
-            let entry = match index.get(rel) {
-                Some(ix) => Some(catalog.entry(&ix.loc)),
+            let stored = match index.map.get(rel.as_str()) {
+                Some(ix) => ix.facts.digest.as_deref(),
                 None if self.options.append => None,
                 None => continue,
             };
-            let digest = entry.and_then(|e| e.attr("digest")).map(str::trim).filter(|d| !d.is_empty());
+            let digest = stored.map(str::trim).filter(|d| !d.is_empty());
             if let (Some(trust), Some(d)) = (&mut self.unchanged, digest)
                 && trust.stamps.unchanged(rel, trust.listed.get(rel), d)
             {
@@ -432,76 +434,12 @@ impl Job<'_> {
         Ok(out)
     }
 
-    /// Brings one entry in line with its file (`rel`, `len` bytes, `digest` when checksummed); whether it
-    /// changed.
-    fn update_entry(
-        &mut self,
-        catalog: &mut Catalog,
-        loc: &EntryLoc,
-        rel: &str,
-        len: u64,
-        digest: Option<String>,
-    ) -> bool {
-        let is_dicom = catalog.entry(loc).is_dicom();
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        let stamp = &self.stamp;
-        let mut e = catalog.entry_mut(loc);
-        let mut changed = false;
-        if let Some(user) = &stamp.user {
-            changed |= e.fill_attr("createdBy", user);
-        }
-        changed |= e.fill_attr("createdTime", stamp.entry_time());
-        changed |= e.fill_attr("createdEventId", stamp.event());
-        changed |= e.set_attr("ID", rel);
-        changed |= e.set_attr("cachePath", rel);
-        changed |= e.set_attr("name", name);
-        changed |= e.set_meta_field("SIZE", &len.to_string());
-        if is_dicom {
-            changed |= e.set_attr("format", "DICOM");
-        }
-        if let Some(d) = digest {
-            changed |= e.set_attr("digest", &d);
-        }
-        if changed {
-            if let Some(user) = &stamp.user {
-                e.set_attr("modifiedBy", user);
-            }
-            e.set_attr("modifiedTime", stamp.entry_time());
-            e.set_attr("modifiedEventId", stamp.event());
-        }
-        changed
-    }
-
-    /// A new entry for a file the catalog lacks (its size is added in [`Job::settle`]).
-    fn new_entry(&mut self, catalog: &Catalog, rel: &str, digest: Option<String>) -> Element {
-        let mut e = catalog.new_entry(rel);
-        e.attrs.push(("ID".into(), rel.to_owned()));
-        e.attrs.push(("cachePath".into(), rel.to_owned()));
-        e.attrs.push(("name".into(), rel.rsplit('/').next().unwrap_or(rel).to_owned()));
-        e.attrs.push(("createdTime".into(), self.stamp.entry_time().to_owned()));
-        e.attrs.push(("createdEventId".into(), self.stamp.event().to_owned()));
-        if let Some(user) = &self.stamp.user {
-            e.attrs.push(("createdBy".into(), user.clone()));
-        }
-        if let Some(d) = digest {
-            e.attrs.push(("digest".into(), d));
-        }
-        e
-    }
-
-    /// Removes the entries whose files are gone (with `delete`), appends the new ones with their sizes,
-    /// and counts the resource's files. Returns how many entries were removed.
-    fn settle(
-        &self,
-        catalog: &mut Catalog,
-        index: &HashMap<String, Indexed>,
-        new_entries: Vec<(Element, u64)>,
-        report: &mut ResourceReport,
-    ) -> usize {
-        let (mut gone, mut count, mut size) = (Vec::new(), 0u64, 0u64);
-        let mut by_loc: Vec<(&String, &Indexed)> = index.iter().collect();
-        by_loc.sort_by(|a, b| a.1.loc.cmp(&b.1.loc));
-        for (key, ix) in by_loc {
+    /// Marks the entries whose files are gone for removal (with `delete`) and counts the resource's files.
+    fn settle(&self, index: &Index, plan: &mut Plan, report: &mut ResourceReport) {
+        let (mut count, mut size) = (0u64, 0u64);
+        let mut by_entry: Vec<(&Box<str>, &index::Indexed)> = index.map.iter().collect();
+        by_entry.sort_by_key(|(_, ix)| ix.entry);
+        for (key, ix) in by_entry {
             match ix.seen {
                 Seen::File(len) => {
                     count += 1;
@@ -509,22 +447,18 @@ impl Job<'_> {
                 }
                 Seen::Untouchable => {}
                 Seen::No if self.options.delete => {
-                    gone.push(ix.loc.clone());
-                    report.removed.push(key.clone());
+                    plan.gone.push(ix.entry);
+                    report.removed.push(key.to_string());
                 }
                 Seen::No => {}
             }
         }
-        catalog.remove_entries(&gone);
-        for (mut e, len) in new_entries {
-            e.children.push(Node::Element(size_meta_fields(catalog, len)));
-            catalog.push_entry(e);
+        for (_, len, _) in &plan.added {
             count += 1;
             size += len;
         }
         report.file_count = count;
         report.file_size = size;
-        gone.len()
     }
 
     /// Writes the catalog (if it changed and the mode writes) unless someone else changed it meanwhile, and
@@ -533,28 +467,45 @@ impl Job<'_> {
         &mut self,
         report: &mut ResourceReport,
         catalog_path: &RelPath,
-        original: Option<&[u8]>,
-        catalog: &mut Catalog,
-        changes: Changes,
+        catalog: &mut StreamedCatalog,
+        plan: &Plan,
     ) -> Result<()> {
-        let catalog_changed =
-            report.catalog_created || !report.added.is_empty() || changes.modified > 0 || changes.gone > 0;
+        let (modified, gone) = (plan.updates.len(), plan.gone.len());
+        let catalog_changed = report.catalog_created || !report.added.is_empty() || modified > 0 || gone > 0;
         let writing = self.req.mode == Mode::Apply;
         let mut wrote = false;
         if catalog_changed && writing {
-            catalog.set_meta_field("PROJECT", &self.dir.project);
-            if let Some(cs) = self.stamp.change_set(report.added.len(), changes.modified, changes.gone) {
-                let audit = append_change_set(catalog.meta_field("AUDIT").as_deref(), &cs);
-                catalog.set_meta_field("AUDIT", &audit);
+            let frame = catalog.frame_mut();
+            frame.set_meta_field("PROJECT", &self.dir.project);
+            if let Some(cs) = self.stamp.change_set(report.added.len(), modified, gone) {
+                let audit = append_change_set(frame.meta_field("AUDIT").as_deref(), &cs);
+                frame.set_meta_field("AUDIT", &audit);
             }
-            if let Some(original) = original
-                && self.tree.read(catalog_path)? != original
-            {
-                return Err(Error::Conflict(format!(
-                    "catalog {catalog_path} was changed by someone else during the refresh; nothing was written — run the refresh again"
-                )));
+            let mut source = if report.catalog_created { None } else { Some(self.tree.open(catalog_path)?) };
+            let mut removed = vec![false; catalog.len()];
+            for &e in &plan.gone {
+                removed[e as usize] = true;
             }
-            self.tree.write_atomic(catalog_path, catalog.to_xml().as_bytes())?;
+            let stamp = self.stamp;
+            self.tree.write_atomic_with(catalog_path, &mut |sink| {
+                let source = source.as_mut().map(|f| f as &mut dyn std::io::Read);
+                let mut edit = |e: u32, entry: &mut crate::model::catalog::EntryMut| {
+                    if let Some((rel, len, digest, dicom)) = plan.updates.get(&e) {
+                        update_entry(entry, stamp, (rel, *len, digest.as_deref()), *dicom);
+                    }
+                };
+                let mut added = |i: usize, frame: &crate::model::catalog::Catalog| {
+                    let (rel, len, digest) = &plan.added[i];
+                    new_entry(frame, stamp, (rel, *len, digest.as_deref()))
+                };
+                let removed = |e: u32| removed[e as usize];
+                catalog.write(source, &removed, &mut edit, plan.added.len(), &mut added, sink).map_err(|e| match e {
+                    WriteError::Changed => Error::Conflict(format!(
+                        "catalog {catalog_path} was changed by someone else during the refresh; nothing was written — run the refresh again"
+                    )),
+                    WriteError::Io(e) => Error::io(catalog_path.as_str(), &e),
+                })
+            })?;
             wrote = true;
         }
         let mut stats_changed = false;
@@ -619,6 +570,10 @@ impl Job<'_> {
                     files.push((rel, Kind::NotUtf8));
                 }
                 Kind::File { .. } => {
+                    if name.starts_with(TEMP_PREFIX) && prefix.is_empty() {
+                        self.temps.push(name);
+                        continue;
+                    }
                     if &path == catalog || name.starts_with(".~lock-") || name.starts_with(TEMP_PREFIX) {
                         continue;
                     }
@@ -683,11 +638,6 @@ fn batch_len(files: &[(String, Kind)]) -> usize {
     files.len().min(BATCH_FILES)
 }
 
-fn cat_prefix(catalog: &Catalog) -> String {
-    let p = catalog.root().prefix();
-    if p.is_empty() { String::new() } else { format!("{p}:") }
-}
-
 /// Whether the first element of `head` is a `Catalog`/`DCMCatalog` in the catalog namespace.
 fn root_is_catalog(head: &[u8]) -> bool {
     use quick_xml::events::Event;
@@ -710,118 +660,10 @@ fn root_is_catalog(head: &[u8]) -> bool {
     }
 }
 
-/// The relative path an entry stands for (D9): its `URI` when relative, with `\`, `./` and
-/// percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the part
-/// of the path below the resource folder.
-fn entry_key(entry: &crate::xml::Element, folder: &RelPath) -> Option<String> {
-    let uri = entry.attr("URI").map(|u| u.replace('\\', "/")).filter(|u| !u.is_empty());
-    let absolute = |u: &str| u.starts_with('/') || u.contains("://");
-    match uri {
-        Some(u) if !absolute(&u) => Some(normalise(&u)),
-        other => {
-            let from_attr = ["cachePath", "ID"]
-                .iter()
-                .filter_map(|a| entry.attr(a))
-                .map(|v| v.replace('\\', "/"))
-                .find(|v| !v.is_empty() && !absolute(v))
-                .map(|v| normalise(&v));
-            from_attr.or_else(|| {
-                let u = other?;
-                let path = u.strip_prefix("file://").unwrap_or(&u);
-                let marker = format!("/{}/", folder.as_str());
-                // Outside the folder: a key no walked file has, so delete removes it as XNAT does.
-                Some(path.find(&marker).map_or(u.clone(), |i| normalise(&path[i + marker.len()..])))
-            })
-        }
-    }
-}
-
-fn normalise(path: &str) -> String {
-    let decoded = if path.contains('%') {
-        percent_decode_str(path).decode_utf8().map(|c| c.into_owned()).unwrap_or_else(|_| path.to_string())
-    } else {
-        path.to_string()
-    };
-    decoded.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
-}
-
-/// How many entries a refresh changed and removed.
-struct Changes {
-    modified: usize,
-    gone: usize,
-}
-
-/// The catalog's entries by the relative path they stand for; entries listed twice or naming nothing are
-/// reported and left as they are.
-fn index_entries(catalog: &Catalog, folder: &RelPath, report: &mut ResourceReport) -> HashMap<String, Indexed> {
-    let mut index: HashMap<String, Indexed> = HashMap::default();
-    for loc in catalog.entry_locs() {
-        let entry = catalog.entry(&loc);
-        match entry_key(entry.element(), folder) {
-            Some(key) => {
-                if index.insert(key.clone(), Indexed { loc, seen: Seen::No }).is_some() {
-                    report.skipped.push(Skipped {
-                        path: key,
-                        reason: "listed twice in the catalog; the last entry is used, the earlier one left as it is"
-                            .into(),
-                    });
-                }
-            }
-            None => report.skipped.push(Skipped {
-                path: entry.attr("ID").unwrap_or("").to_string(),
-                reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
-            }),
-        }
-    }
-    index
-}
-
-/// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
-/// symbolic link to a folder, a name that is not UTF-8, a special file) cannot be checked: they are kept
-/// and reported, never deleted.
-fn mark_seen(index: &mut HashMap<String, Indexed>, files: &[(String, Kind)], report: &mut ResourceReport) {
-    for (rel, kind) in files {
-        if let Some(ix) = index.get_mut(rel) {
-            ix.seen = match kind {
-                Kind::File { len } => Seen::File(*len),
-                _ => Seen::Untouchable,
-            };
-        }
-    }
-    let blocked: Vec<&str> =
-        files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
-    if blocked.is_empty() {
-        return;
-    }
-    let mut below: Vec<(&String, &mut Indexed)> = index
-        .iter_mut()
-        .filter(|(key, ix)| {
-            ix.seen == Seen::No && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
-        })
-        .collect();
-    below.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, ix) in below {
-        ix.seen = Seen::Untouchable;
-        report.skipped.push(Skipped {
-            path: key.clone(),
-            reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
-        });
-    }
-}
-
-/// `<cat:metaFields><cat:metaField name="SIZE">len</cat:metaField></cat:metaFields>` in the catalog's prefix.
-fn size_meta_fields(catalog: &Catalog, len: u64) -> Element {
-    let mut fields = Element::new(format!("{}metaFields", cat_prefix(catalog)));
-    let mut field = Element::new(format!("{}metaField", cat_prefix(catalog)));
-    field.attrs.push(("name".into(), "SIZE".into()));
-    field.children.push(Node::Text(len.to_string()));
-    fields.children.push(Node::Element(field));
-    fields
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::catalog::Catalog;
     use crate::progress::NoProgress;
     use std::fs;
     use std::path::Path;
@@ -1100,22 +942,5 @@ mod tests {
         let doc = crate::xml::parse(&fs::read(d.path().join("P/arc001/E1.xml")).unwrap()).unwrap();
         let res = crate::site::layout::find_all(&doc, &|e| e.local_name() == "resource").unwrap();
         assert_eq!((res.attr("file_count"), res.attr("file_size")), (Some("1"), Some("5")));
-    }
-
-    #[test]
-    fn entry_keys() {
-        let folder = RelPath::new("P/arc001/E/SCANS/1/DICOM").unwrap();
-        let e = |attrs: &[(&str, &str)]| {
-            let mut el = crate::xml::Element::new("cat:entry");
-            el.attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            entry_key(&el, &folder)
-        };
-        assert_eq!(e(&[("URI", "./x/./a.dcm")]).as_deref(), Some("x/a.dcm"));
-        assert_eq!(e(&[("URI", "sub\\a%20b.dcm")]).as_deref(), Some("sub/a b.dcm"));
-        assert_eq!(e(&[("URI", "/data/xnat/archive/P/arc001/E/SCANS/1/DICOM/a.dcm")]).as_deref(), Some("a.dcm"));
-        assert_eq!(e(&[("URI", "/somewhere/a.dcm"), ("cachePath", "c.dcm")]).as_deref(), Some("c.dcm"));
-        assert_eq!(e(&[("URI", "https://x/y"), ("ID", "i.dcm")]).as_deref(), Some("i.dcm"));
-        assert_eq!(e(&[("URI", "/elsewhere/a.dcm")]).as_deref(), Some("/elsewhere/a.dcm"));
-        assert_eq!(e(&[]), None);
     }
 }

@@ -1,0 +1,238 @@
+//! The catalog's entries by the relative path each stands for (D9), built while the catalog is read: for
+//! each entry only its number, whether the walk saw its file, and the few facts an update compares
+//! ([`Facts`]) — never the entry itself, so that a refresh of a million entries fits in a small memory.
+
+use crate::fs::tree::{Kind, RelPath};
+use crate::model::catalog_stream::EntryHead;
+use crate::refresh::Skipped;
+// The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
+use foldhash::HashMap;
+use percent_encoding::percent_decode_str;
+
+/// The entries by key, and what reading them found wrong.
+#[derive(Default)]
+pub(super) struct Index {
+    pub map: HashMap<Box<str>, Indexed>,
+    /// Entries listed twice or naming nothing: reported, left as they are.
+    pub skipped: Vec<Skipped>,
+    entries: u32,
+}
+
+/// One entry: its number in the catalog, whether the walk saw its file, what an update compares.
+pub(super) struct Indexed {
+    pub entry: u32,
+    pub seen: Seen,
+    pub facts: Facts,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seen {
+    No,
+    File(u64),
+    /// A symbolic link or something else that is neither updated nor removed.
+    Untouchable,
+}
+
+/// What an entry holds of what a refresh sets (`update::update_entry`), relative to its key: enough to tell
+/// exactly whether an update would change it without keeping the entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Facts {
+    flags: u8,
+    /// The `SIZE` metaField's value, when it is written as the refresh writes one.
+    size: Option<u64>,
+    /// The `digest` attribute as written.
+    pub digest: Option<Box<str>>,
+}
+
+impl Facts {
+    pub const CREATED_BY: u8 = 1;
+    pub const CREATED_TIME: u8 = 2;
+    pub const CREATED_EVENT: u8 = 4;
+    pub const ID_IS_KEY: u8 = 8;
+    pub const CACHE_PATH_IS_KEY: u8 = 16;
+    pub const NAME_IS_KEYS_NAME: u8 = 32;
+    pub const FORMAT_DICOM: u8 = 64;
+    pub const DICOM: u8 = 128;
+
+    pub fn of(head: &EntryHead, key: &str) -> Facts {
+        let filled = |name| head.attr(name).is_some_and(|v| !v.trim().is_empty());
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let flags = [
+            (filled("createdBy"), Facts::CREATED_BY),
+            (filled("createdTime"), Facts::CREATED_TIME),
+            (filled("createdEventId"), Facts::CREATED_EVENT),
+            (head.attr("ID") == Some(key), Facts::ID_IS_KEY),
+            (head.attr("cachePath") == Some(key), Facts::CACHE_PATH_IS_KEY),
+            (head.attr("name") == Some(name), Facts::NAME_IS_KEYS_NAME),
+            (head.attr("format") == Some("DICOM"), Facts::FORMAT_DICOM),
+            (head.is_dicom(), Facts::DICOM),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |flags, (_, bit)| flags | bit);
+        let size = head.size_field().and_then(|s| s.parse::<u64>().ok().filter(|n| n.to_string() == s));
+        Facts { flags, size, digest: head.attr("digest").map(Box::from) }
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether the `SIZE` metaField reads `value` exactly.
+    pub fn size_is(&self, value: &str) -> bool {
+        // `value` as `u64::to_string` writes it: no sign, no leading zero.
+        let canonical = value == "0" || !value.starts_with(['0', '+']);
+        self.size.is_some_and(|n| canonical && value.parse::<u64>() == Ok(n))
+    }
+}
+
+impl Index {
+    /// Adds the next entry of the catalog in `folder` (called for each, in order, as it is read).
+    pub fn add(&mut self, head: &EntryHead, folder: &RelPath) {
+        let entry = self.entries;
+        self.entries += 1;
+        match entry_key(&|name| head.attr(name), folder) {
+            Some(key) => {
+                let facts = Facts::of(head, &key);
+                let key: Box<str> = key.into();
+                if self.map.insert(key.clone(), Indexed { entry, seen: Seen::No, facts }).is_some() {
+                    self.skipped.push(Skipped {
+                        path: key.into(),
+                        reason: "listed twice in the catalog; the last entry is used, the earlier one left as it is"
+                            .into(),
+                    });
+                }
+            }
+            None => self.skipped.push(Skipped {
+                path: head.attr("ID").unwrap_or("").to_string(),
+                reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
+            }),
+        }
+    }
+
+    /// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
+    /// symbolic link to a folder, a name that is not UTF-8, a special file) cannot be checked: they are
+    /// kept and reported, never deleted.
+    pub fn mark_seen(&mut self, files: &[(String, Kind)], skipped: &mut Vec<Skipped>) {
+        for (rel, kind) in files {
+            if let Some(ix) = self.map.get_mut(rel.as_str()) {
+                ix.seen = match kind {
+                    Kind::File { len } => Seen::File(*len),
+                    _ => Seen::Untouchable,
+                };
+            }
+        }
+        let blocked: Vec<&str> =
+            files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
+        if blocked.is_empty() {
+            return;
+        }
+        let mut below: Vec<(&Box<str>, &mut Indexed)> = self
+            .map
+            .iter_mut()
+            .filter(|(key, ix)| {
+                ix.seen == Seen::No
+                    && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
+            })
+            .collect();
+        below.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, ix) in below {
+            ix.seen = Seen::Untouchable;
+            skipped.push(Skipped {
+                path: key.to_string(),
+                reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
+            });
+        }
+    }
+}
+
+/// The relative path an entry stands for (D9), from its attributes: its `URI` when relative, with `\`, `./`
+/// and percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the
+/// part of the path below the resource folder.
+pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &RelPath) -> Option<String> {
+    let uri = attr("URI").map(|u| u.replace('\\', "/")).filter(|u| !u.is_empty());
+    let absolute = |u: &str| u.starts_with('/') || u.contains("://");
+    match uri {
+        Some(u) if !absolute(&u) => Some(normalise(&u)),
+        other => {
+            let from_attr = ["cachePath", "ID"]
+                .iter()
+                .filter_map(|a| attr(a))
+                .map(|v| v.replace('\\', "/"))
+                .find(|v| !v.is_empty() && !absolute(v))
+                .map(|v| normalise(&v));
+            from_attr.or_else(|| {
+                let u = other?;
+                let path = u.strip_prefix("file://").unwrap_or(&u);
+                let marker = format!("/{}/", folder.as_str());
+                // Outside the folder: a key no walked file has, so delete removes it as XNAT does.
+                Some(path.find(&marker).map_or(u.clone(), |i| normalise(&path[i + marker.len()..])))
+            })
+        }
+    }
+}
+
+/// A relative path without empty and `.` segments, percent-decoded.
+fn normalise(path: &str) -> String {
+    let decoded = if path.contains('%') {
+        percent_decode_str(path).decode_utf8().map(|c| c.into_owned()).unwrap_or_else(|_| path.to_string())
+    } else {
+        path.to_string()
+    };
+    if !decoded.split('/').any(|s| s.is_empty() || s == ".") {
+        return decoded;
+    }
+    decoded.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys() {
+        let folder = RelPath::new("P/arc001/E/SCANS/1/DICOM").unwrap();
+        let e = |attrs: &[(&str, &str)]| {
+            entry_key(&|name| attrs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v), &folder)
+        };
+        assert_eq!(e(&[("URI", "./x/./a.dcm")]).as_deref(), Some("x/a.dcm"));
+        assert_eq!(e(&[("URI", "sub\\a%20b.dcm")]).as_deref(), Some("sub/a b.dcm"));
+        assert_eq!(e(&[("URI", "/data/xnat/archive/P/arc001/E/SCANS/1/DICOM/a.dcm")]).as_deref(), Some("a.dcm"));
+        assert_eq!(e(&[("URI", "/somewhere/a.dcm"), ("cachePath", "c.dcm")]).as_deref(), Some("c.dcm"));
+        assert_eq!(e(&[("URI", "https://x/y"), ("ID", "i.dcm")]).as_deref(), Some("i.dcm"));
+        assert_eq!(e(&[("URI", "/elsewhere/a.dcm")]).as_deref(), Some("/elsewhere/a.dcm"));
+        assert_eq!(e(&[("URI", "a//b/")]).as_deref(), Some("a/b"));
+        assert_eq!(e(&[]), None);
+    }
+
+    #[test]
+    fn facts_tell_what_an_update_would_change() {
+        let bytes = br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><cat:entries>
+            <cat:entry URI="d/a.dcm" ID="d/a.dcm" cachePath="d/a.dcm" name="a.dcm" createdTime="t" createdEventId=" " format="DICOM" digest="AB" xsi:type="cat:dcmEntry"><cat:metaFields><cat:metaField name="SIZE">10</cat:metaField></cat:metaFields></cat:entry>
+            <cat:entry URI="b" ID="x" createdBy="u"><cat:metaFields><cat:metaField name="SIZE">010</cat:metaField></cat:metaFields></cat:entry>
+            </cat:entries></cat:Catalog>"#;
+        let mut facts = Vec::new();
+        crate::model::catalog_stream::StreamedCatalog::read(&bytes[..], &mut |h| {
+            let key = entry_key(&|n| h.attr(n), &RelPath::root()).unwrap();
+            facts.push(Facts::of(h, &key));
+        })
+        .unwrap();
+        let a = &facts[0];
+        for flag in [
+            Facts::CREATED_TIME,
+            Facts::ID_IS_KEY,
+            Facts::CACHE_PATH_IS_KEY,
+            Facts::NAME_IS_KEYS_NAME,
+            Facts::FORMAT_DICOM,
+            Facts::DICOM,
+        ] {
+            assert!(a.has(flag), "{flag}");
+        }
+        assert!(!a.has(Facts::CREATED_BY) && !a.has(Facts::CREATED_EVENT));
+        assert!(a.size_is("10") && !a.size_is("010") && !a.size_is("11"));
+        assert_eq!(a.digest.as_deref(), Some("AB"));
+        let b = &facts[1];
+        assert!(b.has(Facts::CREATED_BY) && !b.has(Facts::ID_IS_KEY) && !b.has(Facts::NAME_IS_KEYS_NAME));
+        assert!(!b.size_is("10") && !b.size_is("010"), "a SIZE not written as the refresh writes it is rewritten");
+    }
+}
