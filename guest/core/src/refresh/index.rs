@@ -8,6 +8,8 @@ use crate::refresh::Skipped;
 // The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
 use foldhash::HashMap;
 use percent_encoding::percent_decode_str;
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 
 /// The entries by key, and what reading them found wrong.
 #[derive(Default)]
@@ -93,14 +95,20 @@ impl Index {
         self.entries += 1;
         match entry_key(&|name| head.attr(name), folder) {
             Some(key) => {
-                let facts = Facts::of(head, &key);
-                let key: Box<str> = key.into();
-                if self.map.insert(key.clone(), Indexed { entry, seen: Seen::No, facts }).is_some() {
-                    self.skipped.push(Skipped {
-                        path: key.into(),
-                        reason: "listed twice in the catalog; the last entry is used, the earlier one left as it is"
-                            .into(),
-                    });
+                let indexed = Indexed { entry, seen: Seen::No, facts: Facts::of(head, &key) };
+                match self.map.entry(key.into_boxed_str()) {
+                    Entry::Vacant(v) => {
+                        v.insert(indexed);
+                    }
+                    Entry::Occupied(mut o) => {
+                        o.insert(indexed);
+                        self.skipped.push(Skipped {
+                            path: o.key().to_string(),
+                            reason:
+                                "listed twice in the catalog; the last entry is used, the earlier one left as it is"
+                                    .into(),
+                        });
+                    }
                 }
             }
             None => self.skipped.push(Skipped {
@@ -150,7 +158,8 @@ impl Index {
 /// and percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the
 /// part of the path below the resource folder.
 pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &RelPath) -> Option<String> {
-    let uri = attr("URI").map(|u| u.replace('\\', "/")).filter(|u| !u.is_empty());
+    let slashed = |v: &'a str| if v.contains('\\') { Cow::Owned(v.replace('\\', "/")) } else { Cow::Borrowed(v) };
+    let uri = attr("URI").map(slashed).filter(|u| !u.is_empty());
     let absolute = |u: &str| u.starts_with('/') || u.contains("://");
     match uri {
         Some(u) if !absolute(&u) => Some(normalise(&u)),
@@ -158,7 +167,7 @@ pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &Rel
             let from_attr = ["cachePath", "ID"]
                 .iter()
                 .filter_map(|a| attr(a))
-                .map(|v| v.replace('\\', "/"))
+                .map(slashed)
                 .find(|v| !v.is_empty() && !absolute(v))
                 .map(|v| normalise(&v));
             from_attr.or_else(|| {
@@ -166,7 +175,7 @@ pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &Rel
                 let path = u.strip_prefix("file://").unwrap_or(&u);
                 let marker = format!("/{}/", folder.as_str());
                 // Outside the folder: a key no walked file has, so delete removes it as XNAT does.
-                Some(path.find(&marker).map_or(u.clone(), |i| normalise(&path[i + marker.len()..])))
+                Some(path.find(&marker).map_or_else(|| u.to_string(), |i| normalise(&path[i + marker.len()..])))
             })
         }
     }
@@ -175,12 +184,12 @@ pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &Rel
 /// A relative path without empty and `.` segments, percent-decoded.
 fn normalise(path: &str) -> String {
     let decoded = if path.contains('%') {
-        percent_decode_str(path).decode_utf8().map(|c| c.into_owned()).unwrap_or_else(|_| path.to_string())
+        percent_decode_str(path).decode_utf8().unwrap_or(Cow::Borrowed(path))
     } else {
-        path.to_string()
+        Cow::Borrowed(path)
     };
     if !decoded.split('/').any(|s| s.is_empty() || s == ".") {
-        return decoded;
+        return decoded.into_owned();
     }
     decoded.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
 }
