@@ -374,7 +374,7 @@ fn text_at(
 
 /// Text of characters XML 1.0 allows, in a text node of `node_len` bytes with it, at most [`MAX_VALUE_BYTES`].
 fn check_text(s: &str, node_len: usize, at: u64) -> Result<(), XmlError> {
-    if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+    if let Some(c) = disallowed(s) {
         return Err(XmlError(format!(
             "malformed XML at byte {at}: U+{:04X} is a character XML 1.0 does not allow",
             c as u32
@@ -429,7 +429,7 @@ fn checked_start<'s>(
             return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
         }
         let value = attr.unescape_value().map_err(|e| err(&e))?;
-        if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+        if let Some(c) = disallowed(&value) {
             return Err(err(&format!("attribute {key} holds U+{:04X}, a character XML 1.0 does not allow", c as u32)));
         }
         each(key, &value);
@@ -453,10 +453,18 @@ fn close(stack: &mut Vec<Element>, root: &mut Option<Element>) {
 /// Whether `name` can be written back as an element or attribute name: not empty, none of the characters
 /// that end or quote a name, no white space or control characters (a looser check than XML's `Name`).
 fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| matches!(c, '"' | '\'' | '<' | '>' | '=' | '&' | '/') || c.is_whitespace() || c.is_control())
+    let bad = |c: char| matches!(c, '"' | '\'' | '<' | '>' | '=' | '&' | '/') || c.is_whitespace() || c.is_control();
+    // Names are almost always ASCII: bytes are checked without decoding them.
+    !name.is_empty() && if name.is_ascii() { !name.bytes().any(|b| bad(char::from(b))) } else { !name.chars().any(bad) }
+}
+
+/// The first character of `s` that XML 1.0 does not allow ([`allowed`]), if any.
+fn disallowed(s: &str) -> Option<char> {
+    // Printable ASCII and tab, line feed, carriage return are allowed: most values are nothing else.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
+        return None;
+    }
+    s.chars().find(|c| !allowed(*c))
 }
 
 /// Characters XML 1.0 allows in a document (`Char`): a value holding another is refused when read, since

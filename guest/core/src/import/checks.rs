@@ -4,9 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
-use crate::import::incoming::{FilesBelow, SessionFiles, catalog_entries};
+use crate::import::incoming::{EntryRef, FilesBelow, SessionFiles};
 use crate::import::request::{Notice, NoticeKind};
-use crate::model::catalog::Catalog;
 use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
 use std::collections::BTreeSet;
@@ -34,15 +33,15 @@ fn check_scan_resource(
     let mut notices = Vec::new();
     let Some(rel) = relative_uri(&file.uri, dir) else { return Ok(notices) };
     let Ok(cat_path) = dir.join_path(&rel) else { return Ok(notices) };
-    let bytes = match pre.read(&cat_path) {
-        Ok(b) => b,
+    let read = match files.catalog_entries(pre, &cat_path) {
+        Ok(read) => read,
         Err(Error::NotFound(_)) => {
             notices.push(Notice::new(21, NoticeKind::Warn, "Expected a catalog file, however it was missing."));
             return Ok(notices);
         }
         Err(e) => return Err(e),
     };
-    let Ok(cat) = Catalog::parse(&bytes) else {
+    let Some(entries) = read.as_ref() else {
         notices.push(Notice::new(
             21,
             NoticeKind::Warn,
@@ -50,8 +49,7 @@ fn check_scan_resource(
         ));
         return Ok(notices);
     };
-    let entries = catalog_entries(&cat);
-    let unlisted = unlisted_files(&files.below(pre, &cat_path.parent())?, &cat_path, &entries);
+    let unlisted = unlisted_files(&files.below(pre, &cat_path.parent())?, &cat_path, entries);
     if !unlisted.is_empty() {
         notices.push(Notice::new(
             20,
@@ -91,7 +89,7 @@ fn check_scan_resource(
 }
 
 /// The files in a catalog's folder (and below) that none of its entries lists, the catalog itself aside.
-fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[(String, Option<String>, bool)]) -> Vec<String> {
+fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[EntryRef]) -> Vec<String> {
     let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
     let mut unlisted: Vec<String> =
         below.paths().filter(|f| *f != cat_path.name() && !listed.contains(f)).map(str::to_string).collect();
@@ -105,12 +103,13 @@ fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[(String, Op
 pub fn check_entries(pre: &Tree, files: &SessionFiles) -> Result<Vec<Notice>> {
     let mut notices = Vec::new();
     for cat_path in files.catalogs()? {
-        let Ok(cat) = Catalog::parse(&pre.read(&cat_path)?) else { continue };
+        let read = files.catalog_entries(pre, &cat_path)?;
+        let Some(entries) = read.as_ref() else { continue };
         let below = files.below(pre, &cat_path.parent())?;
         let mut missing = Vec::new();
-        for (uri, _, _) in catalog_entries(&cat) {
-            if below.file_len(pre, &uri)?.is_none() {
-                missing.push(uri);
+        for (uri, _, _) in entries {
+            if below.file_len(pre, uri)?.is_none() {
+                missing.push(uri.clone());
             }
         }
         if !missing.is_empty() {

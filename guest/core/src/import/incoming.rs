@@ -4,7 +4,14 @@
 use crate::error::Result;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::model::catalog::Catalog;
+use crate::model::catalog_stream::StreamedCatalog;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A catalog entry as the checks and the merge plan read it: its path relative to the catalog folder (`./`
+/// removed), its SOP instance UID, and whether it is a `dcmEntry`.
+pub type EntryRef = (String, Option<String>, bool);
 
 /// Every catalog file (by name or content) directly in a resource folder or below it.
 pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
@@ -23,8 +30,20 @@ pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
     Ok(out)
 }
 
+/// The entries of the catalog at `path`, in document order, read as the file streams (no tree is built);
+/// `None` when the file is not a readable catalog.
+pub fn read_catalog_entries(tree: &Tree, path: &RelPath) -> Result<Option<Vec<EntryRef>>> {
+    let file = tree.open(path)?;
+    let mut out = Vec::new();
+    let read = StreamedCatalog::read(file, &mut |e| {
+        let uri = e.attr("URI").unwrap_or("").trim_start_matches("./").to_string();
+        out.push((uri, e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string), e.is_dicom()));
+    });
+    Ok(read.ok().map(|_| out))
+}
+
 /// A catalog's entries as (path relative to the catalog folder, SOP UID, is dcmEntry).
-pub fn catalog_entries(cat: &Catalog) -> Vec<(String, Option<String>, bool)> {
+pub fn catalog_entries(cat: &Catalog) -> Vec<EntryRef> {
     cat.entry_locs()
         .iter()
         .map(|l| {
@@ -61,13 +80,25 @@ pub struct SessionFiles {
     dir: RelPath,
     /// Paths relative to the session folder, with what each is.
     entries: Vec<(String, Kind)>,
+    /// The catalogs' entries, read once for every check and the plan ([`SessionFiles::catalog_entries`]).
+    catalogs: RefCell<HashMap<String, Rc<Option<Vec<EntryRef>>>>>,
 }
 
 impl SessionFiles {
     pub fn list(tree: &Tree, dir: &RelPath) -> Result<SessionFiles> {
         let mut entries = Vec::new();
         entries_below(tree, dir, "", &mut entries)?;
-        Ok(SessionFiles { dir: dir.clone(), entries })
+        Ok(SessionFiles { dir: dir.clone(), entries, catalogs: RefCell::default() })
+    }
+
+    /// [`read_catalog_entries`] of a catalog in the session, read the first time it is asked for.
+    pub fn catalog_entries(&self, tree: &Tree, path: &RelPath) -> Result<Rc<Option<Vec<EntryRef>>>> {
+        if let Some(known) = self.catalogs.borrow().get(path.as_str()) {
+            return Ok(known.clone());
+        }
+        let read = Rc::new(read_catalog_entries(tree, path)?);
+        self.catalogs.borrow_mut().insert(path.as_str().to_string(), read.clone());
+        Ok(read)
     }
 
     /// The session folder.

@@ -31,7 +31,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::import::incoming::FilesBelow;
+use crate::import::incoming::{FilesBelow, read_catalog_entries};
 use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
@@ -668,14 +668,12 @@ fn recompute_stats(arch: &Tree, target: &RelPath, el: &mut Element) -> Result<()
     if let Some(uri) = el.attr("URI").map(str::to_string)
         && !uri.starts_with('/')
         && let Ok(cat_path) = target.join_path(uri.trim_start_matches("./"))
-        && let Ok(bytes) = arch.read(&cat_path)
-        && let Ok(cat) = Catalog::parse(&bytes)
+        && let Ok(Some(entries)) = read_catalog_entries(arch, &cat_path)
     {
         let files = FilesBelow::list(arch, &cat_path.parent())?;
         let (mut count, mut size) = (0u64, 0u64);
-        for loc in cat.entry_locs() {
-            let Some(u) = cat.entry(&loc).uri() else { continue };
-            if let Some(len) = files.file_len(arch, u.trim_start_matches("./"))? {
+        for (uri, _, _) in &entries {
+            if let Some(len) = files.file_len(arch, uri)? {
                 count += 1;
                 size += len;
             }

@@ -451,10 +451,10 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
         let from = src.join_path(rel)?;
         if let Some(into) = merged_catalogs.get(rel) {
             // DICOM instances already in the existing catalog under another file name.
-            if let Ok(cat) = Catalog::parse(&pre.read(&from)?) {
-                for (uri, uid, _) in catalog_entries(&cat) {
+            if let Some(entries) = incoming.catalog_entries(pre, &from)?.as_ref() {
+                for (uri, uid, _) in entries {
                     if let Some((_, old_uri)) = uid.as_ref().and_then(|u| existing_uids.get(u))
-                        && *old_uri != uri
+                        && old_uri != uri
                     {
                         same_resources = true;
                     }

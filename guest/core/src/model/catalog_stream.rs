@@ -69,6 +69,11 @@ pub struct EntryHead {
 }
 
 impl EntryHead {
+    /// Its attributes, as read (values unescaped).
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attrs[..self.n_attrs].iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs[..self.n_attrs].iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

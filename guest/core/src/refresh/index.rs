@@ -5,6 +5,7 @@
 use crate::fs::tree::{Kind, RelPath};
 use crate::model::catalog_stream::EntryHead;
 use crate::refresh::Skipped;
+use crate::xml;
 // The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
 use foldhash::HashMap;
 use percent_encoding::percent_decode_str;
@@ -57,23 +58,30 @@ impl Facts {
     pub const DICOM: u8 = 128;
 
     pub fn of(head: &EntryHead, key: &str) -> Facts {
-        let filled = |name| head.attr(name).is_some_and(|v| !v.trim().is_empty());
+        let filled = |v: &str| !v.trim().is_empty();
         let name = key.rsplit('/').next().unwrap_or(key);
-        let flags = [
-            (filled("createdBy"), Facts::CREATED_BY),
-            (filled("createdTime"), Facts::CREATED_TIME),
-            (filled("createdEventId"), Facts::CREATED_EVENT),
-            (head.attr("ID") == Some(key), Facts::ID_IS_KEY),
-            (head.attr("cachePath") == Some(key), Facts::CACHE_PATH_IS_KEY),
-            (head.attr("name") == Some(name), Facts::NAME_IS_KEYS_NAME),
-            (head.attr("format") == Some("DICOM"), Facts::FORMAT_DICOM),
-            (head.is_dicom(), Facts::DICOM),
-        ]
-        .iter()
-        .filter(|(set, _)| *set)
-        .fold(0, |flags, (_, bit)| flags | bit);
-        let size = head.size_field().and_then(|s| s.parse::<u64>().ok().filter(|n| n.to_string() == s));
-        Facts { flags, size, digest: head.attr("digest").map(Box::from) }
+        let mut facts = Facts::default();
+        // One pass over the attributes (this runs for every entry of every catalog refreshed).
+        for (k, v) in head.attrs() {
+            let flag = match k {
+                "createdBy" if filled(v) => Facts::CREATED_BY,
+                "createdTime" if filled(v) => Facts::CREATED_TIME,
+                "createdEventId" if filled(v) => Facts::CREATED_EVENT,
+                "ID" if v == key => Facts::ID_IS_KEY,
+                "cachePath" if v == key => Facts::CACHE_PATH_IS_KEY,
+                "name" if v == name => Facts::NAME_IS_KEYS_NAME,
+                "format" if v == "DICOM" => Facts::FORMAT_DICOM,
+                "xsi:type" if xml::local(v) == "dcmEntry" => Facts::DICOM,
+                "digest" => {
+                    facts.digest = Some(v.into());
+                    0
+                }
+                _ => 0,
+            };
+            facts.flags |= flag;
+        }
+        facts.size = head.size_field().filter(|s| canonical(s)).and_then(|s| s.parse::<u64>().ok());
+        facts
     }
 
     pub fn has(&self, flag: u8) -> bool {
@@ -82,10 +90,13 @@ impl Facts {
 
     /// Whether the `SIZE` metaField reads `value` exactly.
     pub fn size_is(&self, value: &str) -> bool {
-        // `value` as `u64::to_string` writes it: no sign, no leading zero.
-        let canonical = value == "0" || !value.starts_with(['0', '+']);
-        self.size.is_some_and(|n| canonical && value.parse::<u64>() == Ok(n))
+        self.size.is_some_and(|n| canonical(value) && value.parse::<u64>() == Ok(n))
     }
+}
+
+/// A number as `u64::to_string` writes it, if it is one: no sign, no leading zero.
+fn canonical(s: &str) -> bool {
+    s == "0" || !s.starts_with(['0', '+'])
 }
 
 impl Index {
