@@ -136,6 +136,61 @@ fn refresh_archive_and_listing_scale_linearly() {
             "- {n} files: archive into an empty place / `find` over the session = {:.1}\n",
             took.as_secs_f64() / baseline.as_secs_f64()
         );
+
+        // Merge: a second session of the same experiment holding n other instances of the same series,
+        // archived with overwrite=append: each file moves on its own into the existing scan folder and the
+        // two catalogs merge. (Written as instances 1..=2n, the first n then dropped with their entries.)
+        // The baseline of P3: rename(2) in a loop over as many files, between two folders of one file system.
+        let mut more = SessionSpec::new(Some("DEMO"), "BIG_MR1", Modality::Mr, 4343);
+        more.label = Some("BIG_MR1".into());
+        more.subject = spec.subject.clone();
+        more.study_uid = spec.study_uid.clone();
+        more.scans = spec.scans.clone();
+        more.scans[0].files = 2 * n;
+        generator::write_session(&pre, &more).unwrap();
+        let cat_path = more.session_dir(&pre).join(SessionSpec::catalog_uri(&more.scans[0]));
+        let mut cat = xnat_core::model::catalog::Catalog::parse(&fs::read(&cat_path).unwrap()).unwrap();
+        let first: std::collections::HashSet<String> =
+            (1..=n).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
+        let locs = cat.entry_locs();
+        let dropped: Vec<_> = locs.into_iter().filter(|l| first.contains(cat.entry(l).uri().unwrap())).collect();
+        assert_eq!(dropped.len(), n);
+        cat.remove_entries(&dropped);
+        fs::write(&cat_path, cat.to_xml()).unwrap();
+        for name in &first {
+            fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
+        }
+        let incoming = more.session_dir(&pre).join("SCANS").join(&more.scans[0].id).join("DICOM");
+        let (from, to) = (dir.path().join("rename-from"), dir.path().join("rename-to"));
+        fs::create_dir_all(&from).unwrap();
+        fs::create_dir_all(&to).unwrap();
+        let names: Vec<_> = fs::read_dir(&incoming).unwrap().map(|e| e.unwrap().file_name()).collect();
+        for name in &names {
+            fs::hard_link(incoming.join(name), from.join(name)).unwrap();
+        }
+        let started = Instant::now();
+        for name in &names {
+            fs::rename(from.join(name), to.join(name)).unwrap();
+        }
+        let renames = started.elapsed();
+        row("rename(2) in a loop over the incoming files (baseline)", n, renames);
+        let src = format!("/prearchive/projects/DEMO/{}/BIG_MR1", more.timestamp);
+        let took =
+            timed(&["archive", "--prearchive", p, "--archive", a, "--src", &src, "--overwrite", "append"], |v| {
+                assert!(
+                    v.to_string().contains("/experiments/BIG_MR1") && !v.to_string().contains("\"error\":{"),
+                    "{v}"
+                );
+            });
+        let mut got: Vec<String> =
+            fs::read_dir(&scan).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        got.sort();
+        assert_eq!(got.len(), 2 * n + 1, "every file of both sessions, one catalog");
+        row("archive merging them into the experiment", n, took);
+        ratios += &format!(
+            "- {n} files: archive merging into an experiment / rename loop = {:.1}\n",
+            took.as_secs_f64() / renames.as_secs_f64()
+        );
         drop(dir);
 
         // Listing: a prearchive of n sessions (each a document and one scan of one file).
@@ -153,6 +208,8 @@ fn refresh_archive_and_listing_scale_linearly() {
         });
         row("prearchive listing", n, took);
     }
-    report += &format!("\nP3 (issue 11: at most 3):\n\n{ratios}\nSizes run: {sizes:?}.\n");
+    report += &format!(
+        "\nP3 (issue 11: into an empty place at most 3, a merge at most 2):\n\n{ratios}\nSizes run: {sizes:?}.\n"
+    );
     println!("{report}");
 }
