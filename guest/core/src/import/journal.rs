@@ -41,7 +41,7 @@ use crate::site::layout::document_root;
 use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
 /// The `journal` and `version` of the header this version writes and reads.
@@ -293,6 +293,17 @@ impl Journal {
     /// Runs the journal from wherever it stands to the end. `cp` passes a fault point after every step.
     pub fn run(&mut self, pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<String> {
         if !self.committed {
+            // The folders this run made or found: thousands of files moving into one folder make it once.
+            // (One removed behind our back fails the rename; the journal then runs again from there.)
+            let mut folders: HashSet<RelPath> = HashSet::new();
+            let mut folder_of = |to: &RelPath| -> Result<()> {
+                let parent = to.parent();
+                if !folders.contains(&parent) {
+                    arch.create_dir_all(&parent)?;
+                    folders.insert(parent);
+                }
+                Ok(())
+            };
             for step in self.steps.clone() {
                 match step {
                     Step::Move { from, to } => {
@@ -302,13 +313,13 @@ impl Journal {
                                     "{to} appeared in the archive during the archive; nothing was replaced"
                                 )));
                             }
-                            arch.create_dir_all(&to.parent())?;
+                            folder_of(&to)?;
                             pre.rename_to(&from, arch, &to)?;
                         }
                     }
                     Step::Backup { file, to } => {
                         if arch.kind(&file)?.is_some() && arch.kind(&to)?.is_none() {
-                            arch.create_dir_all(&to.parent())?;
+                            folder_of(&to)?;
                             arch.rename_to(&file, arch, &to)?;
                         }
                     }

@@ -16,7 +16,7 @@ use crate::model::session::{SessionDoc, clean_value};
 use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
 use crate::site::names::{check_project_id, identifier_problem, valid_identifier};
 use crate::site::uri::{ExperimentRef, Item, ResourceUri};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 /// The subject an archived session will belong to.
@@ -447,6 +447,7 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
     let MergeTargets { catalogs: merged_catalogs, uids: existing_uids } = catalogs_to_merge(plan, arch, &files)?;
     let mut matching_files = false;
     let mut same_resources = false;
+    let mut present = Present { tree: arch, folders: HashMap::new() };
     for rel in &files {
         let from = src.join_path(rel)?;
         if let Some(into) = merged_catalogs.get(rel) {
@@ -468,7 +469,7 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
         }
         let to = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
         let is_meta = rel.ends_with(".xml") || rel.ends_with(".log");
-        if arch.kind(&to)?.is_some() {
+        if present.at(&to)? {
             if !is_meta {
                 matching_files = true;
             }
@@ -488,6 +489,32 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
         plan.notice(14, NoticeKind::Conflict, "Session already exists with matching files.");
     }
     Ok(())
+}
+
+/// Whether anything is at a path of a tree, from one listing of its folder: a merge of thousands of files into
+/// one folder looks at the folder once, not at each file.
+struct Present<'t> {
+    tree: &'t Tree,
+    /// Folder → the names in it; `None` when it could not be listed (then each path is looked at).
+    folders: HashMap<RelPath, Option<HashSet<String>>>,
+}
+
+impl Present<'_> {
+    fn at(&mut self, path: &RelPath) -> Result<bool> {
+        let folder = path.parent();
+        if !self.folders.contains_key(&folder) {
+            let names = match self.tree.list(&folder) {
+                Ok(listed) => Some(listed.into_iter().map(|(name, _)| name).collect()),
+                Err(Error::NotFound(_)) => Some(HashSet::new()),
+                Err(_) => None,
+            };
+            self.folders.insert(folder.clone(), names);
+        }
+        match &self.folders[&folder] {
+            Some(names) => Ok(names.contains(path.name())),
+            None => Ok(self.tree.kind(path)?.is_some()),
+        }
+    }
 }
 
 /// The archived catalogs that incoming ones merge into.

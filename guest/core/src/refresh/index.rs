@@ -15,7 +15,10 @@ use std::collections::hash_map::Entry;
 /// The entries by key, and what reading them found wrong.
 #[derive(Default)]
 pub(super) struct Index {
-    pub map: HashMap<Box<str>, Indexed>,
+    /// Key → its entry in `indexed`. The table holds only a key and a number (hash tables keep up to half
+    /// their slots empty: a million entries' slots would otherwise be ~160 MB).
+    keys: HashMap<Box<str>, u32>,
+    indexed: Vec<Indexed>,
     /// Entries listed twice or naming nothing: reported, left as they are.
     pub skipped: Vec<Skipped>,
     entries: u32,
@@ -107,12 +110,13 @@ impl Index {
         match entry_key(&|name| head.attr(name), folder) {
             Some(key) => {
                 let indexed = Indexed { entry, seen: Seen::No, facts: Facts::of(head, &key) };
-                match self.map.entry(key.into_boxed_str()) {
+                match self.keys.entry(key.into_boxed_str()) {
                     Entry::Vacant(v) => {
-                        v.insert(indexed);
+                        v.insert(self.indexed.len() as u32);
+                        self.indexed.push(indexed);
                     }
-                    Entry::Occupied(mut o) => {
-                        o.insert(indexed);
+                    Entry::Occupied(o) => {
+                        self.indexed[*o.get() as usize] = indexed;
                         self.skipped.push(Skipped {
                             path: o.key().to_string(),
                             reason:
@@ -129,13 +133,23 @@ impl Index {
         }
     }
 
+    /// The entry a key stands for.
+    pub fn get(&self, key: &str) -> Option<&Indexed> {
+        self.keys.get(key).map(|&i| &self.indexed[i as usize])
+    }
+
+    /// Every key with its entry, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Indexed)> {
+        self.keys.iter().map(|(k, &i)| (&**k, &self.indexed[i as usize]))
+    }
+
     /// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
     /// symbolic link to a folder, a name that is not UTF-8, a special file) cannot be checked: they are
     /// kept and reported, never deleted.
     pub fn mark_seen(&mut self, files: &[(String, Kind)], skipped: &mut Vec<Skipped>) {
         for (rel, kind) in files {
-            if let Some(ix) = self.map.get_mut(rel.as_str()) {
-                ix.seen = match kind {
+            if let Some(&i) = self.keys.get(rel.as_str()) {
+                self.indexed[i as usize].seen = match kind {
                     Kind::File { len } => Seen::File(*len),
                     _ => Seen::Untouchable,
                 };
@@ -146,17 +160,18 @@ impl Index {
         if blocked.is_empty() {
             return;
         }
-        let mut below: Vec<(&Box<str>, &mut Indexed)> = self
-            .map
-            .iter_mut()
-            .filter(|(key, ix)| {
-                ix.seen == Seen::No
+        let mut below: Vec<(&Box<str>, u32)> = self
+            .keys
+            .iter()
+            .filter(|(key, i)| {
+                self.indexed[**i as usize].seen == Seen::No
                     && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
             })
+            .map(|(key, i)| (key, *i))
             .collect();
         below.sort_by(|a, b| a.0.cmp(b.0));
-        for (key, ix) in below {
-            ix.seen = Seen::Untouchable;
+        for (key, i) in below {
+            self.indexed[i as usize].seen = Seen::Untouchable;
             skipped.push(Skipped {
                 path: key.to_string(),
                 reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),

@@ -358,7 +358,7 @@ impl Job<'_> {
             let digests = self.digests(index, batch, report)?;
             for ((rel, kind), digest) in batch.iter().zip(digests) {
                 let Kind::File { len } = kind else { continue };
-                if let Some(ix) = index.map.get(rel.as_str()) {
+                if let Some(ix) = index.get(rel) {
                     let mut probe = Probe { facts: &ix.facts, key: rel };
                     let dicom = ix.facts.has(Facts::DICOM);
                     if update_entry(&mut probe, self.stamp, (rel, *len, digest.as_deref()), dicom) {
@@ -394,7 +394,7 @@ impl Job<'_> {
             if !matches!(kind, Kind::File { .. }) {
                 continue;
             }
-            let stored = match index.map.get(rel.as_str()) {
+            let stored = match index.get(rel) {
                 Some(ix) => ix.facts.digest.as_deref(),
                 None if self.options.append => None,
                 None => continue,
@@ -437,7 +437,7 @@ impl Job<'_> {
     /// Marks the entries whose files are gone for removal (with `delete`) and counts the resource's files.
     fn settle(&self, index: &Index, plan: &mut Plan, report: &mut ResourceReport) {
         let (mut count, mut size) = (0u64, 0u64);
-        let mut by_entry: Vec<(&Box<str>, &index::Indexed)> = index.map.iter().collect();
+        let mut by_entry: Vec<(&str, &index::Indexed)> = index.iter().collect();
         by_entry.sort_by_key(|(_, ix)| ix.entry);
         for (key, ix) in by_entry {
             match ix.seen {
