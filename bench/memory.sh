@@ -11,16 +11,8 @@ SIZES=${1:-100000,1000000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-echo "== building (cargo build --release -p xnat-archive)" >&2
-cargo build --release -p xnat-archive >&2
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/xnat-memory-bench.XXXXXX")
-trap 'rm -rf -- "$T"' EXIT
-cp target/release/xnat-archive "$T/xnat-archive"
-export XDG_CACHE_HOME=$T/xdg-cache
-mkdir -p "$XDG_CACHE_HOME" "$T/data"
-
 . bench/report.sh
+private_host memory
 echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): bench/memory.sh $SIZES"
 echo
 machine "$T/xnat-archive"

@@ -17,18 +17,8 @@ SMALL=${2:-100000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-echo "== building (cargo build --release -p xnat-archive)" >&2
-cargo build --release -p xnat-archive >&2
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/xnat-refresh-bench.XXXXXX")
-trap 'rm -rf -- "$T"' EXIT
-# A private copy of the binary (a rebuild during the run cannot swap it) and a private wasmtime cache, filled
-# by the untimed round.
-cp target/release/xnat-archive "$T/xnat-archive"
-export XDG_CACHE_HOME=$T/xdg-cache
-mkdir -p "$XDG_CACHE_HOME" "$T/data"
-
 . bench/report.sh
+private_host refresh
 echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): bench/refresh.sh $RUNS $SMALL"
 echo
 machine "$T/xnat-archive"

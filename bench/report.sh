@@ -28,3 +28,16 @@ machine() {
          "$([[ $dirty -gt 0 ]] && echo "plus $dirty uncommitted change(s) under guest/ host/ wit/ or the manifests" || echo "(clean)");" \
          "binary sha256 $(sha256sum "$1" | cut -c1-12), $(($(stat -c %s "$1") >> 20)) MiB"
 }
+
+# Builds the release host and sets T to a new temporary folder (removed on exit) holding a private copy of the
+# binary (a rebuild during the run cannot swap it), a private wasmtime cache (XDG_CACHE_HOME, filled by each
+# benchmark's untimed round) and an empty data/ folder:  private_host NAME
+private_host() {
+    echo "== building (cargo build --release -p xnat-archive)" >&2
+    cargo build --release -p xnat-archive >&2
+    T=$(mktemp -d "${TMPDIR:-/tmp}/xnat-$1-bench.XXXXXX")
+    trap 'rm -rf -- "$T"' EXIT
+    cp target/release/xnat-archive "$T/xnat-archive"
+    export XDG_CACHE_HOME=$T/xdg-cache
+    mkdir -p "$XDG_CACHE_HOME" "$T/data"
+}
