@@ -9,7 +9,7 @@
 //! longer what was read (its length and XXH3-128 fingerprint, taken over every byte in both passes), the
 //! write fails with [`WriteError::Changed`].
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -122,6 +122,8 @@ impl EntryHead {
 
 /// The [`Prune`] that leaves the entries out of the frame.
 struct Reading<'e> {
+    /// Bytes before what the XML reader counts from (a byte-order mark, which it skips without counting).
+    base: u64,
     prefix: Option<String>,
     runs: Vec<(u32, u32)>,
     spans: Vec<Span>,
@@ -159,7 +161,7 @@ impl Prune for Reading<'_> {
     }
 
     fn begin(&mut self, parent: &mut Element, at: u64) {
-        self.start = at;
+        self.start = self.base + at;
         let entry = self.spans.len() as u32;
         // A run goes on while only layout (whitespace, which the reader drops beside elements) lies between.
         let n = parent.children.len();
@@ -237,7 +239,7 @@ impl Prune for Reading<'_> {
     }
 
     fn finish(&mut self, end: u64) {
-        self.spans.push(Span { start: self.start, len: end - self.start });
+        self.spans.push(Span { start: self.start, len: self.base + end - self.start });
         if let Some(run) = self.runs.last_mut() {
             run.1 += 1;
         }
@@ -276,8 +278,17 @@ impl StreamedCatalog {
     /// catalog.
     pub fn read(file: impl Read, each: &mut dyn FnMut(&EntryHead)) -> Result<StreamedCatalog, CatalogError> {
         let mut source = BufReader::with_capacity(1 << 16, Fingerprinting::new(file));
-        let mut reading =
-            Reading { prefix: None, runs: Vec::new(), spans: Vec::new(), start: 0, head: EntryHead::default(), each };
+        let bom = source.fill_buf().map_err(|e| xml::XmlError(e.to_string()))?.starts_with(b"\xEF\xBB\xBF");
+        let base = if bom { 3 } else { 0 };
+        let mut reading = Reading {
+            base,
+            prefix: None,
+            runs: Vec::new(),
+            spans: Vec::new(),
+            start: 0,
+            head: EntryHead::default(),
+            each,
+        };
         let root = xml::parse_stream(&mut source, &mut reading)?;
         let frame = Catalog::from_root(root)?;
         // Whatever follows the root was read to its end by the reader (trailing whitespace, comments).
@@ -615,6 +626,27 @@ mod tests {
         assert!(
             streamed.write(None, &|_| false, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut Vec::new()).is_err()
         );
+    }
+
+    /// A byte-order mark, CRLF line ends, a DOCTYPE, comments and CDATA: read (or refused) as the tree reader
+    /// reads them, and written back the same.
+    #[test]
+    fn what_parse_accepts_read_accepts_and_writes_the_same() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<!DOCTYPE x>\r\n<!-- c -->\r\n<cat:Catalog xmlns:cat=\"http://nrg.wustl.edu/catalog\" ID=\"R\">\r\n<cat:entries>\r\n\t<cat:entry URI=\"a&amp;b\" ID=\"x\"><cat:metaFields><cat:metaField name=\"SIZE\"><![CDATA[12]]></cat:metaField></cat:metaFields></cat:entry>\r\n</cat:entries>\r\n</cat:Catalog>\r\n<!-- after -->\r\n";
+        for doc in [body.as_bytes().to_vec(), [&b"\xEF\xBB\xBF"[..], body.as_bytes()].concat()] {
+            let tree = Catalog::parse(&doc);
+            let mut sizes = Vec::new();
+            let streamed = StreamedCatalog::read(&doc[..], &mut |h| sizes.push(h.size_field().map(str::to_string)));
+            assert_eq!(tree.is_ok(), streamed.is_ok(), "{:?} / {:?}", tree.as_ref().err(), streamed.as_ref().err());
+            if let (Ok(tree), Ok(mut streamed)) = (tree, streamed) {
+                assert_eq!(sizes, [Some("12".to_string())]);
+                let mut out = Vec::new();
+                streamed
+                    .write(Some(&mut &doc[..]), &|_| false, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut out)
+                    .unwrap_or_else(|e| panic!("{e}; byte-order mark: {}", doc[0] == 0xEF));
+                assert_eq!(String::from_utf8(out).unwrap(), tree.to_xml());
+            }
+        }
     }
 
     #[test]
