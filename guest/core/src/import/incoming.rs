@@ -3,7 +3,6 @@
 
 use crate::error::Result;
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::model::catalog::Catalog;
 use crate::model::catalog_stream::StreamedCatalog;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,21 +39,6 @@ pub fn read_catalog_entries(tree: &Tree, path: &RelPath) -> Result<Option<Vec<En
         out.push((uri, e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string), e.is_dicom()));
     });
     Ok(read.ok().map(|_| out))
-}
-
-/// A catalog's entries as (path relative to the catalog folder, SOP UID, is dcmEntry).
-pub fn catalog_entries(cat: &Catalog) -> Vec<EntryRef> {
-    cat.entry_locs()
-        .iter()
-        .map(|l| {
-            let e = cat.entry(l);
-            (
-                e.uri().unwrap_or("").trim_start_matches("./").to_string(),
-                e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string),
-                e.is_dicom(),
-            )
-        })
-        .collect()
 }
 
 /// Everything below `folder` but folders, as paths relative to it with what each is (one listing per

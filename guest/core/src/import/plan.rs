@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
-use crate::import::incoming::{SessionFiles, catalog_entries, find_catalogs};
+use crate::import::incoming::{SessionFiles, find_catalogs, read_catalog_entries};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
@@ -532,8 +532,8 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, files: &[String]) -> Result<Merge
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
         let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
         let Some(target_cat) = find_catalogs(arch, &to_folder)?.into_iter().next() else { continue };
-        if let Ok(cat) = Catalog::parse(&arch.read(&target_cat)?) {
-            for (uri, uid, _) in catalog_entries(&cat) {
+        if let Some(entries) = read_catalog_entries(arch, &target_cat)? {
+            for (uri, uid, _) in entries {
                 if let Some(uid) = uid {
                     existing_uids.insert(uid, (target_cat.clone(), uri));
                 }
@@ -548,12 +548,12 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, files: &[String]) -> Result<Merge
 /// clashing file, before the commit — set aside by a backup step (undone on roll-back), never deleted by
 /// the catalog merge after it.
 fn backup_replaced_instances(plan: &mut Plan, pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath) -> Result<()> {
-    let (Ok(incoming), Ok(existing)) = (Catalog::parse(&pre.read(from)?), Catalog::parse(&arch.read(into)?)) else {
+    let (Some(incoming), Some(existing)) = (read_catalog_entries(pre, from)?, read_catalog_entries(arch, into)?) else {
         return Ok(());
     };
     let old_by_uid: BTreeMap<String, String> =
-        catalog_entries(&existing).into_iter().filter_map(|(uri, uid, _)| Some((uid?, uri))).collect();
-    for (uri, uid, _) in catalog_entries(&incoming) {
+        existing.into_iter().filter_map(|(uri, uid, _)| Some((uid?, uri))).collect();
+    for (uri, uid, _) in incoming {
         let Some(old_uri) = uid.and_then(|u| old_by_uid.get(&u)) else { continue };
         if *old_uri == uri {
             continue;
