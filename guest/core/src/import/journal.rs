@@ -36,12 +36,13 @@ use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
 use crate::model::catalog::Catalog;
+use crate::model::catalog_stream::{StreamedCatalog, WriteError};
 use crate::model::session::{self, SessionDoc};
 use crate::site::layout::document_root;
 use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 /// The `journal` and `version` of the header this version writes and reads.
@@ -707,30 +708,29 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
     let Ok(incoming_bytes) = pre.read(from) else { return Ok(()) };
     let incoming =
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
-    let mut target = Catalog::parse(&arch.read(into)?)
-        .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
+    // The archived catalog (which may be large) is read as it streams: its entries by URI and by UID.
+    let (mut by_uri, mut by_uid) = (HashMap::new(), HashMap::new());
+    let mut n = 0u32;
+    let mut target = StreamedCatalog::read(arch.open(into)?, &mut |e| {
+        let uri = e.attr("URI").unwrap_or("").trim_start_matches("./").to_string();
+        if let Some(uid) = e.attr("UID").filter(|u| !u.is_empty()) {
+            by_uid.insert(uid.to_string(), (n, uri.clone()));
+        }
+        by_uri.insert(uri, n);
+        n += 1;
+    })
+    .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
     let files = FilesBelow::list(arch, &into.parent())?;
     let is_file = |uri: &str| -> Result<bool> { Ok(files.file_len(arch, uri)?.is_some()) };
-    let mut by_uri: BTreeMap<String, crate::model::catalog::EntryLoc> = BTreeMap::new();
-    let mut by_uid: BTreeMap<String, (crate::model::catalog::EntryLoc, String)> = BTreeMap::new();
-    for loc in target.entry_locs() {
-        let e = target.entry(&loc);
-        let uri = e.uri().unwrap_or("").trim_start_matches("./").to_string();
-        if let Some(uid) = e.attr("UID").filter(|u| !u.is_empty()) {
-            by_uid.insert(uid.to_string(), (loc.clone(), uri.clone()));
-        }
-        by_uri.insert(uri, loc);
-    }
-    let mut drop = Vec::new();
+    let mut updates: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+    let mut drop = HashSet::new();
     let mut added = Vec::new();
+    let entry_name = target.frame().new_entry("").name;
     for loc in incoming.entry_locs() {
         let e = incoming.entry(&loc);
         let uri = e.uri().unwrap_or("").trim_start_matches("./").to_string();
         if let Some(existing) = by_uri.get(&uri) {
-            let mut t = target.entry_mut(existing);
-            for (k, v) in &e.element().attrs {
-                t.set_attr(k, v);
-            }
+            updates.entry(*existing).or_default().extend(e.element().attrs.iter().cloned());
             continue;
         }
         if replace
@@ -738,17 +738,35 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
             && !is_file(old_uri)?
             && is_file(&uri)?
         {
-            drop.push(old.clone());
+            drop.insert(*old);
         }
         let mut el = e.element().clone();
-        el.name = target.new_entry("").name;
+        el.name = entry_name.clone();
         added.push(el);
     }
-    target.remove_entries(&drop);
-    for el in added {
-        target.push_entry(el);
-    }
-    arch.write_atomic(into, target.to_xml().as_bytes())
+    let mut source = arch.open(into)?;
+    arch.write_atomic_with(into, &mut |sink| {
+        let mut edit = |e: u32, entry: &mut crate::model::catalog::EntryMut| {
+            for (k, v) in updates.get(&e).into_iter().flatten() {
+                entry.set_attr(k, v);
+            }
+        };
+        target
+            .write(
+                Some(&mut source),
+                &|e| drop.contains(&e),
+                &mut edit,
+                added.len(),
+                &mut |i, _| added[i].clone(),
+                sink,
+            )
+            .map_err(|e| match e {
+                WriteError::Changed => Error::Conflict(format!(
+                    "catalog {into} was changed by someone else while it was merged; nothing was written — run recover"
+                )),
+                WriteError::Io(e) => Error::io(into.as_str(), &e),
+            })
+    })
 }
 
 /// Every session with a journal, whether its folder is still there or not.
