@@ -318,6 +318,31 @@ fn scan_4_dicom_entries_keep_uid_and_instance_number() {
     assert_eq!(fs::read(res.join("scan_4_catalog.xml")).unwrap(), bytes);
 }
 
+/// A catalog saved by an editor that adds a byte-order mark and CRLF line ends refreshes through the component
+/// like any other: every entry kept with its UID, written back as XNAT writes catalogs, unchanged next time.
+#[test]
+fn a_catalog_with_a_byte_order_mark_and_crlf_line_ends_refreshes() {
+    let site = debug_site();
+    let res = site.root.join(SCAN_RES);
+    materialise(&fixture("scan_4_catalog.xml"), &res, "scan_4_catalog.xml");
+    let cat = res.join("scan_4_catalog.xml");
+    let original = entries(&cat);
+    let crlf = fs::read_to_string(&cat).unwrap().replace('\n', "\r\n");
+    fs::write(&cat, [&b"\xEF\xBB\xBF"[..], crlf.as_bytes()].concat()).unwrap();
+    let (code, v) = cli_json(&["refresh", "--archive", site.arg(), "--resource", SCAN_URI]);
+    assert_eq!((code, &report(&v)["outcome"]["status"]), (0, &Value::from("written")), "{}", report(&v)["outcome"]);
+    let written = fs::read(&cat).unwrap();
+    assert!(written.starts_with(b"<?xml") && !written.contains(&b'\r'), "written as XNAT writes catalogs");
+    let after = entries(&cat);
+    assert_eq!(after.len(), original.len());
+    for (uri, before) in &original {
+        assert_eq!(after[uri].attr("UID"), before.attr("UID"), "{uri}");
+    }
+    let (_, v) = cli_json(&["refresh", "--archive", site.arg(), "--resource", SCAN_URI]);
+    assert_eq!(report(&v)["outcome"]["status"], "unchanged", "{}", report(&v)["outcome"]);
+    assert_eq!(fs::read(&cat).unwrap(), written);
+}
+
 #[test]
 fn a_session_refresh_cascades_to_its_scans() {
     let site = debug_site();
