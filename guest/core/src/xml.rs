@@ -8,7 +8,6 @@
 use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
-use std::fmt::Write as _;
 use std::io::BufRead;
 
 /// An XML element: its qualified name as written (`cat:entry`), its attributes in order, its children.
@@ -564,7 +563,9 @@ fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &mut St
         attrs.sort_by(|a, b| (a.0 == "xsi:type", &a.0).cmp(&(b.0 == "xsi:type", &b.0)));
     }
     for (k, v) in attrs {
-        let _ = write!(out, " {k}=\"");
+        out.push(' ');
+        out.push_str(k);
+        out.push_str("=\"");
         escape_into(out, v, true);
         out.push('"');
     }
@@ -613,6 +614,11 @@ pub fn escape_text(s: &str) -> String {
 /// In attribute values tabs and line breaks are written as character references so they survive
 /// attribute-value normalisation on the next read.
 fn escape_into(out: &mut String, s: &str, attribute: bool) {
+    // Most values (paths, digests, numbers) are printable ASCII with nothing to escape: copied whole.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
