@@ -11,7 +11,10 @@
 //!   parsed is reported and left byte-identical;
 //! * the catalog is written atomically, only if something changed and only if nobody else changed it
 //!   since it was read (D7), under a `.~lock-<catalog>.refresh` lock file created exclusively (D13);
-//! * `verify` and `dry-run` compute the same report and write nothing;
+//! * the catalog is never held whole: it is read as it streams (`model/catalog_stream.rs`), each entry
+//!   indexed by its key with the facts an update compares (`index.rs`), and written again entry by entry;
+//! * `verify` and `dry-run` compute the same report and write nothing (each entry's change is decided by the
+//!   same update the write applies, `update.rs`);
 //! * opt-in, files unchanged since the last hashing refresh are not hashed again (`unchanged.rs`).
 
 mod index;
