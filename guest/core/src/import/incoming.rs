@@ -64,6 +64,8 @@ pub struct SessionFiles {
     dir: RelPath,
     /// Paths relative to the session folder, with what each is.
     entries: Vec<(String, Kind)>,
+    /// Indices into `entries`, ordered by path: what lies below one folder is one run of them.
+    by_path: Vec<u32>,
     /// The catalogs' entries, read once for every check and the plan ([`SessionFiles::catalog_entries`]).
     catalogs: RefCell<HashMap<String, Rc<Option<Vec<EntryRef>>>>>,
 }
@@ -72,7 +74,9 @@ impl SessionFiles {
     pub fn list(tree: &Tree, dir: &RelPath) -> Result<SessionFiles> {
         let mut entries = Vec::new();
         entries_below(tree, dir, "", &mut entries)?;
-        Ok(SessionFiles { dir: dir.clone(), entries, catalogs: RefCell::default() })
+        let mut by_path: Vec<u32> = (0..entries.len() as u32).collect();
+        by_path.sort_unstable_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
+        Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default() })
     }
 
     /// [`read_catalog_entries`] of a catalog in the session, read the first time it is asked for.
@@ -109,10 +113,16 @@ impl SessionFiles {
     pub fn below(&self, tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
         let Some(inside) = folder.strip_prefix(&self.dir) else { return FilesBelow::list(tree, folder) };
         let prefix = if inside.is_empty() { String::new() } else { format!("{inside}/") };
-        let entries = self
-            .entries
+        // The paths that start with the prefix are one run of the sorted ones (a session of many scans is
+        // not filtered whole once per catalog).
+        let path = |i: &u32| self.entries[*i as usize].0.as_str();
+        let first = self.by_path.partition_point(|i| path(i) < prefix.as_str());
+        let entries = self.by_path[first..]
             .iter()
-            .filter_map(|(rel, kind)| rel.strip_prefix(prefix.as_str()).map(|r| (r.to_string(), *kind)))
+            .map_while(|i| {
+                let (rel, kind) = &self.entries[*i as usize];
+                rel.strip_prefix(prefix.as_str()).map(|r| (r.to_string(), *kind))
+            })
             .collect();
         Ok(FilesBelow::new(folder, entries))
     }
@@ -207,6 +217,23 @@ mod tests {
         paths.sort();
         assert_eq!(paths, ["scan_1_catalog.xml", "x.dcm"]);
         assert_eq!(below.file_len(&tree, "x.dcm").unwrap(), Some(5));
+        // Folders whose names extend one another are told apart (`1`, `1.5`, `10`).
+        for (scan, file) in [("1.5", "a.dcm"), ("10", "b.dcm")] {
+            let d = dir.path().join("S/SCANS").join(scan).join("DICOM");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), b"x").unwrap();
+        }
+        let files = SessionFiles::list(&tree, &RelPath::new("S").unwrap()).unwrap();
+        for (folder, want) in [
+            ("S/SCANS/1", vec!["DICOM/scan_1_catalog.xml", "DICOM/x.dcm"]),
+            ("S/SCANS/1.5", vec!["DICOM/a.dcm"]),
+            ("S/SCANS/10/DICOM", vec!["b.dcm"]),
+        ] {
+            let below = files.below(&tree, &RelPath::new(folder).unwrap()).unwrap();
+            let mut paths: Vec<&str> = below.paths().collect();
+            paths.sort();
+            assert_eq!(paths, want, "{folder}");
+        }
         // A folder outside the session is listed on its own.
         let outside = files.below(&tree, &RelPath::new("T").unwrap()).unwrap();
         assert_eq!(outside.file_len(&tree, "t.dcm").unwrap(), Some(1));
