@@ -339,20 +339,9 @@ impl Tree {
     /// is never whole in memory). When `write` fails, the temporary file is removed and the file is untouched.
     pub fn write_atomic_with(&self, rel: &RelPath, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
         let tmp = self.temp_beside(rel)?;
-        let result = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(self.path(&tmp))
-                .map_err(|e| Error::io(rel.as_str(), &e))?;
-            {
-                let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut f);
-                write(&mut buffered)?;
-                buffered.flush().map_err(|e| Error::io(rel.as_str(), &e))?;
-            }
-            f.sync_all().map_err(|e| Error::io(rel.as_str(), &e))?;
-            fs::rename(self.path(&tmp), self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
-        })();
+        let result = self
+            .write_temp(&tmp, rel, write)
+            .and_then(|()| fs::rename(self.path(&tmp), self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e)));
         if result.is_err() {
             let _ = fs::remove_file(self.path(&tmp));
         }
@@ -409,13 +398,15 @@ impl Tree {
     /// written. False when it already exists.
     pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
         let tmp = self.temp_beside(rel)?;
-        let result = self.write_temp(&tmp, bytes).and_then(|()| fs::hard_link(self.path(&tmp), self.path(rel)));
+        let result = self
+            .write_temp(&tmp, rel, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
+            .and_then(|()| match fs::hard_link(self.path(&tmp), self.path(rel)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io(rel.as_str(), &e)),
+            });
         let _ = fs::remove_file(self.path(&tmp));
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Error::io(rel.as_str(), &e)),
-        }
+        result
     }
 
     /// A unique temporary name beside `rel` (hidden, so listings and refresh skip it), naming the instance
@@ -451,10 +442,20 @@ impl Tree {
     }
 
     /// Writes a new temporary file whole and flushes it to disk.
-    fn write_temp(&self, tmp: &RelPath, bytes: &[u8]) -> io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(tmp))?;
-        f.write_all(bytes)?;
-        f.sync_all()
+    /// (What `write` writes, buffered; errors name `rel`, the file it is for.)
+    fn write_temp(
+        &self,
+        tmp: &RelPath,
+        rel: &RelPath,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let io_error = |e: io::Error| Error::io(rel.as_str(), &e);
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(self.path(tmp)).map_err(io_error)?;
+        let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut f);
+        write(&mut buffered)?;
+        buffered.flush().map_err(io_error)?;
+        drop(buffered);
+        f.sync_all().map_err(io_error)
     }
 
     /// Links an existing file under a second name that must not exist yet (false when it does).

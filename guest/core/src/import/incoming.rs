@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::model::catalog_stream::StreamedCatalog;
+use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -34,11 +34,14 @@ pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
 pub fn read_catalog_entries(tree: &Tree, path: &RelPath) -> Result<Option<Vec<EntryRef>>> {
     let file = tree.open(path)?;
     let mut out = Vec::new();
-    let read = StreamedCatalog::read(file, &mut |e| {
-        let uri = e.attr("URI").unwrap_or("").trim_start_matches("./").to_string();
-        out.push((uri, e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string), e.is_dicom()));
-    });
+    let read = StreamedCatalog::read(file, &mut |e| out.push(entry_ref(e)));
     Ok(read.ok().map(|_| out))
+}
+
+/// An entry as the checks and the merge read it ([`EntryRef`]).
+pub fn entry_ref(e: &EntryHead) -> EntryRef {
+    let uri = e.attr("URI").unwrap_or("").trim_start_matches("./").to_string();
+    (uri, e.attr("UID").filter(|u| !u.is_empty()).map(str::to_string), e.is_dicom())
 }
 
 /// Everything below `folder` but folders, as paths relative to it with what each is (one listing per

@@ -31,7 +31,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::import::incoming::{FilesBelow, read_catalog_entries};
+use crate::import::incoming::{FilesBelow, entry_ref, read_catalog_entries};
 use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
@@ -712,9 +712,9 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
     let (mut by_uri, mut by_uid) = (HashMap::new(), HashMap::new());
     let mut n = 0u32;
     let mut target = StreamedCatalog::read(arch.open(into)?, &mut |e| {
-        let uri = e.attr("URI").unwrap_or("").trim_start_matches("./").to_string();
-        if let Some(uid) = e.attr("UID").filter(|u| !u.is_empty()) {
-            by_uid.insert(uid.to_string(), (n, uri.clone()));
+        let (uri, uid, _) = entry_ref(e);
+        if let Some(uid) = uid {
+            by_uid.insert(uid, (n, uri.clone()));
         }
         by_uri.insert(uri, n);
         n += 1;
