@@ -613,6 +613,56 @@ fn listing_needs_only_a_read_only_grant() {
     assert!(runtime.prearchive_list(&elsewhere, &limits, None).unwrap().is_err());
 }
 
+/// Sets the session documents' modification times `ago` back, as if written then.
+fn age_documents(site: &Site, ago: std::time::Duration) {
+    for spec in &site.specs {
+        let doc = site.pre.join(site.ts_dir(&spec.folder)).join(format!("{}.xml", spec.folder));
+        if let Ok(f) = fs::File::options().write(true).open(&doc) {
+            f.set_modified(std::time::SystemTime::now() - ago).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_listing_remembers_documents_and_sees_every_change_through_the_component() {
+    let site = site();
+    let runtime = Runtime::new().unwrap();
+    let (limits, writable) = (Limits::default(), [Grant::prearchive(&site.pre, true)]);
+    let list = || runtime.prearchive_list(&writable, &limits, None).unwrap().unwrap();
+    let table = site.pre.join(".xnat-archive/prearchive-table");
+    age_documents(&site, std::time::Duration::from_secs(3600));
+    let first = list();
+    let remembered = fs::read_to_string(&table).expect("a listing that may write keeps the table");
+    assert_eq!(remembered.lines().count(), 6, "every session with a document: {remembered}");
+    assert_eq!(list(), first, "rows from the table are the rows the documents give");
+    // The CLI's read-only listing reads the table and gives the same rows.
+    assert_eq!(site.list(None).1.len(), first.len());
+
+    // A document rewritten in place, same size, a new modification time (even an old one): read again.
+    let src = site.src("SUBJ1_MR1");
+    let doc = site.pre.join(site.ts_dir("SUBJ1_MR1")).join("SUBJ1_MR1.xml");
+    let text = fs::read_to_string(&doc).unwrap();
+    fs::write(&doc, text.replacen("label=\"SUBJ1_MR1\"", "label=\"SUBJ1_MRX\"", 1)).unwrap();
+    age_documents(&site, std::time::Duration::from_secs(1800));
+    let row = |rows: Vec<PrearchiveRow>| rows.into_iter().find(|r| r.folder_name == "SUBJ1_MR1").unwrap();
+    assert_eq!(row(list()).name, "SUBJ1_MRX");
+    // One replaced by a new file of the same size and times (an editor's save, a copy): read again.
+    let copy = site.root.join("copy.xml");
+    fs::write(&copy, text.replacen("label=\"SUBJ1_MR1\"", "label=\"SUBJ1_MRY\"", 1)).unwrap();
+    let f = fs::File::options().write(true).open(&copy).unwrap();
+    f.set_modified(fs::metadata(&doc).unwrap().modified().unwrap()).unwrap();
+    fs::rename(&copy, &doc).unwrap();
+    assert_eq!(row(list()).name, "SUBJ1_MRY");
+    // A lock is seen on every listing, table or not; a removed session leaves the table.
+    let lock = site.pre.join(site.ts_dir("SUBJ1_MR1")).join(".SUBJ1_MR1.lock");
+    fs::write(&lock, "MOVING\nowner someone-else\nsince 0\nexpires 0\n").unwrap();
+    assert_eq!(row(list()).status, "_MOVING");
+    fs::remove_file(&lock).unwrap();
+    runtime.prearchive_delete(&writable, &limits, &src).unwrap().unwrap();
+    assert_eq!(list().len(), first.len() - 1);
+    assert!(!fs::read_to_string(&table).unwrap().contains("SUBJ1_MR1"));
+}
+
 #[test]
 fn validate_and_archive_command_lines() {
     let site = site();

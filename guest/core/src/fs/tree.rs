@@ -134,6 +134,18 @@ pub struct FileStamp {
 /// One entry of a folder: its name, what it is and, when asked for, a regular file's stamp.
 pub type Listed = (String, Kind, Option<FileStamp>);
 
+/// How much of each regular file's [`FileStamp`] a listing takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamps {
+    /// None: the listing gives names, kinds and sizes.
+    None,
+    /// Size and times from the one look a listing takes at each file anyway; the identity only where it
+    /// comes with them (natively), never at the price of a second look inside the component.
+    Times,
+    /// Everything, the identity included (inside the component, one more look at each file).
+    Full,
+}
+
 impl Tree {
     pub fn new(root: impl Into<PathBuf>) -> Tree {
         Tree { root: root.into(), instances: None }
@@ -169,12 +181,11 @@ impl Tree {
 
     /// The entries of a folder, sorted by name, with what each is.
     pub fn list(&self, rel: &RelPath) -> Result<Vec<(String, Kind)>> {
-        Ok(self.list_with(rel, false)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
+        Ok(self.list_with(rel, Stamps::None)?.into_iter().map(|(name, kind, _)| (name, kind)).collect())
     }
 
-    /// [`Tree::list`], with every regular file's [`FileStamp`] when `stamps` (inside the component, one more
-    /// look at each file, for its identity).
-    pub fn list_with(&self, rel: &RelPath, stamps: bool) -> Result<Vec<Listed>> {
+    /// [`Tree::list`], with every regular file's [`FileStamp`] as far as `stamps` asks.
+    pub fn list_with(&self, rel: &RelPath, stamps: Stamps) -> Result<Vec<Listed>> {
         // Other processes add and remove files here while we list (locks, temporary files). An entry that
         // went between the listing and its stat is skipped; a listing the runtime itself breaks off because
         // an entry vanished (wasmtime stats every entry as it reads the directory, and reports one that
@@ -210,7 +221,7 @@ impl Tree {
 
     /// One reading of a folder's entries, unsorted: inside the component straight from the runtime (see
     /// [`super::wasi_dir`]), elsewhere through std.
-    fn list_once(&self, rel: &RelPath, stamps: bool) -> std::result::Result<Vec<Listed>, Failure> {
+    fn list_once(&self, rel: &RelPath, stamps: Stamps) -> std::result::Result<Vec<Listed>, Failure> {
         #[cfg(target_os = "wasi")]
         if let Some(listed) = self.path(rel).to_str().and_then(|p| super::wasi_dir::list(p, stamps)) {
             return listed;
@@ -243,7 +254,7 @@ impl Tree {
                 (Kind::Dir, None)
             } else if kind.is_file() {
                 match entry.metadata() {
-                    Ok(m) => (Kind::File { len: m.len() }, stamps.then(|| native_stamp(&m))),
+                    Ok(m) => (Kind::File { len: m.len() }, (stamps != Stamps::None).then(|| native_stamp(&m))),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Failure::Io(e)),
                 }

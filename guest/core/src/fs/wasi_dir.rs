@@ -44,7 +44,7 @@ fn below<'p>(name: &str, path: &'p str) -> Option<&'p str> {
 #[cfg(target_os = "wasi")]
 mod component {
     use super::{Failure, below};
-    use crate::fs::tree::{FileStamp, Kind, Listed};
+    use crate::fs::tree::{FileStamp, Kind, Listed, Stamps};
     use std::cell::{Cell, OnceCell};
     use wasi::filesystem::preopens::get_directories;
     use wasi::filesystem::types::{
@@ -59,10 +59,10 @@ mod component {
         static UNUSABLE: Cell<bool> = const { Cell::new(false) };
     }
 
-    /// The entries of the folder at guest path `path` (unsorted), with regular files' stamps when `stamps`
-    /// (one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it or the
-    /// runtime cannot list this way (then std lists it).
-    pub(in crate::fs) fn list(path: &str, stamps: bool) -> Option<Result<Vec<Listed>, Failure>> {
+    /// The entries of the folder at guest path `path` (unsorted), with regular files' stamps as `stamps` asks
+    /// (`Full`: one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it
+    /// or the runtime cannot list this way (then std lists it).
+    pub(in crate::fs) fn list(path: &str, stamps: Stamps) -> Option<Result<Vec<Listed>, Failure>> {
         let listed = in_preopen(path, |dir, rest| list_below(dir, rest, stamps))?;
         // An error std would classify (missing, not a folder, no permission) is the folder's answer; any other
         // says more about the runtime than about the folder.
@@ -91,7 +91,7 @@ mod component {
         })
     }
 
-    fn list_below(preopen: &Descriptor, rest: &str, stamps: bool) -> Result<Vec<Listed>, Failure> {
+    fn list_below(preopen: &Descriptor, rest: &str, stamps: Stamps) -> Result<Vec<Listed>, Failure> {
         let opened;
         let dir = if rest.is_empty() || rest == "." {
             preopen
@@ -122,19 +122,22 @@ mod component {
                     match dir.stat_at(PathFlags::empty(), &entry.name) {
                         Ok(stat) => match stat.type_ {
                             DescriptorType::RegularFile => {
-                                let stamp = if stamps {
-                                    match dir.metadata_hash_at(PathFlags::empty(), &entry.name) {
-                                        Ok(hash) => Some(FileStamp {
-                                            len: stat.size,
-                                            modified_ns: stat.data_modification_timestamp.and_then(nanos),
-                                            changed_ns: stat.status_change_timestamp.and_then(nanos),
-                                            identity: Some((hash.lower, hash.upper)),
-                                        }),
+                                let times = FileStamp {
+                                    len: stat.size,
+                                    modified_ns: stat.data_modification_timestamp.and_then(nanos),
+                                    changed_ns: stat.status_change_timestamp.and_then(nanos),
+                                    identity: None,
+                                };
+                                let stamp = match stamps {
+                                    Stamps::None => None,
+                                    Stamps::Times => Some(times),
+                                    Stamps::Full => match dir.metadata_hash_at(PathFlags::empty(), &entry.name) {
+                                        Ok(hash) => {
+                                            Some(FileStamp { identity: Some((hash.lower, hash.upper)), ..times })
+                                        }
                                         Err(ErrorCode::NoEntry) => continue,
                                         Err(e) => return Err(Failure::Io(io_error(e))),
-                                    }
-                                } else {
-                                    None
+                                    },
                                 };
                                 out.push((entry.name, Kind::File { len: stat.size }, stamp));
                                 continue;

@@ -14,3 +14,4 @@ pub mod journal;
 pub mod plan;
 pub mod prearchive;
 pub mod request;
+pub mod table;

@@ -15,7 +15,8 @@
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
-use crate::fs::tree::{Kind, RelPath, Tree, check_segment};
+use crate::fs::tree::{FileStamp, Kind, Listed, RelPath, Stamps, Tree, check_segment};
+use crate::import::table::{DocFields, Table};
 use crate::model::session::SessionDoc;
 use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
 use percent_encoding::percent_decode_str;
@@ -251,7 +252,8 @@ impl Row {
     }
 }
 
-/// Which of a session's files (beside its folder, in its timestamp folder) a listing showed.
+/// Which of a session's files (beside its folder, in its timestamp folder) a listing showed, with the
+/// document's stamp when the listing took it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Seen {
     folder: bool,
@@ -259,17 +261,19 @@ struct Seen {
     lock: bool,
     status: bool,
     journal: bool,
+    document_stamp: Option<FileStamp>,
 }
 
 impl Seen {
     /// Nothing known: every file is looked for.
-    const UNKNOWN: Seen = Seen { folder: true, document: true, lock: true, status: true, journal: true };
+    const UNKNOWN: Seen =
+        Seen { folder: true, document: true, lock: true, status: true, journal: true, document_stamp: None };
 
     /// The sessions among a timestamp folder's entries — a folder, or a journal whose folder has moved —
     /// with what was seen of each, by folder name.
-    fn sessions(entries: &[(String, Kind)]) -> std::collections::BTreeMap<String, Seen> {
+    fn sessions(entries: &[Listed]) -> std::collections::BTreeMap<String, Seen> {
         let mut all: std::collections::BTreeMap<String, Seen> = std::collections::BTreeMap::new();
-        for (name, kind) in entries {
+        for (name, kind, stamp) in entries {
             if *kind == Kind::Dir {
                 all.entry(name.clone()).or_default().folder = true;
             }
@@ -288,7 +292,10 @@ impl Seen {
                 0 => seen.lock = true,
                 1 => seen.status = true,
                 2 => seen.journal = true,
-                _ => seen.document = true,
+                _ => {
+                    seen.document = true;
+                    seen.document_stamp = *stamp;
+                }
             }
         }
         all.retain(|_, seen| seen.folder || seen.journal);
@@ -433,16 +440,16 @@ impl<'a> Prearchive<'a> {
 
     /// The status and, for a persisted one, the message that explains it.
     pub fn status_and_message(&self, s: &SessionRef) -> Result<(Status, Option<String>)> {
-        self.status_given(s, &Seen::UNKNOWN, || self.document(s))
+        self.status_given(s, &Seen::UNKNOWN, || implied_status(&self.document(s)))
     }
 
-    /// [`Prearchive::status_and_message`], looking only for the files `seen` may hold, with the session's
-    /// document read by `document` (only when the status must be derived from it).
+    /// [`Prearchive::status_and_message`], looking only for the files `seen` may hold, with the status the
+    /// session's document implies from `implied` (asked only when no lock or status file says otherwise).
     fn status_given(
         &self,
         s: &SessionRef,
         seen: &Seen,
-        document: impl FnOnce() -> Result<Option<SessionDoc>>,
+        implied: impl FnOnce() -> Status,
     ) -> Result<(Status, Option<String>)> {
         match if seen.lock { Lock::holder(self.tree, &s.lock_file()) } else { Ok(None) } {
             Ok(Some(h)) => return Ok((Status::InProgress(h.operation), None)),
@@ -461,15 +468,7 @@ impl<'a> Prearchive<'a> {
                 return Ok((st, (!msg.is_empty()).then(|| msg.join("\n"))));
             }
         }
-        Ok((
-            match document() {
-                Ok(None) => Status::Receiving,
-                Err(_) => Status::Error,
-                Ok(Some(doc)) if doc.id().is_some() => Status::Archiving,
-                Ok(Some(_)) => Status::Ready,
-            },
-            None,
-        ))
+        Ok((implied(), None))
     }
 
     /// Persists a status (CONFLICT, ERROR, ...) with the message that explains it.
@@ -502,15 +501,40 @@ impl<'a> Prearchive<'a> {
     /// The listing row of one session.
     pub fn row(&self, s: &SessionRef) -> Result<Row> {
         let seen = Seen { document: self.tree.kind(&s.document())?.is_some(), ..Seen::UNKNOWN };
-        Ok(self.row_seen(s, &seen)?.unwrap_or_else(|| self.row_of(s, Status::Receiving, None, String::new())))
+        let row = self.row_seen(s, &seen, None)?;
+        Ok(row.unwrap_or_else(|| self.row_of(s, Status::Receiving, &DocFields::default(), String::new())))
     }
 
     /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
-    /// by now (archived, moved or deleted while the listing ran).
-    fn row_seen(&self, s: &SessionRef, seen: &Seen) -> Result<Option<Row>> {
-        let (read, modified) = if seen.document { self.heading(s) } else { (Ok(None), None) };
-        let doc = read.as_ref().ok().cloned().flatten();
-        let (status, _) = self.status_given(s, seen, || read)?;
+    /// by now (archived, moved or deleted while the listing ran). With a `table`, what the document shows is
+    /// taken from it while the document's stamp is the remembered one, and remembered when read.
+    fn row_seen(&self, s: &SessionRef, seen: &Seen, mut table: Option<&mut Table>) -> Result<Option<Row>> {
+        let session = s.dir();
+        let remembered = match (table.as_deref_mut(), seen.document_stamp) {
+            (Some(t), Some(stamp)) => t.get(session.as_str(), &stamp).cloned().map(|f| (f, stamp)),
+            (Some(t), None) => {
+                t.forget(session.as_str());
+                None
+            }
+            (None, _) => None,
+        };
+        let (fields, modified) = match remembered {
+            Some((fields, stamp)) => (fields, stamp.modified_ns.map(|ns| (ns / 1_000_000) as i64)),
+            None if seen.document => {
+                let (read, modified) = self.heading(s);
+                let fields = doc_fields(&read);
+                if let (Some(t), Some(stamp)) = (table, seen.document_stamp) {
+                    // An error reading the file (not its content) may pass: only what was read is remembered.
+                    match &read {
+                        Err(Error::Io(_) | Error::NotFound(_)) => t.forget(session.as_str()),
+                        _ => t.remember(session.as_str(), &stamp, &fields),
+                    }
+                }
+                (fields, modified)
+            }
+            None => (DocFields { status: Status::Receiving.as_str(), ..DocFields::default() }, None),
+        };
+        let (status, _) = self.status_given(s, seen, || Status::parse(&fields.status).unwrap_or(Status::Error))?;
         let doc_or_dir = if seen.document { s.document() } else { s.dir() };
         let modified = modified.map_or_else(|| self.tree.modified_millis(&doc_or_dir), Ok);
         let lastmod = match modified {
@@ -518,38 +542,30 @@ impl<'a> Prearchive<'a> {
             Err(_) if !self.exists(s)? && self.tree.kind(&s.journal_file())?.is_none() => return Ok(None),
             Err(_) => String::new(),
         };
-        Ok(Some(self.row_of(s, status, doc, lastmod)))
+        Ok(Some(self.row_of(s, status, &fields, lastmod)))
     }
 
     /// A row from what was read of the session.
-    fn row_of(&self, s: &SessionRef, status: Status, doc: Option<SessionDoc>, lastmod: String) -> Row {
-        let field = |f: &str| doc.as_ref().and_then(|d| d.field(f)).unwrap_or_default();
-        let attr = |a: &str| doc.as_ref().and_then(|d| d.attr(a).map(str::to_string)).unwrap_or_default();
-        let subject =
-            doc.as_ref().and_then(|d| d.subject_id().or_else(|| d.field("dcmPatientName"))).unwrap_or_default();
-        let name = doc
-            .as_ref()
-            .and_then(|d| d.label().map(str::to_string).or_else(|| d.field("dcmPatientId")))
-            .unwrap_or_else(|| s.folder.clone());
+    fn row_of(&self, s: &SessionRef, status: Status, doc: &DocFields, lastmod: String) -> Row {
         Row {
             project: s.project_name().to_string(),
             timestamp: s.timestamp.clone(),
             lastmod,
             uploaded: uploaded(&s.timestamp),
-            scan_date: field("date"),
-            scan_time: field("time"),
-            subject,
+            scan_date: doc.scan_date.clone(),
+            scan_time: doc.scan_time.clone(),
+            subject: doc.subject.clone(),
             folder_name: s.folder.clone(),
-            name,
-            tag: attr("UID"),
+            name: doc.name.clone().unwrap_or_else(|| s.folder.clone()),
+            tag: doc.tag.clone(),
             status: status.as_str(),
             url: s.url(),
             autoarchive: "Manual".into(),
             prevent_anon: "false".into(),
             prevent_auto_commit: "false".into(),
             source: String::new(),
-            visit: attr("visit_id"),
-            protocol: attr("protocol"),
+            visit: doc.visit.clone(),
+            protocol: doc.protocol.clone(),
             timezone: String::new(),
         }
     }
@@ -557,19 +573,30 @@ impl<'a> Prearchive<'a> {
     /// The listing: every session, or one project's.
     ///
     /// One read of each timestamp folder tells which of a session's files exist (its folder, document,
-    /// lock, status and journal), so a row costs the document's read and one stat, not a look for each file.
-    /// A session archived, moved or deleted while the listing runs is left out.
+    /// lock, status and journal) and the document's stamp; a row costs the document's read, or nothing when
+    /// the prearchive table remembers the document under that stamp ([`super::table`]). A session archived,
+    /// moved or deleted while the listing runs is left out.
     pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
+        let mut table = Table::read(self.tree);
         let mut rows = std::collections::BTreeMap::new();
         for (p, ts, dir) in self.timestamp_dirs(project)? {
-            for (folder, seen) in Seen::sessions(&self.list_if_there(&dir)?) {
+            let listed = match self.tree.list_with(&dir, Stamps::Times) {
+                Err(Error::NotFound(_)) => Vec::new(),
+                listed => listed?,
+            };
+            for (folder, seen) in Seen::sessions(&listed) {
                 if let Ok(s) = SessionRef::new(p.as_deref(), &ts, &folder)
-                    && let Some(row) = self.row_seen(&s, &seen)?
+                    && let Some(row) = self.row_seen(&s, &seen, Some(&mut table))?
                 {
                     rows.insert(s, row);
                 }
             }
         }
+        table.finish(self.tree, |session| match project {
+            None => true,
+            Some(UNASSIGNED) => session.split('/').next().is_some_and(is_timestamp),
+            Some(p) => session.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')),
+        });
         Ok(rows.into_values().collect())
     }
 
@@ -686,6 +713,35 @@ impl<'a> Prearchive<'a> {
 }
 
 /// `yyyyMMdd_HHmmssSSS` (18 characters) or the legacy `yyyyMMdd_HHmmss`, naming a real moment.
+/// The status a session's document implies, as XNAT's rebuild of its table derives it: none → RECEIVING,
+/// unreadable → ERROR, an ID → ARCHIVING, else READY.
+fn implied_status(document: &Result<Option<SessionDoc>>) -> Status {
+    match document {
+        Ok(None) => Status::Receiving,
+        Err(_) => Status::Error,
+        Ok(Some(doc)) if doc.id().is_some() => Status::Archiving,
+        Ok(Some(_)) => Status::Ready,
+    }
+}
+
+/// What a row shows from a session's document (read as `document`).
+fn doc_fields(document: &Result<Option<SessionDoc>>) -> DocFields {
+    let status = implied_status(document).as_str();
+    let Ok(Some(doc)) = document else { return DocFields { status, ..DocFields::default() } };
+    let field = |f: &str| doc.field(f).unwrap_or_default();
+    let attr = |a: &str| doc.attr(a).map(str::to_string).unwrap_or_default();
+    DocFields {
+        status,
+        scan_date: field("date"),
+        scan_time: field("time"),
+        subject: doc.subject_id().or_else(|| doc.field("dcmPatientName")).unwrap_or_default(),
+        name: doc.label().map(str::to_string).or_else(|| doc.field("dcmPatientId")),
+        tag: attr("UID"),
+        visit: attr("visit_id"),
+        protocol: attr("protocol"),
+    }
+}
+
 pub fn is_timestamp(name: &str) -> bool {
     timestamp(name).is_some()
 }
@@ -744,8 +800,8 @@ mod tests {
 
     #[test]
     fn one_folder_read_tells_which_files_each_session_has() {
-        let file = |name: &str| (name.to_string(), Kind::File { len: 1 });
-        let dir = |name: &str| (name.to_string(), Kind::Dir);
+        let file = |name: &str| (name.to_string(), Kind::File { len: 1 }, None);
+        let dir = |name: &str| (name.to_string(), Kind::Dir, None);
         let entries = vec![
             dir("A"),
             file("A.xml"),
@@ -760,14 +816,21 @@ mod tests {
             dir("F.xml"),
         ];
         let seen = Seen::sessions(&entries);
-        let expect = |folder, document, lock, status, journal| Seen { folder, document, lock, status, journal };
+        let expect = |folder, document, lock, status, journal| Seen {
+            folder,
+            document,
+            lock,
+            status,
+            journal,
+            document_stamp: None,
+        };
         assert_eq!(seen["A"], expect(true, true, true, true, false));
         assert_eq!(seen["B"], expect(true, false, false, false, false));
         assert_eq!(seen["C"], expect(false, false, true, false, true), "its folder moved: the journal says so");
         assert_eq!(seen["F.xml"], expect(true, false, false, false, false), "a folder, whatever its name");
         assert!(!seen.contains_key("F"), "a document alone is no session");
         // A FIFO where the document belongs is seen (its row then says ERROR), as is a folder for a lock.
-        let odd = vec![dir("G"), ("G.xml".to_string(), Kind::Other), dir(".G.lock")];
+        let odd = vec![dir("G"), ("G.xml".to_string(), Kind::Other, None), dir(".G.lock")];
         assert_eq!(Seen::sessions(&odd)["G"], expect(true, true, true, false, false));
         assert_eq!(seen.len(), 4, "a document, lock or temporary file alone is no session: {seen:?}");
     }
@@ -859,6 +922,51 @@ mod tests {
         assert_eq!(pre.list(Some("Unassigned")).unwrap().len(), 1);
         assert_eq!(pre.list(Some("P")).unwrap().len(), 3);
         assert!(pre.list(Some("NONE")).unwrap().is_empty());
+    }
+
+    /// Sets every session document's modification time an hour back, as if written long before the listing.
+    fn settle(root: &std::path::Path, documents: &[&str]) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for d in documents {
+            fs::File::options().write(true).open(root.join(d)).unwrap().set_modified(hour_ago).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_table_gives_the_rows_the_documents_give_until_a_document_changes() {
+        use crate::import::table::TABLE_FILE;
+        let (d, tree) = site();
+        let docs = ["P/20240131_091500123/S1.xml", "P/20230101_101010/OLD.xml", "Q/20240201_000000000/BAD.xml"];
+        settle(d.path(), &docs);
+        let pre = Prearchive::new(&tree);
+        let read = pre.list(None).unwrap();
+        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
+        // The settled documents are remembered (a broken one as ERROR too); the fresh one (U1) is not yet.
+        assert_eq!(table.lines().count(), 3, "{table}");
+        assert!(!table.contains("U1"), "{table}");
+        assert_eq!(pre.list(None).unwrap(), read, "rows from the table are the rows from the documents");
+
+        // Rows come from the table while the documents' stamps are the remembered ones ...
+        fs::write(d.path().join(TABLE_FILE), table.replace("\"name\":\"S1\"", "\"name\":\"FROM-TABLE\"")).unwrap();
+        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(pre.list(Some("P")).unwrap()), ["OLD", "FROM-TABLE", "S2"]);
+        // ... and never once a document changed (here: its size, and its inode's change time).
+        fs::write(d.path().join(docs[0]), doc(Some("P"), "S1-RELABELLED", "")).unwrap();
+        settle(d.path(), &docs[..1]);
+        assert_eq!(names(pre.list(Some("P")).unwrap()), ["OLD", "S1-RELABELLED", "S2"]);
+        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
+        assert!(table.contains("S1-RELABELLED") && !table.contains("FROM-TABLE"), "{table}");
+
+        // A project's listing forgets its sessions that went, and keeps the others'.
+        fs::remove_dir_all(d.path().join("P/20230101_101010")).unwrap();
+        assert_eq!(names(pre.list(Some("P")).unwrap()), ["S1-RELABELLED", "S2"]);
+        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
+        assert!(!table.contains("OLD") && table.contains("BAD"), "{table}");
+
+        // A table that cannot be written is no error: the listing reads the documents.
+        fs::remove_file(d.path().join(TABLE_FILE)).unwrap();
+        fs::create_dir(d.path().join(TABLE_FILE)).unwrap();
+        assert_eq!(pre.list(None).unwrap().len(), 4);
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod update;
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
-use crate::fs::tree::{FileStamp, Kind, RelPath, TEMP_PREFIX, Tree};
+use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::CatalogKind;
 use crate::model::catalog_stream::{StreamedCatalog, WriteError};
@@ -540,7 +540,9 @@ impl Job<'_> {
         files: &mut Vec<(String, Kind)>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<Option<String>> {
-        for (name, kind, file_stamp) in self.tree.list_with(dir, self.unchanged.is_some())? {
+        for (name, kind, file_stamp) in
+            self.tree.list_with(dir, if self.unchanged.is_some() { Stamps::Full } else { Stamps::None })?
+        {
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
