@@ -152,7 +152,7 @@ impl Site {
         let what = || format!("{} {}?{} → {}: {}", req.method, req.path, req.query, r.status, r.body_text());
         assert!((100..=599).contains(&r.status.as_u16()), "{}", what());
         assert!(r.header("content-type").is_some(), "no content type: {}", what());
-        if let Some((path, _)) = &r.file {
+        if let Some(xnat_http::message::FileBody { path, .. }) = &r.file {
             let inside = [self.root().join("pre"), self.root().join("arch")].iter().any(|t| path.starts_with(t));
             let plain = path.components().all(|c| matches!(c, Component::Normal(_) | Component::RootDir));
             assert!(inside && plain, "streams {path:?} from outside the trees: {}", what());

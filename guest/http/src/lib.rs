@@ -32,6 +32,7 @@
 //! A malformed setting makes every request but `GET /` answer 500 with a message naming the setting.
 
 pub mod auth;
+pub mod browse;
 pub mod browser;
 pub mod context;
 pub mod credentials;
@@ -171,7 +172,7 @@ mod component {
         for (name, value) in &response.headers {
             let _ = headers.append(name.as_str(), value.as_bytes());
         }
-        let length = response.file.as_ref().map_or(response.body.len() as u64, |(_, size)| *size);
+        let length = response.file.as_ref().map_or(response.body.len() as u64, |f| f.len);
         let _ = headers.set("content-length", &[length.to_string().into_bytes()]);
         let outgoing = OutgoingResponse::new(headers);
         let _ = outgoing.set_status_code(response.status.as_u16());
@@ -179,6 +180,10 @@ mod component {
             return;
         };
         ResponseOutparam::set(out, Ok(outgoing));
+        if response.head {
+            let _ = OutgoingBody::finish(body, None);
+            return;
+        }
         if let Ok(stream) = body.write() {
             match &response.file {
                 None => {
@@ -190,9 +195,12 @@ mod component {
                 }
                 // Streamed in chunks (never whole in memory). A file that shrank since it was listed ends the
                 // body early; the client sees fewer bytes than content-length, as from any server.
-                Some((path, _)) => {
-                    use std::io::Read as _;
-                    if let Ok(mut f) = std::fs::File::open(path) {
+                Some(file) => {
+                    use std::io::{Read as _, Seek as _};
+                    if let Ok(f) = std::fs::File::open(&file.path) {
+                        let mut f = std::io::BufReader::new(f);
+                        let _ = f.seek(std::io::SeekFrom::Start(file.offset));
+                        let mut f = f.take(file.len);
                         let mut buf = vec![0u8; 64 * 1024];
                         // blocking-write-and-flush takes at most 4096 bytes per call.
                         'file: while let Ok(n) = f.read(&mut buf) {

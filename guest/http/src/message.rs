@@ -80,8 +80,18 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    /// A file streamed as the body instead of `body` (downloads): its path inside the component, its size.
-    pub file: Option<(std::path::PathBuf, u64)>,
+    /// A file streamed as the body instead of `body` (downloads).
+    pub file: Option<FileBody>,
+    /// A `HEAD`: the headers (`content-length` included) without the body.
+    pub head: bool,
+}
+
+/// The part of a file a response streams: its path inside the component, where it starts and how long it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBody {
+    pub path: std::path::PathBuf,
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Response {
@@ -89,12 +99,18 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = HeaderMap::new();
-        Response { status, headers, body: body.into(), file: None }.with_header("content-type", content_type)
+        Response { status, headers, body: body.into(), file: None, head: false }
+            .with_header("content-type", content_type)
     }
 
     /// `200` streaming a file of `size` bytes.
     pub fn file(content_type: &str, path: std::path::PathBuf, size: u64) -> Response {
-        Response { file: Some((path, size)), ..Response::new(200, content_type, Vec::new()) }
+        Response { file: Some(FileBody { path, offset: 0, len: size }), ..Response::new(200, content_type, Vec::new()) }
+    }
+
+    /// `206` streaming `len` bytes of a file from `offset` (a range request).
+    pub fn file_part(content_type: &str, path: std::path::PathBuf, offset: u64, len: u64) -> Response {
+        Response { file: Some(FileBody { path, offset, len }), ..Response::new(206, content_type, Vec::new()) }
     }
 
     /// `200 text/plain` with `text`.

@@ -46,6 +46,7 @@ pub fn handle(req: &Request, ctx: &Context) -> Response {
         .unwrap_or_else(|e| e.response(json_errors));
     if head {
         response.body.clear();
+        response.head = response.file.is_some();
     }
     browser::harden(response)
 }
@@ -89,6 +90,7 @@ fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Result<
         .or_else(|| listing_routes(&call))
         .or_else(|| prearchive_routes(&call))
         .or_else(|| service_routes(&call, &who))
+        .or_else(|| crate::browse::route(method, req, params, ctx))
         .or_else(|| object_routes(&call))
         .unwrap_or_else(|| Err(not_offered(method, &req.path)))
 }

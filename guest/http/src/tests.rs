@@ -82,6 +82,15 @@ impl Site {
         self.send(Request::new(method, path).with_header("Authorization", &basic("admin", "admin-pw")))
     }
 
+    /// [`Site::basic`] with more headers.
+    fn basic_with(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = Request::new(method, path).with_header("Authorization", &basic("admin", "admin-pw"));
+        for (name, value) in headers {
+            req = req.with_header(name, value);
+        }
+        self.send(req)
+    }
+
     fn token(&self, user: &str) -> String {
         crate::auth::issue(&self.ctx, user).unwrap()
     }
@@ -400,7 +409,7 @@ fn validate_archive_and_fetch_the_experiment() {
     assert_eq!(json(&r)["items"][0]["meta"]["xsi:type"], "xnat:subjectData");
     assert_eq!(json(&r)["items"][0]["data_fields"]["label"], "SUBJ1");
     status(&site.basic("GET", "/data/experiments/XNAT_E09999"), 404);
-    status(&site.basic("GET", "/data/experiments/XNAT_E00001/scans"), 404);
+    browse_the_archived_experiment(&site);
     // The listings pyxnat's select(...).exists() reads (CSV; an ID or a label matches).
     let csv = site.basic("GET", "/data/projects/P/subjects/SUBJ1/experiments?format=csv&columns=ID,label").body_text();
     assert_eq!(
@@ -416,6 +425,80 @@ fn validate_archive_and_fetch_the_experiment() {
     status(&site.basic("GET", "/data/projects/NOPE/experiments"), 404);
     // Archiving it again: the session is gone.
     status(&site.basic("POST", &format!("/data/services/archive?src={url}")), 404);
+}
+
+/// The archived experiment's scans, resources and files, by ID and by label, and its files' bytes.
+fn browse_the_archived_experiment(site: &Site) {
+    let by_id = "/data/experiments/XNAT_E00001";
+    for base in [by_id, "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1", "/data/projects/P/experiments/MR1"] {
+        let scans = result(&site.basic("GET", &format!("{base}/scans?format=json&columns=ID,URI,type,xsiType")));
+        assert_eq!(scans.len(), 1, "{base}");
+        assert_eq!((scans[0]["ID"].as_str(), scans[0]["type"].as_str()), (Some("2"), Some("T1")));
+        assert_eq!(scans[0]["xsiType"], "xnat:mrScanData");
+        let resources = result(&site.basic("GET", &format!("{base}/scans/2/resources?format=json")));
+        assert_eq!(resources.len(), 1);
+        let r = &resources[0];
+        assert_eq!((r["xnat_abstractresource_id"].as_str(), r["label"].as_str()), (Some("DICOM"), Some("DICOM")));
+        assert_eq!((r["element_name"].as_str(), r["file_count"].as_str()), (Some("xnat:resourceCatalog"), Some("2")));
+        assert!(r.get("URI").is_none(), "xnatpy would take a resource row with a URI for a file");
+    }
+    let files = result(&site.basic("GET", &format!("{by_id}/scans/2/resources/DICOM/files?format=json")));
+    assert_eq!(files[0]["digest"], "", "archived as received: no digests yet");
+    let refresh = "/data/services/refresh/catalog?resource=/archive/experiments/XNAT_E00001/scans/2&options=checksum";
+    status(&site.basic("POST", refresh), 200);
+    let files = result(&site.basic("GET", &format!("{by_id}/scans/2/resources/DICOM/files?format=json")));
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[1]["digest"].as_str().map(str::len), Some(32), "{files:?}");
+    assert_eq!(files[0]["Name"], "1.dcm");
+    assert_eq!(files[0]["URI"], format!("{by_id}/scans/2/resources/DICOM/files/1.dcm"));
+    assert_eq!((files[0]["collection"].as_str(), files[0]["cat_ID"].as_str()), (Some("DICOM"), Some("DICOM")));
+    let csv = site.basic("GET", "/data/archive/experiments/XNAT_E00001/scans/2/resources/DICOM/files?format=csv");
+    assert!(csv.body_text().starts_with("Name,Size,URI,collection,file_tags,file_format,file_content,cat_ID,digest\n"));
+    assert!(csv.body_text().contains(",/data/experiments/XNAT_E00001/scans/2/resources/DICOM/files/2.dcm,"));
+
+    // One file: streamed, with the catalog digest as ETag; HEAD, a range, a conditional GET.
+    let uri = files[1]["URI"].as_str().unwrap();
+    let path = site.root().join("arch/P/arc001/MR1/SCANS/2/DICOM/2.dcm");
+    let bytes = fs::read(&path).unwrap();
+    let one = site.basic("GET", uri);
+    status(&one, 200);
+    let body = one.file.clone().expect("a streamed body");
+    assert_eq!((body.offset, body.len), (0, bytes.len() as u64));
+    let etag = format!("\"{}\"", files[1]["digest"].as_str().unwrap());
+    assert_eq!(one.header("etag"), Some(etag.as_str()));
+    let head = site.basic_with("HEAD", uri, &[]);
+    assert!(head.head && head.file.is_some(), "HEAD: the length, no body");
+    let part = site.basic_with("GET", uri, &[("range", "bytes=2-")]);
+    status(&part, 206);
+    let body = part.file.clone().unwrap();
+    assert_eq!((body.offset, body.len), (2, bytes.len() as u64 - 2));
+    assert_eq!(part.header("content-range"), Some(format!("bytes 2-{}/{}", bytes.len() - 1, bytes.len()).as_str()));
+    let far = site.basic_with("GET", uri, &[("range", "bytes=999-")]);
+    status(&far, 416);
+    let same = site.basic_with("GET", uri, &[("if-none-match", &etag)]);
+    status(&same, 304);
+
+    // Only what the catalog lists; a file whose bytes changed is not served as the archived one.
+    fs::write(path.with_file_name("extra.dcm"), b"not catalogued").unwrap();
+    for missing in [
+        format!("{by_id}/scans/2/resources/DICOM/files/extra.dcm"),
+        format!("{by_id}/scans/2/resources/DICOM/files/scan_2_catalog.xml"),
+        format!("{by_id}/scans/2/resources/DICOM/files/..%2F..%2F..%2FMR1.xml"),
+        format!("{by_id}/scans/2/resources/NIFTI/files"),
+        format!("{by_id}/scans/9/resources"),
+        "/data/experiments/XNAT_E09999/scans".to_string(),
+    ] {
+        let r = site.basic("GET", &missing);
+        assert!(r.status == 404 || r.status == 400, "{missing}: {}", r.status);
+    }
+    let mut tampered = bytes.clone();
+    tampered[0] ^= 0xff;
+    fs::write(&path, &tampered).unwrap();
+    let r = site.basic("GET", uri);
+    status(&r, 409);
+    assert!(r.body_text().contains("verify"), "{}", r.body_text());
+    fs::write(&path, &bytes).unwrap();
+    status(&site.basic("GET", uri), 200);
 }
 
 #[test]
@@ -652,7 +735,7 @@ fn prearchive_scans_resources_and_files_as_pyxnat_and_xnatpy_read_them() {
     // The file itself: streamed from the prearchive, never read whole into the response.
     let one = site.cookie("GET", files[1]["URI"].as_str().unwrap());
     status(&one, 200);
-    let (path, size) = one.file.clone().expect("a streamed body");
+    let crate::message::FileBody { path, len: size, .. } = one.file.clone().expect("a streamed body");
     assert_eq!(fs::read(&path).unwrap(), b"DICM S1 2");
     assert_eq!((size, one.header("content-type")), (9, Some(crate::formats::BINARY)));
     for missing in [

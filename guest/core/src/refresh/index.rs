@@ -183,7 +183,7 @@ impl Index {
 /// The relative path an entry stands for (D9), from its attributes: its `URI` when relative, with `\`, `./`
 /// and percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the
 /// part of the path below the resource folder.
-pub(super) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &RelPath) -> Option<String> {
+pub(crate) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &RelPath) -> Option<String> {
     let slashed = |v: &'a str| if v.contains('\\') { Cow::Owned(v.replace('\\', "/")) } else { Cow::Borrowed(v) };
     let uri = attr("URI").map(slashed).filter(|u| !u.is_empty());
     let absolute = |u: &str| u.starts_with('/') || u.contains("://");

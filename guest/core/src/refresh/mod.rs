@@ -17,7 +17,7 @@
 //!   same update the write applies, `update.rs`);
 //! * opt-in, files unchanged since the last hashing refresh are not hashed again (`unchanged.rs`).
 
-mod index;
+pub(crate) mod index;
 pub mod resource;
 mod unchanged;
 mod update;

@@ -1,0 +1,403 @@
+//! The archived data as XNAT's listings show it: an experiment's scans (from its document), an item's own
+//! resources (its resource folders) and a resource's files (its catalog's entries, as they lie on disk).
+//!
+//! A file is reachable only through its catalog: a path that no entry of the resource's catalog names, or
+//! that names nothing on disk inside the resource's folder, is not a file of the resource. What the
+//! catalog says of each file (digest, format, content) is reported as the catalog says it; whether the
+//! bytes still match is the refresh's `verify` to tell (or the download's digest check, see the HTTP side).
+
+use crate::error::{Error, Result};
+use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::import::incoming::entries_below;
+use crate::model::catalog_stream::StreamedCatalog;
+use crate::model::session::SessionDoc;
+use crate::refresh::index::entry_key;
+use crate::site::layout::{Archive, ExperimentDir, Parent, ParentKind, ResourceDir};
+use crate::site::uri::{ExperimentRef, Item, Side};
+use std::collections::HashMap;
+
+/// A scan of an archived experiment: XNAT's scan listing columns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanRow {
+    pub id: String,
+    pub kind: String,
+    pub quality: String,
+    pub series_description: String,
+    pub xsi_type: String,
+    pub note: String,
+}
+
+/// A resource of an item: its label, what its catalog says it holds, and the files it lists that exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRow {
+    pub dir: ResourceDir,
+    pub format: String,
+    pub content: String,
+    pub file_count: u64,
+    pub file_size: u64,
+}
+
+/// A file of a resource: its path below the resource folder (XNAT's `Name`), its size on disk and what its
+/// catalog entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub name: String,
+    pub size: u64,
+    pub digest: String,
+    pub format: String,
+    pub content: String,
+    /// Where it lies in the archive tree.
+    pub path: RelPath,
+}
+
+/// An experiment, found by label or accession ID, with its document.
+pub fn experiment(archive: &Archive, r: &ExperimentRef) -> Result<(ExperimentDir, SessionDoc)> {
+    let e = archive.experiment(r)?;
+    let Some(doc_path) = &e.document else {
+        return Err(Error::NotFound(format!(
+            "experiment {} of project {} has no document beside its folder; it was not archived by this service",
+            e.label, e.project
+        )));
+    };
+    let bytes = archive.tree().read(doc_path)?;
+    let doc = SessionDoc::parse(&bytes).map_err(|why| crate::model::session::unreadable(doc_path.as_str(), &why))?;
+    Ok((e, doc))
+}
+
+/// The scans of an experiment, in document order.
+pub fn scans(archive: &Archive, r: &ExperimentRef) -> Result<Vec<ScanRow>> {
+    Ok(scans_of(&experiment(archive, r)?.1))
+}
+
+fn scans_of(doc: &SessionDoc) -> Vec<ScanRow> {
+    doc.scans()
+        .into_iter()
+        .map(|scan| {
+            let el = doc.scan_element(&scan.id);
+            let field = |local: &str| {
+                el.and_then(|e| e.elements().find(|c| c.local_name() == local))
+                    .map(|c| c.text().trim().to_string())
+                    .unwrap_or_default()
+            };
+            ScanRow {
+                quality: field("quality"),
+                series_description: field("series_description"),
+                note: field("note"),
+                id: scan.id,
+                kind: scan.kind.unwrap_or_default(),
+                xsi_type: scan.xsi_type.unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The item's own resources (not those of its parts: an experiment's are its `RESOURCES`, not its scans'),
+/// on `side` for an assessor or reconstruction, each with what its catalog lists.
+pub fn resources(archive: &Archive, item: &Item, side: Side) -> Result<Vec<ResourceRow>> {
+    let parent = archive.parent(item)?;
+    let dirs = own_resources(archive, &parent, side)?;
+    // The document's resource elements say a resource's format and content (XNAT's columns); the catalog's
+    // own attributes stand in where the document has none.
+    let described = match (item, &parent.owner) {
+        (Item::Scan { .. } | Item::Experiment(_), Some(owner)) => {
+            SessionDoc::parse(&archive.tree().read(&owner.document)?).ok()
+        }
+        _ => None,
+    };
+    let of_document = |label: &str| -> Option<Labels> {
+        let doc = described.as_ref()?;
+        let (holder, element) = match item {
+            Item::Scan { scan, .. } => (doc.scan_element(scan)?, "file"),
+            _ => (doc.root().elements().find(|e| e.local_name() == "resources")?, "resource"),
+        };
+        let el = holder.elements().find(|e| e.local_name() == element && e.attr("label") == Some(label))?;
+        Some((el.attr("format").unwrap_or_default().to_string(), el.attr("content").unwrap_or_default().to_string()))
+    };
+    dirs.into_iter()
+        .map(|dir| {
+            let (files, frame) = listed(archive.tree(), &dir)?;
+            let (format, content) = match (of_document(&dir.label), frame.unwrap_or_default()) {
+                (Some((f, c)), (cf, cc)) => (if f.is_empty() { cf } else { f }, if c.is_empty() { cc } else { c }),
+                (None, catalog) => catalog,
+            };
+            Ok(ResourceRow {
+                file_count: files.len() as u64,
+                file_size: files.iter().map(|f| f.size).sum(),
+                format,
+                content,
+                dir,
+            })
+        })
+        .collect()
+}
+
+/// One resource of an item, by label.
+pub fn resource(archive: &Archive, item: &Item, label: &str, side: Side) -> Result<ResourceDir> {
+    let parent = archive.parent(item)?;
+    let dir = parent.resource(archive, label, side);
+    if archive.tree().is_dir(&dir.folder)? {
+        Ok(dir)
+    } else {
+        Err(Error::NotFound(format!("resource {label} of {} does not exist", parent.uri)))
+    }
+}
+
+/// The files of a resource that its catalog lists and that exist, in catalog order.
+pub fn files(tree: &Tree, dir: &ResourceDir) -> Result<Vec<FileRow>> {
+    Ok(listed(tree, dir)?.0)
+}
+
+/// One file of a resource, by its path below the resource folder; only a file its catalog lists.
+pub fn file(tree: &Tree, dir: &ResourceDir, name: &str) -> Result<FileRow> {
+    files(tree, dir)?.into_iter().find(|f| f.name == name).ok_or_else(|| {
+        Error::NotFound(format!("{name} is not a file of resource {} (its catalog does not list it)", dir.uri))
+    })
+}
+
+/// A resource to download, with the folder its files go to inside a zip (XNAT's layout:
+/// `E1/scans/2-T1/resources/DICOM/files/...`, `E1/resources/NOTES/files/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    pub dir: ResourceDir,
+    pub folder: String,
+}
+
+/// What of an experiment a download takes: its scans named by `scans` (`ALL`, or a comma list of IDs or
+/// types, as XNAT accepts), only their resources labelled `label` when given; with `own`, the experiment's
+/// own resources too (unless a label is given that they do not have).
+pub fn experiment_bundles(
+    archive: &Archive,
+    r: &ExperimentRef,
+    scans: Option<&str>,
+    label: Option<&str>,
+    own: bool,
+) -> Result<Vec<Bundle>> {
+    let (e, doc) = experiment(archive, r)?;
+    let wanted = |dir: &ResourceDir| label.is_none_or(|l| l == dir.label);
+    let mut out = Vec::new();
+    let item = Item::Experiment(r.clone());
+    if own {
+        let parent = archive.parent(&item)?;
+        for dir in own_resources(archive, &parent, Side::Unspecified)?.into_iter().filter(|d| wanted(d)) {
+            out.push(Bundle { folder: format!("{}/resources/{}/files", e.label, dir.label), dir });
+        }
+    }
+    if let Some(selector) = scans {
+        let all = scans_of(&doc);
+        let picked: Vec<&ScanRow> = if selector.eq_ignore_ascii_case("ALL") {
+            all.iter().collect()
+        } else {
+            let names: Vec<&str> = selector.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+            let picked: Vec<&ScanRow> =
+                all.iter().filter(|s| names.iter().any(|n| *n == s.id || *n == s.kind)).collect();
+            if let Some(missing) = names.iter().find(|n| !all.iter().any(|s| s.id == **n || s.kind == **n)) {
+                return Err(Error::NotFound(format!(
+                    "scan {missing} of experiment {} does not exist (name scans by ID or type, or ALL)",
+                    e.label
+                )));
+            }
+            picked
+        };
+        for scan in picked {
+            let scan_item = Item::Scan { experiment: r.clone(), scan: scan.id.clone() };
+            let parent = match archive.parent(&scan_item) {
+                Ok(p) => p,
+                Err(Error::NotFound(_)) => continue, // listed by the document, no folder: nothing to send
+                Err(e) => return Err(e),
+            };
+            for dir in own_resources(archive, &parent, Side::Unspecified)?.into_iter().filter(|d| wanted(d)) {
+                let folder =
+                    format!("{}/scans/{}-{}/resources/{}/files", e.label, scan.id, folder_safe(&scan.kind), dir.label);
+                out.push(Bundle { folder, dir });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The bundle of one resource of any item: under the experiment's layout when it belongs to one.
+pub fn bundle(archive: &Archive, item: &Item, dir: ResourceDir) -> Result<Bundle> {
+    let folder = match item {
+        Item::Scan { experiment: r, scan } => {
+            let (e, doc) = experiment(archive, r)?;
+            let kind = scans_of(&doc).into_iter().find(|s| s.id == *scan).map(|s| s.kind).unwrap_or_default();
+            format!("{}/scans/{scan}-{}/resources/{}/files", e.label, folder_safe(&kind), dir.label)
+        }
+        Item::Experiment(r) => format!("{}/resources/{}/files", archive.experiment(r)?.label, dir.label),
+        Item::Assessor { assessor: id, .. } | Item::Reconstruction { reconstruction: id, .. } => {
+            format!("{id}/resources/{}/files", dir.label)
+        }
+        Item::Subject { subject, .. } => format!("{subject}/resources/{}/files", dir.label),
+        Item::Project(p) => format!("{p}/resources/{}/files", dir.label),
+    };
+    Ok(Bundle { folder, dir })
+}
+
+/// A scan type as XNAT writes it into a folder name: anything but letters, digits, `-` and `_` becomes `_`.
+fn folder_safe(kind: &str) -> String {
+    kind.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn own_resources(archive: &Archive, parent: &Parent, side: Side) -> Result<Vec<ResourceDir>> {
+    let tree = archive.tree();
+    match (&parent.kind, side) {
+        (ParentKind::Experiment, _) => {
+            let folder = parent.folder.join("RESOURCES")?;
+            let mut out = Vec::new();
+            if tree.is_dir(&folder)? {
+                for (label, kind) in tree.list(&folder)? {
+                    if kind == Kind::Dir && !label.starts_with('.') {
+                        out.push(parent.resource(archive, &label, side));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        (ParentKind::Assessor | ParentKind::Reconstruction(_), Side::In) => {
+            let folder = parent.folder.join("in")?;
+            let mut out = Vec::new();
+            if tree.is_dir(&folder)? {
+                for (label, kind) in tree.list(&folder)? {
+                    if kind == Kind::Dir && !label.starts_with('.') {
+                        out.push(parent.resource(archive, &label, Side::In));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => parent.cascade(archive),
+    }
+}
+
+/// The catalog of a resource folder: the one `*_catalog.xml` at its top. `None` when it has none.
+fn catalog_of(tree: &Tree, dir: &ResourceDir) -> Result<Option<RelPath>> {
+    let mut found = Vec::new();
+    for (name, kind) in tree.list(&dir.folder)? {
+        if matches!(kind, Kind::File { .. }) && name.ends_with("_catalog.xml") && !name.starts_with('.') {
+            found.push(name);
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(Some(dir.folder.join(&found[0])?)),
+        _ => Err(Error::Conflict(format!(
+            "resource {} holds more than one catalog ({}); keep one (refresh reports the same)",
+            dir.uri,
+            found.join(", ")
+        ))),
+    }
+}
+
+/// A catalog's own `format` and `content`.
+type Labels = (String, String);
+
+/// The files a resource's catalog lists that lie in its folder, and the catalog's format and content.
+fn listed(tree: &Tree, dir: &ResourceDir) -> Result<(Vec<FileRow>, Option<Labels>)> {
+    let Some(catalog) = catalog_of(tree, dir)? else { return Ok((Vec::new(), None)) };
+    let mut on_disk = Vec::new();
+    entries_below(tree, &dir.folder, "", &mut on_disk)?;
+    let sizes: HashMap<String, u64> = on_disk
+        .into_iter()
+        .filter_map(|(path, kind)| match kind {
+            Kind::File { len } => Some((path, len)),
+            _ => None,
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut shown = std::collections::HashSet::new();
+    let file = tree.open(&catalog)?;
+    let read = StreamedCatalog::read(file, &mut |head| {
+        let Some(name) = entry_key(&|a| head.attr(a), &dir.folder) else { return };
+        let Some(&size) = sizes.get(&name) else { return };
+        if name == catalog.name() || !shown.insert(name.clone()) {
+            return;
+        }
+        let Ok(path) = dir.folder.join_path(&name) else { return };
+        let attr = |a: &str| head.attr(a).unwrap_or_default().to_string();
+        rows.push(FileRow {
+            size,
+            digest: attr("digest"),
+            format: attr("format"),
+            content: attr("content"),
+            path,
+            name,
+        });
+    })
+    .map_err(|e| Error::Corrupt(format!("catalog {catalog} cannot be read ({e}); refresh or restore it")))?;
+    let frame = read.frame();
+    let labels = (
+        frame.root().attr("format").unwrap_or_default().to_string(),
+        frame.root().attr("content").unwrap_or_default().to_string(),
+    );
+    Ok((rows, Some(labels)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// An archive with one experiment whose scan 4 holds XNAT's real `scan_4_catalog.xml`: the first 3 of
+    /// its entries' files on disk, one file its catalog does not list, and a session resource.
+    fn site() -> (tempfile::TempDir, Tree, Vec<String>) {
+        let d = tempfile::tempdir().unwrap();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        let catalog = fs::read_to_string(fixtures.join("scan_4_catalog.xml")).unwrap();
+        let names: Vec<String> = catalog
+            .split("URI=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_string)
+            .filter(|n| n.ends_with(".dcm"))
+            .collect();
+        let scan = d.path().join("P/arc001/E1/SCANS/4/DICOM");
+        fs::create_dir_all(&scan).unwrap();
+        fs::write(scan.join("scan_4_catalog.xml"), &catalog).unwrap();
+        for (i, n) in names.iter().take(3).enumerate() {
+            fs::write(scan.join(n), vec![b'x'; 10 * (i + 1)]).unwrap();
+        }
+        fs::write(scan.join("not-listed.dcm"), b"secret").unwrap();
+        fs::create_dir_all(d.path().join("P/arc001/E1/RESOURCES/NOTES")).unwrap();
+        fs::write(
+            d.path().join("P/arc001/E1.xml"),
+            r#"<xnat:MRSession xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" ID="XNAT_E00001" project="P" label="E1"><xnat:scans><xnat:scan ID="4" type="T1" xsi:type="xnat:mrScanData"><xnat:quality>usable</xnat:quality><xnat:series_description> T1 MPRAGE </xnat:series_description><xnat:file label="DICOM" URI="SCANS/4/DICOM/scan_4_catalog.xml" format="DICOM" xsi:type="xnat:resourceCatalog"/></xnat:scan></xnat:scans></xnat:MRSession>"#,
+        )
+        .unwrap();
+        let tree = Tree::new(d.path());
+        (d, tree, names)
+    }
+
+    #[test]
+    fn scans_resources_and_files_of_an_archived_experiment() {
+        let (_d, tree, names) = site();
+        let archive = Archive::new(&tree);
+        let by_id = ExperimentRef::Id("XNAT_E00001".into());
+        let by_label = ExperimentRef::InProject { project: "P".into(), subject: None, experiment: "E1".into() };
+        let rows = scans(&archive, &by_id).unwrap();
+        assert_eq!(rows, scans(&archive, &by_label).unwrap());
+        assert_eq!((rows[0].id.as_str(), rows[0].kind.as_str(), rows[0].quality.as_str()), ("4", "T1", "usable"));
+        assert_eq!((rows[0].series_description.as_str(), rows[0].xsi_type.as_str()), ("T1 MPRAGE", "xnat:mrScanData"));
+
+        let scan = Item::Scan { experiment: by_id.clone(), scan: "4".into() };
+        let res = resources(&archive, &scan, Side::Unspecified).unwrap();
+        assert_eq!(res.len(), 1);
+        assert_eq!((res[0].dir.label.as_str(), res[0].file_count, res[0].file_size), ("DICOM", 3, 60));
+        assert_eq!(res[0].format, "DICOM", "from the document's resource element");
+        let own = resources(&archive, &Item::Experiment(by_id.clone()), Side::Unspecified).unwrap();
+        assert_eq!(own.iter().map(|r| r.dir.label.as_str()).collect::<Vec<_>>(), ["NOTES"], "not its scans'");
+        assert_eq!(own[0].file_count, 0, "no catalog: nothing listed");
+
+        let dicom = resource(&archive, &scan, "DICOM", Side::Unspecified).unwrap();
+        let listed = files(&tree, &dicom).unwrap();
+        assert_eq!(listed.iter().map(|f| f.name.clone()).collect::<Vec<_>>(), names[..3]);
+        assert_eq!(listed[1].size, 20);
+        assert_eq!(listed[0].digest.len(), 32, "the catalog's digest: {:?}", listed[0]);
+        assert_eq!(listed[0].path.as_str(), format!("P/arc001/E1/SCANS/4/DICOM/{}", names[0]));
+        // Only what the catalog lists and the disk holds; never the catalog itself or anything outside.
+        for name in ["not-listed.dcm", "scan_4_catalog.xml", names[5].as_str(), "../../../E1.xml"] {
+            assert!(matches!(file(&tree, &dicom, name), Err(Error::NotFound(_))), "{name}");
+        }
+        assert!(matches!(resource(&archive, &scan, "NIFTI", Side::Unspecified), Err(Error::NotFound(_))));
+        assert!(matches!(scans(&archive, &ExperimentRef::Id("XNAT_E99".into())), Err(Error::NotFound(_))));
+    }
+}
