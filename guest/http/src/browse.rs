@@ -17,48 +17,50 @@
 //! changed), never served as if it were the archived file. Range requests are served unchecked (the client
 //! has the `ETag` to check the whole).
 
+use std::io::{Read as _, Write};
 use xnat_core::error::Error;
 use xnat_core::model::digest::{Algorithm, Hasher};
-use xnat_core::site::browse::{self, FileRow};
+use xnat_core::site::browse::{self, Bundle, FileRow};
 use xnat_core::site::layout::Archive;
 use xnat_core::site::uri::{Item, ResourceUri, Side};
 
 use crate::context::Context;
 use crate::formats::{self, Format, HttpError, Table};
 use crate::listings::encode;
-use crate::message::{Request, Response};
+use crate::message::{Request, Response, ZipMember};
 use crate::params::Params;
 
 /// What a path asks for.
 enum Wanted<'p> {
     Scans,
     Resources(Side),
+    /// The files of one resource (its URI's segments).
     Files,
+    /// One file of one resource.
     File(Vec<&'p str>),
+    /// The files of an experiment's scans (`ALL` or a comma list), of one label or all.
+    ScanFiles {
+        selector: String,
+        label: Option<String>,
+    },
+    /// Every file of an experiment: its own resources and its scans'.
+    ExperimentFiles,
 }
 
 /// Answers a GET or HEAD of the archived data; `None` when the path is not one of these.
 pub fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Option<Result<Response, HttpError>> {
+    if method != "GET" {
+        return None;
+    }
     let raw: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     if !matches!(raw.first(), Some(&("data" | "REST"))) || raw.len() < 3 {
         return None;
     }
-    let n = raw.len();
-    let files_at = raw.iter().enumerate().rev().find(|&(i, s)| *s == "files" && i >= 2 && raw[i - 2] == "resources");
-    let (prefix, wanted) = match (raw[n - 1], files_at) {
-        (_, Some((i, _))) if i == n - 1 => (&raw[..i], Wanted::Files),
-        (_, Some((i, _))) => (&raw[..i], Wanted::File(raw[i + 1..].to_vec())),
-        ("scans", None) => (&raw[..n - 1], Wanted::Scans),
-        ("resources", None) => match raw[n - 2] {
-            "in" => (&raw[..n - 2], Wanted::Resources(Side::In)),
-            "out" => (&raw[..n - 2], Wanted::Resources(Side::Out)),
-            _ => (&raw[..n - 1], Wanted::Resources(Side::Unspecified)),
-        },
-        _ => return None,
+    let (prefix, wanted) = match parse(&raw) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return None,
+        Err(e) => return Some(Err(e)),
     };
-    if method != "GET" {
-        return None;
-    }
     let uri = ResourceUri::parse(&format!("/{}", prefix.join("/"))).ok()?;
     // URIs in the tables: XNAT's `/data/...` form of this path (xnatpy takes `/data/archive/` apart).
     let listing = {
@@ -70,11 +72,18 @@ pub fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Opt
         format!("/{}", segs.join("/"))
     };
     let archive = Archive::new(&ctx.archive);
+    let zip = params.value("format").is_some_and(|f| f.eq_ignore_ascii_case("zip"));
     let format = || Format::from_params(params, Format::Json);
     Some(match (uri, wanted) {
-        (ResourceUri { item: Item::Experiment(e), resource: None }, Wanted::Scans) => {
-            (|| Ok(scans_table(&browse::scans(&archive, &e)?, &listing).response(format()?, 200)))()
-        }
+        (ResourceUri { item: Item::Experiment(e), resource: None }, Wanted::Scans) => (|| {
+            // XNAT's scan URIs name the experiment by its accession ID, however it was asked for.
+            let (dir, doc) = browse::experiment(&archive, &e)?;
+            let base = match doc.id().filter(|id| !id.is_empty()) {
+                Some(id) => format!("/data/experiments/{}/scans", encode(id)),
+                None => format!("/data/projects/{}/experiments/{}/scans", encode(&dir.project), encode(&dir.label)),
+            };
+            Ok(scans_table(&browse::scans_of(&doc), &base).response(format()?, 200))
+        })(),
         (ResourceUri { item, resource: None }, Wanted::Resources(side)) => {
             (|| Ok(resources_table(&archive, &item, side)?.response(format()?, 200)))()
         }
@@ -87,14 +96,97 @@ pub fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Opt
                         let name = decoded(&name)?;
                         download(req, ctx, &browse::file(&ctx.archive, &dir, &name)?)
                     }
+                    _ if zip => zipped(ctx, &[browse::bundle(&archive, &item, dir)?], &label),
                     _ => {
                         Ok(files_table(&browse::files(&ctx.archive, &dir)?, &label, &listing).response(format()?, 200))
                     }
                 }
             })()
         }
+        (
+            ResourceUri { item: Item::Experiment(e), resource: None },
+            wanted @ (Wanted::ScanFiles { .. } | Wanted::ExperimentFiles),
+        ) => (|| {
+            let bundles = match &wanted {
+                Wanted::ScanFiles { selector, label } => {
+                    browse::experiment_bundles(&archive, &e, Some(selector), label.as_deref(), false)?
+                }
+                _ => browse::experiment_bundles(&archive, &e, Some("ALL"), None, true)?,
+            };
+            let name = bundles.first().map_or("files", |b| b.folder.split('/').next().unwrap_or("files"));
+            if zip {
+                return zipped(ctx, &bundles, name);
+            }
+            Ok(bundles_table(ctx, &bundles)?.response(format()?, 200))
+        })(),
         _ => return None,
     })
+}
+
+/// The item's segments and what is asked of it; `None` for paths that are not the archived data's.
+fn parse<'p>(raw: &[&'p str]) -> Result<Option<(Vec<&'p str>, Wanted<'p>)>, HttpError> {
+    let n = raw.len();
+    let files_at = raw
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|&(i, s)| *s == "files" && i >= 2 && matches!(raw[i - 2], "resources" | "scans" | "experiments"))
+        .map(|(i, _)| i);
+    let Some(i) = files_at else {
+        return Ok(match raw[n - 1] {
+            "scans" => Some((raw[..n - 1].to_vec(), Wanted::Scans)),
+            "resources" => Some(match raw[n - 2] {
+                "in" => (raw[..n - 2].to_vec(), Wanted::Resources(Side::In)),
+                "out" => (raw[..n - 2].to_vec(), Wanted::Resources(Side::Out)),
+                _ => (raw[..n - 1].to_vec(), Wanted::Resources(Side::Unspecified)),
+            }),
+            _ => None,
+        });
+    };
+    let several = |sel: &str| sel.eq_ignore_ascii_case("ALL") || sel.contains(',');
+    Ok(Some(match raw[i - 2] {
+        // …/scans/1,2/resources/DICOM/files: that label of several scans
+        "resources" if i >= 4 && raw[i - 4] == "scans" && several(&decoded(&[raw[i - 3]])?) => {
+            if i + 1 < n {
+                return Ok(None);
+            }
+            let (selector, label) = (decoded(&[raw[i - 3]])?, decoded(&[raw[i - 1]])?);
+            (raw[..i - 4].to_vec(), Wanted::ScanFiles { selector, label: Some(label) })
+        }
+        "resources" if i + 1 == n => (raw[..i].to_vec(), Wanted::Files),
+        "resources" => (raw[..i].to_vec(), Wanted::File(raw[i + 1..].to_vec())),
+        _ if i + 1 < n => return Ok(None),
+        "scans" => (raw[..i - 2].to_vec(), Wanted::ScanFiles { selector: decoded(&[raw[i - 1]])?, label: None }),
+        _ => (raw[..i].to_vec(), Wanted::ExperimentFiles),
+    }))
+}
+
+/// The files of several resources, each row's URI naming its own resource.
+fn bundles_table(ctx: &Context, bundles: &[Bundle]) -> Result<Table, HttpError> {
+    let mut t = files_table(&[], "", "");
+    for b in bundles {
+        let listing = format!("/data{}/files", b.dir.uri.strip_prefix("/archive").unwrap_or(&b.dir.uri));
+        let rows = files_table(&browse::files(&ctx.archive, &b.dir)?, &b.dir.label, &listing);
+        t.rows.extend(rows.rows);
+    }
+    Ok(t)
+}
+
+/// A zip of the bundles' files, streamed as it is written (XNAT's folder layout inside).
+fn zipped(ctx: &Context, bundles: &[Bundle], name: &str) -> Result<Response, HttpError> {
+    let mut members = Vec::new();
+    for b in bundles {
+        for f in browse::files(&ctx.archive, &b.dir)? {
+            members.push(ZipMember {
+                name: format!("{}/{}", b.folder, f.name),
+                path: ctx.archive.path(&f.path),
+                size: f.size,
+                digest: f.digest,
+            });
+        }
+    }
+    Ok(Response::zip(members)
+        .with_header("content-disposition", &format!("attachment; filename=\"{}.zip\"", name.replace('"', "_"))))
 }
 
 fn scans_table(rows: &[browse::ScanRow], listing: &str) -> Table {
@@ -181,6 +273,112 @@ fn files_table(rows: &[FileRow], label: &str, listing: &str) -> Table {
         ]);
     }
     t
+}
+
+/// Writes the members as one zip to `out`, each file's bytes read as they go (stored, not compressed: DICOM
+/// hardly compresses, and the zip streams at the speed of the disk). Each member is checked against its
+/// catalog digest as it is copied: a file whose bytes no longer match ends the zip there with an error
+/// (the response is cut off, so no client takes the zip for a whole one).
+pub fn write_zip(members: &[ZipMember], out: &mut dyn Write) -> std::io::Result<()> {
+    let open = std::cell::Cell::new(true);
+    let mut zip = zip::ZipWriter::new_stream(Gate { out, open: &open });
+    let written = write_members(&mut zip, members);
+    if written.is_err() {
+        // The zip writer finishes the archive when dropped: closed, the directory it would write for the
+        // members so far never reaches the client, and nothing passes for a whole zip.
+        open.set(false);
+    }
+    written?;
+    zip.finish().map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+/// A writer that refuses every write once closed.
+struct Gate<'a, 'o> {
+    out: &'a mut (dyn Write + 'o),
+    open: &'a std::cell::Cell<bool>,
+}
+
+impl Write for Gate<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.open.get() {
+            return Err(std::io::Error::other("the zip was cut off"));
+        }
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn write_members<W: Write>(
+    zip: &mut zip::ZipWriter<zip::write::StreamWriter<W>>,
+    members: &[ZipMember],
+) -> std::io::Result<()> {
+    use zip::write::SimpleFileOptions;
+    let mut buf = vec![0u8; 64 * 1024];
+    for m in members {
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(m.size >= u32::MAX as u64);
+        zip.start_file(m.name.as_str(), options).map_err(std::io::Error::other)?;
+        let mut file = std::fs::File::open(&m.path)?;
+        let mut check = Check::of(&m.digest);
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            check.update(&buf[..n]);
+            zip.write_all(&buf[..n])?;
+        }
+        if let Some(actual) = check.finish()
+            && !actual.eq_ignore_ascii_case(&m.digest)
+        {
+            return Err(std::io::Error::other(format!(
+                "{} no longer matches its catalog digest ({} expected, {actual} read); the zip was cut off here",
+                m.name, m.digest
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A digest computed while a file is copied, by the algorithm of its stored digest.
+enum Check {
+    None,
+    Md5(md5::Md5),
+    Sha256(sha2::Sha256),
+}
+
+impl Check {
+    fn of(stored: &str) -> Check {
+        use sha2::Digest as _;
+        match Algorithm::of_stored(stored) {
+            Some(Algorithm::Md5) => Check::Md5(md5::Md5::new()),
+            Some(Algorithm::Sha256) => Check::Sha256(sha2::Sha256::new()),
+            None => Check::None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Check::None => {}
+            Check::Md5(h) => h.update(bytes),
+            Check::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Option<String> {
+        use sha2::Digest as _;
+        match self {
+            Check::None => None,
+            Check::Md5(h) => Some(hex::encode(h.finalize())),
+            Check::Sha256(h) => Some(hex::encode(h.finalize())),
+        }
+    }
 }
 
 /// The path below `…/files/`, percent-decoded segment by segment.

@@ -172,8 +172,11 @@ mod component {
         for (name, value) in &response.headers {
             let _ = headers.append(name.as_str(), value.as_bytes());
         }
-        let length = response.file.as_ref().map_or(response.body.len() as u64, |f| f.len);
-        let _ = headers.set("content-length", &[length.to_string().into_bytes()]);
+        // A zip's length is known once written: it goes out chunked.
+        if response.zip.is_none() {
+            let length = response.file.as_ref().map_or(response.body.len() as u64, |f| f.len);
+            let _ = headers.set("content-length", &[length.to_string().into_bytes()]);
+        }
         let outgoing = OutgoingResponse::new(headers);
         let _ = outgoing.set_status_code(response.status.as_u16());
         let Ok(body) = outgoing.body() else {
@@ -182,6 +185,19 @@ mod component {
         ResponseOutparam::set(out, Ok(outgoing));
         if response.head {
             let _ = OutgoingBody::finish(body, None);
+            return;
+        }
+        if let Some(members) = &response.zip {
+            let Ok(stream) = body.write() else { return };
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, Chunks(&stream));
+            let written = crate::browse::write_zip(members, &mut out).and_then(|()| std::io::Write::flush(&mut out));
+            drop(out);
+            drop(stream);
+            // A zip cut short (a file that no longer matches its digest, a read error) must not end like a whole
+            // one: the body is left unfinished, so the client sees the response fail.
+            if written.is_ok() {
+                let _ = OutgoingBody::finish(body, None);
+            }
             return;
         }
         if let Ok(stream) = body.write() {
@@ -219,6 +235,22 @@ mod component {
             drop(stream);
         }
         let _ = OutgoingBody::finish(body, None);
+    }
+
+    /// The response body as a `Write`: each write goes out at most 4096 bytes at a time (what
+    /// `blocking-write-and-flush` takes).
+    struct Chunks<'s>(&'s wasi::io::streams::OutputStream);
+
+    impl std::io::Write for Chunks<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(4096);
+            self.0.blocking_write_and_flush(&buf[..n]).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     wasi::http::proxy::export!(Component);

@@ -12,6 +12,7 @@ pub const CSV: &str = "text/csv; charset=utf-8";
 pub const XML: &str = "application/xml";
 pub const URI_LIST: &str = "text/uri-list";
 pub const BINARY: &str = "application/octet-stream";
+pub const ZIP: &str = "application/zip";
 
 /// The largest request body read (form parameters only; nothing is uploaded through this surface).
 pub const MAX_BODY: usize = 1 << 20;
@@ -82,8 +83,20 @@ pub struct Response {
     pub body: Vec<u8>,
     /// A file streamed as the body instead of `body` (downloads).
     pub file: Option<FileBody>,
+    /// A zip of these files streamed as the body instead of `body` (length unknown until written).
+    pub zip: Option<Box<[ZipMember]>>,
     /// A `HEAD`: the headers (`content-length` included) without the body.
     pub head: bool,
+}
+
+/// A file of a streamed zip: its name inside the zip, its path inside the component, its size and the
+/// digest its catalog records (checked as it is copied; empty: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipMember {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub size: u64,
+    pub digest: String,
 }
 
 /// The part of a file a response streams: its path inside the component, where it starts and how long it is.
@@ -99,13 +112,18 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = HeaderMap::new();
-        Response { status, headers, body: body.into(), file: None, head: false }
+        Response { status, headers, body: body.into(), file: None, zip: None, head: false }
             .with_header("content-type", content_type)
     }
 
     /// `200` streaming a file of `size` bytes.
     pub fn file(content_type: &str, path: std::path::PathBuf, size: u64) -> Response {
         Response { file: Some(FileBody { path, offset: 0, len: size }), ..Response::new(200, content_type, Vec::new()) }
+    }
+
+    /// `200` streaming a zip of `members`.
+    pub fn zip(members: Vec<ZipMember>) -> Response {
+        Response { zip: Some(members.into_boxed_slice()), ..Response::new(200, ZIP, Vec::new()) }
     }
 
     /// `206` streaming `len` bytes of a file from `offset` (a range request).

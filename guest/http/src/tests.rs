@@ -478,6 +478,40 @@ fn browse_the_archived_experiment(site: &Site) {
     let same = site.basic_with("GET", uri, &[("if-none-match", &etag)]);
     status(&same, 304);
 
+    // Zips: one resource, chosen scans, every scan, the whole experiment; XNAT's folders inside.
+    let unzip = |r: &Response| -> Vec<(String, Vec<u8>)> {
+        status(r, 200);
+        assert_eq!(r.header("content-type"), Some(crate::message::ZIP));
+        let mut out = Vec::new();
+        crate::browse::write_zip(r.zip.as_deref().expect("a streamed zip"), &mut out).unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(out)).unwrap();
+        (0..zip.len())
+            .map(|i| {
+                let mut f = zip.by_index(i).unwrap();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+                (f.name().unwrap().to_string(), bytes)
+            })
+            .collect()
+    };
+    let folder = "MR1/scans/2-T1/resources/DICOM/files";
+    let want = vec![(format!("{folder}/1.dcm"), b"DICM MR1 1".to_vec()), (format!("{folder}/2.dcm"), bytes.clone())];
+    for zipped in [
+        format!("{by_id}/scans/2/resources/DICOM/files?format=zip"),
+        format!("{by_id}/scans/ALL/files?format=zip"),
+        format!("{by_id}/scans/2,T1/files?format=zip"),
+        format!("{by_id}/scans/ALL/resources/DICOM/files?format=zip"),
+        format!("{by_id}/files?format=zip"),
+        "/data/archive/projects/P/subjects/SUBJ1/experiments/MR1/scans/T1/files?format=zip".to_string(),
+    ] {
+        let r = site.basic("GET", &zipped);
+        assert_eq!(unzip(&r), want, "{zipped}");
+    }
+    let all = result(&site.basic("GET", &format!("{by_id}/scans/ALL/files?format=json")));
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1]["URI"], "/data/projects/P/subjects/SUBJ1/experiments/MR1/scans/2/resources/DICOM/files/2.dcm");
+    status(&site.basic("GET", &format!("{by_id}/scans/3,2/files?format=zip")), 404);
+
     // Only what the catalog lists; a file whose bytes changed is not served as the archived one.
     fs::write(path.with_file_name("extra.dcm"), b"not catalogued").unwrap();
     for missing in [
@@ -497,6 +531,11 @@ fn browse_the_archived_experiment(site: &Site) {
     let r = site.basic("GET", uri);
     status(&r, 409);
     assert!(r.body_text().contains("verify"), "{}", r.body_text());
+    let r = site.basic("GET", &format!("{by_id}/scans/ALL/files?format=zip"));
+    let mut partial = Vec::new();
+    let cut = crate::browse::write_zip(r.zip.as_deref().unwrap(), &mut partial).unwrap_err();
+    assert!(cut.to_string().contains("2.dcm no longer matches"), "{cut}");
+    assert!(zip::ZipArchive::new(std::io::Cursor::new(partial)).is_err(), "a cut-off zip never reads as a whole one");
     fs::write(&path, &bytes).unwrap();
     status(&site.basic("GET", uri), 200);
 }

@@ -69,7 +69,8 @@ pub fn scans(archive: &Archive, r: &ExperimentRef) -> Result<Vec<ScanRow>> {
     Ok(scans_of(&experiment(archive, r)?.1))
 }
 
-fn scans_of(doc: &SessionDoc) -> Vec<ScanRow> {
+/// The scans a session document lists, in its order.
+pub fn scans_of(doc: &SessionDoc) -> Vec<ScanRow> {
     doc.scans()
         .into_iter()
         .map(|scan| {

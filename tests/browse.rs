@@ -1,0 +1,279 @@
+//! The archived data over REST through `xnat-archive serve` (issue 12): after archiving a generated
+//! session, its scans, resources and files are listed as XNAT lists them, every file downloads byte for
+//! byte as it was in the prearchive (whole, by range, in zips of a resource, of chosen scans and of the
+//! experiment), a file that changed under its catalog is refused, and a 2 GiB experiment zips under a
+//! 64 MiB memory cap.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::Path;
+
+mod common;
+
+use common::http::basic;
+use common::server::{Server, TenantSpec};
+
+const PASSWORD: &str = "browse-pw-1";
+
+struct Client {
+    server: Server,
+    agent: ureq::Agent,
+    auth: String,
+}
+
+impl Client {
+    fn start(dir: &Path, extra: &'static str) -> Client {
+        let config = common::server::configure(dir, &[TenantSpec::with("A", extra)], PASSWORD);
+        let server = Server::start(&["--config", config.to_str().unwrap()]);
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Client { server, agent, auth: basic("admin", PASSWORD) }
+    }
+
+    /// (status, headers we look at, body).
+    fn get_with(&self, path: &str, header: Option<(&str, &str)>) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+        let mut req = self.agent.get(self.server.url(&format!("/A{path}"))).header("Authorization", &self.auth);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        let mut response = req.call().expect("an answer");
+        let status = response.status().as_u16();
+        let headers = ["content-length", "content-range", "etag", "content-type", "accept-ranges"]
+            .iter()
+            .filter_map(|h| Some((h.to_string(), response.headers().get(*h)?.to_str().ok()?.to_string())))
+            .collect();
+        let body = response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap();
+        (status, headers, body)
+    }
+
+    fn get(&self, path: &str) -> Vec<u8> {
+        let (status, _, body) = self.get_with(path, None);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        body
+    }
+
+    fn rows(&self, path: &str) -> Vec<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_slice(&self.get(path)).unwrap();
+        json["ResultSet"]["Result"].as_array().unwrap_or_else(|| panic!("{path}: {json}")).clone()
+    }
+
+    fn post(&self, path: &str) -> (u16, String) {
+        let mut response = self
+            .agent
+            .post(self.server.url(&format!("/A{path}")))
+            .header("Authorization", &self.auth)
+            .send_empty()
+            .expect("an answer");
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Archives the generated session `folder` of project DEMO; its prearchive files (path below the
+    /// session folder → bytes) as they were, and the experiment's URI.
+    fn archive(&self, dir: &Path, folder: &str) -> (BTreeMap<String, Vec<u8>>, String) {
+        let row = self
+            .rows("/data/prearchive/projects/DEMO?format=json")
+            .into_iter()
+            .find(|r| r["folderName"] == folder)
+            .unwrap_or_else(|| panic!("no session {folder}"));
+        let url = row["url"].as_str().unwrap().to_string();
+        let session = dir.join("A/prearchive").join(url.trim_start_matches("/prearchive/projects/"));
+        let mut before = BTreeMap::new();
+        collect(&session, "", &mut before);
+        let (status, answer) = self.post(&format!("/data/services/archive?src={url}"));
+        assert_eq!(status, 200, "{answer}");
+        (before, answer.trim().to_string())
+    }
+}
+
+/// Every file below `dir` (path relative to it → bytes).
+fn collect(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        if entry.file_type().unwrap().is_dir() {
+            collect(&entry.path(), &rel, out);
+        } else {
+            out.insert(rel, std::fs::read(entry.path()).unwrap());
+        }
+    }
+}
+
+fn unzip(bytes: Vec<u8>) -> BTreeMap<String, Vec<u8>> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a whole zip");
+    (0..zip.len())
+        .map(|i| {
+            let mut f = zip.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).unwrap();
+            (f.name().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn archived_scans_resources_and_files_list_and_download_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Client::start(dir.path(), "");
+    let (before, uri) = c.archive(dir.path(), "SUBJ1_MR1");
+    assert!(uri.starts_with("/data/archive/projects/DEMO/subjects/"), "{uri}");
+    let exp = uri.trim_start_matches("/data/archive");
+    let experiment = &c.rows("/data/projects/DEMO/experiments?format=json")[0];
+    let id = experiment["ID"].as_str().unwrap().to_string();
+    let label = experiment["label"].as_str().unwrap().to_string();
+
+    let scans = c.rows(&format!("/data/experiments/{id}/scans?format=json"));
+    assert_eq!(scans, c.rows(&format!("{uri}/scans?format=json")), "by ID and by label, with /archive");
+    assert!(!scans.is_empty());
+    let mut zipped_by_hand = BTreeMap::new();
+    for scan in &scans {
+        let sid = scan["ID"].as_str().unwrap();
+        assert!(scan["xsiType"].as_str().unwrap().starts_with("xnat:"), "{scan}");
+        let resources = c.rows(&format!("/data{exp}/scans/{sid}/resources?format=json"));
+        for r in &resources {
+            let rlabel = r["label"].as_str().unwrap();
+            let files = c.rows(&format!("/data/experiments/{id}/scans/{sid}/resources/{rlabel}/files?format=json"));
+            assert_eq!(r["file_count"].as_str(), Some(files.len().to_string().as_str()), "{r}");
+            assert!(!files.is_empty());
+            for f in &files {
+                let name = f["Name"].as_str().unwrap();
+                let uri = f["URI"].as_str().unwrap();
+                assert!(uri.starts_with("/data/experiments/") && uri.contains("/files/"), "{uri}");
+                let (status, headers, body) = c.get_with(uri, None);
+                assert_eq!(status, 200, "{uri}");
+                let original = &before[&format!("SCANS/{sid}/{rlabel}/{name}")];
+                assert_eq!(&body, original, "{uri}: byte for byte what the prearchive held");
+                assert_eq!(headers["content-length"], original.len().to_string());
+                assert_eq!(f["Size"].as_str(), Some(original.len().to_string().as_str()));
+                let kind = folder_safe(scan["type"].as_str().unwrap());
+                zipped_by_hand.insert(format!("{label}/scans/{sid}-{kind}/resources/{rlabel}/files/{name}"), body);
+            }
+            // One resource as a zip: its own files, XNAT's folders.
+            let zip = unzip(c.get(&format!("/data{exp}/scans/{sid}/resources/{rlabel}/files?format=zip")));
+            assert_eq!(zip.len(), files.len());
+            assert!(zip.iter().all(|(k, v)| zipped_by_hand.get(k) == Some(v)), "{:?}", zip.keys());
+        }
+    }
+    // Every scan, by ALL and by a list; the whole experiment (no experiment resources here).
+    let all_ids: Vec<&str> = scans.iter().map(|s| s["ID"].as_str().unwrap()).collect();
+    for path in [
+        format!("/data/experiments/{id}/scans/ALL/files?format=zip"),
+        format!("{uri}/scans/{}/files?format=zip", all_ids.join(",")),
+        format!("/data/experiments/{id}/files?format=zip"),
+    ] {
+        assert_eq!(unzip(c.get(&path)), zipped_by_hand, "{path}");
+    }
+    let listed = c.rows(&format!("/data/experiments/{id}/scans/ALL/files?format=json"));
+    assert_eq!(listed.len(), zipped_by_hand.len());
+
+    // A range, the catalog digest as ETag once a refresh computed it, and a file changed under its catalog.
+    let (status, _) =
+        c.post(&format!("/data/services/refresh/catalog?resource=/archive/experiments/{id}&options=checksum"));
+    assert_eq!(status, 200);
+    let sid = all_ids[0];
+    let files = c.rows(&format!("/data/experiments/{id}/scans/{sid}/resources/DICOM/files?format=json"));
+    let file_uri = files[0]["URI"].as_str().unwrap();
+    let (status, headers, part) = c.get_with(file_uri, Some(("Range", "bytes=4-131")));
+    assert_eq!(status, 206);
+    let whole = c.get(file_uri);
+    assert_eq!(part, whole[4..132]);
+    assert_eq!(headers["content-range"], format!("bytes 4-131/{}", whole.len()));
+    let digest = files[0]["digest"].as_str().unwrap();
+    assert_eq!(digest, format!("{:x}", <md5::Md5 as md5::Digest>::digest(&whole)));
+    assert_eq!(headers["etag"], format!("\"{digest}\""));
+    let path = find(&dir.path().join("A/archive/DEMO"), files[0]["Name"].as_str().unwrap()).expect("in the archive");
+    let mut changed = whole.clone();
+    changed[0] ^= 0x55;
+    std::fs::write(&path, &changed).unwrap();
+    let (status, _, body) = c.get_with(file_uri, None);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    // The zip that holds it is cut off: no client can take it for a whole one.
+    let cut = c
+        .agent
+        .get(c.server.url(&format!("/A/data/experiments/{id}/scans/ALL/files?format=zip")))
+        .header("Authorization", &c.auth)
+        .call()
+        .and_then(|mut r| r.body_mut().with_config().limit(1 << 30).read_to_vec());
+    assert!(cut.map_or(true, |bytes| zip::ZipArchive::new(std::io::Cursor::new(bytes)).is_err()));
+    std::fs::write(&path, &whole).unwrap();
+    assert_eq!(c.get(file_uri), whole);
+}
+
+/// The first file named `name` below `dir`.
+fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        if entry.file_type().ok()?.is_dir() {
+            if let Some(found) = find(&entry.path(), name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(entry.path());
+        }
+    }
+    None
+}
+
+fn folder_safe(kind: &str) -> String {
+    kind.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+#[test]
+fn a_two_gib_experiment_zips_as_it_streams_under_a_64_mib_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Client::start(dir.path(), "memory_mib = 64");
+    let (_, uri) = c.archive(dir.path(), "SUBJ2_MR1");
+    let experiment = &c.rows("/data/projects/DEMO/experiments?format=json")[0];
+    let id = experiment["ID"].as_str().unwrap().to_string();
+    let scan = c.rows(&format!("/data/experiments/{id}/scans?format=json"))[0]["ID"].as_str().unwrap().to_string();
+    // Two files of 1 GiB (sparse: no disk is written) join the scan's DICOM resource through a refresh.
+    let dicom = find_dir(&dir.path().join("A/archive/DEMO"), &format!("SCANS/{scan}/DICOM")).expect("the scan folder");
+    const GIB: u64 = 1 << 30;
+    for n in ["big-1.bin", "big-2.bin"] {
+        std::fs::File::create(dicom.join(n)).unwrap().set_len(GIB).unwrap();
+    }
+    let resource = format!("{}/scans/{scan}/resources/DICOM", uri.trim_start_matches("/data"));
+    let (status, answer) = c.post(&format!("/data/services/refresh/catalog?resource={resource}&options=append"));
+    assert_eq!(status, 200, "{answer}");
+
+    let mut response = c
+        .agent
+        .get(c.server.url(&format!("/A/data/experiments/{id}/scans/ALL/files?format=zip")))
+        .header("Authorization", &c.auth)
+        .call()
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let (mut total, mut tail, mut buf) = (0u64, Vec::new(), vec![0u8; 1 << 20]);
+    loop {
+        let n = reader.read(&mut buf).expect("the zip streams to its end");
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 1 << 16 {
+            tail.drain(..tail.len() - (1 << 16));
+        }
+    }
+    assert!(total > 2 * GIB, "{total} bytes");
+    // The end of central directory record closes the stream (the zip is whole).
+    assert!(tail.windows(4).any(|w| w == b"PK\x05\x06"), "no end of central directory");
+    let log = c.server.log();
+    assert!(!log.contains("memory"), "{log}");
+}
+
+/// The folder ending in `suffix` below `dir`.
+fn find_dir(dir: &Path, suffix: &str) -> Option<std::path::PathBuf> {
+    if dir.to_str()?.ends_with(suffix) {
+        return Some(dir.to_path_buf());
+    }
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        if entry.file_type().ok()?.is_dir()
+            && let Some(found) = find_dir(&entry.path(), suffix)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
