@@ -63,6 +63,20 @@ fn data_files(session: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A JSON object of path → MD5, as a map.
+fn md5s(v: &Value) -> BTreeMap<String, String> {
+    let object = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    object.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+}
+
+/// `LABEL/scans/ID-TYPE/resources/R/files/PATH` (XNAT's zip layout) as the session folder's `SCANS/ID/R/PATH`.
+fn xnat_zip_path(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').collect();
+    assert!(parts.len() >= 7 && parts[1] == "scans" && parts[3] == "resources" && parts[5] == "files", "{p}");
+    let id = parts[2].split_once('-').map_or(parts[2], |(id, _)| id);
+    format!("SCANS/{id}/{}/{}", parts[4], parts[6..].join("/"))
+}
+
 /// Checks that every data file arrived intact and that every catalog of the experiment now carries a digest
 /// per entry (the clients asked for `checksum`).
 fn archived_intact(before: &BTreeMap<String, String>, experiment: &Path) {
@@ -112,6 +126,21 @@ fn xnatpy_connects_with_the_model_lists_validates_archives_and_refreshes() {
     assert!(seen["conflict"].as_str().unwrap().contains("status 409"), "{}", seen["conflict"]);
     assert_eq!(seen["conflict_status"], "CONFLICT");
     assert!(seen["unknown"].as_str().unwrap().contains("status 404"), "{}", seen["unknown"]);
+    // The archived experiment, walked and downloaded by xnatpy: every byte as the prearchive held it.
+    assert_eq!(md5s(&seen["walked"]), before, "experiment.scans[...].resources[...].files");
+    let (sid, kind) = (seen["scan_fields"]["id"].as_str().unwrap(), seen["scan_fields"]["type"].as_str().unwrap());
+    assert!(!kind.is_empty() && seen["scan_fields"]["series"].is_string(), "{}", seen["scan_fields"]);
+    assert_eq!(seen["one_size"][0], seen["one_size"][1]);
+    let unzipped: BTreeMap<String, String> =
+        md5s(&seen["download_dir"]).into_iter().map(|(k, v)| (xnat_zip_path(&k), v)).collect();
+    assert_eq!(unzipped, before, "experiment.download_dir: XNAT's folders, every byte");
+    let scan_zip: Vec<&str> = seen["scan_zip"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(scan_zip.len(), before.keys().filter(|k| k.starts_with(&format!("SCANS/{sid}/"))).count());
+    assert!(scan_zip.iter().all(|n| n.starts_with(&format!("SUBJ1_MR1/scans/{sid}-"))), "{scan_zip:?}");
+    let mut want: Vec<&String> =
+        before.iter().filter(|(k, _)| k.starts_with(&format!("SCANS/{sid}/DICOM/"))).map(|(_, v)| v).collect();
+    want.sort();
+    assert_eq!(seen["resource_dir"], serde_json::json!(want), "resource.download_dir");
 
     // On disk: the experiment with its ID, every file intact, checksums in every catalog; the session gone
     // from the prearchive; the Unassigned session archived under a new subject; the conflict kept.
@@ -165,6 +194,16 @@ fn pyxnat_lists_as_csv_and_posts_archive_validate_and_refresh() {
     assert!(!after_delete.contains(&format!("DEMO/{ts}/SUBJ3_CT1").as_str()), "{after_delete:?}");
     assert_eq!(after_delete.len(), 5, "T001_PET1 archived, SUBJ3_CT1 deleted: {after_delete:?}");
     assert_eq!(seen["version"], "1.8.10");
+    // The archived experiment through pyxnat's select: every file, and a resource's zip extracted.
+    assert_eq!(md5s(&seen["walked"]), before, "scans().resources().files(), file.get()");
+    assert!(seen["scan_type"].is_string(), "{}", seen["scan_type"]);
+    let scan = before.keys().next().unwrap().split('/').nth(1).unwrap().to_string();
+    let want: BTreeMap<String, String> = before
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("SCANS/{scan}/DICOM/")))
+        .map(|(k, v)| (k.rsplit('/').next().unwrap().to_string(), v.clone()))
+        .collect();
+    assert_eq!(md5s(&seen["resource_zip"]), want, "resource.get(extract=True)");
 
     archived_intact(&before, &arch.join("TRIAL/arc001/T001_PET1"));
     assert!(!ct.exists(), "pyxnat's delete removed the session folder");

@@ -8,8 +8,11 @@ JSON object of what it saw; any assertion failure exits non-zero.
 Usage: python pyxnat_client.py SERVER USER PASSWORD
 """
 
+import hashlib
 import json
+import os
 import sys
+import tempfile
 
 from pyxnat import Interface
 
@@ -59,6 +62,32 @@ seen["exists"] = [
     project.subject("T001").exists(),
 ]
 seen["experiment_id"] = project.subject("T001").experiment("T001_PET1").id()
+
+# The archived experiment walked with pyxnat's select: every file fetched (the driver compares the bytes with
+# what the prearchive held), and a resource fetched as a zip and extracted.
+exp = project.subject("T001").experiment("T001_PET1")
+walked = {}
+with tempfile.TemporaryDirectory() as t:
+    for sid in exp.scans().get():
+        scan = exp.scan(sid)
+        for rid in scan.resources().get():
+            resource = scan.resource(rid)  # pyxnat lists resources by their IDs; the label is an attribute
+            label = resource.label()
+            for name in resource.files().get():
+                dest = resource.file(name).get(os.path.join(t, f"{sid}-{rid}-{name}"))
+                with open(dest, "rb") as fh:
+                    walked[f"SCANS/{sid}/{label}/{name}"] = hashlib.md5(fh.read()).hexdigest()
+    seen["walked"] = walked
+    first = sorted(exp.scans().get())[0]
+    seen["scan_type"] = exp.scan(first).attrs.get("type")
+    os.makedirs(os.path.join(t, "zip"))
+    exp.scan(first).resource("DICOM").get(os.path.join(t, "zip"), extract=True)
+    extracted = {}
+    for folder, _, names in os.walk(os.path.join(t, "zip")):
+        for n in names:
+            with open(os.path.join(folder, n), "rb") as fh:
+                extracted[n] = hashlib.md5(fh.read()).hexdigest()
+    seen["resource_zip"] = extracted
 
 # A refresh of something that does not exist: a clear 404, not a silent 200.
 r = intf.post("/data/services/refresh/catalog", params={"resource": "/archive/projects/DEMO/subjects/NOBODY"})

@@ -11,8 +11,11 @@ Usage: python xnatpy_client.py SERVER USER PASSWORD
 
 import hashlib
 import json
+import os
 import re
 import sys
+import tempfile
+import zipfile
 
 import xnat
 from xnat.exceptions import XNATResponseError
@@ -74,6 +77,45 @@ with xnat.connect(server, user=user, password=password) as session:
     session.services.refresh_catalog(
         f"/archive/projects/DEMO/subjects/SUBJ1/experiments/{label}", checksum=True, populate_stats=True
     )
+
+    # The archived experiment walked as users walk it: scans, resources, files and every file's bytes (the
+    # driver compares them with what the prearchive held), a scan's own fields, and the zips.
+    walked = {}
+    for scan in experiment.scans.values():
+        for resource in scan.resources.values():
+            assert resource.file_count == len(resource.files), (resource.file_count, len(resource.files))
+            for path, f in resource.files.items():
+                with f.open() as fh:
+                    walked[f"SCANS/{scan.id}/{resource.label}/{path}"] = hashlib.md5(fh.read()).hexdigest()
+    seen["walked"] = walked
+    first_scan = experiment.scans[sorted(experiment.scans.keys())[0]]
+    seen["scan_fields"] = {"id": first_scan.id, "type": first_scan.type, "series": first_scan.series_description}
+    dicom = first_scan.resources["DICOM"]
+    one = next(iter(dicom.files.values()))
+    with tempfile.TemporaryDirectory() as t:
+        one.download(os.path.join(t, "one"), verbose=False)  # xnatpy checks the bytes against the digest
+        seen["one_size"] = [os.path.getsize(os.path.join(t, "one")), int(one.size)]
+
+    def tree_md5(root):
+        out = {}
+        for folder, _, names in os.walk(root):
+            for n in names:
+                p = os.path.join(folder, n)
+                with open(p, "rb") as fh:
+                    out[os.path.relpath(p, root)] = hashlib.md5(fh.read()).hexdigest()
+        return out
+
+    with tempfile.TemporaryDirectory() as t:
+        experiment.download_dir(t, verbose=False)
+        seen["download_dir"] = tree_md5(t)
+    with tempfile.TemporaryDirectory() as t:
+        first_scan.download(os.path.join(t, "scan.zip"), verbose=False)
+        with zipfile.ZipFile(os.path.join(t, "scan.zip")) as z:
+            assert z.testzip() is None
+            seen["scan_zip"] = sorted(z.namelist())
+    with tempfile.TemporaryDirectory() as t:
+        where = dicom.download_dir(t, verbose=False)
+        seen["resource_dir"] = sorted(tree_md5(where).values())
 
     # An Unassigned session: validation says it must be moved first; moved into DEMO, it is archived under
     # a new subject and label.

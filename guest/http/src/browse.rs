@@ -10,8 +10,9 @@
 //! GET …/resources/R/files/PATH                                             one file (HEAD, Range, ETag)
 //! ```
 //!
-//! A resource's ID (`xnat_abstractresource_id`, which XNAT numbers in its database) is its label here, so the
-//! URIs clients build from it (`…/resources/DICOM/files`) resolve. Downloads: only files the resource's catalog
+//! A resource's ID (`xnat_abstractresource_id`, which XNAT numbers in its database) is a number made from its
+//! URI here ([`browse::resource_id`]); a resource is found by that ID or by its label, so the URIs clients build
+//! from either (`…/resources/1234567/files`, `…/resources/DICOM/files`) resolve. Downloads: only files the resource's catalog
 //! lists; the `ETag` is the catalog's digest; a whole-file download is checked against that digest before
 //! a byte is sent, and a file that no longer matches is answered `409` (run a refresh `verify` to see what
 //! changed), never served as if it were the archived file. Range requests are served unchecked (the client
@@ -91,6 +92,7 @@ pub fn route(method: &str, req: &Request, params: &Params, ctx: &Context) -> Opt
             let label = r.label?;
             (|| {
                 let dir = browse::resource(&archive, &item, &label, r.side)?;
+                let label = dir.label.clone();
                 match wanted {
                     Wanted::File(name) => {
                         let name = decoded(&name)?;
@@ -230,7 +232,7 @@ fn resources_table(archive: &Archive, item: &Item, side: Side) -> Result<Table, 
     };
     for r in browse::resources(archive, item, side)? {
         t.push(vec![
-            r.dir.label.clone(),
+            browse::resource_id(&r.dir),
             r.dir.label,
             "xnat:resourceCatalog".into(),
             category.into(),

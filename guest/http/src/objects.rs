@@ -67,6 +67,30 @@ pub fn get(archive: &Tree, path: &str, xml: bool) -> Option<Result<Response, Htt
                 Ok(items(item("xnat:subjectData", fields)))
             }))
         }
+        Item::Scan { experiment, scan } => Some((|| {
+            let (e, doc) = xnat_core::site::browse::experiment(&site, &experiment)?;
+            let Some(el) = doc.scan_element(&scan) else {
+                return Err(HttpError::not_found(&format!("scan {scan} of experiment {} does not exist", e.label)));
+            };
+            let mut fields = Map::new();
+            // Its attributes (ID, type, UID, ...) and its simple children (quality, series_description, ...),
+            // as XNAT's data_fields have them; no namespace declarations, no xsi:type (that is the meta's).
+            for (name, value) in &el.attrs {
+                if !name.contains(':') && name != "xmlns" {
+                    fields.insert(name.clone(), value.as_str().into());
+                }
+            }
+            for child in el.elements() {
+                let text = child.text();
+                if child.elements().next().is_none() && !text.trim().is_empty() {
+                    fields.insert(child.local_name().into(), text.trim().into());
+                }
+            }
+            fields.insert("image_session_ID".into(), doc.id().unwrap_or(&e.label).into());
+            fields.entry("project").or_insert_with(|| e.project.clone().into());
+            let xsi_type = el.attr("xsi:type").unwrap_or("xnat:imageScanData");
+            Ok(items(item(xsi_type, fields)))
+        })()),
         _ => None,
     }
 }

@@ -132,15 +132,27 @@ pub fn resources(archive: &Archive, item: &Item, side: Side) -> Result<Vec<Resou
         .collect()
 }
 
-/// One resource of an item, by label.
+/// One resource of an item, by label, or by the ID [`resource_id`] gives it (what clients build URIs from).
 pub fn resource(archive: &Archive, item: &Item, label: &str, side: Side) -> Result<ResourceDir> {
     let parent = archive.parent(item)?;
     let dir = parent.resource(archive, label, side);
     if archive.tree().is_dir(&dir.folder)? {
-        Ok(dir)
-    } else {
-        Err(Error::NotFound(format!("resource {label} of {} does not exist", parent.uri)))
+        return Ok(dir);
     }
+    if !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()) {
+        let own = own_resources(archive, &parent, side)?;
+        if let Some(dir) = own.into_iter().find(|d| resource_id(d) == label) {
+            return Ok(dir);
+        }
+    }
+    Err(Error::NotFound(format!("resource {label} of {} does not exist", parent.uri)))
+}
+
+/// A resource's ID in listings (XNAT's `xnat_abstractresource_id`, a number its database gives each resource):
+/// a number made from the resource's archive URI, so that the same resource always has the same ID and two
+/// resources of one item (or of two scans: clients keep resources by this ID) never share one.
+pub fn resource_id(dir: &ResourceDir) -> String {
+    (xxhash_rust::xxh3::xxh3_64(dir.uri.as_bytes()) % 2_000_000_000 + 1).to_string()
 }
 
 /// The files of a resource that its catalog lists and that exist, in catalog order.
