@@ -277,3 +277,42 @@ fn find_dir(dir: &Path, suffix: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn refresh_verify_and_dry_run_over_http_report_and_leave_the_archive_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Client::start(dir.path(), "");
+    let (_, uri) = c.archive(dir.path(), "SUBJ1_MR1");
+    let resource = uri.trim_start_matches("/data");
+    let archive = dir.path().join("A/archive");
+    // A file changed behind the catalog's back, once the catalog knows its checksum.
+    let (status, _) = c.post(&format!("/data/services/refresh/catalog?resource={resource}&options=checksum"));
+    assert_eq!(status, 200);
+    let some = find_dir(&archive, "DICOM").unwrap();
+    let file = std::fs::read_dir(&some)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[200] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::write(some.join("late.dcm"), b"arrived after the archive").unwrap();
+    let before = common::snapshot(&archive);
+    for query in ["mode=verify", "verify=true", "options=append,checksum&mode=dry-run", "options=append&dryRun=true"] {
+        let (status, body) = c.post(&format!("/data/services/refresh/catalog?resource={resource}&{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let reports = json["reports"].as_array().unwrap();
+        let differing: Vec<&serde_json::Value> =
+            reports.iter().filter(|r| !r["added"].as_array().unwrap().is_empty()).collect();
+        assert_eq!(differing.len(), 1, "{query}: {body}");
+        assert_eq!(differing[0]["added"], serde_json::json!(["late.dcm"]));
+        if query.contains("verify") {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(reports.iter().any(|r| r["mismatches"].as_array().unwrap().iter().any(|m| m["path"] == name)));
+        }
+        assert!(reports.iter().all(|r| r["outcome"]["status"] != "written"), "{body}");
+        assert_eq!(common::snapshot(&archive), before, "{query} changed the archive");
+    }
+}

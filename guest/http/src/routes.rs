@@ -119,6 +119,53 @@ fn admit_segments(method: &str, segs: &[&str], req: &Request, ctx: &Context) -> 
     Ok(Some(who))
 }
 
+/// Whether a request may change the trees. The host grants the tenant's directories read-only when it
+/// cannot: reading the archive (its listings, documents, files and zips) and a refresh's `verify` or
+/// `dry-run` named in the query. Decided from the method and target alone, before any body is read;
+/// anything not known to only read may write (the prearchive listing does: it keeps its table).
+pub fn writes(method: &str, target: &str) -> bool {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let Ok(owned) = segments(path) else { return true };
+    let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let archive_read = matches!(
+        segs.as_slice(),
+        ["data", "archive", "projects" | "experiments" | "subjects", ..]
+            | ["data", "projects" | "experiments" | "subjects", ..]
+    );
+    match method {
+        "GET" | "HEAD" => !archive_read,
+        "POST" if segs == ["data", "services", "refresh", "catalog"] => !matches!(
+            refresh_mode_in(form_urlencoded::parse(query.as_bytes())),
+            Some(refresh::Mode::Verify | refresh::Mode::DryRun)
+        ),
+        _ => true,
+    }
+}
+
+/// The refresh mode the parameters ask for: `mode=apply|verify|dry-run`, or `verify=true` / `dryRun=true`
+/// (our additions: XNAT's refresh only applies). `None` when none is named.
+fn refresh_mode_in<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> Option<refresh::Mode> {
+    let mut mode = None;
+    for (name, value) in pairs {
+        let on = || !matches!(value.to_ascii_lowercase().as_str(), "false" | "0" | "no");
+        let named = match name.as_ref() {
+            "mode" => match value.to_ascii_lowercase().replace('_', "-").as_str() {
+                "apply" => Some(refresh::Mode::Apply),
+                "verify" => Some(refresh::Mode::Verify),
+                "dry-run" | "dryrun" => Some(refresh::Mode::DryRun),
+                _ => Some(refresh::Mode::Apply), // refused by the handler; never read-only on a guess
+            },
+            "verify" if on() => Some(refresh::Mode::Verify),
+            "dryRun" | "dry-run" | "dryrun" if on() => Some(refresh::Mode::DryRun),
+            _ => None,
+        };
+        mode = named.or(mode);
+    }
+    mode
+}
+
 /// The paths open to anyone: the banner, the login (any method: a wrong one is 405) and the logout.
 fn is_open(method: &str, segs: &[&str]) -> bool {
     matches!(segs, [] | ["data", "services", "auth"]) || (segs == ["data", "JSESSION"] && method == "DELETE")
@@ -589,9 +636,13 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
             )));
         }
     };
+    let mode = refresh_mode(params)?;
+    // A verify or dry run says what it found: its report, unless a format was named.
+    let json = json || (mode != refresh::Mode::Apply && params.value("format").is_none());
     let request = refresh::Request {
         options: refresh_options(params)?,
         trust_unchanged: params.on_unless_false("trustUnchanged") == Some(true),
+        mode,
         ..refresh_request(params, who)
     };
     let reports = refresh::refresh(&ctx.archive, &request, &mut (ctx.hasher)(), &mut NoProgress)?;
@@ -608,6 +659,22 @@ fn refresh_catalog(params: &Params, ctx: &Context, who: &Principal) -> Result<Re
         Some((resource, e)) => Err(HttpError { message: format!("{resource}: {}", e.message), ..e }),
         None => Ok(Response::empty()),
     }
+}
+
+/// `mode=apply|verify|dry-run` (or `verify=true`, `dryRun=true`); apply when none is named.
+fn refresh_mode(params: &Params) -> Result<refresh::Mode, HttpError> {
+    if let Some(mode) = params.value("mode")
+        && !matches!(mode.to_ascii_lowercase().replace('_', "-").as_str(), "apply" | "verify" | "dry-run" | "dryrun")
+    {
+        return Err(HttpError::bad_request(&format!(
+            "mode={mode} is not a refresh mode; use apply (the default), verify (hash everything and compare, write \
+             nothing) or dry-run (report what the options would change, write nothing)"
+        )));
+    }
+    let pairs = ["mode", "verify", "dryRun", "dry-run", "dryrun"].into_iter().flat_map(|name| {
+        params.all(name).into_iter().map(move |v| (std::borrow::Cow::Borrowed(name), std::borrow::Cow::Borrowed(v)))
+    });
+    Ok(refresh_mode_in(pairs).unwrap_or(refresh::Mode::Apply))
 }
 
 /// The operations: `options=append,checksum` (a list) and `append=true`-style switches, by XNAT's names.

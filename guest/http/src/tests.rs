@@ -655,6 +655,46 @@ fn refresh_and_resources() {
     assert_eq!(reports[0]["resource"], "/archive/projects/P/subjects/SUBJ1/experiments/MR1/scans/2/resources/DICOM");
     assert_eq!(reports[0]["file_count"], 3);
     assert!(reports[0]["added"].as_array().unwrap().is_empty());
+    // verify and dry-run: the report, nothing written (a changed file, a new one, a checksum to add).
+    let scan = site.root().join("arch/P/arc001/MR1/SCANS/2/DICOM");
+    fs::write(scan.join("1.dcm"), "DICM changed").unwrap();
+    fs::write(scan.join("4.dcm"), "DICM newer").unwrap();
+    let catalog = fs::read(scan.join("scan_2_catalog.xml")).unwrap();
+    for query in [
+        format!("resource={exp}&mode=verify"),
+        format!("resource={exp}&verify=true"),
+        format!("resource={exp}&options=append,checksum&dryRun=true"),
+        format!("resource={exp}&options=append&mode=dry-run&format=json"),
+    ] {
+        let r = site.basic("POST", &format!("/data/services/refresh/catalog?{query}"));
+        status(&r, 200);
+        let report = &json(&r)["reports"][0];
+        assert_eq!(report["added"], serde_json::json!(["4.dcm"]), "{query}: {report}");
+        assert_eq!(report["outcome"]["status"], "not-written", "{query}");
+        assert_eq!(fs::read(scan.join("scan_2_catalog.xml")).unwrap(), catalog, "{query} wrote the catalog");
+    }
+    let r = site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&mode=verify"));
+    assert_eq!(json(&r)["reports"][0]["mismatches"][0]["path"], "1.dcm", "{}", r.body_text());
+    status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&mode=sometimes")), 400);
+    fs::remove_file(scan.join("4.dcm")).unwrap();
+    // Only what cannot write is granted read-only by a host (the classification it asks for).
+    for (method, target, writes) in [
+        ("GET", "/data/experiments/XNAT_E00001/scans/2/resources/DICOM/files?format=zip", false),
+        ("HEAD", "/data/archive/projects/P/subjects/S/experiments/E/scans", false),
+        ("GET", "/data/projects", false),
+        ("GET", "/data/prearchive/projects", true),
+        ("GET", "/data/JSESSION", true),
+        ("POST", "/data/services/refresh/catalog?resource=/archive/projects/P&mode=verify", false),
+        ("POST", "/data/services/refresh/catalog?resource=/archive/projects/P&dryRun=true", false),
+        ("POST", "/data/services/refresh/catalog?resource=/archive/projects/P&verify=false", true),
+        ("POST", "/data/services/refresh/catalog?mode=verify&mode=apply", true),
+        ("POST", "/data/services/refresh/catalog?mode=bogus", true),
+        ("POST", "/data/services/refresh/catalog", true),
+        ("PUT", "/data/projects/P/resources/R", true),
+        ("GET", "/data/projects/%ff", true),
+    ] {
+        assert_eq!(crate::routes::writes(method, target), writes, "{method} {target}");
+    }
     // Bad options, unknown and malformed resources.
     status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&options=everything")), 400);
     status(&site.basic("POST", &format!("/data/services/refresh/catalog?resource={exp}&options=Append")), 400);

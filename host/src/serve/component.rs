@@ -35,6 +35,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use super::tenant::Tenant;
 use crate::library::bindings::{DigestsHost, WitDigestAlgorithm, digests, holders};
 use crate::wasm::engine::{self, Stop};
+use crate::wasm::grant::Grant;
 use crate::wasm::instances::Instance;
 use crate::wasm::limits::{Limiter, MemoryRefused};
 
@@ -115,15 +116,17 @@ impl HttpComponent {
     /// Serves one request in a fresh instance of `tenant`'s: its grants, its environment, its limits.
     /// `request` already carries the path the component should see. The instance lives until the response
     /// body is written (or the limits stop it), and holds `slot` until then.
-    /// `verified` is the user the server's gate checked, told to the instance (`XNAT_VERIFIED_USER`).
+    /// `verified` is the user the server's gate checked, told to the instance (`XNAT_VERIFIED_USER`). Unless
+    /// the request `writes`, the tenant's directories are granted read-only.
     pub async fn handle(
         &self,
         tenant: &Tenant,
         request: hyper::Request<RequestBody>,
         slot: OwnedSemaphorePermit,
         verified: Option<&str>,
+        writes: bool,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Failure> {
-        let (store, refusals) = self.store(tenant, verified)?;
+        let (store, refusals) = self.store(tenant, verified, writes)?;
         let (answer, call) = self.start(store, request, tenant.timeout(), slot)?;
         respond(tenant, answer, call, &refusals).await
     }
@@ -131,7 +134,12 @@ impl HttpComponent {
     /// A store for one request of `tenant`: exactly the tenant's directories and variables (no sockets, no
     /// stdin or stdout), its memory cap, and an epoch callback that yields every tick and stops the
     /// instance once the request's time limit has passed.
-    fn store(&self, tenant: &Tenant, verified: Option<&str>) -> Result<(Store<State>, MemoryRefused), Failure> {
+    fn store(
+        &self,
+        tenant: &Tenant,
+        verified: Option<&str>,
+        writes: bool,
+    ) -> Result<(Store<State>, MemoryRefused), Failure> {
         let mut wasi = WasiCtxBuilder::new();
         // File operations run on the instance's own thread, as its wasm does, instead of each being handed
         // to tokio's blocking pool: a listing makes thousands, and the hand-offs cost more than the
@@ -146,6 +154,7 @@ impl HttpComponent {
             wasi.env(super::tenant::env::VERIFIED_USER, user);
         }
         for grant in &tenant.grants {
+            let grant = Grant { writable: grant.writable && writes, ..grant.clone() };
             grant.preopen(&mut wasi).map_err(Failure::Crashed)?;
         }
         let state = State {

@@ -218,7 +218,10 @@ impl Server {
             return response;
         };
         let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        match self.component.handle(tenant, request, slot, verified).await {
+        // What only reads gets the tenant's directories read-only (the component's own classification).
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let writes = xnat_http::routes::writes(request.method().as_str(), target);
+        match self.component.handle(tenant, request, slot, verified, writes).await {
             Ok(response) => response,
             Err(failure) => {
                 if changes && failure.stopped_midway() {
