@@ -316,3 +316,54 @@ fn refresh_verify_and_dry_run_over_http_report_and_leave_the_archive_as_it_was()
         assert_eq!(common::snapshot(&archive), before, "{query} changed the archive");
     }
 }
+
+#[test]
+fn reading_while_a_refresh_rewrites_the_catalogs_sees_whole_states_and_never_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = std::sync::Arc::new(Client::start(dir.path(), "max_concurrent = 8"));
+    let (_, uri) = c.archive(dir.path(), "SUBJ1_MR1");
+    let id = c.rows("/data/projects/DEMO/experiments?format=json")[0]["ID"].as_str().unwrap().to_string();
+    let scan = c.rows(&format!("/data/experiments/{id}/scans?format=json"))[0]["ID"].as_str().unwrap().to_string();
+    let dicom = find_dir(&dir.path().join("A/archive/DEMO"), &format!("SCANS/{scan}/DICOM")).unwrap();
+    let files = format!("/data/experiments/{id}/scans/{scan}/resources/DICOM/files");
+    let n = c.rows(&format!("{files}?format=json")).len();
+    let resource = format!("{}/scans/{scan}/resources/DICOM", uri.trim_start_matches("/data"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The writer: a file comes and goes, and each time a refresh (checksum, append, delete) rewrites the catalog.
+    let writer = {
+        let (c, stop, resource) = (c.clone(), stop.clone(), resource.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 4 {
+                let extra = dicom.join("extra.dcm");
+                if rounds % 2 == 0 {
+                    std::fs::write(&extra, format!("round {rounds}")).unwrap();
+                } else {
+                    std::fs::remove_file(&extra).unwrap();
+                }
+                let q = format!("/data/services/refresh/catalog?resource={resource}&options=checksum,append,delete");
+                let (status, body) = c.post(&q);
+                assert_eq!(status, 200, "{body}");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        let (status, _, body) = c.get_with(&format!("{files}?format=json"), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("a whole listing");
+        let count = json["ResultSet"]["Result"].as_array().unwrap().len();
+        assert!(count == n || count == n + 1, "{count} files: a catalog seen half-written?");
+        let (status, _, zipped) = c.get_with(&format!("{files}?format=zip"), None);
+        assert_eq!(status, 200);
+        let zip = unzip(zipped);
+        assert!(zip.len() == n || zip.len() == n + 1, "{} files zipped", zip.len());
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert!(reads > 3 && rounds >= 4, "{reads} reads against {rounds} refreshes");
+}

@@ -324,8 +324,13 @@ fn write_members<W: Write>(
         let options = SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(m.size >= u32::MAX as u64);
+        // A file removed since its catalog was read (a refresh or a merge at work) is left out: the zip holds
+        // what is there, as a listing made a moment later would show it.
+        let mut file = match std::fs::File::open(&m.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            opened => opened?,
+        };
         zip.start_file(m.name.as_str(), options).map_err(std::io::Error::other)?;
-        let mut file = std::fs::File::open(&m.path)?;
         let mut check = Check::of(&m.digest);
         loop {
             let n = file.read(&mut buf)?;
