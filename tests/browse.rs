@@ -367,3 +367,54 @@ fn reading_while_a_refresh_rewrites_the_catalogs_sees_whole_states_and_never_fai
     let rounds = writer.join().unwrap();
     assert!(reads > 3 && rounds >= 4, "{reads} reads against {rounds} refreshes");
 }
+
+#[test]
+fn the_library_component_offers_the_same_reads_to_a_rust_host_under_a_read_only_grant() {
+    use xnat_archive::{Error, Grant, Limits, Runtime};
+    let dir = tempfile::tempdir().unwrap();
+    let (pre, arc) = (dir.path().join("prearchive"), dir.path().join("archive"));
+    std::fs::create_dir_all(&pre).unwrap();
+    std::fs::create_dir_all(&arc).unwrap();
+    xnat_archive::generator::write_site(&pre, &arc).unwrap();
+    let (runtime, limits) = (Runtime::new().unwrap(), Limits::default());
+    let rows = runtime.prearchive_list(&[Grant::prearchive(&pre, false)], &limits, Some("DEMO")).unwrap().unwrap();
+    let src = rows.iter().find(|r| r.folder_name == "SUBJ2_MR1").unwrap().url.clone();
+    let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
+    let (code, json) = common::cli_json(&["archive", "--prearchive", p, "--archive", a, "--src", &src]);
+    assert_eq!(code, 0, "{json}");
+    let read_only = [Grant::archive(&arc, false)];
+    let before = common::snapshot(&arc);
+    let experiment = "/archive/projects/DEMO/subjects/SUBJ2/experiments/SUBJ2_MR1";
+    let scans = runtime.archived_scans(&read_only, &limits, experiment).unwrap().unwrap();
+    assert!(!scans.is_empty() && scans.iter().all(|s| s.xsi_type.starts_with("xnat:")), "{scans:?}");
+    let mut read = 0;
+    for scan in &scans {
+        let item = format!("{experiment}/scans/{}", scan.id);
+        for r in runtime.archived_resources(&read_only, &limits, &item).unwrap().unwrap() {
+            let by_id = format!("{item}/resources/{}", r.id);
+            let files = runtime.archived_files(&read_only, &limits, &by_id).unwrap().unwrap();
+            assert_eq!(files.len() as u64, r.file_count);
+            let folder = find_dir(&arc.join("DEMO"), &format!("SUBJ2_MR1/SCANS/{}/{}", scan.id, r.label)).unwrap();
+            for f in files {
+                let mut bytes = Vec::new();
+                loop {
+                    let part = runtime
+                        .archived_read_file(&read_only, &limits, &r.uri, &f.name, bytes.len() as u64, 1000)
+                        .unwrap()
+                        .unwrap();
+                    if part.is_empty() {
+                        break;
+                    }
+                    bytes.extend(part);
+                }
+                assert_eq!(bytes, std::fs::read(folder.join(&f.name)).unwrap(), "{}", f.name);
+                read += 1;
+            }
+        }
+    }
+    assert!(read > 0);
+    let missing =
+        runtime.archived_read_file(&read_only, &limits, &format!("{experiment}/scans/1/resources/DICOM"), "x", 0, 10);
+    assert!(matches!(missing.unwrap(), Err(Error::NotFound(_))));
+    assert_eq!(common::snapshot(&arc), before, "reading changed nothing");
+}

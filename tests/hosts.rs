@@ -279,6 +279,7 @@ fn wasm_tools_prints_the_library_world() {
         "  export xnat:archive/prearchive@0.1.0;",
         "  export xnat:archive/validation@0.1.0;",
         "  export xnat:archive/archiver@0.1.0;",
+        "  export xnat:archive/archive-data@0.1.0;",
     ] {
         assert!(world.contains(&line), "the component's world lacks `{}`:\n{}", line.trim(), world.join("\n"));
     }

@@ -124,6 +124,22 @@ def main() -> int:
     reports = lib.refresh(read_arc, [session], mode="verify")
     check(all(r.outcome.tag == "unchanged" for r in reports), "verify after the write: clean")
 
+    # --- the archived data: scans, resources, files and their bytes, /archive read-only --------------------
+    scans = lib.archived_scans(read_arc, session)
+    print(f"archive-data.scans({session}) → {[s.id for s in scans]}")
+    check(bool(scans) and all(getattr(s, "xsi-type").startswith("xnat:") for s in scans), "the experiment's scans")
+    resources = lib.archived_resources(read_arc, f"{session}/scans/1")
+    check([r.label for r in resources] == ["DICOM"], "scan 1's resources: DICOM")
+    by_id = f"{session}/scans/1/resources/{resources[0].id}"
+    files = lib.archived_files(read_arc, by_id)
+    check(len(files) == getattr(resources[0], "file-count") and len(files) > 0, "its files, the resource named by ID")
+    whole = all(
+        lib.archived_read_file(read_arc, scan1, f.name, chunk=700) == (scan_dir / f.name).read_bytes() for f in files
+    )
+    check(whole, "every file read in 700-byte chunks is byte for byte the file on disk")
+    _, error = attempt(lambda: lib.archived_read_file(read_arc, scan1, "scan_1_catalog.xml"))
+    check(error is not None and error.kind == "not-found", "a file its catalog does not list cannot be read")
+
     # --- the sandbox ------------------------------------------------------------------------------------
     # Not granted: with only /archive, the prearchive does not exist for the component.
     _, error = attempt(lambda: lib.prearchive_list(read_arc))

@@ -167,6 +167,24 @@ class XnatArchive:
     ) -> list[Record]:
         return self.call(grants, "prearchive", "list-sessions", project, limits=limits)
 
+    def archived_scans(self, grants: list[Grant], experiment: str) -> list[Record]:
+        return self.call(grants, "archive-data", "scans", experiment)
+
+    def archived_resources(self, grants: list[Grant], item: str) -> list[Record]:
+        return self.call(grants, "archive-data", "resources", item)
+
+    def archived_files(self, grants: list[Grant], resource: str) -> list[Record]:
+        return self.call(grants, "archive-data", "files", resource)
+
+    def archived_read_file(self, grants: list[Grant], resource: str, name: str, chunk: int = 1 << 20) -> bytes:
+        """A listed file's bytes, read chunk by chunk (each chunk a call on a fresh instance)."""
+        out = bytearray()
+        while True:
+            part = self.call(grants, "archive-data", "read-file", resource, name, len(out), chunk)
+            if not part:
+                return bytes(out)
+            out += bytes(part)
+
     def validate(self, grants: list[Grant], src: str, **params: Any) -> list[Record]:
         request = record(
             src=[src],

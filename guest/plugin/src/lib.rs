@@ -18,7 +18,7 @@ wit_bindgen::generate!({
     },
 });
 
-use exports::xnat::archive::{archiver, catalogs, prearchive, validation};
+use exports::xnat::archive::{archive_data, archiver, catalogs, prearchive, validation};
 use xnat::archive::types as wit;
 use xnat::archive::{digests, holders};
 use xnat_core::fs::instances::Instances;
@@ -28,6 +28,7 @@ use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::import::request::{Faults, Overwrite, Params};
 use xnat_core::progress::Progress;
 use xnat_core::refresh::{self, resource};
+use xnat_core::site::browse;
 use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
 
 struct Plugin;
@@ -243,6 +244,59 @@ fn row(r: Row) -> wit::PrearchiveRow {
         visit: r.visit,
         protocol: r.protocol,
         timezone: r.timezone,
+    }
+}
+
+impl archive_data::Guest for Plugin {
+    fn scans(experiment: String) -> Result<Vec<archive_data::ScanRow>, wit::Error> {
+        let rows = browse::scans_at(&granted(ARCHIVE), &experiment).map_err(error)?;
+        Ok(rows
+            .into_iter()
+            .map(|s| archive_data::ScanRow {
+                id: s.id,
+                type_: s.kind,
+                quality: s.quality,
+                series_description: s.series_description,
+                xsi_type: s.xsi_type,
+                note: s.note,
+            })
+            .collect())
+    }
+
+    fn resources(item: String) -> Result<Vec<archive_data::ResourceRow>, wit::Error> {
+        let rows = browse::resources_at(&granted(ARCHIVE), &item).map_err(error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| archive_data::ResourceRow {
+                id: browse::resource_id(&r.dir),
+                label: r.dir.label,
+                uri: r.dir.uri,
+                format: r.format,
+                content: r.content,
+                file_count: r.file_count,
+                file_size: r.file_size,
+            })
+            .collect())
+    }
+
+    fn files(resource: String) -> Result<Vec<archive_data::FileRow>, wit::Error> {
+        let tree = granted(ARCHIVE);
+        let dir = browse::resource_at(&tree, &resource).map_err(error)?;
+        let rows = browse::files(&tree, &dir).map_err(error)?;
+        Ok(rows
+            .into_iter()
+            .map(|f| archive_data::FileRow {
+                name: f.name,
+                size: f.size,
+                digest: f.digest,
+                format: f.format,
+                content: f.content,
+            })
+            .collect())
+    }
+
+    fn read_file(resource: String, name: String, offset: u64, length: u32) -> Result<Vec<u8>, wit::Error> {
+        browse::read_file(&granted(ARCHIVE), &resource, &name, offset, length).map_err(error)
     }
 }
 

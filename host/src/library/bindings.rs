@@ -125,6 +125,41 @@ impl From<wit::CreatedResource> for public::CreatedResource {
     }
 }
 
+use exports::xnat::archive::archive_data as data;
+
+impl From<data::ScanRow> for public::ScanRow {
+    fn from(s: data::ScanRow) -> Self {
+        public::ScanRow {
+            id: s.id,
+            kind: s.type_,
+            quality: s.quality,
+            series_description: s.series_description,
+            xsi_type: s.xsi_type,
+            note: s.note,
+        }
+    }
+}
+
+impl From<data::ResourceRow> for public::ResourceRow {
+    fn from(r: data::ResourceRow) -> Self {
+        public::ResourceRow {
+            id: r.id,
+            label: r.label,
+            uri: r.uri,
+            format: r.format,
+            content: r.content,
+            file_count: r.file_count,
+            file_size: r.file_size,
+        }
+    }
+}
+
+impl From<data::FileRow> for public::FileRow {
+    fn from(f: data::FileRow) -> Self {
+        public::FileRow { name: f.name, size: f.size, digest: f.digest, format: f.format, content: f.content }
+    }
+}
+
 impl From<wit::PrearchiveRow> for public::PrearchiveRow {
     fn from(r: wit::PrearchiveRow) -> Self {
         public::PrearchiveRow {

@@ -478,3 +478,42 @@ pub struct Recovered {
     pub action: String,
     pub detail: String,
 }
+
+/// A scan of an archived experiment (`GET …/experiments/E/scans`), from its document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRow {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub quality: String,
+    pub series_description: String,
+    /// `xnat:mrScanData`, ...
+    pub xsi_type: String,
+    pub note: String,
+}
+
+/// A resource of an archived item (`GET …/resources`): what its catalog lists that exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRow {
+    /// XNAT's `xnat_abstractresource_id`: a number made from the resource's URI (URIs take it or the label).
+    pub id: String,
+    pub label: String,
+    /// The resource's canonical archive URI.
+    pub uri: String,
+    pub format: String,
+    pub content: String,
+    pub file_count: u64,
+    pub file_size: u64,
+}
+
+/// A file a resource's catalog lists that lies in its folder (`GET …/resources/R/files`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRow {
+    /// The path below the resource folder (XNAT's `Name`).
+    pub name: String,
+    pub size: u64,
+    /// The digest the catalog records; empty when none.
+    pub digest: String,
+    pub format: String,
+    pub content: String,
+}

@@ -26,8 +26,8 @@ use crate::library::bindings::{
 };
 use crate::library::size::human_size;
 use crate::library::types::{
-    ArchiveRequest, Archived, CreatedResource, Error, LockPolicy, PrearchiveRow, Recovered, RefreshRequest,
-    ResourceReport, ResourceSpec, ValidationNotice,
+    ArchiveRequest, Archived, CreatedResource, Error, FileRow, LockPolicy, PrearchiveRow, Recovered, RefreshRequest,
+    ResourceReport, ResourceRow, ResourceSpec, ScanRow, ValidationNotice,
 };
 use std::convert::identity;
 
@@ -165,6 +165,77 @@ impl Runtime {
             NoProgress,
             |exports, store| exports.library.xnat_archive_prearchive().call_list_sessions(store, project),
             all,
+        )
+    }
+
+    /// `GET …/experiments/E/scans`: the scans of the archived experiment `experiment` names (a URI XNAT
+    /// accepts). A read-only grant of the archive is enough, as for the three below.
+    pub fn archived_scans(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        experiment: &str,
+    ) -> anyhow::Result<Result<Vec<ScanRow>, Error>> {
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_archive_data().call_scans(store, experiment),
+            all,
+        )
+    }
+
+    /// `GET …/resources`: the own resources of the archived item `item` names.
+    pub fn archived_resources(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        item: &str,
+    ) -> anyhow::Result<Result<Vec<ResourceRow>, Error>> {
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_archive_data().call_resources(store, item),
+            all,
+        )
+    }
+
+    /// `GET …/resources/R/files`: the files the catalog of the resource `resource` names lists and the disk has.
+    pub fn archived_files(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        resource: &str,
+    ) -> anyhow::Result<Result<Vec<FileRow>, Error>> {
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_archive_data().call_files(store, resource),
+            all,
+        )
+    }
+
+    /// Up to `length` bytes of the listed file `name` of `resource`, from `offset` (empty at its end): a file
+    /// is read chunk by chunk, each chunk in a fresh instance.
+    pub fn archived_read_file(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        resource: &str,
+        name: &str,
+        offset: u64,
+        length: u32,
+    ) -> anyhow::Result<Result<Vec<u8>, Error>> {
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| {
+                exports.library.xnat_archive_archive_data().call_read_file(store, resource, name, offset, length)
+            },
+            identity,
         )
     }
 

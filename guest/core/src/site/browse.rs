@@ -13,7 +13,7 @@ use crate::model::catalog_stream::StreamedCatalog;
 use crate::model::session::SessionDoc;
 use crate::refresh::index::entry_key;
 use crate::site::layout::{Archive, ExperimentDir, Parent, ParentKind, ResourceDir};
-use crate::site::uri::{ExperimentRef, Item, Side};
+use crate::site::uri::{ExperimentRef, Item, Resource, ResourceUri, Side};
 use std::collections::HashMap;
 
 /// A scan of an archived experiment: XNAT's scan listing columns.
@@ -165,6 +165,45 @@ pub fn file(tree: &Tree, dir: &ResourceDir, name: &str) -> Result<FileRow> {
     files(tree, dir)?.into_iter().find(|f| f.name == name).ok_or_else(|| {
         Error::NotFound(format!("{name} is not a file of resource {} (its catalog does not list it)", dir.uri))
     })
+}
+
+/// The scans of the experiment `uri` names (`/archive/experiments/ID`, `/archive/projects/P/.../experiments/E`).
+pub fn scans_at(archive: &Tree, uri: &str) -> Result<Vec<ScanRow>> {
+    match ResourceUri::parse(uri)? {
+        ResourceUri { item: Item::Experiment(e), resource: None } => scans(&Archive::new(archive), &e),
+        _ => Err(Error::BadRequest(format!("{uri} does not name an experiment; name one to list its scans"))),
+    }
+}
+
+/// The own resources of the item `uri` names.
+pub fn resources_at(archive: &Tree, uri: &str) -> Result<Vec<ResourceRow>> {
+    match ResourceUri::parse(uri)? {
+        ResourceUri { item, resource: None } => resources(&Archive::new(archive), &item, Side::Unspecified),
+        _ => Err(Error::BadRequest(format!("{uri} names a resource; name the item whose resources to list"))),
+    }
+}
+
+/// The resource `uri` names (by label or ID).
+pub fn resource_at(archive: &Tree, uri: &str) -> Result<ResourceDir> {
+    match ResourceUri::parse(uri)? {
+        ResourceUri { item, resource: Some(Resource { label: Some(label), side }) } => {
+            resource(&Archive::new(archive), &item, &label, side)
+        }
+        _ => Err(Error::BadRequest(format!("{uri} does not name a resource (…/resources/LABEL)"))),
+    }
+}
+
+/// Up to `length` bytes of the listed file `name` of the resource `uri` names, from `offset` (fewer at its
+/// end, none past it).
+pub fn read_file(archive: &Tree, uri: &str, name: &str, offset: u64, length: u32) -> Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let f = file(archive, &resource_at(archive, uri)?, name)?;
+    let mut opened = archive.open(&f.path)?;
+    let io = |e: std::io::Error| Error::io(f.path.as_str(), &e);
+    opened.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+    let mut out = Vec::with_capacity(length.min(16 << 20) as usize);
+    opened.take(u64::from(length)).read_to_end(&mut out).map_err(io)?;
+    Ok(out)
 }
 
 /// A resource to download, with the folder its files go to inside a zip (XNAT's layout:
@@ -411,6 +450,16 @@ mod tests {
             assert!(matches!(file(&tree, &dicom, name), Err(Error::NotFound(_))), "{name}");
         }
         assert!(matches!(resource(&archive, &scan, "NIFTI", Side::Unspecified), Err(Error::NotFound(_))));
+        // By URI, as the library component is called: a file in chunks; the resource by its ID too.
+        let uri = "/archive/experiments/XNAT_E00001/scans/4/resources/DICOM";
+        assert_eq!(scans_at(&tree, "/archive/projects/P/experiments/E1").unwrap(), rows);
+        let id = resource_id(&resources_at(&tree, "/archive/experiments/XNAT_E00001/scans/4").unwrap()[0].dir);
+        let by_id = format!("/archive/experiments/XNAT_E00001/scans/4/resources/{id}");
+        assert_eq!(resource_at(&tree, &by_id).unwrap(), dicom);
+        assert_eq!(read_file(&tree, uri, &names[2], 5, 100).unwrap(), vec![b'x'; 25]);
+        assert_eq!(read_file(&tree, uri, &names[2], 30, 100).unwrap(), b"");
+        assert!(matches!(read_file(&tree, uri, "not-listed.dcm", 0, 10), Err(Error::NotFound(_))));
+        assert!(matches!(scans_at(&tree, uri), Err(Error::BadRequest(_))));
         assert!(matches!(scans(&archive, &ExperimentRef::Id("XNAT_E99".into())), Err(Error::NotFound(_))));
     }
 }
