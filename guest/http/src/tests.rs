@@ -719,6 +719,22 @@ fn refresh_and_resources() {
     status(&site.basic("PUT", "/data/projects/P/resources/DOCS"), 200);
     assert!(site.root().join("arch/P/resources/DOCS/DOCS_catalog.xml").is_file());
     status(&site.basic("PUT", "/data/projects/NOPE/resources/DOCS"), 404);
+    // A project's and a subject's resources are listed and served like an experiment's.
+    fs::write(site.root().join("arch/P/resources/DOCS/protocol.txt"), "the protocol").unwrap();
+    let q = "/data/services/refresh/catalog?resource=/archive/projects/P/resources/DOCS&options=append,checksum";
+    status(&site.basic("POST", q), 200);
+    let docs = result(&site.basic("GET", "/data/projects/P/resources?format=json"));
+    assert_eq!(docs.iter().map(|r| r["label"].as_str().unwrap()).collect::<Vec<_>>(), ["DOCS"]);
+    assert_eq!(docs[0]["file_count"], "1");
+    let files = result(&site.basic("GET", "/data/archive/projects/P/resources/DOCS/files?format=json"));
+    assert_eq!(files[0]["URI"], "/data/projects/P/resources/DOCS/files/protocol.txt");
+    let one = site.basic("GET", files[0]["URI"].as_str().unwrap());
+    status(&one, 200);
+    assert_eq!(fs::read(&one.file.clone().unwrap().path).unwrap(), b"the protocol");
+    status(&site.basic("PUT", "/data/projects/P/subjects/SUBJ1/resources/CONSENT"), 200);
+    let subject = result(&site.basic("GET", "/data/projects/P/subjects/SUBJ1/resources?format=json"));
+    assert_eq!(subject.iter().map(|r| r["label"].as_str().unwrap()).collect::<Vec<_>>(), ["CONSENT"]);
+    assert_eq!(subject[0]["file_count"], "0");
     // Uploads and other writes to archive items are not offered.
     let r = site.basic("PUT", &format!("{exp}/resources/NOTES/files/x.txt"));
     status(&r, 404);
