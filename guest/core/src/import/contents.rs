@@ -31,15 +31,8 @@ pub struct ResourceRow {
     pub file_size: u64,
 }
 
-/// A file row: its path below the resource folder (XNAT's `Name`), size and stored digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRow {
-    pub name: String,
-    pub size: u64,
-    pub digest: String,
-    pub format: String,
-    pub content: String,
-}
+/// A file row: a resource's file as the archive's listings show it (the same row: [`FileRow`]).
+pub use crate::site::browse::FileRow;
 
 /// The scans of a session, in document order.
 pub fn scans(pre: &Prearchive, s: &SessionRef) -> Result<Vec<ScanRow>> {
@@ -68,7 +61,7 @@ pub fn resources(pre: &Prearchive, s: &SessionRef, scan: &str) -> Result<Vec<Res
     let mut out = Vec::new();
     for file in &scan.files {
         let (count, size) = match listed(pre, s, file) {
-            Ok(Some((_, files))) => (files.len() as u64, files.iter().map(|(_, f)| f.size).sum()),
+            Ok(Some((_, files))) => (files.len() as u64, files.iter().map(|f| f.size).sum()),
             // A resource whose catalog is missing or unreadable holds nothing one could fetch.
             Ok(None) | Err(Error::Corrupt(_)) => (0, 0),
             Err(e) => return Err(e),
@@ -89,7 +82,7 @@ pub fn resources(pre: &Prearchive, s: &SessionRef, scan: &str) -> Result<Vec<Res
 pub fn files(pre: &Prearchive, s: &SessionRef, scan: &str, resource: &str) -> Result<Vec<FileRow>> {
     let file = find_resource(pre, s, scan, resource)?;
     match listed(pre, s, &file)? {
-        Some((_, files)) => Ok(files.into_iter().map(|(_, f)| f).collect()),
+        Some((_, files)) => Ok(files),
         None => Err(Error::NotFound(format!(
             "resource {resource} of scan {scan} of {} has no catalog; rebuild the session",
             s.url()
@@ -100,8 +93,8 @@ pub fn files(pre: &Prearchive, s: &SessionRef, scan: &str, resource: &str) -> Re
 /// The path (in the prearchive tree) and size of one listed file, for download.
 pub fn file(pre: &Prearchive, s: &SessionRef, scan: &str, resource: &str, name: &str) -> Result<(RelPath, u64)> {
     let res = find_resource(pre, s, scan, resource)?;
-    let found = listed(pre, s, &res)?.and_then(|(_, files)| files.into_iter().find(|(_, f)| f.name == name));
-    found.map(|(path, f)| (path, f.size)).ok_or_else(|| {
+    let found = listed(pre, s, &res)?.and_then(|(_, files)| files.into_iter().find(|f| f.name == name));
+    found.map(|f| (f.path, f.size)).ok_or_else(|| {
         Error::NotFound(format!("{name} is not a file of resource {resource} of scan {scan} of {}", s.url()))
     })
 }
@@ -159,7 +152,7 @@ fn catalog_labels(pre: &Prearchive, s: &SessionRef, file: &ScanFile) -> (Option<
 
 /// The catalog and its entries whose files exist: (path in the tree, row), in catalog order. `None` when
 /// the resource has no catalog.
-type Listed = (RelPath, Vec<(RelPath, FileRow)>);
+type Listed = (RelPath, Vec<FileRow>);
 
 fn listed(pre: &Prearchive, s: &SessionRef, file: &ScanFile) -> Result<Option<Listed>> {
     let Some(path) = catalog_path(s, file)? else { return Ok(None) };
@@ -173,16 +166,14 @@ fn listed(pre: &Prearchive, s: &SessionRef, file: &ScanFile) -> Result<Option<Li
         let Ok(rel) = folder.join_path(uri.trim_start_matches("./")) else { continue };
         let Some(Kind::File { len }) = pre.tree().kind(&rel)? else { continue };
         let text = |name: &str| entry.attr(name).unwrap_or_default().to_string();
-        rows.push((
-            rel,
-            FileRow {
-                name: uri.trim_start_matches("./").to_string(),
-                size: len,
-                digest: text("digest"),
-                format: text("format"),
-                content: text("content"),
-            },
-        ));
+        rows.push(FileRow {
+            name: uri.trim_start_matches("./").to_string(),
+            size: len,
+            digest: text("digest"),
+            format: text("format"),
+            content: text("content"),
+            path: rel,
+        });
     }
     Ok(Some((path, rows)))
 }
