@@ -12,6 +12,7 @@ mod common;
 
 use common::http::basic;
 use common::server::{Server, TenantSpec};
+use xnat_archive::generator::{self, Modality, SessionSpec};
 
 const PASSWORD: &str = "browse-pw-1";
 
@@ -417,4 +418,77 @@ fn the_library_component_offers_the_same_reads_to_a_rust_host_under_a_read_only_
         runtime.archived_read_file(&read_only, &limits, &format!("{experiment}/scans/1/resources/DICOM"), "x", 0, 10);
     assert!(matches!(missing.unwrap(), Err(Error::NotFound(_))));
     assert_eq!(common::snapshot(&arc), before, "reading changed nothing");
+}
+
+/// A session of experiment `base`'s series holding instances `from..=to` only (the generator writes
+/// 1..=to; the others are dropped with their catalog entries).
+fn more_instances(pre: &Path, base: &SessionSpec, seed: u64, from: usize, to: usize) -> String {
+    let mut more = SessionSpec::new(Some("DEMO"), &base.folder, Modality::Mr, seed);
+    more.label = base.label.clone();
+    more.subject = base.subject.clone();
+    more.study_uid = base.study_uid.clone();
+    more.scans = base.scans.clone();
+    more.scans[0].files = to;
+    generator::write_session(pre, &more).unwrap();
+    let cat_path = more.session_dir(pre).join(SessionSpec::catalog_uri(&more.scans[0]));
+    let mut cat = xnat_core::model::catalog::Catalog::parse(&std::fs::read(&cat_path).unwrap()).unwrap();
+    let dropped: std::collections::HashSet<String> =
+        (1..from).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
+    let locs: Vec<_> = cat.entry_locs().into_iter().filter(|l| dropped.contains(cat.entry(l).uri().unwrap())).collect();
+    cat.remove_entries(&locs);
+    std::fs::write(&cat_path, cat.to_xml()).unwrap();
+    for name in &dropped {
+        std::fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
+    }
+    format!("/prearchive/projects/DEMO/{}/{}", more.timestamp, more.folder)
+}
+
+#[test]
+fn reading_while_archives_merge_into_the_experiment_sees_whole_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = std::sync::Arc::new(Client::start(dir.path(), "max_concurrent = 8"));
+    let pre = dir.path().join("A/prearchive");
+    const N: usize = 20;
+    let mut base = SessionSpec::new(Some("DEMO"), "MERGE_MR1", Modality::Mr, 7001);
+    base.scans.truncate(1);
+    base.scans[0].files = N;
+    generator::write_session(&pre, &base).unwrap();
+    let (status, uri) =
+        c.post(&format!("/data/services/archive?src=/prearchive/projects/DEMO/{}/MERGE_MR1", base.timestamp));
+    assert_eq!(status, 200, "{uri}");
+    let sources: Vec<String> =
+        (1..=3).map(|k| more_instances(&pre, &base, 7001 + k as u64, k * N + 1, (k + 1) * N)).collect();
+    let files = format!("{}/scans/{}/resources/DICOM/files", uri.trim(), base.scans[0].id);
+    let files = files.replacen("/data/archive", "/data", 1);
+    // The writer: three sessions merge into the experiment, one after another (overwrite=append).
+    let writer = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            for src in sources {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let (status, body) = c.post(&format!("/data/services/archive?src={src}&overwrite=append"));
+                assert_eq!(status, 200, "{body}");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while !writer.is_finished() {
+        let (status, _, body) = c.get_with(&format!("{files}?format=json"), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("a whole listing");
+        let count = json["ResultSet"]["Result"].as_array().unwrap().len();
+        let (status, _, zipped) = c.get_with(&format!("{files}?format=zip"), None);
+        assert_eq!(status, 200);
+        let zipped = unzip(zipped).len();
+        for n in [count, zipped] {
+            assert!(n % N == 0 && n >= N, "{n} files: a merge seen half-done?");
+        }
+        seen.push(count);
+    }
+    writer.join().unwrap();
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "never back to an older state: {seen:?}");
+    let mut states = seen.clone();
+    states.dedup();
+    assert!(states.len() >= 2, "the reads ran while the merges did: {seen:?}");
+    assert_eq!(c.rows(&format!("{files}?format=json")).len(), 4 * N);
 }
