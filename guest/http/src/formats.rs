@@ -1,9 +1,10 @@
-//! What goes out: XNAT's table formats (ResultSet JSON, CSV, XML) and error bodies (plain text, or JSON when
-//! the request asked for `format=json`; never HTML, which xnatpy and pyxnat both reject).
+//! What goes out: XNAT's table formats (ResultSet JSON, CSV, XML, and an HTML table for browsers) and error
+//! bodies (plain text, or JSON when the request asked for `format=json`; never HTML, which xnatpy and pyxnat
+//! both reject).
 
 use crate::message::Response;
 
-pub use crate::message::{BINARY, CSV, JSON, TEXT, URI_LIST, XML};
+pub use crate::message::{BINARY, CSV, HTML, JSON, TEXT, URI_LIST, XML};
 
 /// A table format XNAT offers with `format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +12,7 @@ pub enum Format {
     Json,
     Csv,
     Xml,
+    Html,
 }
 
 /// A failed request: its status, XNAT-style kind and a message that tells what to do.
@@ -148,12 +150,32 @@ impl Table {
         out
     }
 
+    /// The table as an HTML page (what XNAT's `format=html` gives a browser): one `<table>`, every value
+    /// escaped. Served with the sandboxing CSP of every answer: nothing in it runs.
+    pub fn to_html(&self) -> String {
+        let cell = |tag: &str, v: &str| format!("<{tag}>{}</{tag}>", xnat_core::xml::escape_text(v));
+        let mut out = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{} results</title></head><body>\n<table>\n<tr>",
+            self.rows.len()
+        );
+        out.extend(self.columns.iter().map(|c| cell("th", c)));
+        out.push_str("</tr>\n");
+        for row in &self.rows {
+            out.push_str("<tr>");
+            out.extend(row.iter().map(|v| cell("td", v)));
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n</body></html>\n");
+        out
+    }
+
     /// The table as a response with `status`.
     pub fn response(&self, format: Format, status: u16) -> Response {
         match format {
             Format::Json => Response::new(status, JSON, self.to_json()),
             Format::Csv => Response::new(status, CSV, self.to_csv()),
             Format::Xml => Response::new(status, XML, self.to_xml()),
+            Format::Html => Response::new(status, HTML, self.to_html()),
         }
     }
 }

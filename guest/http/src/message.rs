@@ -10,6 +10,7 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
 pub const CSV: &str = "text/csv; charset=utf-8";
 pub const XML: &str = "application/xml";
+pub const HTML: &str = "text/html; charset=utf-8";
 pub const URI_LIST: &str = "text/uri-list";
 pub const BINARY: &str = "application/octet-stream";
 pub const ZIP: &str = "application/zip";

@@ -95,15 +95,16 @@ impl Params {
 
 /// `format=`: the table formats XNAT offers.
 impl Format {
-    /// `format=` of the request; `default` when absent. `html` and unknown names are a 400.
+    /// `format=` of the request; `default` when absent. Unknown names are a 400.
     pub fn from_params(params: &Params, default: Format) -> Result<Format, HttpError> {
         match params.value("format").map(str::to_ascii_lowercase).as_deref() {
             None => Ok(default),
             Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
             Some("xml") => Ok(Format::Xml),
+            Some("html") => Ok(Format::Html),
             Some(other) => Err(HttpError::bad_request(&format!(
-                "format={other} is not offered here; use format=json, format=csv or format=xml"
+                "format={other} is not offered here; use format=json, format=csv, format=xml or format=html"
             ))),
         }
     }
@@ -169,6 +170,7 @@ mod tests {
         assert_eq!(Format::from_params(&Params::default(), Format::Json).unwrap(), Format::Json);
         assert_eq!(Format::from_params(&p("CSV"), Format::Json).unwrap(), Format::Csv);
         assert_eq!(Format::from_params(&p("xml"), Format::Json).unwrap(), Format::Xml);
-        assert_eq!(Format::from_params(&p("html"), Format::Json).unwrap_err().status, 400);
+        assert_eq!(Format::from_params(&p("html"), Format::Json).unwrap(), Format::Html);
+        assert_eq!(Format::from_params(&p("pdf"), Format::Json).unwrap_err().status, 400);
     }
 }

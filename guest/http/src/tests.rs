@@ -115,7 +115,8 @@ fn result(r: &Response) -> Vec<Value> {
 #[track_caller]
 fn status(r: &Response, want: u16) {
     assert_eq!(r.status.as_u16(), want, "{}", r.body_text());
-    assert!(!r.body_text().trim_start().starts_with('<') || r.header("content-type") == Some(crate::formats::XML));
+    let markup = [Some(crate::formats::XML), Some(crate::formats::HTML)].contains(&r.header("content-type"));
+    assert!(!r.body_text().trim_start().starts_with('<') || markup, "markup only where asked for");
 }
 
 #[test]
@@ -347,7 +348,11 @@ fn prearchive_listing_in_three_formats() {
     assert_eq!(r.body_text().lines().count(), 1);
     let r = site.basic("GET", "/data/prearchive/projects?format=xml");
     assert!(r.body_text().contains("<column>folderName</column>"));
-    status(&site.basic("GET", "/data/prearchive/projects?format=html"), 400);
+    let r = site.basic("GET", "/data/prearchive/projects?format=html");
+    status(&r, 200);
+    assert_eq!(r.header("content-type"), Some(crate::formats::HTML));
+    assert!(r.body_text().contains("<th>folderName</th>") && r.body_text().contains("<td>P</td>"), "{}", r.body_text());
+    status(&site.basic("GET", "/data/prearchive/projects?format=pdf"), 400);
     // One session: its row, or its document.
     let r = site.basic("GET", &format!("/data{url}?format=json"));
     let rows = result(&r);
@@ -456,6 +461,12 @@ fn browse_the_archived_experiment(site: &Site) {
     assert_eq!(files[0]["Name"], "1.dcm");
     assert_eq!(files[0]["URI"], format!("{by_id}/scans/2/resources/DICOM/files/1.dcm"));
     assert_eq!((files[0]["collection"].as_str(), files[0]["cat_ID"].as_str()), (Some("DICOM"), Some("DICOM")));
+    let html = site.basic("GET", &format!("{by_id}/scans/2/resources/DICOM/files?format=html"));
+    assert!(html.body_text().contains("<td>1.dcm</td>"), "{}", html.body_text());
+    let mut hostile = crate::formats::Table::new(&["label"]);
+    hostile.push(vec!["<script>alert(1)</script> & \"x\"".into()]);
+    let page = hostile.to_html();
+    assert!(page.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt; &amp; ") && !page.contains("<script"), "{page}");
     let csv = site.basic("GET", "/data/archive/experiments/XNAT_E00001/scans/2/resources/DICOM/files?format=csv");
     assert!(csv.body_text().starts_with("Name,Size,URI,collection,file_tags,file_format,file_content,cat_ID,digest\n"));
     assert!(csv.body_text().contains(",/data/experiments/XNAT_E00001/scans/2/resources/DICOM/files/2.dcm,"));
