@@ -461,6 +461,17 @@ fn browse_the_archived_experiment(site: &Site) {
     assert_eq!(files[0]["Name"], "1.dcm");
     assert_eq!(files[0]["URI"], format!("{by_id}/scans/2/resources/DICOM/files/1.dcm"));
     assert_eq!((files[0]["collection"].as_str(), files[0]["cat_ID"].as_str()), (Some("DICOM"), Some("DICOM")));
+    // An assessor's resources: its own (out) side, and its in side.
+    let assessor = site.root().join("arch/P/arc001/MR1/ASSESSORS/FS1");
+    fs::create_dir_all(assessor.join("out/STATS")).unwrap();
+    fs::create_dir_all(assessor.join("in/INPUT")).unwrap();
+    let labels = |path: String| -> Vec<String> {
+        result(&site.basic("GET", &path)).iter().map(|r| r["label"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(labels(format!("{by_id}/assessors/FS1/resources")), ["STATS"]);
+    assert_eq!(labels(format!("{by_id}/assessors/FS1/out/resources")), ["STATS"]);
+    assert_eq!(labels(format!("{by_id}/assessors/FS1/in/resources")), ["INPUT"]);
+    fs::remove_dir_all(site.root().join("arch/P/arc001/MR1/ASSESSORS")).unwrap();
     let html = site.basic("GET", &format!("{by_id}/scans/2/resources/DICOM/files?format=html"));
     assert!(html.body_text().contains("<td>1.dcm</td>"), "{}", html.body_text());
     let mut hostile = crate::formats::Table::new(&["label"]);
