@@ -30,13 +30,18 @@ impl Client {
         Client { server, agent, auth: basic("admin", PASSWORD) }
     }
 
-    /// (status, headers we look at, body).
-    fn get_with(&self, path: &str, header: Option<(&str, &str)>) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    /// `GET path` of the tenant, with credentials and `header`: the answer as it arrives (body unread).
+    fn call(&self, path: &str, header: Option<(&str, &str)>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut req = self.agent.get(self.server.url(&format!("/A{path}"))).header("Authorization", &self.auth);
         if let Some((name, value)) = header {
             req = req.header(name, value);
         }
-        let mut response = req.call().expect("an answer");
+        req.call()
+    }
+
+    /// (status, headers we look at, body).
+    fn get_with(&self, path: &str, header: Option<(&str, &str)>) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+        let mut response = self.call(path, header).expect("an answer");
         let status = response.status().as_u16();
         let headers = ["content-length", "content-range", "etag", "content-type", "accept-ranges"]
             .iter()
@@ -189,10 +194,7 @@ fn archived_scans_resources_and_files_list_and_download_byte_for_byte() {
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     // The zip that holds it is cut off: no client can take it for a whole one.
     let cut = c
-        .agent
-        .get(c.server.url(&format!("/A/data/experiments/{id}/scans/ALL/files?format=zip")))
-        .header("Authorization", &c.auth)
-        .call()
+        .call(&format!("/data/experiments/{id}/scans/ALL/files?format=zip"), None)
         .and_then(|mut r| r.body_mut().with_config().limit(1 << 30).read_to_vec());
     assert!(cut.map_or(true, |bytes| zip::ZipArchive::new(std::io::Cursor::new(bytes)).is_err()));
     std::fs::write(&path, &whole).unwrap();
@@ -236,12 +238,7 @@ fn a_two_gib_experiment_zips_as_it_streams_under_a_64_mib_cap() {
     let (status, answer) = c.post(&format!("/data/services/refresh/catalog?resource={resource}&options=append"));
     assert_eq!(status, 200, "{answer}");
 
-    let mut response = c
-        .agent
-        .get(c.server.url(&format!("/A/data/experiments/{id}/scans/ALL/files?format=zip")))
-        .header("Authorization", &c.auth)
-        .call()
-        .expect("an answer");
+    let mut response = c.call(&format!("/data/experiments/{id}/scans/ALL/files?format=zip"), None).expect("an answer");
     assert_eq!(response.status().as_u16(), 200);
     let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
     let (mut total, mut tail, mut buf) = (0u64, Vec::new(), vec![0u8; 1 << 20]);
