@@ -267,7 +267,7 @@ fn files_table(rows: &[FileRow], label: &str, listing: &str) -> Table {
             f.size.to_string(),
             uri,
             label.into(),
-            String::new(),
+            f.tags.join(","),
             f.format.clone(),
             f.content.clone(),
             label.into(),

@@ -172,6 +172,7 @@ fn listed(pre: &Prearchive, s: &SessionRef, file: &ScanFile) -> Result<Option<Li
             digest: text("digest"),
             format: text("format"),
             content: text("content"),
+            tags: entry.tags(),
             path: rel,
         });
     }

@@ -191,6 +191,14 @@ impl<'a> Entry<'a> {
     pub fn meta_field(&self, name: &str) -> Option<String> {
         meta_field(self.el, self.cat, name)
     }
+    /// Its tags (`cat:tags/cat:tag`, trimmed), in document order.
+    pub fn tags(&self) -> Vec<String> {
+        self.el
+            .elements()
+            .filter(|e| e.local_name() == "tags")
+            .flat_map(|tags| tags.elements().filter(|t| t.local_name() == "tag").map(|t| t.text().trim().to_string()))
+            .collect()
+    }
 }
 
 /// A mutable view of one entry.

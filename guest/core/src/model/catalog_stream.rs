@@ -51,13 +51,17 @@ pub enum WriteError {
     Io(#[from] io::Error),
 }
 
-/// What the reader shows of one entry: its attributes, and the text of its `SIZE` metaField as
-/// [`EntryMut::set_meta_field`] would compare it.
+/// What the reader shows of one entry: its attributes, the text of its `SIZE` metaField as
+/// [`EntryMut::set_meta_field`] would compare it, and its tags (`cat:tags/cat:tag`).
 #[derive(Debug, Default)]
 pub struct EntryHead {
     attrs: Vec<(String, String)>,
     n_attrs: usize,
     size: Option<String>,
+    tags: Vec<String>,
+    n_tags: usize,
+    in_tags: bool,
+    in_tag: bool,
     // Where the reader is inside the entry.
     seen_fields: bool,
     in_fields: bool,
@@ -88,8 +92,15 @@ impl EntryHead {
         self.size.as_deref()
     }
 
+    /// The entry's tags (`cat:tags/cat:tag`, trimmed), in document order.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags[..self.n_tags].iter().map(|t| t.trim())
+    }
+
     fn reset(&mut self) {
         self.n_attrs = 0;
+        self.n_tags = 0;
+        (self.in_tags, self.in_tag) = (false, false);
         self.size = None;
         (self.seen_fields, self.in_fields, self.candidate, self.capturing) = (false, false, false, false);
     }
@@ -182,8 +193,19 @@ impl Prune for Reading<'_> {
 
     fn start(&mut self, level: usize, name: &str) {
         let head = &mut self.head;
+        let prefix = self.prefix.as_deref().unwrap_or("");
         match level {
             0 => head.reset(),
+            1 if is_named(name, prefix, "tags") => head.in_tags = true,
+            2 if head.in_tags && is_named(name, prefix, "tag") => {
+                head.in_tag = true;
+                if let Some(t) = head.tags.get_mut(head.n_tags) {
+                    t.clear();
+                } else {
+                    head.tags.push(String::new());
+                }
+                head.n_tags += 1;
+            }
             1 if !head.seen_fields && is_named(name, self.prefix.as_deref().unwrap_or(""), "metaFields") => {
                 head.seen_fields = true;
                 head.in_fields = true;
@@ -222,6 +244,10 @@ impl Prune for Reading<'_> {
         if level == 2 && self.head.capturing {
             self.head.piece.push_str(text);
         }
+        if level == 2 && self.head.in_tag {
+            let n = self.head.n_tags;
+            self.head.tags[n - 1].push_str(text);
+        }
     }
 
     fn end(&mut self, level: usize) {
@@ -232,8 +258,14 @@ impl Prune for Reading<'_> {
                 head.pieces.push(piece);
             }
             2 if head.capturing => head.end_size(),
-            2 => head.candidate = false,
-            1 => head.in_fields = false,
+            2 => {
+                head.candidate = false;
+                head.in_tag = false;
+            }
+            1 => {
+                head.in_fields = false;
+                head.in_tags = false;
+            }
             _ => {}
         }
     }
@@ -517,6 +549,22 @@ mod tests {
             assert_eq!(streamed.frame().meta_field("AUDIT"), tree.meta_field("AUDIT"));
             assert_eq!(streamed.frame().kind(), tree.kind());
         }
+    }
+
+    #[test]
+    fn an_entrys_tags_are_read_as_the_tree_reads_them() {
+        let doc = br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:entries>
+<cat:entry URI="a.dcm"><cat:metaFields><cat:metaField name="SIZE">3</cat:metaField></cat:metaFields><cat:tags><cat:tag> t1 </cat:tag><cat:tag>t2</cat:tag></cat:tags></cat:entry>
+<cat:entry URI="b.dcm"/>
+<cat:entry URI="c.dcm"><cat:tags><cat:tag>only</cat:tag></cat:tags></cat:entry>
+</cat:entries></cat:Catalog>"#;
+        let mut streamed = Vec::new();
+        StreamedCatalog::read(&doc[..], &mut |h| streamed.push(h.tags().map(str::to_string).collect::<Vec<_>>()))
+            .unwrap();
+        let tree = Catalog::parse(doc).unwrap();
+        let from_tree: Vec<Vec<String>> = tree.entry_locs().iter().map(|l| tree.entry(l).tags()).collect();
+        assert_eq!(streamed, [vec!["t1", "t2"], vec![], vec!["only"]]);
+        assert_eq!(streamed, from_tree);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct FileRow {
     pub digest: String,
     pub format: String,
     pub content: String,
+    /// Its catalog entry's tags.
+    pub tags: Vec<String>,
     /// Where it lies in the archive tree.
     pub path: RelPath,
 }
@@ -371,6 +373,7 @@ fn listed(tree: &Tree, dir: &ResourceDir) -> Result<(Vec<FileRow>, Option<Labels
             digest: attr("digest"),
             format: attr("format"),
             content: attr("content"),
+            tags: head.tags().map(str::to_string).collect(),
             path,
             name,
         });
@@ -404,7 +407,11 @@ mod tests {
             .collect();
         let scan = d.path().join("P/arc001/E1/SCANS/4/DICOM");
         fs::create_dir_all(&scan).unwrap();
-        fs::write(scan.join("scan_4_catalog.xml"), &catalog).unwrap();
+        // The first entry gets two tags, as XNAT writes them after its metaFields.
+        let (head, entries) = catalog.split_once("<cat:entries>").unwrap();
+        let tags = "</cat:metaFields><cat:tags><cat:tag>T1w</cat:tag><cat:tag>qc-ok</cat:tag></cat:tags>";
+        let tagged = format!("{head}<cat:entries>{}", entries.replacen("</cat:metaFields>", tags, 1));
+        fs::write(scan.join("scan_4_catalog.xml"), &tagged).unwrap();
         for (i, n) in names.iter().take(3).enumerate() {
             fs::write(scan.join(n), vec![b'x'; 10 * (i + 1)]).unwrap();
         }
@@ -443,6 +450,7 @@ mod tests {
         let listed = files(&tree, &dicom).unwrap();
         assert_eq!(listed.iter().map(|f| f.name.clone()).collect::<Vec<_>>(), names[..3]);
         assert_eq!(listed[1].size, 20);
+        assert_eq!((listed[0].tags.as_slice(), listed[1].tags.len()), (&["T1w".to_string(), "qc-ok".into()][..], 0));
         assert_eq!(listed[0].digest.len(), 32, "the catalog's digest: {:?}", listed[0]);
         assert_eq!(listed[0].path.as_str(), format!("P/arc001/E1/SCANS/4/DICOM/{}", names[0]));
         // Only what the catalog lists and the disk holds; never the catalog itself or anything outside.
