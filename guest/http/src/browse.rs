@@ -1,22 +1,26 @@
 //! The archived data over XNAT's REST API: an experiment's scans, an item's resources, a resource's files
-//! (tables in `format=json|csv|xml`, with XNAT's column names) and one file's bytes.
+//! (tables in `format=json|csv|xml|html`, with XNAT's column names), one file's bytes, and zips.
 //!
 //! ```text
 //! GET /data[/archive]/experiments/ID/scans                                  scans
 //! GET /data[/archive]/projects/P[/subjects/S]/experiments/E/scans           (E: label or ID)
 //! GET …/experiments/E[/scans/N|/assessors/A[/in|/out]|/reconstructions/R[/in|/out]]/resources
 //! GET /data[/archive]/projects/P[/subjects/S]/resources
-//! GET …/resources/R/files                                                  files of a resource (R: label)
+//! GET …/resources/R/files[?format=zip]                                     files of a resource (R: label or ID)
 //! GET …/resources/R/files/PATH                                             one file (HEAD, Range, ETag)
+//! GET …/experiments/E/scans/1,2|ALL[/resources/R]/files[?format=zip]      files of chosen scans
+//! GET …/experiments/E/files[?format=zip]                                    every file of the experiment
 //! ```
 //!
-//! A resource's ID (`xnat_abstractresource_id`, which XNAT numbers in its database) is a number made from its
-//! URI here ([`browse::resource_id`]); a resource is found by that ID or by its label, so the URIs clients build
-//! from either (`…/resources/1234567/files`, `…/resources/DICOM/files`) resolve. Downloads: only files the resource's catalog
-//! lists; the `ETag` is the catalog's digest; a whole-file download is checked against that digest before
-//! a byte is sent, and a file that no longer matches is answered `409` (run a refresh `verify` to see what
-//! changed), never served as if it were the archived file. Range requests are served unchecked (the client
-//! has the `ETag` to check the whole).
+//! A resource's ID (`xnat_abstractresource_id`, which XNAT numbers in its database) is a number made from
+//! its URI here ([`browse::resource_id`]); a resource is found by that ID or by its label, so the URIs
+//! clients build from either (`…/resources/1234567/files`, `…/resources/DICOM/files`) resolve.
+//!
+//! Only files the resource's catalog lists are served. The `ETag` is the catalog's digest; a whole-file
+//! download is checked against it before a byte is sent, and a file that no longer matches is answered
+//! `409` (run a refresh `verify` to see what changed), never served as if it were the archived file. Range
+//! requests are served unchecked (the client has the `ETag` to check the whole). A zip streams as it is
+//! written ([`write_zip`]) and is cut off, never finished, at a file that no longer matches.
 
 use std::io::{Read as _, Write};
 use xnat_core::error::Error;
