@@ -12,14 +12,8 @@ use crate::model::catalog::Catalog;
 use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
 
-/// A scan row: XNAT's `ID`, `type`, `series_description`, `xsiType`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanRow {
-    pub id: String,
-    pub kind: String,
-    pub series_description: String,
-    pub xsi_type: String,
-}
+/// A scan row: the same as the archive's listing shows ([`ScanRow`]).
+pub use crate::site::browse::ScanRow;
 
 /// A resource row: its label, format and content, and the files its catalog lists that exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,23 +30,7 @@ pub use crate::site::browse::FileRow;
 
 /// The scans of a session, in document order.
 pub fn scans(pre: &Prearchive, s: &SessionRef) -> Result<Vec<ScanRow>> {
-    let doc = document(pre, s)?;
-    Ok(doc
-        .scans()
-        .into_iter()
-        .map(|scan| {
-            let el = doc.scan_element(&scan.id);
-            let field = |local: &str| {
-                el.and_then(|e| e.elements().find(|c| c.local_name() == local)).map(|c| c.text()).unwrap_or_default()
-            };
-            ScanRow {
-                series_description: field("series_description"),
-                id: scan.id,
-                kind: scan.kind.unwrap_or_default(),
-                xsi_type: scan.xsi_type.unwrap_or_default(),
-            }
-        })
-        .collect())
+    Ok(crate::site::browse::scans_of(&document(pre, s)?))
 }
 
 /// The resources of one scan.
@@ -224,7 +202,8 @@ mod tests {
                 id: "2".into(),
                 kind: "T1".into(),
                 series_description: "t1_mprage".into(),
-                xsi_type: "xnat:mrScanData".into()
+                xsi_type: "xnat:mrScanData".into(),
+                ..ScanRow::default()
             }
         );
         let res = resources(&pre, &s, "2").unwrap();

@@ -9,10 +9,11 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::incoming::entries_below;
-use crate::model::catalog_stream::StreamedCatalog;
+use crate::model::catalog::CatalogError;
+use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
 use crate::model::session::SessionDoc;
 use crate::refresh::index::entry_key;
-use crate::site::layout::{Archive, ExperimentDir, Parent, ParentKind, ResourceDir};
+use crate::site::layout::{Archive, ExperimentDir, Parent, ParentKind, ResourceDir, subdirs};
 use crate::site::uri::{ExperimentRef, Item, Resource, ResourceUri, Side};
 use std::collections::HashMap;
 
@@ -162,11 +163,37 @@ pub fn files(tree: &Tree, dir: &ResourceDir) -> Result<Vec<FileRow>> {
     Ok(listed(tree, dir)?.0)
 }
 
-/// One file of a resource, by its path below the resource folder; only a file its catalog lists.
+/// One file of a resource, by its path below the resource folder; only a file its catalog lists that lies in
+/// the folder as [`files`] would show it (a regular file, reached through no link). The catalog is read up to
+/// the entry and only that path is looked at: a download from a large resource walks none of it.
 pub fn file(tree: &Tree, dir: &ResourceDir, name: &str) -> Result<FileRow> {
-    files(tree, dir)?.into_iter().find(|f| f.name == name).ok_or_else(|| {
-        Error::NotFound(format!("{name} is not a file of resource {} (its catalog does not list it)", dir.uri))
+    let not_listed =
+        || Error::NotFound(format!("{name} is not a file of resource {} (its catalog does not list it)", dir.uri));
+    let Some(catalog) = catalog_of(tree, dir)? else { return Err(not_listed()) };
+    if name == catalog.name() {
+        return Err(not_listed());
+    }
+    let Ok(path) = dir.folder.join_path(name) else { return Err(not_listed()) };
+    let mut found = None;
+    StreamedCatalog::read(tree.open(&catalog)?, &mut |head| {
+        if found.is_none() && entry_key(&|a| head.attr(a), &dir.folder).as_deref() == Some(name) {
+            found = Some(row(head, name.to_string(), 0, path.clone()));
+        }
     })
+    .map_err(|e| unreadable(&catalog, e))?;
+    let mut row = found.ok_or_else(not_listed)?;
+    // Every folder on the way is a folder (not a link), and the file a regular file, as the listing sees them.
+    let mut at = dir.folder.clone();
+    let mut steps = name.split('/').peekable();
+    while let Some(step) = steps.next() {
+        at = at.join(step)?;
+        match (tree.kind(&at)?, steps.peek()) {
+            (Some(Kind::Dir), Some(_)) => {}
+            (Some(Kind::File { len }), None) => row.size = len,
+            _ => return Err(not_listed()),
+        }
+    }
+    Ok(row)
 }
 
 /// The scans of the experiment `uri` names (`/archive/experiments/ID`, `/archive/projects/P/.../experiments/E`).
@@ -292,35 +319,15 @@ fn folder_safe(kind: &str) -> String {
     kind.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
+/// The item's own resource folders: an experiment's `RESOURCES`, an assessor's or reconstruction's `in` side
+/// when asked for, else what XNAT's cascade gives the item (its own, for every other kind).
 fn own_resources(archive: &Archive, parent: &Parent, side: Side) -> Result<Vec<ResourceDir>> {
-    let tree = archive.tree();
-    match (&parent.kind, side) {
-        (ParentKind::Experiment, _) => {
-            let folder = parent.folder.join("RESOURCES")?;
-            let mut out = Vec::new();
-            if tree.is_dir(&folder)? {
-                for (label, kind) in tree.list(&folder)? {
-                    if kind == Kind::Dir && !label.starts_with('.') {
-                        out.push(parent.resource(archive, &label, side));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        (ParentKind::Assessor | ParentKind::Reconstruction(_), Side::In) => {
-            let folder = parent.folder.join("in")?;
-            let mut out = Vec::new();
-            if tree.is_dir(&folder)? {
-                for (label, kind) in tree.list(&folder)? {
-                    if kind == Kind::Dir && !label.starts_with('.') {
-                        out.push(parent.resource(archive, &label, Side::In));
-                    }
-                }
-            }
-            Ok(out)
-        }
-        _ => parent.cascade(archive),
-    }
+    let folder = match (&parent.kind, side) {
+        (ParentKind::Experiment, _) => parent.folder.join("RESOURCES")?,
+        (ParentKind::Assessor | ParentKind::Reconstruction(_), Side::In) => parent.folder.join("in")?,
+        _ => return parent.cascade(archive),
+    };
+    Ok(subdirs(archive.tree(), &folder)?.iter().map(|label| parent.resource(archive, label, side)).collect())
 }
 
 /// The catalog of a resource folder: the one `*_catalog.xml` at its top. `None` when it has none.
@@ -367,24 +374,33 @@ fn listed(tree: &Tree, dir: &ResourceDir) -> Result<(Vec<FileRow>, Option<Labels
             return;
         }
         let Ok(path) = dir.folder.join_path(&name) else { return };
-        let attr = |a: &str| head.attr(a).unwrap_or_default().to_string();
-        rows.push(FileRow {
-            size,
-            digest: attr("digest"),
-            format: attr("format"),
-            content: attr("content"),
-            tags: head.tags().map(str::to_string).collect(),
-            path,
-            name,
-        });
+        rows.push(row(head, name, size, path));
     })
-    .map_err(|e| Error::Corrupt(format!("catalog {catalog} cannot be read ({e}); refresh or restore it")))?;
+    .map_err(|e| unreadable(&catalog, e))?;
     let frame = read.frame();
     let labels = (
         frame.root().attr("format").unwrap_or_default().to_string(),
         frame.root().attr("content").unwrap_or_default().to_string(),
     );
     Ok((rows, Some(labels)))
+}
+
+/// A file's row from its catalog entry.
+fn row(head: &EntryHead, name: String, size: u64, path: RelPath) -> FileRow {
+    let attr = |a: &str| head.attr(a).unwrap_or_default().to_string();
+    FileRow {
+        size,
+        digest: attr("digest"),
+        format: attr("format"),
+        content: attr("content"),
+        tags: head.tags().map(str::to_string).collect(),
+        path,
+        name,
+    }
+}
+
+fn unreadable(catalog: &RelPath, e: CatalogError) -> Error {
+    Error::Corrupt(format!("catalog {catalog} cannot be read ({e}); refresh or restore it"))
 }
 
 #[cfg(test)]
@@ -454,8 +470,15 @@ mod tests {
         assert_eq!(listed[0].digest.len(), 32, "the catalog's digest: {:?}", listed[0]);
         assert_eq!(listed[0].path.as_str(), format!("P/arc001/E1/SCANS/4/DICOM/{}", names[0]));
         // Only what the catalog lists and the disk holds; never the catalog itself or anything outside.
-        for name in ["not-listed.dcm", "scan_4_catalog.xml", names[5].as_str(), "../../../E1.xml"] {
+        // A listed name that is a link on disk is no file of the resource, listed or fetched.
+        let folder = tree.path(&dicom.folder);
+        std::os::unix::fs::symlink(folder.join(&names[0]), folder.join(&names[4])).unwrap();
+        assert_eq!(files(&tree, &dicom).unwrap().len(), 3);
+        for name in ["not-listed.dcm", "scan_4_catalog.xml", names[4].as_str(), names[5].as_str(), "../../../E1.xml"] {
             assert!(matches!(file(&tree, &dicom, name), Err(Error::NotFound(_))), "{name}");
+        }
+        for (i, f) in listed.iter().enumerate() {
+            assert_eq!(&file(&tree, &dicom, &names[i]).unwrap(), f, "one file = its row in the listing");
         }
         assert!(matches!(resource(&archive, &scan, "NIFTI", Side::Unspecified), Err(Error::NotFound(_))));
         // By URI, as the library component is called: a file in chunks; the resource by its ID too.

@@ -611,7 +611,7 @@ fn experiment_uri(e: &ExperimentDir) -> String {
 }
 
 /// The sub-folders of a folder (none if it does not exist), hidden ones excluded.
-fn subdirs(tree: &Tree, folder: &RelPath) -> Result<Vec<String>> {
+pub(crate) fn subdirs(tree: &Tree, folder: &RelPath) -> Result<Vec<String>> {
     if !tree.is_dir(folder)? {
         return Ok(Vec::new());
     }
