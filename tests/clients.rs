@@ -31,8 +31,13 @@ fn python() -> &'static Path {
 
 /// Runs one client script against a tenant's base URL; its JSON report.
 fn client(script: &str, base: &str) -> Value {
+    client_with(script, base, &[])
+}
+
+/// [`client`] with more arguments after the password.
+fn client_with(script: &str, base: &str, extra: &[&str]) -> Value {
     let mut cmd = Command::new(python());
-    cmd.arg(scripts().join(script)).args([base, "admin", PASSWORD]);
+    cmd.arg(scripts().join(script)).args([base, "admin", PASSWORD]).args(extra);
     // Local requests never go through a proxy (pyxnat copies http_proxy into its session).
     for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
         cmd.env_remove(var);
@@ -311,4 +316,111 @@ fn the_wiki_curl_calls_verbatim() {
     let (code, _) = curl(&["--cookie", &cookie, "-X", "DELETE", &format!("{base}/data/JSESSION/")]);
     assert_eq!(code, 200);
     assert!(server.stop().success());
+}
+
+/// Getting data in (`POST /data/services/import`) with xnatpy's `services.import_` and pyxnat's generic post,
+/// on the DICOM files pydicom ships in its wheel (installed in the clients' venv from PyPI): every file that
+/// is imported arrives byte for byte, in the session and scan its header names; what is not DICOM, is
+/// truncated or repeats a SOP instance with other bytes is refused and reported; the CT session is archived
+/// by xnatpy and downloaded again, and its catalogs verify clean against the disk.
+#[test]
+fn xnatpy_and_pyxnat_import_pydicoms_test_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::new("I")], PASSWORD);
+    let (pre, arch) = (dir.path().join("I/prearchive"), dir.path().join("I/archive"));
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let work = tempfile::tempdir().unwrap();
+    let seen = client_with("import_client.py", &server.url("/I"), &[work.path().to_str().unwrap()]);
+    let source = |name: &str| seen["source"][name].as_str().unwrap_or_else(|| panic!("no source {name}")).to_string();
+    let files_of = |session: &Path| -> BTreeMap<String, String> {
+        data_files(session).into_iter().filter(|(p, _)| !p.ends_with(".xml")).collect()
+    };
+
+    // xnatpy, DICOM-zip: the CT study alone was imported (the README and the truncated MR refused).
+    let ct = &seen["ct"];
+    assert_eq!(
+        (ct["class"].as_str(), ct["status"].as_str(), ct["project"].as_str()),
+        (Some("PrearchiveSession"), Some("READY"), Some("DEMO")),
+        "{ct}"
+    );
+    assert_eq!(ct["scans"], serde_json::json!(["1"]), "CT_small's series number");
+    let downloaded: Vec<&str> = ct["downloaded"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(downloaded, [source("CT_small.dcm")], "archived, then downloaded byte for byte: {ct}");
+    let experiment = std::fs::read_dir(arch.join("DEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("CT_SESSION"))
+        .find(|p| p.is_dir())
+        .expect("the archived CT session");
+    // Refreshed with checksums: the digests the import wrote are the ones a refresh computes, and a
+    // verify afterwards is clean.
+    let catalog = experiment.join("SCANS/1/DICOM/scan_1_catalog.xml");
+    let digests = |c: &Path| -> Vec<String> {
+        common::entries(c).values().map(|e| e.attr("digest").unwrap_or_default().to_string()).collect()
+    };
+    let imported = digests(&catalog);
+    assert_eq!(imported, [source("CT_small.dcm")]);
+    let uri = "/archive/projects/DEMO/subjects/CT_SUBJ/experiments/CT_SESSION";
+    for extra in [&[][..], &["--verify"][..]] {
+        let mut args = vec!["refresh", "--archive", arch.to_str().unwrap(), "--resource", uri, "--checksum"];
+        args.extend_from_slice(extra);
+        let out = common::cli(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        if !extra.is_empty() {
+            assert!(text.contains("verify: clean"), "{text}");
+        }
+    }
+    assert_eq!(digests(&catalog), imported, "the refresh found the import's digests right");
+    assert_eq!(files_of(&experiment).len(), 1);
+
+    // pyxnat, one zip per transfer syntax of the MR set (and a deflated and a bare data set): each its session.
+    for (name, r) in seen["mr"].as_object().unwrap() {
+        assert_eq!(r["status"], 200, "{name}: {r}");
+        let label = r["label"].as_str().unwrap();
+        let uri = r["body"].as_str().unwrap();
+        assert!(
+            uri.starts_with("/data/prearchive/projects/DEMO/") && uri.ends_with(&format!("/{label}")),
+            "{name}: {uri}"
+        );
+        let files = files_of(&pre.join(uri.trim_start_matches("/data/prearchive/projects/")));
+        assert_eq!(files.values().collect::<Vec<_>>(), [&source(name)], "{name}: {files:?}");
+        let catalog: Vec<_> = common::snapshot(&pre.join(uri.trim_start_matches("/data/prearchive/projects/")))
+            .into_keys()
+            .filter(|p| p.ends_with("_catalog.xml"))
+            .collect();
+        assert_eq!(catalog.len(), 1, "{name}");
+    }
+
+    // gradual-DICOM: eight files, one session, RECEIVING until committed, then READY with all eight.
+    let g = &seen["gradual"];
+    assert_eq!(
+        (g["status_before_commit"].as_str(), g["status_after_commit"].as_str()),
+        (Some("RECEIVING"), Some("READY")),
+        "{g}"
+    );
+    let uri = g["uris"][0].as_str().unwrap();
+    let files = files_of(&pre.join(uri.trim_start_matches("/data/prearchive/projects/")));
+    let mut got: Vec<&String> = files.values().collect();
+    got.sort();
+    let names = [
+        "SC_rgb_dcmtk_+eb+cr.dcm",
+        "SC_rgb_dcmtk_+eb+cy+n1.dcm",
+        "SC_rgb_dcmtk_+eb+cy+n2.dcm",
+        "SC_rgb_dcmtk_+eb+cy+np.dcm",
+        "SC_rgb_dcmtk_+eb+cy+s2.dcm",
+        "SC_rgb_dcmtk_+eb+cy+s4.dcm",
+        "SC_rgb_small_odd.dcm",
+        "SC_rgb_small_odd_jpeg.dcm",
+    ];
+    let mut want: Vec<String> = names.iter().map(|n| source(n)).collect();
+    want.sort();
+    assert_eq!(got, want.iter().collect::<Vec<_>>());
+
+    // The same SOP instance twice: the first kept, the second refused and said so.
+    let t = &seen["twice"];
+    assert_eq!((t["status"].as_i64(), t["json"]["files"].as_i64()), (Some(200), Some(1)), "{t}");
+    let refused = &t["json"]["rejected"][0];
+    assert!(refused["file"].as_str().unwrap().ends_with("MR_small_bigendian.dcm"), "{t}");
+    assert!(refused["reason"].as_str().unwrap().contains("already in"), "{t}");
+    assert!(pre.join(".xnat-archive/uploads").read_dir().unwrap().next().is_none(), "no upload left staged");
 }

@@ -17,6 +17,7 @@ pub mod fs;
 pub mod import;
 pub mod model;
 pub mod progress;
+pub mod receive;
 pub mod refresh;
 pub mod site;
 pub mod xml;

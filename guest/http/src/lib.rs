@@ -37,6 +37,7 @@ pub mod browser;
 pub mod context;
 pub mod credentials;
 pub mod formats;
+pub mod import;
 pub mod listings;
 pub mod message;
 pub mod objects;
@@ -142,6 +143,12 @@ mod component {
         }
         let fail = |why: &str| super::formats::failure(500, "io", &format!("cannot read the request body: {why}"));
         let body = request.consume().map_err(|()| fail("it was already taken"))?;
+        if super::routes::streams_body(&method, &req.path) {
+            // An upload: the route reads it as it arrives, after it has checked the request.
+            let stream = body.stream().map_err(|()| fail("no stream"))?;
+            req.stream = super::message::BodyStream::new(WasiBody { stream: Some(stream), _body: body });
+            return Ok(req);
+        }
         {
             let stream = body.stream().map_err(|()| fail("no stream"))?;
             loop {
@@ -163,6 +170,35 @@ mod component {
         }
         drop(IncomingBody::finish(body));
         Ok(req)
+    }
+
+    /// A request body as a reader, read as the handler asks for it. The stream is dropped before its body
+    /// (fields drop in order), as wasi:http requires.
+    struct WasiBody {
+        stream: Option<wasi::io::streams::InputStream>,
+        _body: IncomingBody,
+    }
+
+    impl std::io::Read for WasiBody {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(stream) = &self.stream else { return Ok(0) };
+            loop {
+                match stream.blocking_read(buf.len().min(256 * 1024) as u64) {
+                    Ok(chunk) if chunk.is_empty() => continue,
+                    Ok(chunk) => {
+                        buf[..chunk.len()].copy_from_slice(&chunk);
+                        return Ok(chunk.len());
+                    }
+                    Err(StreamError::Closed) => {
+                        self.stream = None;
+                        return Ok(0);
+                    }
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Err(std::io::Error::other(format!("the request body failed: {}", e.to_debug_string())));
+                    }
+                }
+            }
+        }
     }
 
     /// Sends the response. A client that went away mid-body is no fault of ours: write errors end the

@@ -15,8 +15,33 @@ pub const URI_LIST: &str = "text/uri-list";
 pub const BINARY: &str = "application/octet-stream";
 pub const ZIP: &str = "application/zip";
 
-/// The largest request body read (form parameters only; nothing is uploaded through this surface).
+/// The largest request body read into memory (form parameters). Uploads (`routes::streams_body`) are not
+/// read into memory: they stream to disk.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// The reader of a body left unread.
+type BodyReader = Box<dyn std::io::Read + Send>;
+
+/// A request body left unread, for the handler to stream (uploads): taken once.
+#[derive(Clone, Default)]
+pub struct BodyStream(Option<std::sync::Arc<std::sync::Mutex<Option<BodyReader>>>>);
+
+impl BodyStream {
+    pub fn new(reader: impl std::io::Read + Send + 'static) -> BodyStream {
+        BodyStream(Some(std::sync::Arc::new(std::sync::Mutex::new(Some(Box::new(reader))))))
+    }
+
+    /// The body's reader, the first time it is asked for.
+    pub fn take(&self) -> Option<BodyReader> {
+        self.0.as_ref().and_then(|cell| cell.lock().ok()?.take())
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "BodyStream(unread)" } else { "BodyStream(none)" })
+    }
+}
 
 /// An HTTP request, as the handler sees it.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +54,8 @@ pub struct Request {
     /// The headers (names are case-insensitive; a repeated header keeps every value, in arrival order).
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The body, unread, when the route streams it (`routes::streams_body`); `body` is empty then.
+    pub stream: BodyStream,
 }
 
 impl Request {

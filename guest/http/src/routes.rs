@@ -119,6 +119,14 @@ fn admit_segments(method: &str, segs: &[&str], req: &Request, ctx: &Context) -> 
     Ok(Some(who))
 }
 
+/// Whether the route streams the request's body itself (uploads): the component's glue then leaves the body
+/// unread for it instead of reading at most [`crate::MAX_BODY`] bytes into memory.
+pub fn streams_body(method: &str, path: &str) -> bool {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    method.eq_ignore_ascii_case("POST")
+        && segments(path).is_ok_and(|s| s.iter().map(String::as_str).eq(["data", "services", "import"]))
+}
+
 /// Whether a request may change the trees. The host grants the tenant's directories read-only when it
 /// cannot: reading the archive (its listings, documents, files and zips) and a refresh's `verify` or
 /// `dry-run` named in the query. Decided from the method and target alone, before any body is read;
@@ -276,6 +284,7 @@ fn service_routes(c: &Call, who: &Principal) -> Routed {
             Box::new(move || prearchive_batch(action, params, ctx))
         }
         ["data", "services", "refresh", "catalog"] => Box::new(|| refresh_catalog(params, ctx, who)),
+        ["data", "services", "import"] => Box::new(|| crate::import::import(c.req, params, ctx)),
         _ => return None,
     };
     // The method is checked first: a GET of a service must not run it.
@@ -385,6 +394,22 @@ fn prearchive_action(params: &Params, ctx: &Context, s: &SessionRef) -> Result<R
     };
     let pre = Prearchive::new(&ctx.prearchive);
     let row = match params.value("action") {
+        // A session still receiving (gradual-DICOM) is built: catalogs and document, READY (XNAT's commit).
+        Some("commit" | "build" | "rebuild")
+            if xnat_core::receive::session::read_marker(&ctx.prearchive, s)?.is_some() =>
+        {
+            let built = xnat_core::receive::commit(&ctx.prearchive, s)?;
+            if !built.kept {
+                return Err(HttpError::bad_request(&format!(
+                    "{} held no DICOM file that could be kept; it was removed",
+                    s.url()
+                )));
+            }
+            pre.row(s)?
+        }
+        Some("commit") => {
+            return Err(HttpError::new(409, "conflict", &format!("{} is not receiving: nothing to commit", s.url())));
+        }
         // Our status is derived from the files on every read: a rebuild is a reset of the stored status.
         Some("reset-status" | "build" | "rebuild") => pre.reset_status(s)?,
         Some("move") => {

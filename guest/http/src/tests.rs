@@ -1111,3 +1111,105 @@ fn a_new_password_or_a_logout_everywhere_ends_every_earlier_session() {
     status(&who(&site.ctx, &bobs), 401);
     status(&who(&site.ctx, &again.body_text()), 200);
 }
+
+#[test]
+fn dicom_uploads_through_the_import_service() {
+    use xnat_core::receive::testing::{dicom, zip_of};
+    let site = Site::new();
+    fs::create_dir_all(site.root().join("arch/P")).unwrap();
+    let auth = basic("admin", "admin-pw");
+    let a: Vec<Vec<u8>> = (1..=2).map(|n| dicom("1.5", "1.5.1", "3", n, "MR", "SUBJ1")).collect();
+    let zip = zip_of(&[("a/1.dcm", &a[0]), ("a/2.dcm", &a[1]), ("readme.txt", b"hello")]);
+    // xnatpy: the zip as the body, parameters in the query; the answer is the session's URI and a line end.
+    let mut req =
+        Request::new("POST", "/data/services/import?import-handler=DICOM-zip&project=P&subject=S1&session=S1_MR")
+            .with_header("Authorization", &auth)
+            .with_header("Content-Type", "application/zip");
+    req.body = zip.clone();
+    let r = site.send(req);
+    status(&r, 200);
+    let uri = r.body_text();
+    assert!(uri.starts_with("/data/prearchive/projects/P/") && uri.ends_with("/S1_MR\r\n"), "{uri:?}");
+    let listing = site.basic("GET", "/data/prearchive/projects/P?format=json");
+    let rows = result(&listing);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0]["status"].as_str(), rows[0]["subject"].as_str()), (Some("READY"), Some("S1")));
+    // curl -F: a multipart form whose text parts are parameters; format=json tells what was refused.
+    let boundary = "XNATBOUNDARY";
+    let mut body = Vec::new();
+    for (name, value) in [("project", "P"), ("import-handler", "DICOM-zip")] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"up.zip\"\r\nContent-Type: application/zip\r\n\r\n").as_bytes(),
+    );
+    let b = dicom("1.6", "1.6.1", "1", 1, "CT", "SUBJ2");
+    body.extend_from_slice(&zip_of(&[("b.dcm", &b), ("notes.txt", b"x")]));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut req = Request::new("POST", "/data/services/import?format=json")
+        .with_header("Authorization", &auth)
+        .with_header("Content-Type", &format!("multipart/form-data; boundary={boundary}"));
+    req.body = body;
+    let r = site.send(req);
+    status(&r, 200);
+    let j = json(&r);
+    assert_eq!(j["files"], 1);
+    assert_eq!(j["rejected"][0]["file"], "notes.txt");
+    assert!(j["uris"][0].as_str().unwrap().ends_with("/SUBJ2_CT1"), "{j}");
+    // Cut off: fewer bytes than announced imports nothing.
+    let before = result(&site.basic("GET", "/data/prearchive/projects?format=json")).len();
+    let mut req = Request::new("POST", "/data/services/import?project=P")
+        .with_header("Authorization", &auth)
+        .with_header("Content-Length", &(zip.len() + 10).to_string());
+    req.body = zip.clone();
+    let r = site.send(req);
+    status(&r, 400);
+    assert!(r.body_text().contains("cut off"), "{}", r.body_text());
+    assert_eq!(result(&site.basic("GET", "/data/prearchive/projects?format=json")).len(), before);
+    // A form body is not a file; a bad destination reads no body.
+    let r = site
+        .send(Request::new("POST", "/data/services/import").with_header("Authorization", &auth).with_form("project=P"));
+    status(&r, 400);
+    let mut req = Request::new("POST", "/data/services/import?dest=/elsewhere").with_header("Authorization", &auth);
+    req.body = zip.clone();
+    status(&site.send(req), 400);
+    // Straight into the archive: the experiment's URI.
+    let c = dicom("1.8", "1.8.1", "7", 1, "MR", "SUBJ3");
+    let mut req = Request::new(
+        "POST",
+        "/data/services/import?dest=/archive/projects/P/subjects/S3/experiments/S3_MR&inbody=true",
+    )
+    .with_header("Authorization", &auth);
+    req.body = zip_of(&[("c.dcm", &c)]);
+    let r = site.send(req);
+    status(&r, 200);
+    assert_eq!(r.body_text(), "/data/archive/projects/P/subjects/S3/experiments/S3_MR\r\n");
+    let scans = site.basic("GET", "/data/archive/projects/P/subjects/S3/experiments/S3_MR/scans?format=json");
+    status(&scans, 200);
+    assert_eq!(result(&scans)[0]["ID"], "7");
+    // gradual-DICOM: one file at a time, RECEIVING until committed.
+    let g: Vec<Vec<u8>> = (1..=2).map(|n| dicom("1.9", "1.9.1", "2", n, "MR", "SUBJ4")).collect();
+    let mut uris = Vec::new();
+    for f in &g {
+        let mut req = Request::new("POST", "/data/services/import?import-handler=gradual-DICOM&project=P")
+            .with_header("Authorization", &auth)
+            .with_header("Content-Type", "application/dicom");
+        req.body = f.clone();
+        let r = site.send(req);
+        status(&r, 200);
+        uris.push(r.body_text().trim().to_string());
+    }
+    assert_eq!(uris[0], uris[1]);
+    let row = |site: &Site| {
+        result(&site.basic("GET", "/data/prearchive/projects/P?format=json"))
+            .into_iter()
+            .find(|r| uris[0].ends_with(r["url"].as_str().unwrap()))
+            .unwrap()
+    };
+    assert_eq!(row(&site)["status"], "RECEIVING");
+    status(&site.basic("POST", &format!("{}?action=commit", uris[0])), 200);
+    assert_eq!(row(&site)["status"], "READY");
+    status(&site.basic("POST", &format!("{}?action=commit", uris[0])), 409);
+}

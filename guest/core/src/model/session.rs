@@ -302,7 +302,12 @@ pub fn after(name: &str) -> &'static [&'static str] {
 /// The data type XNAT gives a session document's root element: `xnat:mrSessionData` for `MRSession`.
 pub fn data_type(local_name: &str) -> String {
     let stem = local_name.strip_suffix("Session").unwrap_or(local_name);
-    format!("xnat:{}SessionData", stem.to_ascii_lowercase())
+    // The leading capitals are lowercased (`MR` → `mr`, `PETMR` → `petmr`), except the one that starts a
+    // lowercase word after them (`OtherDicom` → `otherDicom`, `Seg` → `seg`).
+    let caps = stem.chars().take_while(char::is_ascii_uppercase).count();
+    let lower = if caps == stem.len() || caps <= 1 { caps.max(1) } else { caps - 1 };
+    let (head, tail) = stem.split_at(lower.min(stem.len()));
+    format!("xnat:{}{tail}SessionData", head.to_ascii_lowercase())
 }
 
 /// The two letters of a session data type's modality (`MR`, `CT`, `PT` for `xnat:petSessionData`), which
@@ -328,6 +333,9 @@ mod tests {
             ("MRSession", "xnat:mrSessionData", "MR"),
             ("CTSession", "xnat:ctSessionData", "CT"),
             ("PETSession", "xnat:petSessionData", "PT"),
+            ("PETMRSession", "xnat:petmrSessionData", "PT"),
+            ("OtherDicomSession", "xnat:otherDicomSessionData", "OT"),
+            ("SegSession", "xnat:segSessionData", "SE"),
         ] {
             assert_eq!(data_type(element), expected_type);
             assert_eq!(modality_code(&data_type(element)), code);
