@@ -20,6 +20,7 @@ pub mod args;
 pub mod demo;
 pub mod exit;
 pub mod grants;
+pub mod import;
 pub mod output;
 pub mod prearchive;
 pub mod refresh;

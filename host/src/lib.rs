@@ -27,9 +27,9 @@ mod wasm;
 
 pub use library::size::human_size;
 pub use library::types::{
-    ArchiveRequest, Archived, CreatedResource, DigestAlgorithm, DigestMismatch, Error, FileRow, LockPolicy, Overwrite,
-    PrearchiveRow, Recovered, RefreshMode, RefreshOptions, RefreshRequest, ResourceOutcome, ResourceReport,
-    ResourceRow, ResourceSpec, ScanRow, SkippedItem, ValidationNotice,
+    ArchiveRequest, Archived, CreatedResource, DigestAlgorithm, DigestMismatch, Error, FileRow, ImportOutcome,
+    LockPolicy, Overwrite, PrearchiveRow, Recovered, RefreshMode, RefreshOptions, RefreshRequest, RefusedFile,
+    ResourceOutcome, ResourceReport, ResourceRow, ResourceSpec, ScanRow, SkippedItem, ValidationNotice,
 };
 pub use testsite::{demo, generator};
 pub use wasm::engine::TICK;

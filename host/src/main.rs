@@ -13,7 +13,7 @@ use clap::Parser as _;
 use xnat_archive::Runtime;
 
 use cli::args::{Cli, Command, PrearchiveCommand, ResourceCommand};
-use cli::{archive, demo, exit, prearchive, refresh, serve};
+use cli::{archive, demo, exit, import, prearchive, refresh, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -43,6 +43,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prearchive(PrearchiveCommand::ResetStatus(args)) => prearchive::reset(runtime, limits, args),
         Command::Validate(args) => archive::validate(runtime, limits, args),
         Command::Archive(args) => archive::archive(runtime, limits, args),
+        Command::Import(args) => import::run(runtime, limits, args),
+        Command::Prearchive(PrearchiveCommand::Commit(args)) => prearchive::commit(runtime, limits, args),
         Command::Recover(args) => archive::recover(runtime, limits, args),
         Command::Demo(args) => demo::run(runtime, limits, args),
         Command::Serve(_) | Command::HashPassword => unreachable!("handled before the runtime is loaded"),

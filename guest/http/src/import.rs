@@ -37,7 +37,7 @@ pub fn import(req: &Request, params: &Params, ctx: &Context) -> Result<Response,
     if multipart.is_none() {
         receive::Request::from_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     }
-    let staging = new_staging(ctx)?;
+    let staging = Staging::unique(&ctx.prearchive)?;
     let body = staging.body();
     let received = match &multipart {
         Some(boundary) => read_multipart(req, ctx, &body, boundary, &mut pairs),
@@ -89,17 +89,6 @@ fn multipart_boundary(req: &Request) -> Result<Option<String>, HttpError> {
     multer::parse_boundary(req.header("content-type").unwrap_or(""))
         .map(Some)
         .map_err(|e| HttpError::bad_request(&format!("the multipart/form-data body names no boundary ({e})")))
-}
-
-fn new_staging(ctx: &Context) -> Result<Staging<'_>, HttpError> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    for n in 0..1000 {
-        match Staging::new(&ctx.prearchive, &format!("{stamp}-{n}")) {
-            Err(xnat_core::error::Error::Conflict(_)) => continue,
-            other => return Ok(other?),
-        }
-    }
-    Err(HttpError::new(503, "conflict", "no free staging folder for the upload; try again"))
 }
 
 /// The body as a reader: the stream the host left unread, or (tests, small bodies) the bytes read already.

@@ -18,7 +18,7 @@ wit_bindgen::generate!({
     },
 });
 
-use exports::xnat::archive::{archive_data, archiver, catalogs, prearchive, validation};
+use exports::xnat::archive::{archive_data, archiver, catalogs, importer, prearchive, validation};
 use xnat::archive::types as wit;
 use xnat::archive::{digests, holders};
 use xnat_core::fs::instances::Instances;
@@ -29,7 +29,7 @@ use xnat_core::import::request::{Faults, Overwrite, Params};
 use xnat_core::progress::Progress;
 use xnat_core::refresh::{self, resource};
 use xnat_core::site::browse;
-use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE};
+use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE, UPLOAD};
 
 struct Plugin;
 
@@ -174,6 +174,44 @@ impl archiver::Guest for Plugin {
         };
         let recovered = archive::recover(&granted(PREARCHIVE), &granted(ARCHIVE), locks).map_err(error)?;
         Ok(recovered.into_iter().map(|r| wit::Recovered { src: r.src, action: r.action, detail: r.detail }).collect())
+    }
+}
+
+impl importer::Guest for Plugin {
+    fn import(upload: String, parameters: Vec<(String, String)>) -> Result<importer::ImportOutcome, wit::Error> {
+        use xnat_core::receive::{self, upload::Staging};
+        let request =
+            receive::Request::from_params(parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(error)?;
+        let pre = granted(PREARCHIVE);
+        // The archive is optional: without it, a project a header names is not taken (Unassigned).
+        let arch = std::fs::metadata(ARCHIVE).is_ok().then(|| granted(ARCHIVE));
+        let source = Tree::new(UPLOAD);
+        let rel = xnat_core::fs::tree::RelPath::new(&upload).map_err(error)?;
+        let mut file = source.open(&rel).map_err(error)?;
+        let staging = Staging::unique(&pre).map_err(error)?;
+        if let Err(e) = receive::upload::write_counted(&pre, &staging.body(), &mut file, u64::MAX) {
+            staging.remove();
+            return Err(error(e));
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let out = receive::import(&pre, arch.as_ref(), &request, staging, now, &mut HostProgress).map_err(error)?;
+        Ok(importer::ImportOutcome {
+            uris: out.uris,
+            files: out.files as u64,
+            duplicates: out.duplicates as u64,
+            refused: out.rejected.into_iter().map(|(file, reason)| importer::RefusedFile { file, reason }).collect(),
+        })
+    }
+
+    fn commit(src: String) -> Result<wit::PrearchiveRow, wit::Error> {
+        let session = SessionRef::parse_src(&src).map_err(error)?;
+        let tree = granted(PREARCHIVE);
+        let built = xnat_core::receive::commit(&tree, &session).map_err(error)?;
+        if !built.kept {
+            return Err(wit::Error::BadRequest(format!("{src} held no DICOM file that could be kept; it was removed")));
+        }
+        Prearchive::new(&tree).row(&session).map(row).map_err(error)
     }
 }
 

@@ -51,6 +51,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Move prearchive sessions into the archive (XNAT's POST /data/services/archive).
     Archive(ArchiveArgs),
+    /// Sort a zip of DICOM files (or one DICOM file) into prearchive sessions by their headers, and archive
+    /// them with --dest /archive/... (XNAT's POST /data/services/import).
+    Import(ImportArgs),
     /// Finish or roll back every archive that was interrupted (a crash, a killed process).
     Recover(RecoverArgs),
     /// Write a demo site (a prearchive and an archive), then list, validate, archive, refresh and verify.
@@ -75,6 +78,9 @@ pub enum PrearchiveCommand {
     /// Forget a persisted CONFLICT or ERROR status: the row goes back to what the disk says
     /// (XNAT's action=reset-status).
     ResetStatus(SrcArgs),
+    /// Build sessions still receiving (gradual-DICOM uploads): catalogs, then the document; READY
+    /// (XNAT's action=commit).
+    Commit(SrcArgs),
 }
 
 #[derive(Args)]
@@ -203,6 +209,45 @@ pub struct ArchiveArgs {
     /// The site id new accession numbers start with (<SITE>_E00001; default XNAT).
     #[arg(long, value_name = "ID")]
     pub site_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The zip of DICOM files to import (or, with --handler gradual-DICOM, one DICOM file).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The prearchive root (written: the sessions go there).
+    #[arg(long, value_name = "DIR")]
+    pub prearchive: PathBuf,
+    /// The archive root: needed with --dest /archive/...; otherwise read only, so that a project a DICOM
+    /// header names is used when the site has it (without it such sessions go to Unassigned).
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// XNAT's import-handler: DICOM-zip, gradual-DICOM or SI (default: a zip is DICOM-zip, a file
+    /// gradual-DICOM).
+    #[arg(long, value_name = "HANDLER")]
+    pub handler: Option<String>,
+    /// Where the sessions go: /prearchive, /prearchive/projects/P or /archive/projects/P[/subjects/S[/experiments/E]].
+    #[arg(long, value_name = "DEST")]
+    pub dest: Option<String>,
+    /// The project (else the one the DICOM headers name, if the site has it; else Unassigned).
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// The subject label (else the patient's name).
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+    /// The session label (else the patient ID).
+    #[arg(long, value_name = "LABEL")]
+    pub session: Option<String>,
+    /// With --dest /archive/...: how to meet an existing experiment (none, append, delete).
+    #[arg(long, value_name = "MODE")]
+    pub overwrite: Option<String>,
+    /// Files that are not DICOM do not fail an upload that holds no DICOM at all.
+    #[arg(long)]
+    pub ignore_unparsable: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_overwrite(value: &str) -> Result<Overwrite, String> {
@@ -348,6 +393,8 @@ impl Command {
             Command::Prearchive(PrearchiveCommand::Move(args)) => args.sessions.json,
             Command::Validate(args) => args.selection.json,
             Command::Archive(args) => args.selection.json,
+            Command::Import(args) => args.json,
+            Command::Prearchive(PrearchiveCommand::Commit(args)) => args.json,
             Command::Recover(args) => args.json,
             Command::Demo(_) | Command::Serve(_) | Command::HashPassword => false,
         }

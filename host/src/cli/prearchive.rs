@@ -72,6 +72,14 @@ pub fn reset(runtime: &Runtime, limits: &Limits, args: SrcArgs) -> anyhow::Resul
     })
 }
 
+/// `xnat-archive prearchive commit`.
+pub fn commit(runtime: &Runtime, limits: &Limits, args: SrcArgs) -> anyhow::Result<ExitCode> {
+    let describe = |src: &str, row: &PrearchiveRow| format!("built {src}: {}", row.status);
+    batch(&args, "build", describe, Some(the_row), |grant, src| {
+        runtime.prearchive_commit(std::slice::from_ref(grant), limits, src)
+    })
+}
+
 /// The row a command answered with, for [`batch`].
 fn the_row(row: &PrearchiveRow) -> &PrearchiveRow {
     row

@@ -232,3 +232,16 @@ impl From<wit::Recovered> for public::Recovered {
         public::Recovered { src: r.src, action: r.action, detail: r.detail }
     }
 }
+
+use exports::xnat::archive::importer;
+
+impl From<importer::ImportOutcome> for public::ImportOutcome {
+    fn from(o: importer::ImportOutcome) -> Self {
+        public::ImportOutcome {
+            uris: o.uris,
+            files: o.files,
+            duplicates: o.duplicates,
+            refused: o.refused.into_iter().map(|r| public::RefusedFile { file: r.file, reason: r.reason }).collect(),
+        }
+    }
+}

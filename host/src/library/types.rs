@@ -517,3 +517,24 @@ pub struct FileRow {
     pub format: String,
     pub content: String,
 }
+
+/// A file of an import that was not imported, and why (`importer.import`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedFile {
+    /// Its name in the upload (the zip entry's path).
+    pub file: String,
+    pub reason: String,
+}
+
+/// What an import did (`POST /data/services/import`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// XNAT's answer: `/data/prearchive/projects/P/TS/FOLDER` per session left in the prearchive,
+    /// `/data/archive/projects/P/subjects/S/experiments/E` per archived one.
+    pub uris: Vec<String>,
+    /// Files placed.
+    pub files: u64,
+    /// Files dropped as exact resends of files already there.
+    pub duplicates: u64,
+    pub refused: Vec<RefusedFile>,
+}

@@ -26,8 +26,8 @@ use crate::library::bindings::{
 };
 use crate::library::size::human_size;
 use crate::library::types::{
-    ArchiveRequest, Archived, CreatedResource, Error, FileRow, LockPolicy, PrearchiveRow, Recovered, RefreshRequest,
-    ResourceReport, ResourceRow, ResourceSpec, ScanRow, ValidationNotice,
+    ArchiveRequest, Archived, CreatedResource, Error, FileRow, ImportOutcome, LockPolicy, PrearchiveRow, Recovered,
+    RefreshRequest, ResourceReport, ResourceRow, ResourceSpec, ScanRow, ValidationNotice,
 };
 use std::convert::identity;
 
@@ -236,6 +236,53 @@ impl Runtime {
                 exports.library.xnat_archive_archive_data().call_read_file(store, resource, name, offset, length)
             },
             identity,
+        )
+    }
+
+    /// `POST /data/services/import`: sorts the DICOM files of `upload` (a zip, or one DICOM file) into
+    /// prearchive sessions — and archives them when `parameters` name an archive `dest`. `parameters` are
+    /// XNAT's, by name (`import-handler`, `dest`, `project`, `subject`, `session`, `overwrite`, ...). Needs a
+    /// writable grant of the prearchive; the archive's grant (read-only is enough unless `dest` is an archive)
+    /// lets a project a DICOM header names be used. The folder holding `upload` is granted read-only at
+    /// `/upload` for this call only; the component copies the file into the prearchive's staging folder.
+    pub fn import(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        upload: &Path,
+        parameters: &[(String, String)],
+        progress: impl Progress + 'static,
+    ) -> anyhow::Result<Result<ImportOutcome, Error>> {
+        let (Some(folder), Some(name)) = (upload.parent(), upload.file_name().and_then(|n| n.to_str())) else {
+            anyhow::bail!("{} is not a file to import; name a zip or a DICOM file", upload.display());
+        };
+        let folder = if folder.as_os_str().is_empty() { Path::new(".") } else { folder };
+        let mut all = grants.to_vec();
+        all.push(Grant::read_only(folder, xnat_core::site::mounts::UPLOAD));
+        self.call(
+            &all,
+            limits,
+            progress,
+            |exports, store| exports.library.xnat_archive_importer().call_import(store, name, parameters),
+            ImportOutcome::from,
+        )
+    }
+
+    /// `POST /data/prearchive/projects/P/TS/FOLDER?action=commit`: builds a session still receiving
+    /// (gradual-DICOM) — its catalogs, then its document — and returns its row (READY). Needs a writable
+    /// grant of the prearchive.
+    pub fn prearchive_commit(
+        &self,
+        grants: &[Grant],
+        limits: &Limits,
+        src: &str,
+    ) -> anyhow::Result<Result<PrearchiveRow, Error>> {
+        self.call(
+            grants,
+            limits,
+            NoProgress,
+            |exports, store| exports.library.xnat_archive_importer().call_commit(store, src),
+            PrearchiveRow::from,
         )
     }
 

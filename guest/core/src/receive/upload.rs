@@ -65,6 +65,18 @@ impl<'a> Staging<'a> {
         Ok(Staging { tree, dir, next: 0 })
     }
 
+    /// A staging folder with a name no other upload has (the time in nanoseconds, then a counter).
+    pub fn unique(tree: &'a Tree) -> Result<Staging<'a>> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        for n in 0..1000 {
+            match Staging::new(tree, &format!("{stamp}-{n}")) {
+                Err(Error::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Conflict("no free staging folder for the upload; try again".into()))
+    }
+
     pub fn dir(&self) -> &RelPath {
         &self.dir
     }

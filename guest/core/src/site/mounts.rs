@@ -6,3 +6,5 @@
 pub const ARCHIVE: &str = "/archive";
 /// The guest path of the prearchive tree.
 pub const PREARCHIVE: &str = "/prearchive";
+/// The guest path of the folder holding a file to import (granted read-only, to the library's import only).
+pub const UPLOAD: &str = "/upload";
