@@ -201,12 +201,19 @@ fn python_venv() -> PathBuf {
 fn python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
     let python = python_venv();
     let (_tmp, site) = site();
+    // A zip of DICOM files (written by dicom-rs) for the example's import.
+    let upload = _tmp.path().join("upload.zip");
+    let files: Vec<Vec<u8>> =
+        (1..=3).map(|n| xnat_core::receive::testing::dicom("1.8.1", "1.8.1.1", "4", n, "MR", "PY1")).collect();
+    let zip = xnat_core::receive::testing::zip_of(&[("1.dcm", &files[0]), ("2.dcm", &files[1]), ("3.dcm", &files[2])]);
+    std::fs::write(&upload, zip).unwrap();
     let out = output(
         Command::new(python)
             .arg("-B") // no __pycache__ in examples/python
             .arg("main.py")
             .arg(component())
             .arg(&site)
+            .arg(&upload)
             .current_dir(workspace().join("examples/python")),
     );
     let shown = text(&out);
@@ -280,6 +287,7 @@ fn wasm_tools_prints_the_library_world() {
         "  export xnat:archive/validation@0.1.0;",
         "  export xnat:archive/archiver@0.1.0;",
         "  export xnat:archive/archive-data@0.1.0;",
+        "  export xnat:archive/importer@0.1.0;",
     ] {
         assert!(world.contains(&line), "the component's world lacks `{}`:\n{}", line.trim(), world.join("\n"));
     }

@@ -2,10 +2,11 @@
 ``xnat-archive demo --dir SITE``, with read-only and read-write grants, and the sandbox put to the test.
 
     python -m venv venv && venv/bin/pip install -r requirements.txt
-    venv/bin/python main.py COMPONENT.wasm SITE
+    venv/bin/python main.py COMPONENT.wasm SITE [UPLOAD.zip]
 
 COMPONENT.wasm is the library component (``target/guest/wasm32-wasip2/release/xnat_plugin.wasm`` after a
-build). Prints what each call returned; exits 1 if anything did not behave as expected.
+build). With UPLOAD.zip (a zip of DICOM files), it is imported into the site's prearchive (project DEMO).
+Prints what each call returned; exits 1 if anything did not behave as expected.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def attempt(f):
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     wasm, site = sys.argv[1], Path(sys.argv[2]).resolve()
@@ -177,6 +178,24 @@ def main() -> int:
     check(refused is not None, "a call beyond its memory limit is stopped by the host")
     rows = lib.prearchive_list([read_pre], limits=Limits(memory_bytes=64 << 20, timeout=30.0))
     check(len(rows) > 0, "within its limits (64 MiB, 30 s) it runs")
+
+    # --- getting data in: importer.import, the upload's folder granted read-only at /upload ------------------
+    if len(sys.argv) == 4:
+        upload = sys.argv[3]
+        before = Path(upload).read_bytes()
+        write_pre = Grant("/prearchive", prearchive, writable=True)
+        outcome = lib.import_([write_pre] + read_arc, upload, {"import-handler": "DICOM-zip", "project": "DEMO"})
+        print(f"importer.import({os.path.basename(upload)}) → {outcome.uris}, {outcome.files} files")
+        check(
+            outcome.files > 0 and len(outcome.uris) == 1 and outcome.uris[0].startswith("/data/prearchive/projects/DEMO/"),
+            "a zip of DICOM files is sorted into one prearchive session",
+        )
+        rows = lib.prearchive_list([read_pre], "DEMO")
+        check(any(outcome.uris[0].endswith(r.url) and r.status == "READY" for r in rows), "its session is READY")
+        check(Path(upload).read_bytes() == before, "the upload itself is untouched (/upload is read-only)")
+        _, error = attempt(lambda: lib.import_([read_pre] + read_arc, upload, {"project": "DEMO"}))
+        print(f"importer.import with /prearchive read-only → {error}")
+        check(error is not None, "without a writable prearchive nothing can be imported")
 
     print(f"{failures} check(s) failed" if failures else "python: all checks passed")
     return 1 if failures else 0

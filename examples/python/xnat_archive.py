@@ -16,6 +16,8 @@ component refused, as a ``Variant`` (``tag`` = ``bad-request``, ``forbidden``, `
 
 from __future__ import annotations
 
+import os
+
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -184,6 +186,14 @@ class XnatArchive:
             if not part:
                 return bytes(out)
             out += bytes(part)
+
+    def import_(self, grants: list[Grant], upload: str, parameters: dict[str, str]) -> Record:
+        """POST /data/services/import: the zip (or DICOM file) `upload` sorted into prearchive sessions, with
+        XNAT's parameters by name (``import-handler``, ``dest``, ``project``, ...). Its folder is granted
+        read-only at /upload for this call only."""
+        folder, name = os.path.split(os.path.abspath(upload))
+        upload_grant = Grant("/upload", folder, writable=False)
+        return self.call(grants + [upload_grant], "importer", "import", name, list(parameters.items()))
 
     def validate(self, grants: list[Grant], src: str, **params: Any) -> list[Record]:
         request = record(
