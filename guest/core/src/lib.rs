@@ -6,6 +6,8 @@
 //!
 //! Layers, each using only those below it (`ARCHITECTURE.md` draws them):
 //!
+//! * [`receive`] — the import service's front half (DICOM uploads into the prearchive), which archives
+//!   through [`import`];
 //! * [`refresh`], [`import`] — the two services; neither uses the other;
 //! * [`site`] — where things live in XNAT's trees, the resource-URI grammar, the documents beside them;
 //! * [`model`] — the files XNAT writes: catalogs, session documents, digests, audit stamps;
