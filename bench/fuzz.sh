@@ -4,7 +4,7 @@
 #   bench/fuzz.sh [RUNS | SECONDSs] [TARGET...]
 #
 #   RUNS        executions per target (default 10000000, the issue's bar); `600s` means 600 seconds instead
-#   TARGET      catalog session uri params journal http (default: all, one after the other)
+#   TARGET      catalog session uri params journal dicom http (default: all, one after the other)
 #
 # cargo-fuzz drives the build and the run. With `--sanitizer none` it passes rustc only stable flags
 # (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-{inline-8bit-counters,pc-table,trace-compares},
@@ -22,7 +22,7 @@ limit=${1:-10000000}
 shift || true
 [[ $limit =~ ^[1-9][0-9]*s?$ ]] || { echo "the budget must be a number of runs or of seconds (600s), got '$limit'" >&2; exit 2; }
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(catalog session uri params journal http)
+[ ${#targets[@]} -gt 0 ] || targets=(catalog session uri params journal dicom http)
 
 tools=$PWD/target/fuzz-tools
 if ! [ -x "$tools/bin/cargo-fuzz" ]; then

@@ -40,6 +40,18 @@ pub fn catalog(data: &[u8]) {
     }
 }
 
+/// DICOM header reading (the import): never panics, and a file it accepts has the UIDs the import sorts by
+/// and names that are plain path segments (its file name and scan ID become folders and files).
+pub fn dicom(data: &[u8]) {
+    use xnat_core::receive::{dicom, naming};
+    let Ok(header) = dicom::read_header(&mut std::io::Cursor::new(data), data.len() as u64) else { return };
+    assert!(!header.study_instance_uid.is_empty() && !header.sop_instance_uid.is_empty());
+    assert!(!header.series_instance_uid.is_empty());
+    for name in [naming::file_name(&header), naming::scan_id(&header), naming::session_of(&header)] {
+        check_segment(&name).unwrap_or_else(|e| panic!("{name:?} is not one path segment: {e}"));
+    }
+}
+
 /// Session document reader and writer: the same properties as [`catalog`], and the accessors the archive
 /// uses never panic.
 pub fn session(data: &[u8]) {

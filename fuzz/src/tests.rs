@@ -236,6 +236,11 @@ fn journal() {
 }
 
 #[test]
+fn dicom() {
+    run("dicom", crate::dicom, 200_000);
+}
+
+#[test]
 fn http() {
     run("http", crate::http, 20_000);
 }
@@ -296,5 +301,27 @@ mod xml_defects_found {
     fn an_element_without_a_name_is_refused() {
         assert!(parse(b"<\t/>").is_err(), "<\\t/> parsed");
         refused_or_stable("<\t/>");
+    }
+}
+
+/// The dicom target's seeds are what dicom-rs writes (`xnat_core::receive::testing`): a whole file, the
+/// same data set without preamble and meta group, and a file cut inside its pixel data. `XNAT_WRITE_SEEDS=1`
+/// rewrites them (after a dicom-rs update changed what it writes).
+#[test]
+fn dicom_seeds_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/dicom");
+    let whole = xnat_core::receive::testing::dicom("1.2.826.0.1.3", "1.2.826.0.1.3.4", "4", 7, "MR", "SEED");
+    let meta_end = 144 + u32::from_le_bytes(whole[140..144].try_into().unwrap()) as usize;
+    for (name, bytes) in [
+        ("mr_explicit.dcm", &whole[..]),
+        ("bare_data_set.dcm", &whole[meta_end..]),
+        ("cut_pixel_data.dcm", &whole[..whole.len() - 100]),
+    ] {
+        let path = dir.join(name);
+        if std::env::var_os("XNAT_WRITE_SEEDS").is_some() {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let stored = std::fs::read(&path).unwrap_or_default();
+        assert!(stored == bytes, "seed {name} is not what dicom-rs writes now: rerun with XNAT_WRITE_SEEDS=1");
     }
 }
