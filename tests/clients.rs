@@ -344,6 +344,7 @@ fn xnatpy_and_pyxnat_import_pydicoms_test_files() {
         "{ct}"
     );
     assert_eq!(ct["scans"], serde_json::json!(["1"]), "CT_small's series number");
+    assert_eq!(ct["validation"], serde_json::json!([]), "the imported session validates clean: {ct}");
     let downloaded: Vec<&str> = ct["downloaded"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(downloaded, [source("CT_small.dcm")], "archived, then downloaded byte for byte: {ct}");
     let experiment = std::fs::read_dir(arch.join("DEMO"))

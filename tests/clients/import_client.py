@@ -3,8 +3,9 @@ wrote: the test files pydicom ships in its wheel (CT, MR in several transfer syn
 VR, deflated, a truncated file, a bare data set without a file meta group).
 
   xnatpy  services.import_(zip, import_handler="DICOM-zip")    one CT study with a non-DICOM file and a
-                                                                truncated MR in it; then archived with
-                                                                PrearchiveSession.archive and downloaded
+                                                                truncated MR in it; then validated,
+                                                                archived with PrearchiveSession.archive and
+                                                                downloaded
   xnatpy  services.import_(file, import_handler="gradual-DICOM") eight secondary captures of one study, one
                                                                 request each, then committed
   pyxnat  post('/data/services/import', inbody=true)            the MR set, one zip per transfer syntax, and
@@ -53,6 +54,8 @@ with xnat.connect(server, user=user, password=password) as session:
                     "subject": pre.subject, "project": pre.project}
     scans = pre.scans
     report["ct"]["scans"] = sorted(scans.keys())
+    rows = session.post("/data/services/validate-archive", query={"src": pre.uri}, format="json").json()
+    report["ct"]["validation"] = rows["ResultSet"]["Result"]
     experiment = pre.archive(subject="CT_SUBJ", experiment="CT_SESSION")
     report["ct"]["experiment"] = {"label": experiment.label, "project": experiment.project, "id": experiment.id}
     downloaded = {}

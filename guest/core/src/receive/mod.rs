@@ -486,7 +486,7 @@ mod tests {
 
     fn run(site: &Site, params: &[(&str, &str)], body: &[u8]) -> Result<Outcome> {
         let request = Request::from_params(params.iter().copied())?;
-        let staging = Staging::new(&site.pre, &format!("t{}", body.len()))?;
+        let staging = Staging::unique(&site.pre)?;
         std::fs::write(site.pre.path(&staging.body()), body).unwrap();
         import(&site.pre, Some(&site.arch), &request, staging, 1_706_700_000_000, &mut NoProgress)
     }
@@ -643,6 +643,18 @@ mod tests {
         let doc: SessionDoc = pre.document(&session).unwrap().unwrap();
         assert_eq!(doc.scans()[0].id, "5");
         assert!(matches!(commit(&s.pre, &session), Err(Error::Conflict(_))), "built once");
+        // Eight senders at once, one file each, of one new study: one session, every file in it.
+        let many: Vec<Vec<u8>> = (1..=8).map(|n| dicom("1.8", "1.8.1", "6", n, "MR", "C1")).collect();
+        std::thread::scope(|scope| {
+            for f in &many {
+                let s = &s;
+                scope.spawn(move || run(s, &[("import-handler", "gradual-DICOM"), ("project", "DEMO")], f).unwrap());
+            }
+        });
+        let joined: Vec<SessionRef> =
+            pre.sessions(Some("DEMO")).unwrap().into_iter().filter(|x| x.folder == "C1_MR1").collect();
+        assert_eq!(joined.len(), 1, "{joined:?}");
+        assert_eq!(commit(&s.pre, &joined[0]).unwrap().files, 8);
         // A gradual upload into the archive is refused, as is a zip through gradual-DICOM.
         let e =
             run(&s, &[("import-handler", "gradual-DICOM"), ("dest", "/archive/projects/DEMO")], &files[0]).unwrap_err();

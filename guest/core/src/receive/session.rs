@@ -223,12 +223,14 @@ impl<'a> Receiver<'a> {
         Ok(Placement::Placed { session, scan, name })
     }
 
-    /// A session of `project` receiving `study` under `label`, if there is one.
+    /// A session of `project` receiving `study` under `label`, if there is one: one look per timestamp folder
+    /// of that project (for its `.<label>.receiving` marker), none elsewhere.
     fn receiving(&self, project: Option<&str>, study: &str, label: &str) -> Result<Option<SessionRef>> {
         let pre = Prearchive::new(self.pre);
-        for s in pre.sessions_with(".receiving")? {
-            if s.project.as_deref() == project
-                && s.folder == label
+        let scope = project.unwrap_or(crate::import::prearchive::UNASSIGNED);
+        for (p, ts, _) in pre.timestamp_dirs(Some(scope))? {
+            let Ok(s) = SessionRef::new(p.as_deref(), &ts, label) else { continue };
+            if self.pre.kind(&marker_path(&s))?.is_some()
                 && read_marker(self.pre, &s)?.is_some_and(|m| m.study == study)
                 && pre.exists(&s)?
             {
