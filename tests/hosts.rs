@@ -43,8 +43,8 @@ fn component() -> &'static Path {
     })
 }
 
-/// A site written by `xnat-archive demo --dir`: a prearchive of six sessions and an archive where DEMO's
-/// SUBJ1_MR1 has been archived and refreshed.
+/// A site written by `xnat-archive demo --dir`: a prearchive of seven sessions (the generator's six left,
+/// and the one the demo imported) and an archive where DEMO's SUBJ1_MR1 has been archived and refreshed.
 fn site() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
@@ -204,8 +204,8 @@ fn python_lists_validates_refreshes_with_grants_and_keeps_the_sandbox() {
     // A zip of DICOM files (written by dicom-rs) for the example's import.
     let upload = _tmp.path().join("upload.zip");
     let files: Vec<Vec<u8>> =
-        (1..=3).map(|n| xnat_core::receive::testing::dicom("1.8.1", "1.8.1.1", "4", n, "MR", "PY1")).collect();
-    let zip = xnat_core::receive::testing::zip_of(&[("1.dcm", &files[0]), ("2.dcm", &files[1]), ("3.dcm", &files[2])]);
+        (1..=3).map(|n| xnat_core::receive::samples::dicom("1.8.1", "1.8.1.1", "4", n, "MR", "PY1")).collect();
+    let zip = xnat_core::receive::samples::zip_of(&[("1.dcm", &files[0]), ("2.dcm", &files[1]), ("3.dcm", &files[2])]);
     std::fs::write(&upload, zip).unwrap();
     let out = output(
         Command::new(python)
@@ -254,7 +254,12 @@ fn embed_example_lists_a_prearchive() {
     let out = run(Command::new(&example).arg(site.join("prearchive")));
     let rows = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{rows}");
-    assert_eq!(rows.lines().count(), 6, "six sessions are left after the demo archived one:\n{rows}");
+    assert_eq!(
+        rows.lines().count(),
+        7,
+        "six generated sessions are left after the demo archived one, and it imported one:\n{rows}"
+    );
+    assert!(rows.lines().any(|l| l.starts_with("READY") && l.ends_with("/SUBJ5_MR1")), "the imported session");
     assert!(rows.lines().any(|l| l.starts_with("READY") && l.contains("Unassigned/") && l.ends_with("/ANON01_MR")));
     assert!(rows.lines().any(|l| l.starts_with("RECEIVING") && l.ends_with("/SUBJ4_MR1")));
 
@@ -592,7 +597,7 @@ fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     let listing = url("/data/prearchive/projects?format=json");
     let (status, body, _) = text(agent.get(&listing).header("Authorization", &basic).call());
     assert_eq!(status, 200, "{body}");
-    assert_eq!(rows(&body).len(), 6, "the demo site's six sessions: {body}");
+    assert_eq!(rows(&body).len(), 7, "the demo site's seven sessions: {body}");
     let (status, _, _) = text(agent.get(&listing).call());
     assert_eq!(status, 401, "no credentials");
 
@@ -605,7 +610,7 @@ fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     assert!(attributes[0] == format!("JSESSIONID={token}") && attributes.contains(&"Path=/"), "{cookie}");
     let session = format!("JSESSIONID={token}");
     let (status, body, _) = text(agent.get(&listing).header("Cookie", &session).call());
-    assert_eq!((status, rows(&body).len()), (200, 6), "{body}");
+    assert_eq!((status, rows(&body).len()), (200, 7), "{body}");
 
     // validate-archive, then archive: files move from one grant to the other.
     let src = session_src(&site, "DEMO", "SUBJ2_MR1");
@@ -625,7 +630,7 @@ fn wasmtime_serve_runs_the_http_component_with_directory_grants() {
     assert!(site.join("archive/DEMO/arc001/SUBJ2_MR1.xml").is_file(), "the experiment document");
     assert!(!site.join(src.replace("/prearchive/projects/", "prearchive/")).exists(), "gone from the prearchive");
     let (status, body, _) = text(agent.get(&listing).header("Cookie", &session).call());
-    assert_eq!((status, rows(&body).len()), (200, 5), "{body}");
+    assert_eq!((status, rows(&body).len()), (200, 6), "{body}");
 
     // refresh/catalog: a file added to a scan's resource is cataloged.
     let scan = std::fs::read_dir(experiment.join("SCANS")).unwrap().next().unwrap().unwrap().file_name();

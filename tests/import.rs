@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::http::basic;
 use common::server::{Server, TenantSpec};
-use xnat_core::receive::testing::{dicom, zip_of};
+use xnat_core::receive::samples::{dicom, zip_of};
 
 const PASSWORD: &str = "import-pw-1";
 

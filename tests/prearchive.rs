@@ -749,6 +749,8 @@ fn demo_runs_the_whole_flow() {
         "archived  /data/archive/projects/DEMO/subjects/SUBJ1/experiments/SUBJ1_MR1",
         "3 sessions",
         "verify: clean, every catalog matches the disk",
+        "1 session: 5 files imported, 0 duplicates dropped, 1 refused",
+        "SUBJ5_MR1",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }

@@ -304,13 +304,13 @@ mod xml_defects_found {
     }
 }
 
-/// The dicom target's seeds are what dicom-rs writes (`xnat_core::receive::testing`): a whole file, the
+/// The dicom target's seeds are what dicom-rs writes (`xnat_core::receive::samples`): a whole file, the
 /// same data set without preamble and meta group, and a file cut inside its pixel data. `XNAT_WRITE_SEEDS=1`
 /// rewrites them (after a dicom-rs update changed what it writes).
 #[test]
 fn dicom_seeds_are_current() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/dicom");
-    let whole = xnat_core::receive::testing::dicom("1.2.826.0.1.3", "1.2.826.0.1.3.4", "4", 7, "MR", "SEED");
+    let whole = xnat_core::receive::samples::dicom("1.2.826.0.1.3", "1.2.826.0.1.3.4", "4", 7, "MR", "SEED");
     let meta_end = 144 + u32::from_le_bytes(whole[140..144].try_into().unwrap()) as usize;
     for (name, bytes) in [
         ("mr_explicit.dcm", &whole[..]),

@@ -1114,7 +1114,7 @@ fn a_new_password_or_a_logout_everywhere_ends_every_earlier_session() {
 
 #[test]
 fn dicom_uploads_through_the_import_service() {
-    use xnat_core::receive::testing::{dicom, zip_of};
+    use xnat_core::receive::samples::{dicom, zip_of};
     let site = Site::new();
     fs::create_dir_all(site.root().join("arch/P")).unwrap();
     let auth = basic("admin", "admin-pw");

@@ -1,5 +1,6 @@
 //! `xnat-archive demo`: writes a demo site (`xnat_archive::demo`), then shows the services on it the way
-//! a user would type them: list, validate, archive, list again, refresh and verify. Each step prints the
+//! a user would type them: list, validate, archive, list again, refresh and verify, then import a zip of
+//! DICOM files into the prearchive. Each step prints the
 //! command line it stands for and the same output that command prints.
 //!
 //! Not for writing the site (`xnat_archive::demo`) nor for the commands themselves (the service files).
@@ -38,6 +39,7 @@ pub fn run(runtime: &Runtime, limits: &Limits, args: DemoArgs) -> anyhow::Result
             return Ok(code);
         }
     }
+    demo.import(&dir)?;
     out!("Try it yourself:");
     out!("  xnat-archive prearchive list --prearchive {} --csv", demo.pre);
     out!("  xnat-archive refresh --archive {} --resource {uri} --verify --json", demo.arc);
@@ -143,6 +145,46 @@ impl<'a> Demo<'a> {
         }
         out!();
         Ok(None)
+    }
+}
+
+impl Demo<'_> {
+    /// Writes a zip of sample DICOM files (two series of a new study, and a note that is not DICOM) and
+    /// imports it into project DEMO; then lists the project's prearchive.
+    fn import(&self, dir: &Path) -> anyhow::Result<()> {
+        use xnat_core::receive::samples::{dicom, zip_of};
+        let files: Vec<(String, Vec<u8>)> = (1..=3)
+            .map(|n| {
+                (
+                    format!("T1/{n}.dcm"),
+                    dicom("1.2.826.0.1.3680043.2.1125.5", "1.2.826.0.1.3680043.2.1125.5.1", "2", n, "MR", "SUBJ5"),
+                )
+            })
+            .chain((1..=2).map(|n| {
+                (
+                    format!("T2/{n}.dcm"),
+                    dicom("1.2.826.0.1.3680043.2.1125.5", "1.2.826.0.1.3680043.2.1125.5.2", "3", n, "MR", "SUBJ5"),
+                )
+            }))
+            .chain(std::iter::once(("notes.txt".to_string(), b"scanned on the demo scanner".to_vec())))
+            .collect();
+        let named: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let upload = dir.join("upload.zip");
+        std::fs::write(&upload, zip_of(&named)).with_context(|| format!("cannot write {}", upload.display()))?;
+        out!(
+            "$ xnat-archive import {} --prearchive {} --archive {} --project {DEMO_PROJECT}",
+            upload.display(),
+            self.pre,
+            self.arc
+        );
+        let grants = [Grant::prearchive(&self.site.prearchive, true), Grant::archive(&self.site.archive, false)];
+        let parameters = [("project".to_string(), DEMO_PROJECT.to_string())];
+        match self.runtime.import(&grants, self.limits, &upload, &parameters, TerminalProgress::new())? {
+            Ok(outcome) => super::import::print_outcome(&outcome)?,
+            Err(e) => show(&e)?,
+        }
+        out!();
+        self.list(Some(DEMO_PROJECT))
     }
 }
 

@@ -54,7 +54,8 @@ pub fn run(runtime: &Runtime, limits: &Limits, args: ImportArgs) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_outcome(o: &ImportOutcome) -> io::Result<()> {
+/// The sessions' URIs, the files refused and why, and the tally.
+pub fn print_outcome(o: &ImportOutcome) -> io::Result<()> {
     for uri in &o.uris {
         out!("{uri}");
     }

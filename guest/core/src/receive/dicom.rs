@@ -370,7 +370,7 @@ fn read_up_to(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receive::testing::dicom;
+    use crate::receive::samples::dicom;
     use std::io::Cursor;
 
     fn read(bytes: &[u8]) -> Result<Header, Unreadable> {

@@ -10,9 +10,8 @@
 pub mod build;
 pub mod dicom;
 pub mod naming;
+pub mod samples;
 pub mod session;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 pub mod upload;
 
 use crate::error::{Error, Result};
@@ -466,7 +465,7 @@ mod tests {
     use crate::model::catalog::Catalog;
     use crate::model::session::SessionDoc;
     use crate::progress::NoProgress;
-    use crate::receive::testing::{dicom, zip_of};
+    use crate::receive::samples::{dicom, zip_of};
     use md5::{Digest, Md5};
 
     struct Site {
