@@ -54,6 +54,22 @@ impl Element {
         Element { name: name.into(), ..Default::default() }
     }
 
+    /// An element with these attributes, in this order, and these child elements (documents and catalogs
+    /// being written).
+    pub fn with(name: &str, attrs: &[(&str, &str)], children: Vec<Element>) -> Element {
+        Element {
+            name: name.into(),
+            attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            children: children.into_iter().map(Node::Element).collect(),
+        }
+    }
+
+    /// An element holding only `value` as text (nothing when it is empty).
+    pub fn with_text(name: &str, value: &str) -> Element {
+        let children = if value.is_empty() { Vec::new() } else { vec![Node::Text(value.into())] };
+        Element { name: name.into(), attrs: Vec::new(), children }
+    }
+
     /// The part of the name after the prefix.
     pub fn local_name(&self) -> &str {
         local(&self.name)

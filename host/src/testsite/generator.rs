@@ -8,7 +8,7 @@ use md5::{Digest as _, Md5};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use xnat_core::xml::{self, AttributeOrder, Element, Indent, Node};
+use xnat_core::xml::{self, AttributeOrder, Element, Indent};
 
 /// The UID root every generated UID lives under (a root reserved for examples and tests).
 pub const UID_ROOT: &str = "1.2.826.0.1.3680043.8.498";
@@ -241,7 +241,7 @@ pub fn write_session(prearchive: &Path, spec: &SessionSpec) -> io::Result<PathBu
             let bytes = dicom_bytes(spec, scan, n);
             fs::write(dir.join(&name), &bytes)?;
             total += bytes.len() as u64;
-            entries.push(element(
+            entries.push(Element::with(
                 "cat:entry",
                 &[
                     ("URI", &name),
@@ -256,12 +256,16 @@ pub fn write_session(prearchive: &Path, spec: &SessionSpec) -> io::Result<PathBu
                 Vec::new(),
             ));
         }
-        let catalog = element(
+        let catalog = Element::with(
             "cat:DCMCatalog",
             &[("UID", &series_uid(spec, scan)), ("xmlns:cat", CAT_NS), ("xmlns:xsi", XSI_NS)],
             vec![
-                element("cat:entries", &[], entries),
-                element("cat:dimensions", &[("x", "256"), ("y", "256"), ("z", &scan.files.to_string())], Vec::new()),
+                Element::with("cat:entries", &[], entries),
+                Element::with(
+                    "cat:dimensions",
+                    &[("x", "256"), ("y", "256"), ("z", &scan.files.to_string())],
+                    Vec::new(),
+                ),
             ],
         );
         let xml = xml::write(&catalog, AttributeOrder::Sorted, Indent::Flat);
@@ -285,7 +289,7 @@ pub fn write_site(prearchive: &Path, archive: &Path) -> io::Result<Vec<SessionSp
     for (project, subject, id) in [("DEMO", "SUBJ1", "XNAT_S00001"), ("TRIAL", "T001", "XNAT_S00002")] {
         let subjects = archive.join(project).join("subjects");
         fs::create_dir_all(subjects.join(subject))?;
-        let doc = element(
+        let doc = Element::with(
             "xnat:Subject",
             &[("xmlns:xnat", XNAT_NS), ("ID", id), ("project", project), ("label", subject)],
             Vec::new(),
@@ -336,21 +340,21 @@ fn document(spec: &SessionSpec, session: &Path, sizes: &[u64]) -> io::Result<Ele
     attrs.push(("modality", &modality));
     attrs.push(("UID", &spec.study_uid));
     let (manufacturer, model, station) = spec.modality.scanner();
-    let mut children = vec![text("xnat:date", &spec.date), text("xnat:time", &spec.time)];
+    let mut children = vec![Element::with_text("xnat:date", &spec.date), Element::with_text("xnat:time", &spec.time)];
     if let Some(s) = &spec.subject {
-        children.push(text("xnat:subject_ID", s));
+        children.push(Element::with_text("xnat:subject_ID", s));
     }
-    let mut scanner = text("xnat:scanner", station);
-    scanner.attrs = pairs(&[("manufacturer", manufacturer), ("model", model)]);
+    let mut scanner = Element::with_text("xnat:scanner", station);
+    scanner.attrs = vec![("manufacturer".into(), manufacturer.into()), ("model".into(), model.into())];
     children.push(scanner);
-    children.push(text("xnat:prearchivePath", &std::path::absolute(session)?.to_string_lossy()));
+    children.push(Element::with_text("xnat:prearchivePath", &std::path::absolute(session)?.to_string_lossy()));
     let scans = spec
         .scans
         .iter()
         .zip(sizes)
         .map(|(scan, size)| {
             let files = scan.files.to_string();
-            let resource = element(
+            let resource = Element::with(
                 "xnat:file",
                 &[
                     ("xsi:type", "xnat:resourceCatalog"),
@@ -363,7 +367,7 @@ fn document(spec: &SessionSpec, session: &Path, sizes: &[u64]) -> io::Result<Ele
                 ],
                 Vec::new(),
             );
-            element(
+            Element::with(
                 "xnat:scan",
                 &[
                     ("ID", &scan.id),
@@ -371,31 +375,22 @@ fn document(spec: &SessionSpec, session: &Path, sizes: &[u64]) -> io::Result<Ele
                     ("UID", &series_uid(spec, scan)),
                     ("xsi:type", spec.modality.scan_type()),
                 ],
-                vec![text("xnat:series_description", &scan.series_description), text("xnat:frames", &files), resource],
+                vec![
+                    Element::with_text("xnat:series_description", &scan.series_description),
+                    Element::with_text("xnat:frames", &files),
+                    resource,
+                ],
             )
         })
         .collect();
-    children.push(element("xnat:scans", &[], scans));
-    children.push(text("xnat:dcmPatientId", &spec.patient_name));
-    children.push(text("xnat:dcmPatientName", &spec.patient_name));
-    Ok(element(spec.modality.element(), &attrs, children))
+    children.push(Element::with("xnat:scans", &[], scans));
+    children.push(Element::with_text("xnat:dcmPatientId", &spec.patient_name));
+    children.push(Element::with_text("xnat:dcmPatientName", &spec.patient_name));
+    Ok(Element::with(spec.modality.element(), &attrs, children))
 }
 
 fn series_uid(spec: &SessionSpec, scan: &ScanSpec) -> String {
     if scan.series_uid.is_empty() { format!("{}.{}", spec.study_uid, scan.id) } else { scan.series_uid.clone() }
-}
-
-fn pairs(attrs: &[(&str, &str)]) -> Vec<(String, String)> {
-    attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn element(name: &str, attrs: &[(&str, &str)], children: Vec<Element>) -> Element {
-    Element { name: name.into(), attrs: pairs(attrs), children: children.into_iter().map(Node::Element).collect() }
-}
-
-fn text(name: &str, value: &str) -> Element {
-    let children = if value.is_empty() { Vec::new() } else { vec![Node::Text(value.into())] };
-    Element { name: name.into(), attrs: Vec::new(), children }
 }
 
 /// 64-bit FNV-1a.

@@ -15,7 +15,7 @@ use crate::model::digest::{Algorithm, Hasher};
 use crate::model::session::XNAT_NS;
 use crate::receive::dicom::{self, Header};
 use crate::receive::session::{marker_path, read_marker};
-use crate::xml::{self, AttributeOrder, Element, Indent, Node};
+use crate::xml::{self, AttributeOrder, Element, Indent};
 use std::collections::BTreeMap;
 
 const CAT_NS: &str = "http://nrg.wustl.edu/catalog";
@@ -143,13 +143,13 @@ fn catalog(first: &Header, files: &[File]) -> String {
                 attrs.push(("instanceNumber", f.header.instance_number.as_str()));
             }
             attrs.extend([("format", "DICOM"), ("digest", f.md5.as_str()), ("xsi:type", "cat:dcmEntry")]);
-            element("cat:entry", &attrs, Vec::new())
+            Element::with("cat:entry", &attrs, Vec::new())
         })
         .collect();
-    let root = element(
+    let root = Element::with(
         "cat:DCMCatalog",
         &[("UID", &first.series_instance_uid), ("xmlns:cat", CAT_NS), ("xmlns:xsi", XSI_NS)],
-        vec![element("cat:entries", &[], entries)],
+        vec![Element::with("cat:entries", &[], entries)],
     );
     xml::write(&root, AttributeOrder::Kept, Indent::Pretty)
 }
@@ -169,7 +169,7 @@ fn scan_element(
         }
     }
     let frames: u64 = files.iter().map(|f| f.header.number_of_frames).sum();
-    let resource = element(
+    let resource = Element::with(
         "xnat:file",
         &[
             ("xsi:type", "xnat:resourceCatalog"),
@@ -193,18 +193,13 @@ fn scan_element(
     attrs.push(("xsi:type", &scan_type));
     let mut children = Vec::new();
     if let Some(k) = kind {
-        children.push(text("xnat:series_description", k));
+        children.push(Element::with_text("xnat:series_description", k));
     }
-    if !first.manufacturer.is_empty() || !first.model.is_empty() || !first.station.is_empty() {
-        let mut scanner = text("xnat:scanner", &first.station);
-        scanner.attrs = pairs(&[("manufacturer", &first.manufacturer), ("model", &first.model)]);
-        scanner.attrs.retain(|(_, v)| !v.is_empty());
-        children.push(scanner);
-    }
-    children.push(text("xnat:modality", &modality));
-    children.push(text("xnat:frames", &frames.to_string()));
+    children.extend(scanner(first));
+    children.push(Element::with_text("xnat:modality", &modality));
+    children.push(Element::with_text("xnat:frames", &frames.to_string()));
     children.push(resource);
-    Ok(element("xnat:scan", &attrs, children))
+    Ok(Element::with("xnat:scan", &attrs, children))
 }
 
 /// The session document, element order per xnat.xsd.
@@ -227,35 +222,44 @@ fn document(
     attrs.push(("UID", &h.study_instance_uid));
     let mut children = Vec::new();
     if let Some(d) = dicom_date(&h.study_date) {
-        children.push(text("xnat:date", &d));
+        children.push(Element::with_text("xnat:date", &d));
     }
     if let Some(t) = dicom_time(&h.study_time) {
-        children.push(text("xnat:time", &t));
+        children.push(Element::with_text("xnat:time", &t));
     }
     if let Some(subject) = subject {
-        children.push(text("xnat:subject_ID", subject));
+        children.push(Element::with_text("xnat:subject_ID", subject));
     }
-    if !h.manufacturer.is_empty() || !h.model.is_empty() || !h.station.is_empty() {
-        let mut scanner = text("xnat:scanner", &h.station);
-        scanner.attrs = pairs(&[("manufacturer", &h.manufacturer), ("model", &h.model)]);
-        scanner.attrs.retain(|(_, v)| !v.is_empty());
-        children.push(scanner);
-    }
-    children.push(text("xnat:prearchivePath", &pre.path(&s.dir()).to_string_lossy()));
-    children.push(element("xnat:scans", &[], scans));
+    children.extend(scanner(h));
+    children.push(Element::with_text("xnat:prearchivePath", &pre.path(&s.dir()).to_string_lossy()));
+    children.push(Element::with("xnat:scans", &[], scans));
     for (field, value) in [
         ("xnat:dcmAccessionNumber", &h.accession_number),
         ("xnat:dcmPatientId", &h.patient_id),
         ("xnat:dcmPatientName", &h.patient_name),
     ] {
         if !value.is_empty() {
-            children.push(text(field, value));
+            children.push(Element::with_text(field, value));
         }
     }
     if let Some(d) = dicom_date(&h.patient_birth_date) {
-        children.push(text("xnat:dcmPatientBirthDate", &d));
+        children.push(Element::with_text("xnat:dcmPatientBirthDate", &d));
     }
-    element(&format!("xnat:{name}"), &attrs, children)
+    Element::with(&format!("xnat:{name}"), &attrs, children)
+}
+
+/// `xnat:scanner`: the station name, with the manufacturer and model as attributes (none when the header
+/// names none of them).
+fn scanner(h: &Header) -> Option<Element> {
+    let attrs: Vec<(&str, &str)> = [("manufacturer", h.manufacturer.as_str()), ("model", h.model.as_str())]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    (!attrs.is_empty() || !h.station.is_empty()).then(|| {
+        let mut scanner = Element::with_text("xnat:scanner", &h.station);
+        scanner.attrs = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        scanner
+    })
 }
 
 /// The session element a study's modalities make: the first of XNAT's session modalities found, in its
@@ -338,19 +342,6 @@ fn dicom_time(t: &str) -> Option<String> {
     }
     let sec = whole.get(4..6).unwrap_or("00");
     Some(format!("{}:{}:{}", &whole[..2], &whole[2..4], sec))
-}
-
-fn pairs(attrs: &[(&str, &str)]) -> Vec<(String, String)> {
-    attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn element(name: &str, attrs: &[(&str, &str)], children: Vec<Element>) -> Element {
-    Element { name: name.into(), attrs: pairs(attrs), children: children.into_iter().map(Node::Element).collect() }
-}
-
-fn text(name: &str, value: &str) -> Element {
-    let children = if value.is_empty() { Vec::new() } else { vec![Node::Text(value.into())] };
-    Element { name: name.into(), attrs: Vec::new(), children }
 }
 
 #[cfg(test)]
