@@ -354,19 +354,7 @@ fn document(spec: &SessionSpec, session: &Path, sizes: &[u64]) -> io::Result<Ele
         .zip(sizes)
         .map(|(scan, size)| {
             let files = scan.files.to_string();
-            let resource = Element::with(
-                "xnat:file",
-                &[
-                    ("xsi:type", "xnat:resourceCatalog"),
-                    ("label", "DICOM"),
-                    ("format", "DICOM"),
-                    ("content", "RAW"),
-                    ("URI", &SessionSpec::catalog_uri(scan)),
-                    ("file_count", &files),
-                    ("file_size", &size.to_string()),
-                ],
-                Vec::new(),
-            );
+            let resource = session::dicom_resource(&SessionSpec::catalog_uri(scan), scan.files, *size);
             Element::with(
                 "xnat:scan",
                 &[

@@ -258,6 +258,24 @@ pub fn clean_value(raw: &str) -> String {
         .collect()
 }
 
+/// A scan's DICOM resource as a session document lists it: `xnat:file` of type `xnat:resourceCatalog`,
+/// label and format DICOM, content RAW, its catalog's URI (relative to the session folder), file count and size.
+pub fn dicom_resource(catalog_uri: &str, file_count: usize, file_size: u64) -> Element {
+    Element::with(
+        "xnat:file",
+        &[
+            ("xsi:type", "xnat:resourceCatalog"),
+            ("label", "DICOM"),
+            ("format", "DICOM"),
+            ("content", "RAW"),
+            ("URI", catalog_uri),
+            ("file_count", &file_count.to_string()),
+            ("file_size", &file_size.to_string()),
+        ],
+        Vec::new(),
+    )
+}
+
 /// The error for a session document that cannot be read.
 pub fn unreadable(path: &str, why: &str) -> Error {
     Error::Corrupt(format!("session document {path} cannot be read ({why}); fix it or rebuild it from the DICOM"))

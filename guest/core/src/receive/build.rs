@@ -12,14 +12,13 @@ use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::model::digest::{Algorithm, Hasher};
+use crate::model::catalog::{CAT_NS, XSI_NS};
 use crate::model::session::XNAT_NS;
 use crate::receive::dicom::{self, Header};
 use crate::receive::session::{marker_path, read_marker};
 use crate::xml::{self, AttributeOrder, Element, Indent};
 use std::collections::BTreeMap;
 
-const CAT_NS: &str = "http://nrg.wustl.edu/catalog";
-const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// What a build made of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,19 +168,7 @@ fn scan_element(
         }
     }
     let frames: u64 = files.iter().map(|f| f.header.number_of_frames).sum();
-    let resource = Element::with(
-        "xnat:file",
-        &[
-            ("xsi:type", "xnat:resourceCatalog"),
-            ("label", "DICOM"),
-            ("format", "DICOM"),
-            ("content", "RAW"),
-            ("URI", catalog_uri),
-            ("file_count", &files.len().to_string()),
-            ("file_size", &size.to_string()),
-        ],
-        Vec::new(),
-    );
+    let resource = crate::model::session::dicom_resource(catalog_uri, files.len(), size);
     let modality = first.modality_or("OT");
     let mut attrs = vec![("ID", id)];
     let kind = if first.series_description.is_empty() { None } else { Some(first.series_description.as_str()) };
