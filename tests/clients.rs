@@ -417,6 +417,21 @@ fn xnatpy_and_pyxnat_import_pydicoms_test_files() {
     want.sort();
     assert_eq!(got, want.iter().collect::<Vec<_>>());
 
+    // pyxnat, upload and archive in one call: the experiment is there (pyxnat's exists()), with the file.
+    let a = &seen["archived"];
+    assert_eq!(
+        (a["status"].as_i64(), a["body"].as_str()),
+        (Some(200), Some("/data/archive/projects/DEMO/subjects/RT1/experiments/RT1_PLAN")),
+        "{a}"
+    );
+    assert_eq!(a["exists"], true, "{a}");
+    let rt = std::fs::read_dir(arch.join("DEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("RT1_PLAN"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    assert_eq!(files_of(&rt).into_values().collect::<Vec<_>>(), [source("rtplan.dcm")]);
+
     // The same SOP instance twice: the first kept, the second refused and said so.
     let t = &seen["twice"];
     assert_eq!((t["status"].as_i64(), t["json"]["files"].as_i64()), (Some(200), Some(1)), "{t}");

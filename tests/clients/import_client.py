@@ -95,6 +95,15 @@ for name in ["MR_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", 
                                                        "dest": "/prearchive/projects/DEMO", "session": label}, data=fh)
     report["mr"][name] = {"status": r.status_code, "body": r.text.strip(), "label": label}
 
+# Upload and archive in one call: XNAT's dest=/archive/projects/P/subjects/S/experiments/E.
+path = zipped("rtplan.zip", ["rtplan.dcm"])
+with open(path, "rb") as fh:
+    r = intf.post("/data/services/import", params={"inbody": "true", "import-handler": "DICOM-zip",
+                                                   "dest": "/archive/projects/DEMO/subjects/RT1/experiments/RT1_PLAN"},
+                  data=fh)
+report["archived"] = {"status": r.status_code, "body": r.text.strip(),
+                      "exists": intf.select("/project/DEMO/subject/RT1/experiment/RT1_PLAN").exists()}
+
 # The same SOP instance twice (two transfer syntaxes): XNAT's rule, the first kept, the second refused.
 path = zipped("twice.zip", ["MR_small.dcm", "MR_small_bigendian.dcm"])
 with open(path, "rb") as fh:

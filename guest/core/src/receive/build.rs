@@ -11,14 +11,13 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::prearchive::{Prearchive, SessionRef};
-use crate::model::digest::{Algorithm, Hasher};
 use crate::model::catalog::{CAT_NS, XSI_NS};
+use crate::model::digest::{Algorithm, Hasher};
 use crate::model::session::XNAT_NS;
 use crate::receive::dicom::{self, Header};
 use crate::receive::session::{marker_path, read_marker};
 use crate::xml::{self, AttributeOrder, Element, Indent};
 use std::collections::BTreeMap;
-
 
 /// What a build made of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

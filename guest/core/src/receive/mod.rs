@@ -164,7 +164,16 @@ impl Request {
         }
         req.handler = handler.as_deref().map(Handler::parse).transpose()?;
         if let Some(d) = dest {
-            req.dest = Destination::parse(&d)?;
+            let bare = d.trim().trim_end_matches('/');
+            req.dest = if matches!(bare, "/archive" | "/data/archive" | "archive") {
+                // `dest=/archive` (xnatpy's `destination='/archive'`): archived, into the project named.
+                let project = req.project.clone().ok_or_else(|| {
+                    Error::BadRequest("dest=/archive needs project=P (or dest=/archive/projects/P)".into())
+                })?;
+                Destination::Archive { project, subject: None, experiment: None }
+            } else {
+                Destination::parse(&d)?
+            };
         }
         // The destination names the project, subject and session as much as the parameters do.
         match &req.dest {
@@ -577,6 +586,9 @@ mod tests {
         let e = run(&other, &[("project", "NOPE")], &zip_of(&[("f", &f)])).unwrap_err();
         assert!(matches!(e, Error::NotFound(_)), "{e:?}");
         assert!(matches!(run(&s, &[("dest", "/nowhere")], b"x"), Err(Error::BadRequest(_))));
+        assert!(matches!(run(&s, &[("dest", "/archive")], b"x"), Err(Error::BadRequest(m)) if m.contains("project")));
+        let r = Request::from_params([("dest", "/archive"), ("project", "DEMO")]).unwrap();
+        assert_eq!(r.dest, Destination::Archive { project: "DEMO".into(), subject: None, experiment: None });
         assert!(matches!(run(&s, &[("import-handler", "nope")], b"x"), Err(Error::BadRequest(_))));
     }
 
