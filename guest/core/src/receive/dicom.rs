@@ -206,10 +206,8 @@ impl Header {
         }
         Ok(self)
     }
-}
 
-impl Header {
-    /// `value` of a DICOM header field, for tests and reports.
+    /// The modality in capitals, or `default` when the header names none.
     pub fn modality_or(&self, default: &str) -> String {
         if self.modality.is_empty() { default.into() } else { self.modality.to_ascii_uppercase() }
     }

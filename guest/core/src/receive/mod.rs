@@ -29,8 +29,8 @@ pub enum Handler {
     DicomZip,
     /// One DICOM file; its session stays receiving until it is built.
     GradualDicom,
-    /// XNAT's session importer (a zip of a session). Ours sorts the DICOM files such a zip holds, as
-    /// DICOM-zip does; its other files are reported, not kept.
+    /// XNAT's older session importer, which unpacks the archive and builds sessions from its files: taken
+    /// as DICOM-zip (ECAT files and anything not DICOM are reported, not kept).
     SessionImporter,
 }
 

@@ -50,7 +50,7 @@ pub struct Staged {
 }
 
 /// A staging folder of its own for one upload: `<prearchive>/.xnat-archive/uploads/<id>`. Removed by
-/// [`Staging::remove`] (or, after a crash, by the next upload: folders older than a day).
+/// [`Staging::remove`] (or, after a crash, by a later upload: see [`Staging::unique`]).
 pub struct Staging<'a> {
     tree: &'a Tree,
     dir: RelPath,
@@ -65,9 +65,12 @@ impl<'a> Staging<'a> {
         Ok(Staging { tree, dir, next: 0 })
     }
 
-    /// A staging folder with a name no other upload has (the time in nanoseconds, then a counter).
+    /// A staging folder with a name no other upload has (the time in nanoseconds, then a counter). Staging
+    /// folders untouched for a day (left by an import that was killed) are removed first.
     pub fn unique(tree: &'a Tree) -> Result<Staging<'a>> {
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        remove_abandoned(tree, now.as_millis() as i64 - ABANDONED_MILLIS);
+        let stamp = now.as_nanos();
         for n in 0..1000 {
             match Staging::new(tree, &format!("{stamp}-{n}")) {
                 Err(Error::Conflict(_)) => continue,
@@ -97,6 +100,22 @@ impl<'a> Staging<'a> {
 
     pub fn remove(self) {
         let _ = self.tree.remove_dir_all(&self.dir);
+    }
+}
+
+/// A staging folder not modified for this long belongs to an import that was killed.
+const ABANDONED_MILLIS: i64 = 24 * 3600 * 1000;
+
+/// Removes the staging folders last modified before `before` (milliseconds since the epoch). Best effort:
+/// what cannot be listed or removed now is left for the next upload.
+fn remove_abandoned(tree: &Tree, before: i64) {
+    let Ok(uploads) = RelPath::new(UPLOADS) else { return };
+    let Ok(listed) = tree.list(&uploads) else { return };
+    for (name, kind) in listed {
+        let Ok(dir) = uploads.join(&name) else { continue };
+        if kind == crate::fs::tree::Kind::Dir && tree.modified_millis(&dir).is_ok_and(|m| m < before) {
+            let _ = tree.remove_dir_all(&dir);
+        }
     }
 }
 
@@ -213,4 +232,24 @@ fn skipped(name: &str) -> bool {
 /// Whether bytes start like a zip (a local file header, or an empty zip's end record).
 pub fn looks_like_zip(head: &[u8]) -> bool {
     head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_staging_folders_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::new(dir.path());
+        let old = Staging::new(&tree, "old").unwrap();
+        let old_dir = tree.path(old.dir());
+        std::fs::write(old_dir.join("body"), b"x").unwrap();
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(25 * 3600);
+        std::fs::File::open(&old_dir).unwrap().set_modified(day_ago).unwrap();
+        let live = Staging::new(&tree, "live").unwrap();
+        let fresh = Staging::unique(&tree).unwrap();
+        assert!(!old_dir.exists(), "a folder untouched for a day is removed");
+        assert!(tree.path(live.dir()).exists() && tree.path(fresh.dir()).exists());
+    }
 }
