@@ -194,12 +194,15 @@ fn an_upload_whose_client_goes_away_mid_body_imports_nothing() {
     stream.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     drop(stream);
-    // The request ends (the server answers or drops it); then nothing of it is in the prearchive.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The request ends (the server answers or drops it): its staging folder was made (the uploads folder
+    // exists only once an upload began) and is gone again; then nothing of it is in the prearchive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let uploads = pre.join(".xnat-archive/uploads");
-    while uploads.read_dir().is_ok_and(|mut d| d.next().is_some()) && std::time::Instant::now() < deadline {
+    let done = || uploads.read_dir().is_ok_and(|mut d| d.next().is_none());
+    while !done() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    assert!(done(), "the upload's staging folder was not made and removed within a minute\n{}", server.log());
     let after = common::snapshot(&pre);
     let new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert!(new.iter().all(|k| k.starts_with(".xnat-archive/")), "left behind: {new:?}\n{}", server.log());
