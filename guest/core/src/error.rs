@@ -45,6 +45,19 @@ impl Error {
         }
     }
 
+    /// The same kind with another message (an error passed on with what it meant for the caller).
+    pub fn with_message(self, message: String) -> Error {
+        match self {
+            Error::BadRequest(_) => Error::BadRequest(message),
+            Error::Forbidden(_) => Error::Forbidden(message),
+            Error::NotFound(_) => Error::NotFound(message),
+            Error::Conflict(_) => Error::Conflict(message),
+            Error::Locked(_) => Error::Locked(message),
+            Error::Io(_) => Error::Io(message),
+            Error::Corrupt(_) => Error::Corrupt(message),
+        }
+    }
+
     /// The message without the kind.
     pub fn message(&self) -> &str {
         match self {

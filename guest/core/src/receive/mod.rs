@@ -408,15 +408,12 @@ fn run(
                 match archived.result {
                     Ok(uri) => out.uris.push(uri),
                     Err(e) => {
-                        return Err(with_message(
-                            e.clone(),
-                            format!(
-                                "{} was received into the prearchive as {} but could not be archived: {}",
-                                if out.uris.is_empty() { "the upload" } else { "a session of the upload" },
-                                archived.src,
-                                e.message()
-                            ),
-                        ));
+                        return Err(e.clone().with_message(format!(
+                            "{} was received into the prearchive as {} but could not be archived: {}",
+                            if out.uris.is_empty() { "the upload" } else { "a session of the upload" },
+                            archived.src,
+                            e.message()
+                        )));
                     }
                 }
             }
@@ -429,18 +426,6 @@ fn run(
 /// its files could be kept.
 pub fn commit(pre: &Tree, s: &SessionRef) -> Result<build::Built> {
     build::build(pre, s)
-}
-
-fn with_message(e: Error, message: String) -> Error {
-    match e {
-        Error::BadRequest(_) => Error::BadRequest(message),
-        Error::Forbidden(_) => Error::Forbidden(message),
-        Error::NotFound(_) => Error::NotFound(message),
-        Error::Conflict(_) => Error::Conflict(message),
-        Error::Locked(_) => Error::Locked(message),
-        Error::Io(_) => Error::Io(message),
-        Error::Corrupt(_) => Error::Corrupt(message),
-    }
 }
 
 /// Removes the sessions a zip import made and could not finish. Only zip imports call this: they never
