@@ -286,6 +286,7 @@ fn wasm_tools_prints_the_library_world() {
         "  import xnat:archive/progress@0.1.0;",
         "  import xnat:archive/holders@0.1.0;",
         "  import xnat:archive/digests@0.1.0;",
+        "  import xnat:archive/listings@0.1.0;",
         "  import xnat:archive/types@0.1.0;",
         "  export xnat:archive/catalogs@0.1.0;",
         "  export xnat:archive/prearchive@0.1.0;",

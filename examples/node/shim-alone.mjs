@@ -55,6 +55,12 @@ const imports = {
   'xnat:archive/progress': { begin() {}, advance() {}, end() {} },
   'xnat:archive/holders': { this: () => '', alive: () => undefined },
   'xnat:archive/digests': { computes: () => false, digestFiles: () => [] },
+  'xnat:archive/listings': {
+    lists: () => false,
+    listFolder: () => {
+      throw new Error('listings.listFolder was called, but this host answered that it does not provide it');
+    },
+  },
   'xnat:archive/types': {},
 };
 const x = await instantiate(async (path) => WebAssembly.compile(await readFile(join(generated, path))), imports);

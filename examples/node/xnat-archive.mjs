@@ -139,6 +139,13 @@ export function grantedFilesystem(grants) {
 }
 
 /** The loaded component: compiled once, instantiated per call. */
+/** A function this host answers it does not provide: calling it throws. */
+function neverCalled(name) {
+  return () => {
+    throw new Error(`${name} was called, but this host answered that it does not provide it`);
+  };
+}
+
 export class XnatArchive {
   #instantiate;
   #modules;
@@ -176,6 +183,10 @@ export class XnatArchive {
       // Digests computed by the host: this one does not (`computes` is false), so the component hashes the
       // files itself and never calls `digestFiles`.
       'xnat:archive/digests': { computes: () => false, digestFiles: () => [] },
+      // Folder listings made by the host: this one does not (`lists` is false), so the component lists
+      // through wasi:filesystem and never calls `listFolder` (were it called, it would throw, never pass for
+      // an empty folder).
+      'xnat:archive/listings': { lists: () => false, listFolder: neverCalled('listings.listFolder') },
       'xnat:archive/types': {}, // an interface of types only: nothing to provide
     };
     const exports = await this.#instantiate((path) => this.#module(path), imports);

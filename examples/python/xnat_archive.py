@@ -29,6 +29,13 @@ PACKAGE = "xnat:archive"
 VERSION = "0.1.0"
 
 
+def _never_called(name):
+    def refuse(*_args):
+        raise RuntimeError(f"{name} was called, but this host answered that it does not provide it")
+
+    return refuse
+
+
 @dataclass(frozen=True)
 class Grant:
     """``host`` is seen by the component at ``guest``; writes only when ``writable``."""
@@ -119,6 +126,12 @@ class XnatArchive:
             with root.add_instance(f"{PACKAGE}/digests@{VERSION}") as d:
                 d.add_func("computes", lambda _store: False)
                 d.add_func("digest-files", lambda _store, _folder, _paths, _algorithm: [])
+            # `listings` lets a host list a folder in one call, beneath a folder the component lends. This host
+            # does not (`lists` is False): the component lists through wasi:filesystem and never calls
+            # `list-folder` (were it called, the exception would stop the call, never pass for an empty folder).
+            with root.add_instance(f"{PACKAGE}/listings@{VERSION}") as l:
+                l.add_func("lists", lambda _store: False)
+                l.add_func("list-folder", _never_called("listings.list-folder"))
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

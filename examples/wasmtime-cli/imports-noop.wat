@@ -1,5 +1,5 @@
-;; A no-op implementation of the library's own imports, xnat:archive/progress, xnat:archive/holders and
-;; xnat:archive/digests, to be composed into the components for hosts that cannot provide them (the wasmtime
+;; A no-op implementation of the library's own imports, xnat:archive/progress, xnat:archive/holders,
+;; xnat:archive/digests and xnat:archive/listings, to be composed into the components for hosts that cannot provide them (the wasmtime
 ;; CLI: `run` and `serve`). See README.md.
 ;;
 ;; Strings passed in (`begin`'s phase, `alive`'s instance) are copied by the canonical ABI into this module's
@@ -11,9 +11,14 @@
 ;; `computes` answers false, so the component hashes the files itself and never calls `digest-files`; were it
 ;; called, it would answer an empty list (the zeros at address 0) after dropping the folder it was lent (the
 ;; canonical ABI requires a callee to drop every borrowed handle before it returns).
+;;
+;; `lists` answers false too, so the component lists folders through wasi:filesystem and never calls
+;; `list-folder`; were it called, it would answer `err(unsupported)` (the result at address 16: discriminant 1,
+;; then error-code 27 at offset 4), which tells the component to list the folder itself.
 (module
   (import "wasi:filesystem/types@0.2.12" "[resource-drop]descriptor" (func $drop_descriptor (param i32)))
   (memory (export "memory") 1)
+  (data (i32.const 16) "\01\00\00\00\1b")
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
     (if (i32.gt_u (i32.add (local.get $size) (i32.const 64)) (i32.mul (memory.size) (i32.const 65536)))
       (then (drop (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16)) (i32.const 1))))))
@@ -29,4 +34,9 @@
     (param $paths_len i32) (param $algorithm i32) (result i32)
     (call $drop_descriptor (local.get $folder))
     (i32.const 0))
+  (func (export "xnat:archive/listings@0.1.0#lists") (result i32) (i32.const 0))
+  (func (export "xnat:archive/listings@0.1.0#list-folder") (param $folder i32) (param $path_ptr i32)
+    (param $path_len i32) (result i32)
+    (call $drop_descriptor (local.get $folder))
+    (i32.const 16))
 )

@@ -9,6 +9,8 @@ pub(crate) mod digests;
 pub(crate) mod engine;
 pub mod grant;
 pub(crate) mod instances;
+pub(crate) mod lent;
 pub mod limits;
+pub(crate) mod listings;
 pub mod progress;
 pub mod runtime;

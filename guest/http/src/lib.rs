@@ -63,8 +63,9 @@ mod component {
     use xnat_core::fs::instances::Instances;
     use xnat_core::fs::tree::Tree;
 
-    // The imports besides WASI and wasi:http: the host's knowledge of instances, for locks (D13), and its
-    // digests of files the component opened (the descriptors are the `wasi` crate's, as xnat-core's).
+    // The imports besides WASI and wasi:http: the host's knowledge of instances, for locks (D13), its
+    // digests of files and its listings of folders the component opened (the descriptors are the `wasi`
+    // crate's, as xnat-core's).
     wit_bindgen::generate!({
         world: "http-imports",
         path: "../../wit",
@@ -76,8 +77,29 @@ mod component {
             "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
         },
     });
-    use xnat::archive::{digests, holders};
+    use xnat::archive::{digests, holders, listings};
+    use xnat_core::fs::{HostEntry, HostListing};
     use xnat_core::refresh::{Algorithm, Hasher, HostDigests};
+
+    /// The host's folder listings (WIT `listings`).
+    const HOST_LISTING: HostListing = HostListing {
+        lists: listings::lists,
+        list_folder: |folder, path| {
+            let entries = listings::list_folder(folder, path)?;
+            Ok(entries
+                .into_iter()
+                .map(|e| HostEntry {
+                    name: e.name,
+                    utf8: e.utf8,
+                    kind: e.type_,
+                    size: e.size,
+                    modified: e.modified,
+                    changed: e.changed,
+                    identity: e.identity,
+                })
+                .collect())
+        },
+    };
 
     /// A hasher that asks the host's digests (WIT `digests`) first.
     fn hasher() -> Hasher {
@@ -106,7 +128,7 @@ mod component {
                         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     // Locks taken in the trees name this instance to the host, which can tell when it is gone.
                     let instances = Instances { this: holders::this, alive: holders::alive };
-                    let granted = |path| Tree::new(path).with_instances(instances);
+                    let granted = |path| Tree::new(path).with_instances(instances).with_listing(HOST_LISTING);
                     let mut ctx =
                         Context::from_env(|k| std::env::var(k).ok(), granted(ARCHIVE), granted(PREARCHIVE), now);
                     ctx.hasher = hasher;

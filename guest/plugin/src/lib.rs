@@ -20,9 +20,10 @@ wit_bindgen::generate!({
 
 use exports::xnat::archive::{archive_data, archiver, catalogs, importer, prearchive, validation};
 use xnat::archive::types as wit;
-use xnat::archive::{digests, holders};
+use xnat::archive::{digests, holders, listings};
 use xnat_core::fs::instances::Instances;
 use xnat_core::fs::tree::Tree;
+use xnat_core::fs::{HostEntry, HostListing};
 use xnat_core::import::archive;
 use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::import::request::{Faults, Overwrite, Params};
@@ -34,10 +35,31 @@ use xnat_core::site::mounts::{ARCHIVE, PREARCHIVE, UPLOAD};
 struct Plugin;
 
 /// The tree the host granted at `path`. Its locks name this instance to the host (WIT `holders`), so that
-/// the host can say when a lock's instance is gone and the lock may be taken over at once.
+/// the host can say when a lock's instance is gone and the lock may be taken over at once; the host lists its
+/// folders where it offers that (WIT `listings`).
 fn granted(path: &str) -> Tree {
-    Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive })
+    Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive }).with_listing(HOST_LISTING)
 }
+
+/// The host's folder listings (WIT `listings`).
+const HOST_LISTING: HostListing = HostListing {
+    lists: listings::lists,
+    list_folder: |folder, path| {
+        let entries = listings::list_folder(folder, path)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| HostEntry {
+                name: e.name,
+                utf8: e.utf8,
+                kind: e.type_,
+                size: e.size,
+                modified: e.modified,
+                changed: e.changed,
+                identity: e.identity,
+            })
+            .collect())
+    },
+};
 
 /// The host's digests (WIT `digests`).
 const HOST_DIGESTS: refresh::HostDigests = refresh::HostDigests {

@@ -8,13 +8,15 @@ use super::types as public;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "library",
-    // The descriptors the component lends to `digests` are wasmtime-wasi's own (see `crate::wasm::digests`).
+    // The descriptors the component lends to `digests` and `listings` are wasmtime-wasi's own (see
+    // `crate::wasm::lent`).
     with: { "wasi": wasmtime_wasi::p2::bindings::sync },
     require_store_data_send: true,
 });
 
 pub(crate) use xnat::archive::digests::{self as digests, Host as DigestsHost};
 pub(crate) use xnat::archive::holders::{self as holders, Host as HoldersHost};
+pub(crate) use xnat::archive::listings::{self as listings, Host as ListingsHost};
 pub(crate) use xnat::archive::progress::{self as progress, Host as ProgressHost};
 use xnat::archive::types as wit;
 pub(crate) use xnat::archive::types::DigestAlgorithm as WitDigestAlgorithm;

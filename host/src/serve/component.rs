@@ -33,7 +33,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::tenant::Tenant;
-use crate::library::bindings::{DigestsHost, WitDigestAlgorithm, digests, holders};
+use crate::library::bindings::{DigestsHost, ListingsHost, WitDigestAlgorithm, digests, holders, listings};
 use crate::wasm::engine::{self, Stop};
 use crate::wasm::grant::Grant;
 use crate::wasm::instances::Instance;
@@ -103,10 +103,12 @@ impl HttpComponent {
             &mut state.instance
         })?;
         digests::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
+        listings::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         let pre = linker.instantiate_pre(&component).and_then(ProxyPre::new).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component is not an HTTP component this host can run (it must export \
-                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http, xnat:archive/holders and xnat:archive/digests)",
+                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http, xnat:archive/holders, xnat:archive/digests and \
+                 xnat:archive/listings)",
             )
         })?;
         engine::start_ticker(&engine);
@@ -407,6 +409,20 @@ impl DigestsHost for State {
         algorithm: WitDigestAlgorithm,
     ) -> Vec<Result<String, String>> {
         crate::wasm::digests::digest_files(&self.table, &folder, &paths, algorithm.into())
+    }
+}
+
+impl ListingsHost for State {
+    fn lists(&mut self) -> bool {
+        true
+    }
+
+    fn list_folder(
+        &mut self,
+        folder: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        path: String,
+    ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
+        crate::wasm::listings::list_folder(&self.table, &folder, &path)
     }
 }
 

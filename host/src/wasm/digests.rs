@@ -6,11 +6,11 @@
 //! (cap-std; `..`, absolute paths and links leading out are refused, a link at the end is not followed), only
 //! for reading and only when the folder was opened for reading, and hashes regular files only.
 
+use crate::wasm::lent::readable_folder;
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
 
 /// The digest algorithms of the WIT contract.
@@ -68,20 +68,6 @@ pub(crate) fn digest_files(
         }
     });
     out
-}
-
-/// The lent folder as a capability of its own (a duplicate of its descriptor), if it was opened for reading.
-fn readable_folder(table: &ResourceTable, folder: &Resource<Descriptor>) -> Result<cap_std::fs::Dir, String> {
-    match table.get(folder) {
-        Ok(Descriptor::Dir(d)) if d.open_mode.contains(OpenMode::READ) => d
-            .dir
-            .try_clone()
-            .map(cap_std::fs::Dir::from_std_file)
-            .map_err(|e| format!("the folder cannot be used: {e}")),
-        Ok(Descriptor::Dir(_)) => Err("the folder was not opened for reading".into()),
-        Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
-        Err(e) => Err(format!("not a descriptor of this instance ({e})")),
-    }
 }
 
 /// A regular file beneath `dir`, opened for reading (without waiting on a FIFO, without following a link).
@@ -168,7 +154,7 @@ fn read_at(file: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtime_wasi::FsPerms;
+    use wasmtime_wasi::{FsPerms, OpenMode};
 
     fn lend(table: &mut ResourceTable, dir: &std::path::Path, mode: OpenMode) -> Resource<Descriptor> {
         let dir = std::fs::File::open(dir).unwrap();

@@ -21,8 +21,8 @@ use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
 use crate::library::bindings::{
-    DigestsHost, HoldersHost, Library, LibraryIndices, ProgressHost, TypesHost, WitDigestAlgorithm, WitError, digests,
-    holders, progress, types,
+    DigestsHost, HoldersHost, Library, LibraryIndices, ListingsHost, ProgressHost, TypesHost, WitDigestAlgorithm,
+    WitError, digests, holders, listings, progress, types,
 };
 use crate::library::size::human_size;
 use crate::library::types::{
@@ -95,6 +95,7 @@ impl Runtime {
         progress::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         holders::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         digests::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        listings::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         let not_ours = |e: wasmtime::Error| {
             anyhow::Error::from(e).context(
                 "the component does not export xnat:archive's interfaces as this host expects (built for another \
@@ -558,6 +559,20 @@ impl DigestsHost for State {
         algorithm: WitDigestAlgorithm,
     ) -> Vec<Result<String, String>> {
         crate::wasm::digests::digest_files(&self.table, &folder, &paths, algorithm.into())
+    }
+}
+
+impl ListingsHost for State {
+    fn lists(&mut self) -> bool {
+        true
+    }
+
+    fn list_folder(
+        &mut self,
+        folder: Resource<Descriptor>,
+        path: String,
+    ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
+        crate::wasm::listings::list_folder(&self.table, &folder, &path)
     }
 }
 

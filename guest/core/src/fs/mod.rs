@@ -9,3 +9,5 @@ mod wasi_dir;
 
 #[cfg(target_os = "wasi")]
 pub(crate) use wasi_dir::in_preopen;
+#[cfg(target_os = "wasi")]
+pub use wasi_dir::{HostEntry, HostListing};

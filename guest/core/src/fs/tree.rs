@@ -21,6 +21,9 @@ pub struct Tree {
     root: PathBuf,
     /// What the host knows about the instances that take locks in this tree, when it says.
     instances: Option<Instances>,
+    /// The host's folder listings, when it offers them.
+    #[cfg(target_os = "wasi")]
+    listing: Option<super::HostListing>,
 }
 
 /// A relative path inside a [`Tree`]: `/`-separated, no `.`, `..` or empty segments.
@@ -120,8 +123,8 @@ pub enum Kind {
 }
 
 /// What a listing can tell of a regular file to show, next time, that it has not changed: its size, its
-/// modification time, its status-change time as the runtime reports it (natively the inode's ctime, which no
-/// tool can set back; wasmtime reports the birth time there) and its identity (device and inode, or the
+/// modification time, its status-change time as the runtime reports it (natively and from the host's listings
+/// the inode's ctime, which no tool can set back; wasmtime's own `stat` reports the birth time there) and its identity (device and inode, or the
 /// runtime's hash of them). `None` where the platform gives nothing: such a file is never taken as unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
@@ -148,7 +151,18 @@ pub enum Stamps {
 
 impl Tree {
     pub fn new(root: impl Into<PathBuf>) -> Tree {
-        Tree { root: root.into(), instances: None }
+        Tree {
+            root: root.into(),
+            instances: None,
+            #[cfg(target_os = "wasi")]
+            listing: None,
+        }
+    }
+
+    /// The same tree, listed by the host where it offers that (WIT `listings`; see [`super::HostListing`]).
+    #[cfg(target_os = "wasi")]
+    pub fn with_listing(self, listing: super::HostListing) -> Tree {
+        Tree { listing: Some(listing), ..self }
     }
 
     /// The same tree, with the host's knowledge of instances for the locks taken in it.
@@ -219,11 +233,11 @@ impl Tree {
         }
     }
 
-    /// One reading of a folder's entries, unsorted: inside the component straight from the runtime (see
-    /// [`super::wasi_dir`]), elsewhere through std.
+    /// One reading of a folder's entries, unsorted: inside the component from the host's listing or straight
+    /// from the runtime (see [`super::wasi_dir`]), elsewhere through std.
     fn list_once(&self, rel: &RelPath, stamps: Stamps) -> std::result::Result<Vec<Listed>, Failure> {
         #[cfg(target_os = "wasi")]
-        if let Some(listed) = self.path(rel).to_str().and_then(|p| super::wasi_dir::list(p, stamps)) {
+        if let Some(listed) = self.path(rel).to_str().and_then(|p| super::wasi_dir::list(p, stamps, self.listing)) {
             return listed;
         }
         let rd = fs::read_dir(self.path(rel)).map_err(Failure::Io)?;

@@ -6,6 +6,10 @@
 //! once, reads its entries with their types, and stats only regular files, by their bare name relative to
 //! the folder's descriptor: one `stat-at` per file, which wasmtime answers with a single `statx`.
 //!
+//! A host that offers folder listings (WIT `listings`, [`HostListing`]) is lent the preopen's descriptor
+//! instead and lists the folder in one call, from one native look at each entry; a name that is not UTF-8 is
+//! then reported as such rather than ending the listing.
+//!
 //! Only trees below a preopened directory are listed this way; anything else (no preopen matches) is left
 //! to std. The preopen a path is below is found here too when its descriptor is lent to the host (WIT `digests`).
 
@@ -15,6 +19,8 @@
 pub(crate) use component::in_preopen;
 #[cfg(target_os = "wasi")]
 pub(super) use component::list;
+#[cfg(target_os = "wasi")]
+pub use component::{HostEntry, HostListing};
 
 /// Why a listing did not give the folder's entries.
 pub(super) enum Failure {
@@ -51,7 +57,30 @@ mod component {
         Datetime, Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
     };
 
+    /// The host's folder listings (WIT `listings`), as the component adapters bind them: whether it lists at
+    /// all (asked once), and the entries of the folder at a path beneath a descriptor the component lends.
+    #[derive(Debug, Clone, Copy)]
+    pub struct HostListing {
+        pub lists: fn() -> bool,
+        pub list_folder: fn(&Descriptor, &str) -> Result<Vec<HostEntry>, ErrorCode>,
+    }
+
+    /// One entry as the host saw it (WIT `listed-entry`).
+    #[derive(Debug, Clone)]
+    pub struct HostEntry {
+        pub name: String,
+        /// False when the name on disk is not UTF-8 (`name` is then a lossy rendering).
+        pub utf8: bool,
+        pub kind: DescriptorType,
+        pub size: u64,
+        pub modified: Option<Datetime>,
+        pub changed: Option<Datetime>,
+        pub identity: (u64, u64),
+    }
+
     thread_local! {
+        /// Whether the host lists folders, asked once.
+        static HOST_LISTS: OnceCell<bool> = const { OnceCell::new() };
         /// The preopened directories and their guest paths, asked for once.
         static PREOPENS: OnceCell<Vec<(Descriptor, String)>> = const { OnceCell::new() };
         /// Set when the runtime did not answer as wasmtime does (jco's preview2 shim answered
@@ -62,8 +91,23 @@ mod component {
     /// The entries of the folder at guest path `path` (unsorted), with regular files' stamps as `stamps` asks
     /// (`Full`: one more `metadata-hash-at` per file, for its identity), or `None` when no preopen holds it
     /// or the runtime cannot list this way (then std lists it).
-    pub(in crate::fs) fn list(path: &str, stamps: Stamps) -> Option<Result<Vec<Listed>, Failure>> {
-        let listed = in_preopen(path, |dir, rest| list_below(dir, rest, stamps))?;
+    pub(in crate::fs) fn list(
+        path: &str,
+        stamps: Stamps,
+        host: Option<HostListing>,
+    ) -> Option<Result<Vec<Listed>, Failure>> {
+        let host = host.filter(|h| HOST_LISTS.with(|lists| *lists.get_or_init(h.lists)));
+        let listed = in_preopen(path, |dir, rest| {
+            if let Some(host) = host {
+                match (host.list_folder)(dir, rest) {
+                    Ok(entries) => return Ok(from_host(entries, stamps)),
+                    // This folder is the host's to decline: list it here.
+                    Err(ErrorCode::Unsupported) => {}
+                    Err(e) => return Err(Failure::Io(io_error(e))),
+                }
+            }
+            list_below(dir, rest, stamps)
+        })?;
         // An error std would classify (missing, not a folder, no permission) is the folder's answer; any other
         // says more about the runtime than about the folder.
         if let Err(Failure::Io(e)) = &listed
@@ -155,6 +199,31 @@ mod component {
             };
             out.push((entry.name, kind, None));
         }
+    }
+
+    /// The host's entries as a listing here gives them. The host's one look at a file gives its identity too,
+    /// so `Times` carries it as `Full` does.
+    fn from_host(entries: Vec<HostEntry>, stamps: Stamps) -> Vec<Listed> {
+        entries
+            .into_iter()
+            .filter(|e| e.name != "." && e.name != "..")
+            .map(|e| {
+                let kind = match e.kind {
+                    _ if !e.utf8 => Kind::NotUtf8,
+                    DescriptorType::RegularFile => Kind::File { len: e.size },
+                    DescriptorType::Directory => Kind::Dir,
+                    DescriptorType::SymbolicLink => Kind::Symlink,
+                    _ => Kind::Other,
+                };
+                let stamp = (matches!(kind, Kind::File { .. }) && stamps != Stamps::None).then(|| FileStamp {
+                    len: e.size,
+                    modified_ns: e.modified.and_then(nanos),
+                    changed_ns: e.changed.and_then(nanos),
+                    identity: Some(e.identity),
+                });
+                (e.name, kind, stamp)
+            })
+            .collect()
     }
 
     fn nanos(t: Datetime) -> Option<u64> {

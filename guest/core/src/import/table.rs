@@ -4,7 +4,7 @@
 //! keep up to date. We keep no database: every row is derived from disk. This table makes that cheap. It
 //! remembers, per session, what the row shows from its document (date, time, subject, name, UID, visit,
 //! protocol, and the status the document implies) together with the document's stamp (size, modification
-//! time, status-change time — the birth time under wasmtime — as the listing of the timestamp folder saw
+//! time, status-change time — the ctime from the host's listings, the birth time from wasmtime's own `stat` — as the listing of the timestamp folder saw
 //! them). A row is taken from the table only while the document's stamp is exactly the remembered one;
 //! anything else reads the document again. The stamp comes from the listing of the timestamp folder, which
 //! the listing reads anyway, so a remembered row costs no look at the document at all.

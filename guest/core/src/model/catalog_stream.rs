@@ -40,7 +40,8 @@ struct Span {
     len: u64,
 }
 
-type Fingerprint = (u64, u128);
+/// A catalog file's length and XXH3-128 fingerprint over every byte.
+pub type Fingerprint = (u64, u128);
 
 /// Why a catalog could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +305,35 @@ impl<R: Read> Read for Fingerprinting<R> {
     }
 }
 
+/// A writer that takes the length and fingerprint of everything written through it.
+struct FingerprintingWriter<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl Write for FingerprintingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The length and fingerprint of everything `file` holds, read to its end.
+pub fn fingerprint_of(file: impl Read) -> io::Result<Fingerprint> {
+    let mut reader = Fingerprinting::new(file);
+    // Large reads: each one is a call across the WASI boundary.
+    let mut buf = vec![0u8; 1 << 20];
+    while reader.read(&mut buf)? > 0 {}
+    Ok(reader.fingerprint())
+}
+
 impl StreamedCatalog {
     /// Reads a catalog from `file`, showing each entry to `each` in document order (the n-th call is entry
     /// n). Refuses what [`Catalog::parse`] refuses: an empty or truncated file is an error, never an empty
@@ -352,9 +382,16 @@ impl StreamedCatalog {
         &mut self.frame
     }
 
+    /// The length and fingerprint of the catalog file as it was read or, after [`StreamedCatalog::write`],
+    /// as it was written; `None` for a new catalog not written yet.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.read_from
+    }
+
     /// Writes the catalog into `sink`, reading each entry again from `file` (the catalog file it was read
     /// from; `None` for a new catalog): entries for which `removed` is true are left out, every other one is
     /// given to `edit`, and `added` new entries made by `new_entry` are appended to the top-level entries.
+    /// Once written, [`StreamedCatalog::fingerprint`] is that of what `sink` received.
     pub fn write(
         &mut self,
         file: Option<&mut dyn Read>,
@@ -367,6 +404,8 @@ impl StreamedCatalog {
         if self.read_from.is_some() != file.is_some() {
             return Err(WriteError::Changed);
         }
+        let mut written = FingerprintingWriter { inner: sink, hasher: Xxh3::new(), len: 0 };
+        let sink: &mut dyn Write = &mut written;
         if added > 0 {
             let cat = self.frame.cat().to_string();
             let name = format!("{cat}entries");
@@ -443,6 +482,7 @@ impl StreamedCatalog {
             }
         }
         sink.write_all(out.as_bytes())?;
+        self.read_from = Some((written.len, written.hasher.digest128()));
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::CatalogKind;
-use crate::model::catalog_stream::{StreamedCatalog, WriteError};
+use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
 pub use crate::model::digest::Algorithm;
 pub use crate::model::digest::Hasher;
 #[cfg(target_os = "wasi")]
@@ -217,6 +217,8 @@ struct Plan {
     added: Vec<(String, u64, Option<String>)>,
     /// Entries whose files are gone, by number.
     gone: Vec<u32>,
+    /// Entries kept without a file to match (gone without `delete`, or not to be touched).
+    unmatched: usize,
 }
 
 impl Job<'_> {
@@ -261,11 +263,21 @@ impl Job<'_> {
             return Ok(());
         }
         let writing = self.req.mode == Mode::Apply;
+        let existing = found.pop().map(|name| folder.join(&name)).transpose()?;
+        if let Some(trust) = &mut self.unchanged {
+            let path = match &existing {
+                Some(path) => path.clone(),
+                None => folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?,
+            };
+            trust.stamps = unchanged::Stamps::read(self.tree, &path)?;
+            if existing.is_some() && self.unchanged_as_stamped(report, &path)? {
+                return Ok(());
+            }
+        }
         // 2. The entries, indexed by the relative path they stand for, as the catalog is read.
         let mut index = Index::default();
-        let (catalog_path, mut catalog) = match found.pop() {
-            Some(name) => {
-                let path = folder.join(&name)?;
+        let (catalog_path, mut catalog) = match existing {
+            Some(path) => {
                 let file = self.tree.open(&path)?;
                 let cat = StreamedCatalog::read(file, &mut |head| index.add(head, folder)).map_err(|e| {
                     Error::Corrupt(format!("catalog {path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
@@ -297,10 +309,6 @@ impl Job<'_> {
         catalog: &mut StreamedCatalog,
         mut index: Index,
     ) -> Result<()> {
-        // The unchanged-data stamp, if trusted.
-        if let Some(trust) = &mut self.unchanged {
-            trust.stamps = unchanged::Stamps::read(self.tree, catalog_path)?;
-        }
         // 4. Walk the folder.
         let mut files = Vec::new();
         if let Some(second) = self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut report.skipped)? {
@@ -323,15 +331,83 @@ impl Job<'_> {
         self.settle(&index, &mut plan, report);
         // 7. Write what changed, then the stamp of what was hashed.
         self.write(report, catalog_path, catalog, &plan)?;
-        self.write_stamp(report, catalog_path)
+        self.write_stamp(report, catalog_path, catalog, &plan)
+    }
+
+    /// With `trust_unchanged`: whether the catalog is byte for byte the one the stamp recorded and every file
+    /// is listed exactly as stamped (none more, none less, nothing skipped). Then the report says so — nothing
+    /// changes, every file trusted — and not one entry was read. Otherwise nothing of this look is kept and
+    /// the refresh goes the whole way.
+    fn unchanged_as_stamped(&mut self, report: &mut ResourceReport, catalog_path: &RelPath) -> Result<bool> {
+        let Some(mark) = self.unchanged.as_ref().and_then(|t| t.stamps.catalog()).cloned() else { return Ok(false) };
+        let file = self.tree.open(catalog_path)?;
+        let fingerprint = fingerprint_of(file).map_err(|e| Error::io(catalog_path.as_str(), &e))?;
+        if !mark.is(fingerprint) {
+            return Ok(false);
+        }
+        // The owner's statistics may be written: under the refresh lock, as always.
+        let lock = if self.req.mode == Mode::Apply && self.options.populate_stats {
+            Some(self.lock(catalog_path)?)
+        } else {
+            None
+        };
+        let result = self.files_as_stamped(catalog_path, mark.file_count).and_then(|trusted| match trusted {
+            Some(n) => {
+                report.catalog = catalog_path.as_str().to_string();
+                report.trusted = n;
+                (report.file_count, report.file_size) = (mark.file_count, mark.file_size);
+                self.stats_and_outcome(report, catalog_path, false, false).map(|()| true)
+            }
+            None => Ok(false),
+        });
+        if let Some(lock) = lock {
+            lock.release()?;
+        }
+        if !matches!(result, Ok(true)) {
+            self.temps.clear();
+            if let Some(trust) = &mut self.unchanged {
+                trust.listed.clear();
+            }
+        }
+        result
+    }
+
+    /// How many files the walk finds, when each is listed exactly as stamped and they are all the stamp
+    /// records (`count` of them) with nothing else beside them; `None` otherwise.
+    fn files_as_stamped(&mut self, catalog_path: &RelPath, count: u64) -> Result<Option<u64>> {
+        let (mut files, mut skipped) = (Vec::new(), Vec::new());
+        if self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut skipped)?.is_some() || !skipped.is_empty() {
+            return Ok(None);
+        }
+        let Some(trust) = &self.unchanged else { return Ok(None) };
+        let same = files.len() as u64 == count
+            && trust.stamps.len() == files.len()
+            && files.iter().all(|(rel, kind)| {
+                matches!(kind, Kind::File { .. }) && trust.stamps.listed_as_stamped(rel, trust.listed.get(rel))
+            });
+        Ok(same.then_some(count))
     }
 
     /// With `trust_unchanged`, in apply mode: records what the files look like now, with their digests, unless
     /// every file was trusted from the stamp as it is.
-    fn write_stamp(&mut self, report: &ResourceReport, catalog_path: &RelPath) -> Result<()> {
+    /// The catalog is recorded in the stamp too when its entries are exactly the stamped files.
+    fn write_stamp(
+        &mut self,
+        report: &ResourceReport,
+        catalog_path: &RelPath,
+        catalog: &StreamedCatalog,
+        plan: &Plan,
+    ) -> Result<()> {
         let Some(trust) = &self.unchanged else { return Ok(()) };
+        let exact = report.skipped.is_empty() && plan.unmatched == 0 && trust.digests.len() as u64 == report.file_count;
+        let mark = catalog
+            .fingerprint()
+            .filter(|_| exact)
+            .map(|fp| unchanged::CatalogMark::new(fp, report.file_count, report.file_size));
         if self.req.mode != Mode::Apply
-            || (report.trusted as usize == trust.digests.len() && trust.stamps.len() == trust.digests.len())
+            || (report.trusted as usize == trust.digests.len()
+                && trust.stamps.len() == trust.digests.len()
+                && trust.stamps.catalog() == mark.as_ref())
         {
             return Ok(());
         }
@@ -340,7 +416,7 @@ impl Job<'_> {
             .digests
             .iter()
             .filter_map(|(rel, digest)| Some((rel.as_str(), trust.listed.get(rel)?, digest.as_str())));
-        unchanged::Stamps::write(self.tree, catalog_path, now_ns, files)
+        unchanged::Stamps::write(self.tree, catalog_path, now_ns, files, mark)
     }
 
     /// Decides which entries the files found change and which files the catalog lacks (nothing is changed
@@ -448,12 +524,12 @@ impl Job<'_> {
                     count += 1;
                     size += len;
                 }
-                Seen::Untouchable => {}
+                Seen::Untouchable => plan.unmatched += 1,
                 Seen::No if self.options.delete => {
                     plan.gone.push(ix.entry);
                     report.removed.push(key.to_string());
                 }
-                Seen::No => {}
+                Seen::No => plan.unmatched += 1,
             }
         }
         for (_, len, _) in &plan.added {
@@ -511,6 +587,19 @@ impl Job<'_> {
             })?;
             wrote = true;
         }
+        self.stats_and_outcome(report, catalog_path, wrote, catalog_changed)
+    }
+
+    /// With `populate_stats`, the owner's statistics; then the report's outcome, given whether the catalog
+    /// was written and whether it changed.
+    fn stats_and_outcome(
+        &self,
+        report: &mut ResourceReport,
+        catalog_path: &RelPath,
+        mut wrote: bool,
+        catalog_changed: bool,
+    ) -> Result<()> {
+        let writing = self.req.mode == Mode::Apply;
         let mut stats_changed = false;
         if self.options.populate_stats
             && let Some(owner) = &self.dir.owner
@@ -931,6 +1020,105 @@ mod tests {
         let r = refresh_with(true, Mode::Apply);
         assert_eq!(r.mismatches.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(), ["a.txt"], "{r:?}");
         assert!(fs::read_to_string(&cat_path).unwrap().contains("5d41402abc4b2a76b9719d911017c592"));
+    }
+
+    /// Counts the progress phases begun: a refresh that goes the whole way begins one per resource.
+    #[derive(Default)]
+    struct Phases(usize);
+
+    impl Progress for Phases {
+        fn begin(&mut self, _: &str, _: u64) {
+            self.0 += 1;
+        }
+        fn advance(&mut self, _: u64) {}
+        fn end(&mut self) {}
+    }
+
+    #[test]
+    fn a_catalog_and_files_exactly_as_stamped_are_known_unchanged_without_reading_an_entry() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "sub/b.txt", b"world");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let opts = Options { append: true, checksum: true, delete: true, ..Default::default() };
+        let refresh_with = |mode: Mode| {
+            let req = Request {
+                resources: vec![URI.into()],
+                options: opts,
+                mode,
+                trust_unchanged: true,
+                ..Default::default()
+            };
+            let mut phases = Phases::default();
+            let r = refresh(&tree, &req, &mut Hasher::default(), &mut phases).unwrap().pop().unwrap();
+            (r, phases.0)
+        };
+        let (first, _) = refresh_with(Mode::Apply);
+        assert_eq!((first.outcome, first.added.len()), (Outcome::Written, 2));
+        // The catalog was written, its entries are exactly the two files: the stamp records it.
+        for mode in [Mode::Apply, Mode::DryRun] {
+            let (again, phases) = refresh_with(mode);
+            assert_eq!(
+                (&again.outcome, again.trusted, again.file_count, again.file_size),
+                (&Outcome::Unchanged, 2, 2, 10)
+            );
+            assert_eq!(phases, 0, "nothing was read or hashed: {again:?}");
+        }
+        let cat_path = d.path().join(RES).join("R_catalog.xml");
+        let catalog = fs::read(&cat_path).unwrap();
+
+        // Any byte of the catalog changed (here a harmless comment): the whole way, same outcome.
+        let mut edited = catalog.clone();
+        edited.extend_from_slice(b"<!-- -->");
+        fs::write(&cat_path, &edited).unwrap();
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!((&r.outcome, r.trusted, phases), (&Outcome::Unchanged, 2, 1), "{r:?}");
+        fs::write(&cat_path, &catalog).unwrap();
+        assert_eq!(refresh_with(Mode::DryRun).1, 0, "the same bytes again");
+
+        // A file more, a file gone, a file whose listing differs, something skipped: the whole way.
+        put(d.path(), "c.txt", b"new");
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!((r.added.len(), phases), (1, 1), "{r:?}");
+        fs::remove_file(d.path().join(RES).join("c.txt")).unwrap();
+        let b = d.path().join(RES).join("sub/b.txt");
+        fs::rename(&b, d.path().join("b.txt")).unwrap();
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!((r.removed.len(), phases), (1, 1), "{r:?}");
+        fs::rename(d.path().join("b.txt"), &b).unwrap();
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!(
+            (&r.outcome, r.trusted, phases),
+            (&Outcome::Unchanged, 1, 1),
+            "moved back: a new change time: {r:?}"
+        );
+        let mtime = fs::metadata(&b).unwrap().modified().unwrap();
+        fs::write(&b, b"WORLD").unwrap();
+        fs::File::options().write(true).open(&b).unwrap().set_modified(mtime).unwrap();
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!((r.mismatches.len(), phases), (1, 1), "{r:?}");
+        fs::write(&b, b"world").unwrap();
+        std::os::unix::fs::symlink("a.txt", d.path().join(RES).join("link")).unwrap();
+        let (r, phases) = refresh_with(Mode::DryRun);
+        assert_eq!((r.skipped.len(), phases), (1, 1), "{r:?}");
+    }
+
+    #[test]
+    fn a_catalog_with_entries_beyond_its_files_is_not_recorded_in_the_stamp() {
+        let (d, tree) = site();
+        put(d.path(), "a.txt", b"hello");
+        put(d.path(), "gone.txt", b"bye");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let opts = Options { append: true, checksum: true, ..Default::default() };
+        let req = Request { resources: vec![URI.into()], options: opts, trust_unchanged: true, ..Default::default() };
+        refresh(&tree, &req, &mut Hasher::default(), &mut NoProgress).unwrap();
+        fs::remove_file(d.path().join(RES).join("gone.txt")).unwrap();
+        // Without `delete` the entry of gone.txt stays: the catalog is more than the stamped files.
+        refresh(&tree, &req, &mut Hasher::default(), &mut NoProgress).unwrap();
+        let mut phases = Phases::default();
+        let with_delete = Request { options: Options { delete: true, ..opts }, ..req.clone() };
+        let r = refresh(&tree, &with_delete, &mut Hasher::default(), &mut phases).unwrap().pop().unwrap();
+        assert_eq!((r.removed.as_slice(), phases.0), (["gone.txt".to_string()].as_slice(), 1), "{r:?}");
     }
 
     #[test]

@@ -9,11 +9,19 @@
 //!
 //! * a content change that keeps the size and all three recorded facts: a rewrite in place whose tool sets
 //!   the modification time back, on a runtime that reports no status-change time that moves with writes
-//!   (wasmtime reports the birth time there; natively the ctime is used, which no tool can set back);
+//!   (wasmtime's own `stat` reports the birth time there, which is what a host without WIT `listings`
+//!   gives; the host's listings and native code give the ctime, which no tool can set back);
 //! * changes made within two seconds before the stamp was written (file systems with coarse timestamps
 //!   could show them unchanged): such files are left out of the stamp and hashed next time;
 //! * silent corruption of the storage itself (bit rot): only `verify`, which never trusts the stamp, reads
 //!   every byte again.
+//!
+//! When the catalog's entries are exactly the stamped files (no entry without its file, no file without its
+//! entry, nothing skipped), the header also records the catalog itself: its length and XXH3-128 fingerprint
+//! over every byte, and its file count and size. A refresh that finds the catalog byte for byte as recorded
+//! and every file listed exactly as stamped knows the outcome without reading a single entry: nothing
+//! changes. The catalog is compared by content, not by its times, so any edit of it, in place or not, at any
+//! moment, is seen.
 //!
 //! The stamp lives beside the catalog as `.~lock-<catalog>.stamp`: XNAT 1.8.3+ and this refresh leave
 //! `.~lock-*` names out of catalogs, so the stamp is never cataloged by either. It is JSON Lines (a header,
@@ -28,12 +36,37 @@ use serde::{Deserialize, Serialize};
 const SETTLE_NS: u64 = 2_000_000_000;
 
 const FORMAT: &str = "xnat-archive unchanged-data stamp";
-const VERSION: u32 = 1;
+/// Version 2 added the catalog's mark; a version 1 stamp still reads (it has none).
+const VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
     format: String,
     version: u32,
+    #[serde(default)]
+    catalog: Option<CatalogMark>,
+}
+
+/// The catalog as the stamp saw it, recorded only when its entries were exactly the stamped files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct CatalogMark {
+    /// The catalog file's length and XXH3-128 fingerprint (32 hex digits).
+    pub len: u64,
+    pub xxh3: String,
+    /// Its entries' count and total size, as the refresh reports them.
+    pub file_count: u64,
+    pub file_size: u64,
+}
+
+impl CatalogMark {
+    pub(super) fn new((len, xxh3): crate::model::catalog_stream::Fingerprint, file_count: u64, file_size: u64) -> Self {
+        CatalogMark { len, xxh3: format!("{xxh3:032x}"), file_count, file_size }
+    }
+
+    /// Whether a catalog of this length and fingerprint is the one recorded.
+    pub(super) fn is(&self, (len, xxh3): crate::model::catalog_stream::Fingerprint) -> bool {
+        self.len == len && self.xxh3 == format!("{xxh3:032x}")
+    }
 }
 
 /// One file's line: its path, the fields of its [`FileStamp`] side by side, and its digest. (Spelled out
@@ -63,6 +96,7 @@ impl Line {
 #[derive(Default)]
 pub(super) struct Stamps {
     by_path: HashMap<String, (FileStamp, String)>,
+    catalog: Option<CatalogMark>,
 }
 
 /// Where the stamp of `catalog` lives.
@@ -82,30 +116,48 @@ impl Stamps {
         self.by_path.len()
     }
 
+    /// The catalog as recorded, when it was.
+    pub(super) fn catalog(&self) -> Option<&CatalogMark> {
+        self.catalog.as_ref()
+    }
+
     /// Whether `rel`, listed now as `now` and cataloged with digest `stored`, is the file the stamp recorded.
     pub(super) fn unchanged(&self, rel: &str, now: Option<&FileStamp>, stored: &str) -> bool {
-        let (Some(now), Some((then, digest))) = (now, self.by_path.get(rel)) else { return false };
-        now.modified_ns.is_some() && now.identity.is_some() && now == then && digest == stored
+        self.by_path.get(rel).is_some_and(|(_, digest)| digest == stored) && self.listed_as_stamped(rel, now)
+    }
+
+    /// Whether `rel`, listed now as `now`, is the file the stamp recorded (its digest then being the one the
+    /// stamp holds).
+    pub(super) fn listed_as_stamped(&self, rel: &str, now: Option<&FileStamp>) -> bool {
+        let (Some(now), Some((then, _))) = (now, self.by_path.get(rel)) else { return false };
+        now.modified_ns.is_some() && now.identity.is_some() && now == then
     }
 
     /// Writes the stamp of `files` (path, what the listing showed, the digest now stored), leaving out files
-    /// changed less than two seconds before `now_ns` or whose listing lacks a time or an identity.
+    /// changed less than two seconds before `now_ns` or whose listing lacks a time or an identity; with the
+    /// catalog's `mark` only when no file was left out.
     pub(super) fn write<'a>(
         tree: &Tree,
         catalog: &RelPath,
         now_ns: u64,
         files: impl Iterator<Item = (&'a str, &'a FileStamp, &'a str)>,
+        mark: Option<CatalogMark>,
     ) -> Result<()> {
         let settled = |t: Option<u64>| t.is_some_and(|t| t.saturating_add(SETTLE_NS) <= now_ns);
-        let mut out = line(&Header { format: FORMAT.into(), version: VERSION });
+        let (mut lines, mut left_out) = (String::new(), false);
         for (path, stamp, digest) in files {
             if settled(stamp.modified_ns)
                 && stamp.changed_ns.is_none_or(|c| settled(Some(c)))
                 && stamp.identity.is_some()
             {
-                out.push_str(&line(&Line::new(path, stamp, digest)));
+                lines.push_str(&line(&Line::new(path, stamp, digest)));
+            } else {
+                left_out = true;
             }
         }
+        let header = Header { format: FORMAT.into(), version: VERSION, catalog: mark.filter(|_| !left_out) };
+        let mut out = line(&header);
+        out.push_str(&lines);
         tree.write_atomic(&path(catalog)?, out.as_bytes())
     }
 }
@@ -121,7 +173,7 @@ fn parse(bytes: &[u8]) -> Option<Stamps> {
     let text = std::str::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let header: Header = serde_json::from_str(lines.next()?).ok()?;
-    if header.format != FORMAT || header.version != VERSION || !text.ends_with('\n') {
+    if header.format != FORMAT || !(1..=VERSION).contains(&header.version) || !text.ends_with('\n') {
         return None;
     }
     let mut by_path = HashMap::default();
@@ -130,7 +182,7 @@ fn parse(bytes: &[u8]) -> Option<Stamps> {
         let stamp = line.stamp();
         by_path.insert(line.path, (stamp, line.digest));
     }
-    Some(Stamps { by_path })
+    Some(Stamps { by_path, catalog: header.catalog })
 }
 
 #[cfg(test)]
@@ -173,7 +225,7 @@ mod tests {
         let now = 100 * SETTLE_NS;
         let (old, fresh) = (stamp(5, SETTLE_NS), stamp(5, now - 1));
         let files = [("a", &old, "d1"), ("b c/ü\nx", &old, "d2"), ("new", &fresh, "d3")];
-        Stamps::write(&tree, &cat, now, files.into_iter()).unwrap();
+        Stamps::write(&tree, &cat, now, files.into_iter(), None).unwrap();
         let s = Stamps::read(&tree, &cat).unwrap();
         assert!(s.unchanged("a", Some(&old), "d1"));
         assert!(s.unchanged("b c/ü\nx", Some(&old), "d2"));

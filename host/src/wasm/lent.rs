@@ -1,0 +1,23 @@
+//! A folder the component lends the host for one call (WIT `digests`, `listings`): its descriptor, looked up
+//! in the instance's own resource table, becomes a capability of the host's for that call only.
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::OpenMode;
+use wasmtime_wasi::filesystem::Descriptor;
+
+/// The lent folder as a capability of its own (a duplicate of its descriptor), if it was opened for reading.
+pub(crate) fn readable_folder(
+    table: &ResourceTable,
+    folder: &Resource<Descriptor>,
+) -> Result<cap_std::fs::Dir, String> {
+    match table.get(folder) {
+        Ok(Descriptor::Dir(d)) if d.open_mode.contains(OpenMode::READ) => d
+            .dir
+            .try_clone()
+            .map(cap_std::fs::Dir::from_std_file)
+            .map_err(|e| format!("the folder cannot be used: {e}")),
+        Ok(Descriptor::Dir(_)) => Err("the folder was not opened for reading".into()),
+        Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
+        Err(e) => Err(format!("not a descriptor of this instance ({e})")),
+    }
+}
