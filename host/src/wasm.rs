@@ -5,6 +5,7 @@
 //! Not for the values callers exchange with the component (`crate::library`) nor for HTTP (`crate::serve`,
 //! which builds its engine with [`engine`] too).
 
+pub(crate) mod compiled;
 pub(crate) mod digests;
 pub(crate) mod engine;
 pub mod grant;

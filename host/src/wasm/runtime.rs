@@ -61,7 +61,7 @@ impl Runtime {
     pub fn new() -> anyhow::Result<Runtime> {
         static COMPILED: OnceLock<Result<Component, Shared>> = OnceLock::new();
         let compiled = COMPILED.get_or_init(|| {
-            let component = engine().and_then(|engine| Ok(Component::new(engine, COMPONENT)?));
+            let component = engine().and_then(|engine| Ok(super::compiled::component(engine, COMPONENT)?));
             component.map_err(|e| Shared(Arc::new(e)))
         });
         let component = compiled.as_ref().map_err(|e| {

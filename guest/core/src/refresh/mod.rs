@@ -264,14 +264,18 @@ impl Job<'_> {
         }
         let writing = self.req.mode == Mode::Apply;
         let existing = found.pop().map(|name| folder.join(&name)).transpose()?;
-        if let Some(trust) = &mut self.unchanged {
+        if self.unchanged.is_some() {
+            if let Some(path) = &existing
+                && self.unchanged_as_stamped(report, path)?
+            {
+                return Ok(());
+            }
             let path = match &existing {
                 Some(path) => path.clone(),
                 None => folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?,
             };
-            trust.stamps = unchanged::Stamps::read(self.tree, &path)?;
-            if existing.is_some() && self.unchanged_as_stamped(report, &path)? {
-                return Ok(());
+            if let Some(trust) = &mut self.unchanged {
+                trust.stamps = unchanged::Stamps::read(self.tree, &path)?;
             }
         }
         // 2. The entries, indexed by the relative path they stand for, as the catalog is read.
@@ -339,10 +343,10 @@ impl Job<'_> {
     /// changes, every file trusted — and not one entry was read. Otherwise nothing of this look is kept and
     /// the refresh goes the whole way.
     fn unchanged_as_stamped(&mut self, report: &mut ResourceReport, catalog_path: &RelPath) -> Result<bool> {
-        let Some(mark) = self.unchanged.as_ref().and_then(|t| t.stamps.catalog()).cloned() else { return Ok(false) };
+        let Some(mark) = unchanged::Stamps::read_mark(self.tree, catalog_path) else { return Ok(false) };
         let file = self.tree.open(catalog_path)?;
         let fingerprint = fingerprint_of(file).map_err(|e| Error::io(catalog_path.as_str(), &e))?;
-        if !mark.is(fingerprint) {
+        if fingerprint.0 != mark.len {
             return Ok(false);
         }
         // The owner's statistics may be written: under the refresh lock, as always.
@@ -351,7 +355,7 @@ impl Job<'_> {
         } else {
             None
         };
-        let result = self.files_as_stamped(catalog_path, mark.file_count).and_then(|trusted| match trusted {
+        let result = self.files_as_stamped(catalog_path, &mark, fingerprint).and_then(|trusted| match trusted {
             Some(n) => {
                 report.catalog = catalog_path.as_str().to_string();
                 report.trusted = n;
@@ -372,24 +376,28 @@ impl Job<'_> {
         result
     }
 
-    /// How many files the walk finds, when each is listed exactly as stamped and they are all the stamp
-    /// records (`count` of them) with nothing else beside them; `None` otherwise.
-    fn files_as_stamped(&mut self, catalog_path: &RelPath, count: u64) -> Result<Option<u64>> {
+    /// How many files the walk finds, when the catalog (`fingerprint`) is the one `mark` recorded and the files
+    /// are listed exactly as stamped, all of them and nothing beside them; `None` otherwise.
+    fn files_as_stamped(
+        &mut self,
+        catalog_path: &RelPath,
+        mark: &unchanged::CatalogMark,
+        fingerprint: crate::model::catalog_stream::Fingerprint,
+    ) -> Result<Option<u64>> {
         let (mut files, mut skipped) = (Vec::new(), Vec::new());
         if self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut skipped)?.is_some() || !skipped.is_empty() {
             return Ok(None);
         }
         let Some(trust) = &self.unchanged else { return Ok(None) };
-        let same = files.len() as u64 == count
-            && trust.stamps.len() == files.len()
-            && files.iter().all(|(rel, kind)| {
-                matches!(kind, Kind::File { .. }) && trust.stamps.listed_as_stamped(rel, trust.listed.get(rel))
-            });
-        Ok(same.then_some(count))
+        if files.len() as u64 != mark.file_count || files.iter().any(|(_, kind)| !matches!(kind, Kind::File { .. })) {
+            return Ok(None);
+        }
+        let listed = files.iter().map(|(rel, _)| trust.listed.get(rel).map(|stamp| (rel.as_str(), stamp)));
+        let Some(listed) = listed.collect::<Option<Vec<_>>>() else { return Ok(None) };
+        let same = unchanged::listing_fingerprint(listed.into_iter()).is_some_and(|l| mark.is(fingerprint, l));
+        Ok(same.then_some(mark.file_count))
     }
 
-    /// With `trust_unchanged`, in apply mode: records what the files look like now, with their digests, unless
-    /// every file was trusted from the stamp as it is.
     /// The catalog is recorded in the stamp too when its entries are exactly the stamped files.
     fn write_stamp(
         &mut self,
@@ -400,14 +408,15 @@ impl Job<'_> {
     ) -> Result<()> {
         let Some(trust) = &self.unchanged else { return Ok(()) };
         let exact = report.skipped.is_empty() && plan.unmatched == 0 && trust.digests.len() as u64 == report.file_count;
-        let mark = catalog
-            .fingerprint()
-            .filter(|_| exact)
-            .map(|fp| unchanged::CatalogMark::new(fp, report.file_count, report.file_size));
+        let facts = catalog.fingerprint().filter(|_| exact).map(|fp| (fp, report.file_count, report.file_size));
+        // Not written again when every file was trusted as it is, unless the catalog can now be recorded (or
+        // is no longer what was recorded).
+        let recorded = trust.stamps.catalog().map(|m| (m.len, m.xxh3.clone(), m.file_count, m.file_size));
+        let now = facts.map(|((len, xxh3), count, size)| (len, format!("{xxh3:032x}"), count, size));
         if self.req.mode != Mode::Apply
             || (report.trusted as usize == trust.digests.len()
                 && trust.stamps.len() == trust.digests.len()
-                && trust.stamps.catalog() == mark.as_ref())
+                && recorded == now)
         {
             return Ok(());
         }
@@ -416,7 +425,7 @@ impl Job<'_> {
             .digests
             .iter()
             .filter_map(|(rel, digest)| Some((rel.as_str(), trust.listed.get(rel)?, digest.as_str())));
-        unchanged::Stamps::write(self.tree, catalog_path, now_ns, files, mark)
+        unchanged::Stamps::write(self.tree, catalog_path, now_ns, files, facts)
     }
 
     /// Decides which entries the files found change and which files the catalog lacks (nothing is changed

@@ -47,7 +47,9 @@ struct Header {
     catalog: Option<CatalogMark>,
 }
 
-/// The catalog as the stamp saw it, recorded only when its entries were exactly the stamped files.
+/// The catalog as the stamp saw it, recorded only when its entries were exactly the stamped files, with a
+/// fingerprint of those files' listing: a refresh compares the catalog and the listing with this header alone,
+/// without reading the stamp's lines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct CatalogMark {
     /// The catalog file's length and XXH3-128 fingerprint (32 hex digits).
@@ -56,17 +58,37 @@ pub(super) struct CatalogMark {
     /// Its entries' count and total size, as the refresh reports them.
     pub file_count: u64,
     pub file_size: u64,
+    /// [`listing_fingerprint`] of the stamped files (32 hex digits).
+    pub listing: String,
 }
 
-impl CatalogMark {
-    pub(super) fn new((len, xxh3): crate::model::catalog_stream::Fingerprint, file_count: u64, file_size: u64) -> Self {
-        CatalogMark { len, xxh3: format!("{xxh3:032x}"), file_count, file_size }
-    }
+/// What a refresh knew of the catalog when it wrote the stamp: its length and fingerprint, its entries' count
+/// and total size.
+pub(super) type CatalogFacts = (crate::model::catalog_stream::Fingerprint, u64, u64);
 
-    /// Whether a catalog of this length and fingerprint is the one recorded.
-    pub(super) fn is(&self, (len, xxh3): crate::model::catalog_stream::Fingerprint) -> bool {
-        self.len == len && self.xxh3 == format!("{xxh3:032x}")
+impl CatalogMark {
+    /// Whether a catalog of this length and fingerprint, with files listed as `listing`, is the one recorded.
+    pub(super) fn is(&self, (len, xxh3): crate::model::catalog_stream::Fingerprint, listing: u128) -> bool {
+        self.len == len && self.xxh3 == format!("{xxh3:032x}") && self.listing == format!("{listing:032x}")
     }
+}
+
+/// One number for a set of files as a listing showed them, in any order: the wrapping sum of each file's
+/// XXH3-128 over its path and every fact of its stamp. `None` when a file lacks a fact the stamp needs (a
+/// time or its identity): such a listing is never taken as unchanged.
+pub(super) fn listing_fingerprint<'a>(files: impl Iterator<Item = (&'a str, &'a FileStamp)>) -> Option<u128> {
+    let mut sum = 0u128;
+    for (path, stamp) in files {
+        let (Some(modified), Some(identity)) = (stamp.modified_ns, stamp.identity) else { return None };
+        let mut bytes = Vec::with_capacity(path.len() + 48);
+        bytes.extend_from_slice(path.as_bytes());
+        bytes.push(0);
+        for n in [stamp.len, modified, stamp.changed_ns.unwrap_or(u64::MAX), identity.0, identity.1] {
+            bytes.extend_from_slice(&n.to_le_bytes());
+        }
+        sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(&bytes));
+    }
+    Some(sum)
 }
 
 /// One file's line: its path, the fields of its [`FileStamp`] side by side, and its digest. (Spelled out
@@ -121,41 +143,57 @@ impl Stamps {
         self.catalog.as_ref()
     }
 
-    /// Whether `rel`, listed now as `now` and cataloged with digest `stored`, is the file the stamp recorded.
-    pub(super) fn unchanged(&self, rel: &str, now: Option<&FileStamp>, stored: &str) -> bool {
-        self.by_path.get(rel).is_some_and(|(_, digest)| digest == stored) && self.listed_as_stamped(rel, now)
+    /// The catalog as the stamp beside `catalog` recorded it, from the stamp's first line alone; `None` when
+    /// there is no stamp, it cannot be read or it recorded no catalog.
+    pub(super) fn read_mark(tree: &Tree, catalog: &RelPath) -> Option<CatalogMark> {
+        use std::io::BufRead;
+        let mut first = String::new();
+        std::io::BufReader::new(tree.open(&path(catalog).ok()?).ok()?).read_line(&mut first).ok()?;
+        let header: Header = serde_json::from_str(first.trim_end()).ok()?;
+        (header.format == FORMAT && header.version == VERSION).then_some(header.catalog).flatten()
     }
 
-    /// Whether `rel`, listed now as `now`, is the file the stamp recorded (its digest then being the one the
-    /// stamp holds).
-    pub(super) fn listed_as_stamped(&self, rel: &str, now: Option<&FileStamp>) -> bool {
-        let (Some(now), Some((then, _))) = (now, self.by_path.get(rel)) else { return false };
-        now.modified_ns.is_some() && now.identity.is_some() && now == then
+    /// Whether `rel`, listed now as `now` and cataloged with digest `stored`, is the file the stamp recorded.
+    pub(super) fn unchanged(&self, rel: &str, now: Option<&FileStamp>, stored: &str) -> bool {
+        let (Some(now), Some((then, digest))) = (now, self.by_path.get(rel)) else { return false };
+        now.modified_ns.is_some() && now.identity.is_some() && now == then && digest == stored
     }
 
     /// Writes the stamp of `files` (path, what the listing showed, the digest now stored), leaving out files
     /// changed less than two seconds before `now_ns` or whose listing lacks a time or an identity; with the
-    /// catalog's `mark` only when no file was left out.
+    /// catalog's mark (from `catalog`, when the caller found its entries to be exactly `files`) only when no
+    /// file was left out.
     pub(super) fn write<'a>(
         tree: &Tree,
         catalog: &RelPath,
         now_ns: u64,
         files: impl Iterator<Item = (&'a str, &'a FileStamp, &'a str)>,
-        mark: Option<CatalogMark>,
+        facts: Option<CatalogFacts>,
     ) -> Result<()> {
         let settled = |t: Option<u64>| t.is_some_and(|t| t.saturating_add(SETTLE_NS) <= now_ns);
-        let (mut lines, mut left_out) = (String::new(), false);
+        let (mut lines, mut left_out, mut stamped) = (String::new(), false, Vec::new());
         for (path, stamp, digest) in files {
             if settled(stamp.modified_ns)
                 && stamp.changed_ns.is_none_or(|c| settled(Some(c)))
                 && stamp.identity.is_some()
             {
                 lines.push_str(&line(&Line::new(path, stamp, digest)));
+                stamped.push((path, stamp));
             } else {
                 left_out = true;
             }
         }
-        let header = Header { format: FORMAT.into(), version: VERSION, catalog: mark.filter(|_| !left_out) };
+        let mark = facts.filter(|_| !left_out).and_then(|((len, xxh3), file_count, file_size)| {
+            let listing = listing_fingerprint(stamped.into_iter())?;
+            Some(CatalogMark {
+                len,
+                xxh3: format!("{xxh3:032x}"),
+                file_count,
+                file_size,
+                listing: format!("{listing:032x}"),
+            })
+        });
+        let header = Header { format: FORMAT.into(), version: VERSION, catalog: mark };
         let mut out = line(&header);
         out.push_str(&lines);
         tree.write_atomic(&path(catalog)?, out.as_bytes())
