@@ -1,6 +1,6 @@
 ;; A no-op implementation of the library's own imports, xnat:archive/progress, xnat:archive/holders,
-;; xnat:archive/digests and xnat:archive/listings, to be composed into the components for hosts that cannot provide them (the wasmtime
-;; CLI: `run` and `serve`). See README.md.
+;; xnat:archive/digests and xnat:archive/listings, to be composed into the components for hosts that cannot
+;; provide them (the wasmtime CLI: `run` and `serve`). See README.md.
 ;;
 ;; Strings passed in (`begin`'s phase, `alive`'s instance) are copied by the canonical ABI into this module's
 ;; memory through `cabi_realloc`: every one lands at address 64 (memory grows when one does not fit) and is

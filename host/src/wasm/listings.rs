@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::filesystem::Descriptor;
 
-/// Folders with more entries than this are looked at on several threads.
+/// Each thread looks at this many entries at least: folders of twice as many or more are split between threads.
 const PARALLEL_FROM: usize = 512;
 
 /// Every entry of the folder at `path` beneath the lent `folder`, in the order the file system gives them.

@@ -124,8 +124,9 @@ pub enum Kind {
 
 /// What a listing can tell of a regular file to show, next time, that it has not changed: its size, its
 /// modification time, its status-change time as the runtime reports it (natively and from the host's listings
-/// the inode's ctime, which no tool can set back; wasmtime's own `stat` reports the birth time there) and its identity (device and inode, or the
-/// runtime's hash of them). `None` where the platform gives nothing: such a file is never taken as unchanged.
+/// the inode's ctime, which no tool can set back; wasmtime's own `stat` reports the birth time there) and its
+/// identity (device and inode, or the runtime's hash of them). `None` where the platform gives nothing: such a
+/// file is never taken as unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
     pub len: u64,

@@ -4,10 +4,11 @@
 //! keep up to date. We keep no database: every row is derived from disk. This table makes that cheap. It
 //! remembers, per session, what the row shows from its document (date, time, subject, name, UID, visit,
 //! protocol, and the status the document implies) together with the document's stamp (size, modification
-//! time, status-change time — the ctime from the host's listings, the birth time from wasmtime's own `stat` — as the listing of the timestamp folder saw
-//! them). A row is taken from the table only while the document's stamp is exactly the remembered one;
-//! anything else reads the document again. The stamp comes from the listing of the timestamp folder, which
-//! the listing reads anyway, so a remembered row costs no look at the document at all.
+//! time, status-change time — the ctime from the host's listings, the birth time from wasmtime's own
+//! `stat` — as the listing of the timestamp folder saw them). A row is taken from the table only while the
+//! document's stamp is exactly the remembered one; anything else reads the document again. The stamp comes
+//! from the listing of the timestamp folder, which the listing reads anyway, so a remembered row costs no look
+//! at the document at all.
 //!
 //! What it cannot see: a document rewritten in place with the same size whose modification time is then
 //! set back to exactly the old one (nanoseconds), without changing its inode's times. A document changed
