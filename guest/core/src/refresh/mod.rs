@@ -263,36 +263,27 @@ impl Job<'_> {
             return Ok(());
         }
         let writing = self.req.mode == Mode::Apply;
-        let existing = found.pop().map(|name| folder.join(&name)).transpose()?;
-        if self.unchanged.is_some() {
-            if let Some(path) = &existing
-                && self.unchanged_as_stamped(report, path)?
-            {
-                return Ok(());
-            }
-            let path = match &existing {
-                Some(path) => path.clone(),
-                None => folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?,
-            };
-            if let Some(trust) = &mut self.unchanged {
-                trust.stamps = unchanged::Stamps::read(self.tree, &path)?;
-            }
+        // The catalog found, or the one a refresh makes (`<ID>_catalog.xml`).
+        let (catalog_path, exists) = match found.pop() {
+            Some(name) => (folder.join(&name)?, true),
+            None => (folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?, false),
+        };
+        if self.unchanged.is_some() && exists && self.unchanged_as_stamped(report, &catalog_path)? {
+            return Ok(());
+        }
+        if let Some(trust) = &mut self.unchanged {
+            trust.stamps = unchanged::Stamps::read(self.tree, &catalog_path)?;
         }
         // 2. The entries, indexed by the relative path they stand for, as the catalog is read.
         let mut index = Index::default();
-        let (catalog_path, mut catalog) = match existing {
-            Some(path) => {
-                let file = self.tree.open(&path)?;
-                let cat = StreamedCatalog::read(file, &mut |head| index.add(head, folder)).map_err(|e| {
-                    Error::Corrupt(format!("catalog {path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
-                })?;
-                (path, cat)
-            }
-            None => {
-                let path = folder.join(&format!("{}_catalog.xml", self.dir.catalog_id))?;
-                report.catalog_created = true;
-                (path, StreamedCatalog::new(CatalogKind::Plain, &self.dir.catalog_id))
-            }
+        let mut catalog = if exists {
+            let file = self.tree.open(&catalog_path)?;
+            StreamedCatalog::read(file, &mut |head| index.add(head, folder)).map_err(|e| {
+                Error::Corrupt(format!("catalog {catalog_path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
+            })?
+        } else {
+            report.catalog_created = true;
+            StreamedCatalog::new(CatalogKind::Plain, &self.dir.catalog_id)
         };
         report.catalog = catalog_path.as_str().to_string();
         report.skipped.append(&mut index.skipped);
@@ -411,12 +402,14 @@ impl Job<'_> {
         let facts = catalog.fingerprint().filter(|_| exact).map(|fp| (fp, report.file_count, report.file_size));
         // Not written again when every file was trusted as it is, unless the catalog can now be recorded (or
         // is no longer what was recorded).
-        let recorded = trust.stamps.catalog().map(|m| (m.len, m.xxh3.clone(), m.file_count, m.file_size));
-        let now = facts.map(|((len, xxh3), count, size)| (len, format!("{xxh3:032x}"), count, size));
+        let same_mark = match (trust.stamps.catalog(), &facts) {
+            (Some(mark), Some(facts)) => mark.records(facts),
+            (recorded, now) => recorded.is_none() && now.is_none(),
+        };
         if self.req.mode != Mode::Apply
             || (report.trusted as usize == trust.digests.len()
                 && trust.stamps.len() == trust.digests.len()
-                && recorded == now)
+                && same_mark)
         {
             return Ok(());
         }

@@ -68,8 +68,14 @@ pub(super) type CatalogFacts = (crate::model::catalog_stream::Fingerprint, u64, 
 
 impl CatalogMark {
     /// Whether a catalog of this length and fingerprint, with files listed as `listing`, is the one recorded.
-    pub(super) fn is(&self, (len, xxh3): crate::model::catalog_stream::Fingerprint, listing: u128) -> bool {
-        self.len == len && self.xxh3 == format!("{xxh3:032x}") && self.listing == format!("{listing:032x}")
+    pub(super) fn is(&self, fingerprint: crate::model::catalog_stream::Fingerprint, listing: u128) -> bool {
+        self.records(&(fingerprint, self.file_count, self.file_size)) && self.listing == format!("{listing:032x}")
+    }
+
+    /// Whether this mark records a catalog with these facts (the listing aside).
+    pub(super) fn records(&self, &((len, xxh3), file_count, file_size): &CatalogFacts) -> bool {
+        (self.len, self.file_count, self.file_size) == (len, file_count, file_size)
+            && self.xxh3 == format!("{xxh3:032x}")
     }
 }
 
