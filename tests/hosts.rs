@@ -348,7 +348,7 @@ fn component_with_noop_imports(wasm_tools: &Path) -> PathBuf {
     tool(&["compose", component().to_str().unwrap(), "-d", "noop.wasm", "-o", plugged.to_str().unwrap()]);
     let out = tool(&["component", "wit", plugged.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&out.stdout);
-    for import in ["progress", "holders", "digests"] {
+    for import in ["progress", "holders", "digests", "listings", "renames"] {
         assert!(!printed.contains(&format!("import xnat:archive/{import}")), "still imports {import}:\n{printed}");
     }
     assert!(printed.contains("export xnat:archive/catalogs@0.1.0;"), "{printed}");

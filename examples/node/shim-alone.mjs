@@ -61,6 +61,12 @@ const imports = {
       throw new Error('listings.listFolder was called, but this host answered that it does not provide it');
     },
   },
+  'xnat:archive/renames': {
+    renames: () => false,
+    renameFiles: () => {
+      throw new Error('renames.renameFiles was called, but this host answered that it does not provide it');
+    },
+  },
   'xnat:archive/types': {},
 };
 const x = await instantiate(async (path) => WebAssembly.compile(await readFile(join(generated, path))), imports);

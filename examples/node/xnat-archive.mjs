@@ -187,6 +187,9 @@ export class XnatArchive {
       // through wasi:filesystem and never calls `listFolder` (were it called, it would throw, never pass for
       // an empty folder).
       'xnat:archive/listings': { lists: () => false, listFolder: neverCalled('listings.listFolder') },
+      // Renames made by the host: this one does not (`renames` is false), so the component moves files
+      // through wasi:filesystem and never calls `renameFiles`.
+      'xnat:archive/renames': { renames: () => false, renameFiles: neverCalled('renames.renameFiles') },
       'xnat:archive/types': {}, // an interface of types only: nothing to provide
     };
     const exports = await this.#instantiate((path) => this.#module(path), imports);

@@ -132,6 +132,12 @@ class XnatArchive:
             with root.add_instance(f"{PACKAGE}/listings@{VERSION}") as l:
                 l.add_func("lists", lambda _store: False)
                 l.add_func("list-folder", _never_called("listings.list-folder"))
+            # `renames` lets a host move many files in one call, never replacing one. This host does not
+            # (`renames` is False): the component moves them through wasi:filesystem and never calls
+            # `rename-files`.
+            with root.add_instance(f"{PACKAGE}/renames@{VERSION}") as r:
+                r.add_func("renames", lambda _store: False)
+                r.add_func("rename-files", _never_called("renames.rename-files"))
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

@@ -1,5 +1,5 @@
 ;; A no-op implementation of the library's own imports, xnat:archive/progress, xnat:archive/holders,
-;; xnat:archive/digests and xnat:archive/listings, to be composed into the components for hosts that cannot
+;; xnat:archive/digests, xnat:archive/listings and xnat:archive/renames, to be composed into the components for hosts that cannot
 ;; provide them (the wasmtime CLI: `run` and `serve`). See README.md.
 ;;
 ;; Strings passed in (`begin`'s phase, `alive`'s instance) are copied by the canonical ABI into this module's
@@ -15,10 +15,16 @@
 ;; `lists` answers false too, so the component lists folders through wasi:filesystem and never calls
 ;; `list-folder`; were it called, it would answer `err(unsupported)` (the result at address 16: discriminant 1,
 ;; then error-code 27 at offset 4), which tells the component to list the folder itself.
+;;
+;; `renames` answers false as well, so the component moves files through wasi:filesystem and never calls
+;; `rename-files`; were it called, it would answer `err({index: 0, code: unsupported})` (the result at address
+;; 32: discriminant 1, index 0 at offset 4, error-code 27 at offset 8), which tells the component to move them
+;; itself, after dropping the two folders it was lent.
 (module
   (import "wasi:filesystem/types@0.2.12" "[resource-drop]descriptor" (func $drop_descriptor (param i32)))
   (memory (export "memory") 1)
   (data (i32.const 16) "\01\00\00\00\1b")
+  (data (i32.const 32) "\01\00\00\00\00\00\00\00\1b")
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
     (if (i32.gt_u (i32.add (local.get $size) (i32.const 64)) (i32.mul (memory.size) (i32.const 65536)))
       (then (drop (memory.grow (i32.add (i32.shr_u (local.get $size) (i32.const 16)) (i32.const 1))))))
@@ -39,4 +45,10 @@
     (param $path_len i32) (result i32)
     (call $drop_descriptor (local.get $folder))
     (i32.const 16))
+  (func (export "xnat:archive/renames@0.1.0#renames") (result i32) (i32.const 0))
+  (func (export "xnat:archive/renames@0.1.0#rename-files") (param $source i32) (param $destination i32)
+    (param $pairs_ptr i32) (param $pairs_len i32) (result i32)
+    (call $drop_descriptor (local.get $source))
+    (call $drop_descriptor (local.get $destination))
+    (i32.const 32))
 )

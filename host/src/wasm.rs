@@ -14,4 +14,5 @@ pub(crate) mod lent;
 pub mod limits;
 pub(crate) mod listings;
 pub mod progress;
+pub(crate) mod renames;
 pub mod runtime;

@@ -64,8 +64,8 @@ mod component {
     use xnat_core::fs::tree::Tree;
 
     // The imports besides WASI and wasi:http: the host's knowledge of instances, for locks (D13), its
-    // digests of files and its listings of folders the component opened (the descriptors are the `wasi`
-    // crate's, as xnat-core's).
+    // digests of files, its listings of folders and its renames beneath folders the component opened (the
+    // descriptors are the `wasi` crate's, as xnat-core's).
     wit_bindgen::generate!({
         world: "http-imports",
         path: "../../wit",
@@ -77,8 +77,8 @@ mod component {
             "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
         },
     });
-    use xnat::archive::{digests, holders, listings};
-    use xnat_core::fs::{HostEntry, HostListing};
+    use xnat::archive::{digests, holders, listings, renames};
+    use xnat_core::fs::{HostEntry, HostListing, HostRenames};
     use xnat_core::refresh::{Algorithm, Hasher, HostDigests};
 
     /// The host's folder listings (WIT `listings`).
@@ -98,6 +98,14 @@ mod component {
                     identity: e.identity,
                 })
                 .collect())
+        },
+    };
+
+    /// The host's renames (WIT `renames`).
+    const HOST_RENAMES: HostRenames = HostRenames {
+        renames: renames::renames,
+        rename_files: |source, destination, pairs| {
+            renames::rename_files(source, destination, pairs).map_err(|f| (f.index, f.code))
         },
     };
 
@@ -128,7 +136,9 @@ mod component {
                         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     // Locks taken in the trees name this instance to the host, which can tell when it is gone.
                     let instances = Instances { this: holders::this, alive: holders::alive };
-                    let granted = |path| Tree::new(path).with_instances(instances).with_listing(HOST_LISTING);
+                    let granted = |path| {
+                        Tree::new(path).with_instances(instances).with_listing(HOST_LISTING).with_renames(HOST_RENAMES)
+                    };
                     let mut ctx =
                         Context::from_env(|k| std::env::var(k).ok(), granted(ARCHIVE), granted(PREARCHIVE), now);
                     ctx.hasher = hasher;

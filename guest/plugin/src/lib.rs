@@ -20,10 +20,10 @@ wit_bindgen::generate!({
 
 use exports::xnat::archive::{archive_data, archiver, catalogs, importer, prearchive, validation};
 use xnat::archive::types as wit;
-use xnat::archive::{digests, holders, listings};
+use xnat::archive::{digests, holders, listings, renames};
 use xnat_core::fs::instances::Instances;
 use xnat_core::fs::tree::Tree;
-use xnat_core::fs::{HostEntry, HostListing};
+use xnat_core::fs::{HostEntry, HostListing, HostRenames};
 use xnat_core::import::archive;
 use xnat_core::import::prearchive::{Prearchive, Row, SessionRef};
 use xnat_core::import::request::{Faults, Overwrite, Params};
@@ -36,10 +36,21 @@ struct Plugin;
 
 /// The tree the host granted at `path`. Its locks name this instance to the host (WIT `holders`), so that
 /// the host can say when a lock's instance is gone and the lock may be taken over at once; the host lists its
-/// folders where it offers that (WIT `listings`).
+/// folders and moves files where it offers that (WIT `listings`, `renames`).
 fn granted(path: &str) -> Tree {
-    Tree::new(path).with_instances(Instances { this: holders::this, alive: holders::alive }).with_listing(HOST_LISTING)
+    Tree::new(path)
+        .with_instances(Instances { this: holders::this, alive: holders::alive })
+        .with_listing(HOST_LISTING)
+        .with_renames(HOST_RENAMES)
 }
+
+/// The host's renames (WIT `renames`).
+const HOST_RENAMES: HostRenames = HostRenames {
+    renames: renames::renames,
+    rename_files: |source, destination, pairs| {
+        renames::rename_files(source, destination, pairs).map_err(|f| (f.index, f.code))
+    },
+};
 
 /// The host's folder listings (WIT `listings`).
 const HOST_LISTING: HostListing = HostListing {

@@ -8,7 +8,7 @@ use super::types as public;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "library",
-    // The descriptors the component lends to `digests` and `listings` are wasmtime-wasi's own (see
+    // The descriptors the component lends to `digests`, `listings` and `renames` are wasmtime-wasi's own (see
     // `crate::wasm::lent`).
     with: { "wasi": wasmtime_wasi::p2::bindings::sync },
     require_store_data_send: true,
@@ -18,6 +18,7 @@ pub(crate) use xnat::archive::digests::{self as digests, Host as DigestsHost};
 pub(crate) use xnat::archive::holders::{self as holders, Host as HoldersHost};
 pub(crate) use xnat::archive::listings::{self as listings, Host as ListingsHost};
 pub(crate) use xnat::archive::progress::{self as progress, Host as ProgressHost};
+pub(crate) use xnat::archive::renames::{self as renames, Host as RenamesHost};
 use xnat::archive::types as wit;
 pub(crate) use xnat::archive::types::DigestAlgorithm as WitDigestAlgorithm;
 /// The component's own error, before it becomes the public [`public::Error`].

@@ -33,7 +33,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::tenant::Tenant;
-use crate::library::bindings::{DigestsHost, ListingsHost, WitDigestAlgorithm, digests, holders, listings};
+use crate::library::bindings::{
+    DigestsHost, ListingsHost, RenamesHost, WitDigestAlgorithm, digests, holders, listings, renames,
+};
 use crate::wasm::engine::{self, Stop};
 use crate::wasm::grant::Grant;
 use crate::wasm::instances::Instance;
@@ -104,11 +106,12 @@ impl HttpComponent {
         })?;
         digests::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         listings::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
+        renames::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |state| state)?;
         let pre = linker.instantiate_pre(&component).and_then(ProxyPre::new).map_err(|e| {
             anyhow::Error::from(e).context(
                 "the component is not an HTTP component this host can run (it must export \
-                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http, xnat:archive/holders, xnat:archive/digests and \
-                 xnat:archive/listings)",
+                 wasi:http/incoming-handler and import only WASI 0.2, wasi:http, xnat:archive/holders, xnat:archive/digests, \
+                 xnat:archive/listings and xnat:archive/renames)",
             )
         })?;
         engine::start_ticker(&engine);
@@ -423,6 +426,21 @@ impl ListingsHost for State {
         path: String,
     ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
         crate::wasm::listings::list_folder(&self.table, &folder, &path)
+    }
+}
+
+impl RenamesHost for State {
+    fn renames(&mut self) -> bool {
+        crate::wasm::renames::RENAMES
+    }
+
+    fn rename_files(
+        &mut self,
+        source: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        destination: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<(), renames::RenameFailure> {
+        crate::wasm::renames::rename_files(&self.table, &source, &destination, &pairs)
     }
 }
 

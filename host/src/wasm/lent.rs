@@ -1,9 +1,10 @@
-//! A folder the component lends the host for one call (WIT `digests`, `listings`): its descriptor, looked up
-//! in the instance's own resource table, becomes a capability of the host's for that call only.
+//! A folder the component lends the host for one call (WIT `digests`, `listings`, `renames`): its descriptor,
+//! looked up in the instance's own resource table, becomes a capability of the host's for that call only.
 
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
 
 /// The lent folder as a capability of its own (a duplicate of its descriptor), if it was opened for reading.
 pub(crate) fn readable_folder(
@@ -20,4 +21,27 @@ pub(crate) fn readable_folder(
         Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
         Err(e) => Err(format!("not a descriptor of this instance ({e})")),
     }
+}
+
+/// The lent folder as a capability of its own, if the component may change what is in it (a grant that is not
+/// read-only), as wasmtime's own `rename-at` requires of both its folders.
+pub(crate) fn writable_folder(
+    table: &ResourceTable,
+    folder: &Resource<Descriptor>,
+) -> Result<cap_std::fs::Dir, String> {
+    match table.get(folder) {
+        Ok(Descriptor::Dir(d)) if !d.perms.write_not_permitted() => d
+            .dir
+            .try_clone()
+            .map(cap_std::fs::Dir::from_std_file)
+            .map_err(|e| format!("the folder cannot be used: {e}")),
+        Ok(Descriptor::Dir(_)) => Err("the folder was granted read-only".into()),
+        Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
+        Err(e) => Err(format!("not a descriptor of this instance ({e})")),
+    }
+}
+
+/// The error as wasmtime-wasi reports the same error of its own filesystem calls.
+pub(crate) fn error_code(e: std::io::Error) -> ErrorCode {
+    ErrorCode::from(wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode::from(e))
 }

@@ -10,7 +10,7 @@
 //! reading. Nothing is opened but the folder itself.
 
 use crate::library::bindings::listings::{Datetime, DescriptorType, ErrorCode, ListedEntry};
-use crate::wasm::lent::readable_folder;
+use crate::wasm::lent::{error_code as code, readable_folder};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::OnceLock;
 use wasmtime::component::{Resource, ResourceTable};
@@ -133,11 +133,6 @@ fn metadata_hash(identity: (u64, u64)) -> (u64, u64) {
     identity.hash(&mut hasher);
     let lower = hasher.finish();
     (lower, lower ^ 4614256656552045848u64)
-}
-
-/// The error as wasmtime-wasi reports the same error of its own `open-at` or `read-directory`.
-fn code(e: std::io::Error) -> ErrorCode {
-    ErrorCode::from(wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode::from(e))
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
 use crate::library::bindings::{
-    DigestsHost, HoldersHost, Library, LibraryIndices, ListingsHost, ProgressHost, TypesHost, WitDigestAlgorithm,
-    WitError, digests, holders, listings, progress, types,
+    DigestsHost, HoldersHost, Library, LibraryIndices, ListingsHost, ProgressHost, RenamesHost, TypesHost,
+    WitDigestAlgorithm, WitError, digests, holders, listings, progress, renames, types,
 };
 use crate::library::size::human_size;
 use crate::library::types::{
@@ -96,6 +96,7 @@ impl Runtime {
         holders::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         digests::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         listings::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
+        renames::add_to_linker::<State, HasSelf<State>>(&mut linker, |state| state)?;
         let not_ours = |e: wasmtime::Error| {
             anyhow::Error::from(e).context(
                 "the component does not export xnat:archive's interfaces as this host expects (built for another \
@@ -573,6 +574,21 @@ impl ListingsHost for State {
         path: String,
     ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
         crate::wasm::listings::list_folder(&self.table, &folder, &path)
+    }
+}
+
+impl RenamesHost for State {
+    fn renames(&mut self) -> bool {
+        crate::wasm::renames::RENAMES
+    }
+
+    fn rename_files(
+        &mut self,
+        source: Resource<Descriptor>,
+        destination: Resource<Descriptor>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<(), renames::RenameFailure> {
+        crate::wasm::renames::rename_files(&self.table, &source, &destination, &pairs)
     }
 }
 

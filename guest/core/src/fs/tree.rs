@@ -24,6 +24,9 @@ pub struct Tree {
     /// The host's folder listings, when it offers them.
     #[cfg(target_os = "wasi")]
     listing: Option<super::HostListing>,
+    /// The host's renames, when it offers them.
+    #[cfg(target_os = "wasi")]
+    renames: Option<super::HostRenames>,
 }
 
 /// A relative path inside a [`Tree`]: `/`-separated, no `.`, `..` or empty segments.
@@ -157,6 +160,8 @@ impl Tree {
             instances: None,
             #[cfg(target_os = "wasi")]
             listing: None,
+            #[cfg(target_os = "wasi")]
+            renames: None,
         }
     }
 
@@ -164,6 +169,19 @@ impl Tree {
     #[cfg(target_os = "wasi")]
     pub fn with_listing(self, listing: super::HostListing) -> Tree {
         Tree { listing: Some(listing), ..self }
+    }
+
+    /// The same tree, its files moved by the host where it offers that (WIT `renames`; see
+    /// [`super::HostRenames`]).
+    #[cfg(target_os = "wasi")]
+    pub fn with_renames(self, renames: super::HostRenames) -> Tree {
+        Tree { renames: Some(renames), ..self }
+    }
+
+    /// The host's renames, if it offers them.
+    #[cfg(target_os = "wasi")]
+    pub(crate) fn renames(&self) -> Option<super::HostRenames> {
+        self.renames
     }
 
     /// The same tree, with the host's knowledge of instances for the locks taken in it.

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
-use crate::import::plan::{Plan, plan, plan_again};
+use crate::import::plan::{Plan, plan, plan_again, plan_destination};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
 use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
 use crate::progress::Progress;
@@ -129,10 +129,10 @@ fn record_failure(prearchive: &Prearchive, s: &SessionRef, e: &Error) {
 }
 
 fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {
-    let first = plan(pre, arch, s, params)?;
+    let first = plan_destination(pre, arch, s, params)?;
     decide(&first, params.overwrite)?;
     // The destination is locked too, so that two sessions cannot become one experiment at once; the plan
-    // is made again under that lock.
+    // is made again under that lock, a merge's moves only there (what the archive holds may change until then).
     let arc = first.target.parent();
     arch.create_dir_all(&arc)?;
     let label_lock =
@@ -461,6 +461,87 @@ mod tests {
         let doc2 = SessionDocTest::read(&a.join("MR2.xml"));
         assert_eq!(doc2.attr("ID"), Some("XNAT_E00002"));
         assert_eq!(doc2.text_of("subject_ID"), "XNAT_S00001");
+    }
+
+    /// Every resource's `file_count` and `file_size` in the experiment's document, and what its catalog and
+    /// files on disk give (entries whose file is there, and their bytes).
+    /// A resource's URI, its statistics as written and as on disk.
+    type Written = (String, (u64, u64), (u64, u64));
+
+    fn stats_written_and_on_disk(experiment: &Path, doc: &Path) -> Vec<Written> {
+        fn walk(el: &crate::xml::Element, experiment: &Path, out: &mut Vec<Written>) {
+            if let (Some(uri), Some(count), Some(size)) = (el.attr("URI"), el.attr("file_count"), el.attr("file_size"))
+            {
+                let cat_path = experiment.join(uri);
+                let cat = Catalog::parse(&fs::read(&cat_path).unwrap()).unwrap();
+                let (mut n, mut bytes) = (0, 0);
+                for loc in cat.entry_locs() {
+                    if let Ok(m) = fs::symlink_metadata(cat_path.parent().unwrap().join(cat.entry(&loc).uri().unwrap()))
+                        && m.is_file()
+                    {
+                        n += 1;
+                        bytes += m.len();
+                    }
+                }
+                out.push((uri.to_string(), (count.parse().unwrap(), size.parse().unwrap()), (n, bytes)));
+            }
+            for c in el.elements() {
+                walk(c, experiment, out);
+            }
+        }
+        let doc = crate::model::session::SessionDoc::parse(&fs::read(doc).unwrap()).unwrap();
+        let mut out = Vec::new();
+        walk(doc.root(), experiment, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_statistics_written_are_those_of_the_catalogs_and_files_archived() {
+        let s = site();
+        let (a, doc) = (s.root.join("arch/P/arc001/MR1"), s.root.join("arch/P/arc001/MR1.xml"));
+        let check = |what: &str, resources: usize| {
+            let stats = stats_written_and_on_disk(&a, &doc);
+            assert_eq!(stats.len(), resources, "{what}: {stats:?}");
+            for (uri, written, on_disk) in &stats {
+                assert_eq!(written, on_disk, "{what}: {uri}");
+            }
+        };
+        // New: the session moved whole (its statistics from the checks' look at it).
+        let src = session(
+            &s.root,
+            "P",
+            "20240101_120000000",
+            "MR1",
+            "1.2.3",
+            &[("2", "1.2.3.2", 3), ("3", "1.2.3.3", 2)],
+            "a",
+        );
+        run(&s, &params(&src, Overwrite::None)).unwrap();
+        check("new", 2);
+        // Merged (append): scan 3 gains files under new names (its statistics from the merge), scan 5 is new.
+        let src = session(&s.root, "P", "20240102_120000000", "MR1", "1.2.3", &[("5", "1.2.3.5", 2)], "longer salt");
+        fs::create_dir_all(s.root.join("pre/P/20240102_120000000/MR1/SCANS/3/DICOM")).unwrap();
+        let more = s.root.join("pre/P/20240102_120000000/MR1/SCANS/3/DICOM");
+        fs::write(more.join("3-9.dcm"), "DICM 1.2.3.3.9 a much longer body").unwrap();
+        fs::write(
+            more.join("scan_3_catalog.xml"),
+            r#"<cat:DCMCatalog xmlns:cat="http://nrg.wustl.edu/catalog" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" UID="1.2.3.3"><cat:entries><cat:entry xsi:type="cat:dcmEntry" URI="3-9.dcm" ID="3-9.dcm" UID="1.2.3.3.9" format="DICOM"/></cat:entries></cat:DCMCatalog>"#,
+        )
+        .unwrap();
+        let doc_path = s.root.join("pre/P/20240102_120000000/MR1.xml");
+        let text = fs::read_to_string(&doc_path).unwrap().replace(
+            "<xnat:scans>",
+            r#"<xnat:scans><xnat:scan ID="3" type="T1" UID="1.2.3.3" xsi:type="xnat:mrScanData"><xnat:file xsi:type="xnat:resourceCatalog" label="DICOM" format="DICOM" content="RAW" URI="SCANS/3/DICOM/scan_3_catalog.xml"/></xnat:scan>"#,
+        );
+        fs::write(&doc_path, text).unwrap();
+        run(&s, &params(&src, Overwrite::Append)).unwrap();
+        check("merged with append", 3);
+        assert!(stats_written_and_on_disk(&a, &doc).iter().any(|(uri, w, _)| uri.contains("scan_3_") && w.0 == 3));
+        // Merged (delete): scan 2's instances replaced by other bytes.
+        let src =
+            session(&s.root, "P", "20240103_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 4)], "replaced, longer");
+        run(&s, &params(&src, Overwrite::Delete)).unwrap();
+        check("merged with delete", 3);
     }
 
     #[test]

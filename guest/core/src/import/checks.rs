@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::tree::{RelPath, Tree};
-use crate::import::incoming::{EntryRef, FilesBelow, SessionFiles};
+use crate::import::incoming::{CatalogStats, EntryRef, FilesBelow, SessionFiles};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
@@ -49,7 +49,8 @@ fn check_scan_resource(
         ));
         return Ok(notices);
     };
-    let unlisted = unlisted_files(&files.below(pre, &cat_path.parent())?, &cat_path, entries);
+    let below = files.below(pre, &cat_path.parent())?;
+    let unlisted = unlisted_files(&below, &cat_path, entries);
     if !unlisted.is_empty() {
         notices.push(Notice::new(
             20,
@@ -100,18 +101,28 @@ fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[EntryRef]) 
 /// Code 21 (FAIL): every entry of every catalog in the session must name a file that is there, inside the
 /// catalog's folder. An entry without its file would be archived as a promise the archive cannot keep
 /// (and with overwrite=delete could replace an archived instance with nothing).
-pub fn check_entries(pre: &Tree, files: &SessionFiles) -> Result<Vec<Notice>> {
+///
+/// Also gives, by catalog path, the `file_count` and `file_size` of every readable catalog (its entries that
+/// name a regular file, and their bytes), which the same look at each entry finds.
+pub fn check_entries(pre: &Tree, files: &SessionFiles) -> Result<EntryChecks> {
     let mut notices = Vec::new();
+    let mut stats = Vec::new();
     for cat_path in files.catalogs()? {
         let read = files.catalog_entries(pre, &cat_path)?;
         let Some(entries) = read.as_ref() else { continue };
         let below = files.below(pre, &cat_path.parent())?;
         let mut missing = Vec::new();
+        let (mut count, mut size) = (0u64, 0u64);
         for (uri, _, _) in entries {
-            if below.file_len(pre, uri)?.is_none() {
-                missing.push(uri.clone());
+            match below.file_len(pre, uri)? {
+                Some(len) => {
+                    count += 1;
+                    size += len;
+                }
+                None => missing.push(uri.clone()),
             }
         }
+        stats.push((cat_path.clone(), (count, size)));
         if !missing.is_empty() {
             let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
             let more = if missing.len() > 10 { format!(" and {} more", missing.len() - 10) } else { String::new() };
@@ -127,7 +138,13 @@ pub fn check_entries(pre: &Tree, files: &SessionFiles) -> Result<Vec<Notice>> {
             ));
         }
     }
-    Ok(notices)
+    Ok(EntryChecks { notices, stats })
+}
+
+/// What [`check_entries`] found: its notices, and each readable catalog's statistics by its path.
+pub struct EntryChecks {
+    pub notices: Vec<Notice>,
+    pub stats: Vec<(RelPath, CatalogStats)>,
 }
 
 /// Code 13: every resource `URI` of the incoming document (scans, session resources, assessors,

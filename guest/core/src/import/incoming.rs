@@ -12,6 +12,9 @@ use std::rc::Rc;
 /// removed), its SOP instance UID, and whether it is a `dcmEntry`.
 pub type EntryRef = (String, Option<String>, bool);
 
+/// A catalog's `file_count` and `file_size`: how many of its entries name a regular file, and their bytes.
+pub type CatalogStats = (u64, u64);
+
 /// Every catalog file (by name or content) directly in a resource folder or below it.
 pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
     let mut out = Vec::new();
@@ -71,6 +74,8 @@ pub struct SessionFiles {
     by_path: Vec<u32>,
     /// The catalogs' entries, read once for every check and the plan ([`SessionFiles::catalog_entries`]).
     catalogs: RefCell<HashMap<String, Rc<Option<Vec<EntryRef>>>>>,
+    /// What lies below a folder of the session, made once for every check ([`SessionFiles::below`]).
+    below: RefCell<HashMap<RelPath, Rc<FilesBelow>>>,
 }
 
 impl SessionFiles {
@@ -79,7 +84,7 @@ impl SessionFiles {
         entries_below(tree, dir, "", &mut entries)?;
         let mut by_path: Vec<u32> = (0..entries.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
-        Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default() })
+        Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default(), below: RefCell::default() })
     }
 
     /// [`read_catalog_entries`] of a catalog in the session, read the first time it is asked for.
@@ -113,7 +118,16 @@ impl SessionFiles {
 
     /// What lies below `folder` (a path in the tree): from this listing when it is inside the session
     /// folder, else from a listing of its own.
-    pub fn below(&self, tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
+    pub fn below(&self, tree: &Tree, folder: &RelPath) -> Result<Rc<FilesBelow>> {
+        if let Some(known) = self.below.borrow().get(folder) {
+            return Ok(known.clone());
+        }
+        let below = Rc::new(self.below_once(tree, folder)?);
+        self.below.borrow_mut().insert(folder.clone(), below.clone());
+        Ok(below)
+    }
+
+    fn below_once(&self, tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
         let Some(inside) = folder.strip_prefix(&self.dir) else { return FilesBelow::list(tree, folder) };
         let prefix = if inside.is_empty() { String::new() } else { format!("{inside}/") };
         // The paths that start with the prefix are one run of the sorted ones (a session of many scans is
@@ -160,12 +174,13 @@ impl FilesBelow {
     /// it names none or leaves the folder. A file the listing did not show is looked at on its own (one
     /// behind a linked folder, which the listing does not enter).
     pub fn file_len(&self, tree: &Tree, uri: &str) -> Result<Option<u64>> {
-        let Ok(path) = self.folder.join_path(uri) else { return Ok(None) };
+        // The listing holds well-formed paths below the folder only, so a URI found in it needs no checking.
         match self.entries.get(uri) {
             Some(Kind::File { len }) => return Ok(Some(*len)),
             Some(_) => return Ok(None),
             None => {}
         }
+        let Ok(path) = self.folder.join_path(uri) else { return Ok(None) };
         Ok(match tree.kind(&path)? {
             Some(Kind::File { len }) => Some(len),
             _ => None,

@@ -30,8 +30,9 @@
 //! message that says so.
 
 use crate::error::{Error, Result};
+use crate::fs::moves::MoveStopped;
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::import::incoming::{FilesBelow, entry_ref, read_catalog_entries};
+use crate::import::incoming::{CatalogStats, FilesBelow, entry_ref, read_catalog_entries};
 use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
@@ -48,6 +49,8 @@ use std::io::Write;
 /// The `journal` and `version` of the header this version writes and reads.
 const NAME: &str = "xnat-archive";
 const VERSION: u32 = 2;
+/// How many moves one call to the host makes at most (a checkpoint, which renews the locks, between calls).
+const MOVES_AT_ONCE: usize = 1024;
 /// The first line of the line format 1 of earlier versions: recognised only to say what the file is.
 const FORMAT_1_MAGIC: &str = "xnat-archive-journal\t1";
 
@@ -69,6 +72,10 @@ pub struct Journal {
     pub steps: Vec<Step>,
     pub committed: bool,
     pub posted: bool,
+    /// `file_count` and `file_size` of catalogs in the archive (by path) that this run has already read with
+    /// their folders' files: the incoming session's, looked at by the plan, and the catalogs it merged. Not
+    /// written: a journal read from its file knows none, and every catalog is read again.
+    pub known_stats: HashMap<RelPath, CatalogStats>,
 }
 
 /// Stops the process dead when the numbered point is reached (tests only).
@@ -85,6 +92,12 @@ impl Checkpoints {
     /// The pause a test asked for; always `None` in builds without the `test-switches` feature.
     pub fn pause_ms(&self) -> Option<u64> {
         if cfg!(feature = "test-switches") { self.faults.pause_ms } else { None }
+    }
+
+    /// How many steps may be done between two checkpoints, of `wanted`: one when a test stops the process
+    /// at a numbered point, so that it can stop after every step.
+    pub fn steps_at_once(&self, wanted: usize) -> usize {
+        if cfg!(feature = "test-switches") && self.faults.point.is_some() { 1 } else { wanted.max(1) }
     }
 
     /// One step done: renews the leases of the locks held (an error: a lock was lost, stop here), and in
@@ -126,6 +139,9 @@ impl Journal {
             },
             committed: false,
             posted: false,
+            // A new experiment is the session folder moved whole: its catalogs and files are where the plan
+            // saw them, below the target.
+            known_stats: if plan.existing.is_some() { HashMap::new() } else { plan.incoming_stats(&plan.target) },
         }
     }
 
@@ -212,6 +228,7 @@ impl Journal {
             steps: Vec::new(),
             committed: false,
             posted: false,
+            known_stats: HashMap::new(),
         })
     }
 
@@ -294,40 +311,7 @@ impl Journal {
     /// Runs the journal from wherever it stands to the end. `cp` passes a fault point after every step.
     pub fn run(&mut self, pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<String> {
         if !self.committed {
-            // The folders this run made or found: thousands of files moving into one folder make it once.
-            // (One removed behind our back fails the rename; the journal then runs again from there.)
-            let mut folders: HashSet<RelPath> = HashSet::new();
-            let mut folder_of = |to: &RelPath| -> Result<()> {
-                let parent = to.parent();
-                if !folders.contains(&parent) {
-                    arch.create_dir_all(&parent)?;
-                    folders.insert(parent);
-                }
-                Ok(())
-            };
-            for step in self.steps.clone() {
-                match step {
-                    Step::Move { from, to } => {
-                        if pre.kind(&from)?.is_some() {
-                            if let Some(Kind::File { .. }) = arch.kind(&to)? {
-                                return Err(Error::Conflict(format!(
-                                    "{to} appeared in the archive during the archive; nothing was replaced"
-                                )));
-                            }
-                            folder_of(&to)?;
-                            pre.rename_to(&from, arch, &to)?;
-                        }
-                    }
-                    Step::Backup { file, to } => {
-                        if arch.kind(&file)?.is_some() && arch.kind(&to)?.is_none() {
-                            folder_of(&to)?;
-                            arch.rename_to(&file, arch, &to)?;
-                        }
-                    }
-                    Step::MergeCatalog { .. } => continue,
-                }
-                cp.pass()?;
-            }
+            run_moves(&self.steps, pre, arch, cp)?;
             self.mark(pre, Mark::Committed)?;
             cp.pass()?;
         }
@@ -347,15 +331,18 @@ impl Journal {
 
     /// After the commit: catalogs merged, the subject's and experiment's documents, the log line.
     fn post(&self, pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<()> {
+        let mut known = self.known_stats.clone();
         for step in &self.steps {
-            if let Step::MergeCatalog { from, into } = step {
-                merge_catalog(pre, arch, from, into, self.overwrite == Overwrite::Delete)?;
+            if let Step::MergeCatalog { from, into } = step
+                && let Some(stats) = merge_catalog(pre, arch, from, into, self.overwrite == Overwrite::Delete)?
+            {
+                known.insert(into.clone(), stats);
             }
         }
         cp.pass()?;
         let incoming = SessionDoc::parse(&pre.read(&snapshot(&self.session))?)
             .map_err(|why| crate::model::session::unreadable(snapshot(&self.session).as_str(), &why))?;
-        let doc = self.experiment_document(arch, incoming)?;
+        let doc = self.experiment_document(arch, incoming, &known)?;
         let doc_path = self.target.parent().join(&format!("{}.xml", self.label))?;
         arch.write_atomic(&doc_path, doc.to_xml().as_bytes())?;
         cp.pass()?;
@@ -378,7 +365,12 @@ impl Journal {
 
     /// The archived experiment's document: the existing one with the new scans added (merge), or the
     /// incoming one (new); IDs, subject and label set; URIs relative; stats recomputed.
-    fn experiment_document(&self, arch: &Tree, incoming: SessionDoc) -> Result<SessionDoc> {
+    fn experiment_document(
+        &self,
+        arch: &Tree,
+        incoming: SessionDoc,
+        known: &HashMap<RelPath, CatalogStats>,
+    ) -> Result<SessionDoc> {
         let doc_path = self.target.parent().join(&format!("{}.xml", self.label))?;
         let existing = match arch.kind(&doc_path)? {
             Some(Kind::File { .. }) => Some(SessionDoc::from_root(document_root(arch, &doc_path)?)),
@@ -399,7 +391,7 @@ impl Journal {
         if !self.trigger_pipelines {
             doc.set_custom_field("triggerPipelines", "false");
         }
-        recompute_stats(arch, &self.target, doc.root_mut())?;
+        recompute_stats(arch, &self.target, doc.root_mut(), known)?;
         Ok(doc)
     }
 
@@ -500,6 +492,77 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// The steps before the commit: moves (those that follow one another as a batch, as many at once as the
+/// checkpoints allow) and backups, in order, each batch or backup followed by a checkpoint.
+fn run_moves(steps: &[Step], pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<()> {
+    // The folders this run made or found: thousands of files moving into one folder make it once.
+    // (One removed behind our back fails the rename; the journal then runs again from there.)
+    let mut folders: HashSet<RelPath> = HashSet::new();
+    let mut folder_of = |to: &RelPath| -> Result<()> {
+        let parent = to.parent();
+        if !folders.contains(&parent) {
+            arch.create_dir_all(&parent)?;
+            folders.insert(parent);
+        }
+        Ok(())
+    };
+    let mut i = 0;
+    while i < steps.len() {
+        match &steps[i] {
+            Step::Move { .. } => {
+                let moves: Vec<(RelPath, RelPath)> = steps[i..]
+                    .iter()
+                    .map_while(|step| match step {
+                        Step::Move { from, to } => Some((from.clone(), to.clone())),
+                        _ => None,
+                    })
+                    .take(cp.steps_at_once(MOVES_AT_ONCE))
+                    .collect();
+                i += moves.len();
+                for (_, to) in &moves {
+                    folder_of(to)?;
+                }
+                move_new(pre, arch, &moves)?;
+            }
+            Step::Backup { file, to } => {
+                i += 1;
+                if arch.kind(file)?.is_some() && arch.kind(to)?.is_none() {
+                    folder_of(to)?;
+                    arch.rename_to(file, arch, to)?;
+                }
+            }
+            Step::MergeCatalog { .. } => {
+                i += 1;
+                continue;
+            }
+        }
+        cp.pass()?;
+    }
+    Ok(())
+}
+
+/// Moves files from the prearchive into the archive, never replacing one: a file already moved (by an earlier
+/// run of this journal, cut short) is passed over; anything at a destination stops the archive.
+fn move_new(pre: &Tree, arch: &Tree, moves: &[(RelPath, RelPath)]) -> Result<()> {
+    let mut rest = moves;
+    while !rest.is_empty() {
+        let Err(MoveStopped { index, error }) = pre.move_files_new(arch, rest) else {
+            return Ok(());
+        };
+        let (from, to) = &rest[index];
+        match error {
+            Error::NotFound(_) if pre.kind(from)?.is_none() => rest = &rest[index + 1..],
+            Error::Conflict(_) => {
+                return Err(Error::Conflict(format!(
+                    "{to} appeared in the archive during the archive; nothing was replaced"
+                )));
+            }
+            e => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The journal's first line, as it is in the file: plain strings, checked when made into a [`Journal`].
@@ -675,26 +738,35 @@ fn rewrite_uris(el: &mut Element, session_dir: &RelPath, scan_ids: &BTreeMap<Str
     }
 }
 
-/// `file_count`/`file_size` of every resource element from its catalog: entries whose file exists.
-fn recompute_stats(arch: &Tree, target: &RelPath, el: &mut Element) -> Result<()> {
+/// `file_count`/`file_size` of every resource element from its catalog: entries whose file exists (`known`:
+/// those of catalogs this run has read already).
+fn recompute_stats(
+    arch: &Tree,
+    target: &RelPath,
+    el: &mut Element,
+    known: &HashMap<RelPath, CatalogStats>,
+) -> Result<()> {
     if let Some(uri) = el.attr("URI").map(str::to_string)
         && !uri.starts_with('/')
         && let Ok(cat_path) = target.join_path(uri.trim_start_matches("./"))
-        && let Ok(Some(entries)) = read_catalog_entries(arch, &cat_path)
     {
-        let files = FilesBelow::list(arch, &cat_path.parent())?;
-        let (mut count, mut size) = (0u64, 0u64);
-        for (uri, _, _) in &entries {
-            if let Some(len) = files.file_len(arch, uri)? {
-                count += 1;
-                size += len;
-            }
+        let stats = match known.get(&cat_path) {
+            Some(stats) => Some(*stats),
+            None => match read_catalog_entries(arch, &cat_path) {
+                Ok(Some(entries)) => {
+                    let files = FilesBelow::list(arch, &cat_path.parent())?;
+                    Some(catalog_stats(arch, &files, entries.iter().map(|(uri, _, _)| uri.as_str()))?)
+                }
+                _ => None,
+            },
+        };
+        if let Some((count, size)) = stats {
+            el.set_attr("file_count", count.to_string());
+            el.set_attr("file_size", size.to_string());
         }
-        el.set_attr("file_count", count.to_string());
-        el.set_attr("file_size", size.to_string());
     }
     for c in el.elements_mut() {
-        recompute_stats(arch, target, c)?;
+        recompute_stats(arch, target, c, known)?;
     }
     Ok(())
 }
@@ -704,19 +776,28 @@ fn recompute_stats(arch: &Tree, target: &RelPath, el: &mut Element) -> Result<()
 /// DICOM instance under another name gives way to the incoming one — but only once its file has been set
 /// aside by the plan's backup step and the incoming file is in place. This runs after the commit, so it
 /// never deletes or moves a file: it only rewrites the catalog.
-fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replace: bool) -> Result<()> {
-    let Ok(incoming_bytes) = pre.read(from) else { return Ok(()) };
+/// Returns the merged catalog's `file_count` and `file_size`, from the same listing of its folder (`None` when
+/// the incoming catalog is gone: merged by an earlier run of the journal).
+fn merge_catalog(
+    pre: &Tree,
+    arch: &Tree,
+    from: &RelPath,
+    into: &RelPath,
+    replace: bool,
+) -> Result<Option<CatalogStats>> {
+    let Ok(incoming_bytes) = pre.read(from) else { return Ok(None) };
     let incoming =
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
     // The archived catalog (which may be large) is read as it streams: its entries by URI and by UID.
-    let (mut by_uri, mut by_uid) = (HashMap::new(), HashMap::new());
+    let (mut by_uri, mut by_uid, mut uris) = (HashMap::new(), HashMap::new(), Vec::new());
     let mut n = 0u32;
     let mut target = StreamedCatalog::read(arch.open(into)?, &mut |e| {
         let (uri, uid, _) = entry_ref(e);
         if let Some(uid) = uid {
             by_uid.insert(uid, (n, uri.clone()));
         }
-        by_uri.insert(uri, n);
+        by_uri.insert(uri.clone(), n);
+        uris.push(uri);
         n += 1;
     })
     .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
@@ -725,6 +806,7 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
     let mut updates: HashMap<u32, Vec<(String, String)>> = HashMap::new();
     let mut drop = HashSet::new();
     let mut added = Vec::new();
+    let mut added_uris = Vec::new();
     let entry_name = target.frame().new_entry("").name;
     for loc in incoming.entry_locs() {
         let e = incoming.entry(&loc);
@@ -743,7 +825,12 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
         let mut el = e.element().clone();
         el.name = entry_name.clone();
         added.push(el);
+        added_uris.push(uri);
     }
+    // What the merged catalog lists: the archived entries kept (an update never changes a URI), then the
+    // added ones; an entry whose URI appears twice counts twice, as a reading of the written catalog would.
+    let kept = uris.iter().zip(0u32..).filter(|(_, n)| !drop.contains(n)).map(|(uri, _)| uri.as_str());
+    let stats = catalog_stats(arch, &files, kept.chain(added_uris.iter().map(String::as_str)))?;
     let mut source = arch.open(into)?;
     arch.write_atomic_with(into, &mut |sink| {
         let mut edit = |e: u32, entry: &mut crate::model::catalog::EntryMut| {
@@ -766,7 +853,24 @@ fn merge_catalog(pre: &Tree, arch: &Tree, from: &RelPath, into: &RelPath, replac
                 )),
                 WriteError::Io(e) => Error::io(into.as_str(), &e),
             })
-    })
+    })?;
+    Ok(Some(stats))
+}
+
+/// How many of a catalog's entries (their URIs, relative to its folder) name a regular file, and their bytes.
+pub(crate) fn catalog_stats<'u>(
+    tree: &Tree,
+    files: &FilesBelow,
+    uris: impl IntoIterator<Item = &'u str>,
+) -> Result<CatalogStats> {
+    let (mut count, mut size) = (0u64, 0u64);
+    for uri in uris {
+        if let Some(len) = files.file_len(tree, uri)? {
+            count += 1;
+            size += len;
+        }
+    }
+    Ok((count, size))
 }
 
 /// Every session with a journal, whether its folder is still there or not.
@@ -831,6 +935,7 @@ mod tests {
             steps: steps.to_vec(),
             committed: false,
             posted: false,
+            known_stats: HashMap::new(),
         }
     }
 
@@ -863,6 +968,7 @@ mod tests {
             target,
             committed: false,
             posted: false,
+            known_stats: HashMap::new(),
         }
     }
 
@@ -1035,5 +1141,59 @@ mod tests {
         )
         .unwrap();
         assert!(Journal::read(&pre, &s).unwrap().is_some());
+    }
+
+    /// A merge's moves of the files of `S1/SCANS/1` into an existing scan folder of `P/arc001/S1`.
+    fn merge_moves(d: &tempfile::TempDir, files: &[&str]) -> (Tree, Tree, Journal) {
+        let (pre_dir, arch_dir) = (d.path().join("pre"), d.path().join("arch"));
+        let scan = pre_dir.join("P/20240101_000000000/S1/SCANS/1");
+        fs::create_dir_all(&scan).unwrap();
+        fs::create_dir_all(arch_dir.join("P/arc001/S1/SCANS/1")).unwrap();
+        for f in files {
+            fs::write(scan.join(f), f.as_bytes()).unwrap();
+        }
+        let steps: Vec<Step> = files
+            .iter()
+            .map(|f| mv(&format!("P/20240101_000000000/S1/SCANS/1/{f}"), &format!("P/arc001/S1/SCANS/1/{f}")))
+            .collect();
+        (Tree::new(&pre_dir), Tree::new(&arch_dir), Journal { merge: true, ..journal("P/arc001/S1", &steps) })
+    }
+
+    #[test]
+    fn a_file_that_appears_where_one_moves_stops_the_archive_and_is_never_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let (pre, arch, j) = merge_moves(&d, &["a.dcm", "b.dcm", "c.dcm"]);
+        let intruder = d.path().join("arch/P/arc001/S1/SCANS/1/b.dcm");
+        fs::write(&intruder, b"someone else's").unwrap();
+        match run_moves(&j.steps, &pre, &arch, &mut Checkpoints::new(Faults::default())) {
+            Err(Error::Conflict(m)) => assert!(m.contains("b.dcm appeared in the archive"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&intruder).unwrap(), b"someone else's");
+        j.roll_back(&pre, &arch).unwrap();
+        for f in ["a.dcm", "b.dcm", "c.dcm"] {
+            let back = d.path().join("pre/P/20240101_000000000/S1/SCANS/1").join(f);
+            assert_eq!(fs::read(back).unwrap(), f.as_bytes(), "{f} is back where it was");
+        }
+        assert_eq!(fs::read(&intruder).unwrap(), b"someone else's", "the roll-back leaves it too");
+    }
+
+    #[test]
+    fn moves_run_again_after_a_cut_pass_over_the_files_already_moved() {
+        let d = tempfile::tempdir().unwrap();
+        let files: Vec<String> = (0..MOVES_AT_ONCE + 10).map(|i| format!("f{i:05}.dcm")).collect();
+        let names: Vec<&str> = files.iter().map(String::as_str).collect();
+        let (pre, arch, j) = merge_moves(&d, &names);
+        // Cut short after some of the first batch and one file of the second.
+        let (pre_scan, arc_scan) =
+            (d.path().join("pre/P/20240101_000000000/S1/SCANS/1"), d.path().join("arch/P/arc001/S1/SCANS/1"));
+        for f in names.iter().take(100).chain([&names[MOVES_AT_ONCE + 3]]) {
+            fs::rename(pre_scan.join(f), arc_scan.join(f)).unwrap();
+        }
+        run_moves(&j.steps, &pre, &arch, &mut Checkpoints::new(Faults::default())).unwrap();
+        assert_eq!(fs::read_dir(&pre_scan).unwrap().count(), 0, "everything moved");
+        for f in &names {
+            assert_eq!(fs::read(arc_scan.join(f)).unwrap(), f.as_bytes(), "{f}");
+        }
     }
 }

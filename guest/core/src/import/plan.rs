@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
-use crate::import::incoming::{SessionFiles, find_catalogs, read_catalog_entries};
+use crate::import::incoming::{CatalogStats, SessionFiles, find_catalogs, read_catalog_entries};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
@@ -71,6 +71,8 @@ pub struct Plan {
 struct IncomingChecks {
     notices: Vec<Notice>,
     files: Rc<SessionFiles>,
+    /// `file_count` and `file_size` of each readable catalog of the session, by its path (see `check_entries`).
+    stats: Rc<Vec<(RelPath, CatalogStats)>>,
 }
 
 impl Plan {
@@ -98,18 +100,37 @@ impl Plan {
     pub fn has(&self, code: u32) -> bool {
         self.notices.iter().any(|n| n.code == code)
     }
+
+    /// `file_count` and `file_size` of each readable catalog of the incoming session, by the path it will have
+    /// below `target` when the session folder is moved there whole (none before the session was checked).
+    pub fn incoming_stats(&self, target: &RelPath) -> HashMap<RelPath, CatalogStats> {
+        let Some(checks) = &self.incoming_checks else { return HashMap::new() };
+        let dir = self.session.dir();
+        checks
+            .stats
+            .iter()
+            .filter_map(|(cat, stats)| Some((target.join_path(cat.strip_prefix(&dir)?).ok()?, *stats)))
+            .collect()
+    }
 }
 
 /// Resolves and checks one session. `Err` only for what stops even validation: an unknown session, a
 /// session still receiving, an unreadable document, a contradictory request.
 pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
-    plan_with(pre, arch, session, params, None)
+    plan_with(pre, arch, session, params, None, true)
+}
+
+/// [`plan`] without a merge's file moves (nor the notices only they give, code 14): where the session goes
+/// and every other check, for the archive to know which destination to lock before it plans the moves
+/// under that lock ([`plan_again`]).
+pub fn plan_destination(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
+    plan_with(pre, arch, session, params, None, false)
 }
 
 /// [`plan`] made again (under the destination's lock, for what the archive holds now), reusing `first`'s
 /// checks of the incoming session and its listing: the session is locked, so they still hold.
 pub fn plan_again(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, first: Plan) -> Result<Plan> {
-    plan_with(pre, arch, session, params, first.incoming_checks)
+    plan_with(pre, arch, session, params, first.incoming_checks, true)
 }
 
 fn plan_with(
@@ -118,6 +139,7 @@ fn plan_with(
     session: &SessionRef,
     params: &Params,
     incoming_checks: Option<IncomingChecks>,
+    moves: bool,
 ) -> Result<Plan> {
     let prearchive = Prearchive::new(pre);
     prearchive.require(session)?;
@@ -171,13 +193,14 @@ fn plan_with(
             let dir = plan.session.dir();
             let files = SessionFiles::list(pre, &dir)?;
             let mut notices = check_uris(&dir, &plan.incoming);
-            notices.extend(check_entries(pre, &files)?);
+            let entries = check_entries(pre, &files)?;
+            notices.extend(entries.notices);
             notices.extend(check_dicom(pre, &files, &dir, &plan.incoming)?);
-            IncomingChecks { notices, files: Rc::new(files) }
+            IncomingChecks { notices, files: Rc::new(files), stats: Rc::new(entries.stats) }
         }
     };
     plan.notices.extend(checks.notices.iter().cloned());
-    if plan.existing.is_some() {
+    if plan.existing.is_some() && moves {
         plan_merge(&mut plan, pre, arch, params.overwrite, &checks.files)?;
     }
     plan.incoming_checks = Some(checks);
