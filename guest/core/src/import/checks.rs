@@ -8,7 +8,7 @@ use crate::import::incoming::{CatalogStats, EntryRef, FilesBelow, SessionFiles};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 /// Codes 21, 20 and 22 on the incoming session's scan resources (`dir`: the session folder).
 pub fn check_dicom(pre: &Tree, files: &SessionFiles, dir: &RelPath, incoming: &SessionDoc) -> Result<Vec<Notice>> {
@@ -75,7 +75,8 @@ fn check_scan_resource(
             ),
         ));
     }
-    let mut seen = BTreeSet::new();
+    // Hashed, not ordered: UIDs (and file names) share long prefixes, and every ordered comparison walks them.
+    let mut seen = HashSet::new();
     for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
         if !seen.insert(uid) {
             notices.push(Notice::new(
@@ -91,7 +92,7 @@ fn check_scan_resource(
 
 /// The files in a catalog's folder (and below) that none of its entries lists, the catalog itself aside.
 fn unlisted_files(below: &FilesBelow, cat_path: &RelPath, entries: &[EntryRef]) -> Vec<String> {
-    let listed: BTreeSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
+    let listed: HashSet<&str> = entries.iter().map(|(u, _, _)| u.as_str()).collect();
     let mut unlisted: Vec<String> =
         below.paths().filter(|f| *f != cat_path.name() && !listed.contains(f)).map(str::to_string).collect();
     unlisted.sort();
