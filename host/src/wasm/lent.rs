@@ -3,7 +3,7 @@
 
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::OpenMode;
-use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::filesystem::{Descriptor, Dir};
 use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
 
 /// The lent folder as a capability of its own (a duplicate of its descriptor), if it was opened for reading.
@@ -11,16 +11,7 @@ pub(crate) fn readable_folder(
     table: &ResourceTable,
     folder: &Resource<Descriptor>,
 ) -> Result<cap_std::fs::Dir, String> {
-    match table.get(folder) {
-        Ok(Descriptor::Dir(d)) if d.open_mode.contains(OpenMode::READ) => d
-            .dir
-            .try_clone()
-            .map(cap_std::fs::Dir::from_std_file)
-            .map_err(|e| format!("the folder cannot be used: {e}")),
-        Ok(Descriptor::Dir(_)) => Err("the folder was not opened for reading".into()),
-        Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
-        Err(e) => Err(format!("not a descriptor of this instance ({e})")),
-    }
+    lent_folder(table, folder, |d| d.open_mode.contains(OpenMode::READ).then_some(()).ok_or("not opened for reading"))
 }
 
 /// The lent folder as a capability of its own, if the component may change what is in it (a grant that is not
@@ -29,13 +20,23 @@ pub(crate) fn writable_folder(
     table: &ResourceTable,
     folder: &Resource<Descriptor>,
 ) -> Result<cap_std::fs::Dir, String> {
+    lent_folder(table, folder, |d| (!d.perms.write_not_permitted()).then_some(()).ok_or("granted read-only"))
+}
+
+/// A duplicate of the lent folder's descriptor, if it is a folder of this instance that `usable` accepts.
+fn lent_folder(
+    table: &ResourceTable,
+    folder: &Resource<Descriptor>,
+    usable: impl Fn(&Dir) -> Result<(), &'static str>,
+) -> Result<cap_std::fs::Dir, String> {
     match table.get(folder) {
-        Ok(Descriptor::Dir(d)) if !d.perms.write_not_permitted() => d
-            .dir
-            .try_clone()
-            .map(cap_std::fs::Dir::from_std_file)
-            .map_err(|e| format!("the folder cannot be used: {e}")),
-        Ok(Descriptor::Dir(_)) => Err("the folder was granted read-only".into()),
+        Ok(Descriptor::Dir(d)) => {
+            usable(d).map_err(|why| format!("the folder was {why}"))?;
+            d.dir
+                .try_clone()
+                .map(cap_std::fs::Dir::from_std_file)
+                .map_err(|e| format!("the folder cannot be used: {e}"))
+        }
         Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
         Err(e) => Err(format!("not a descriptor of this instance ({e})")),
     }
