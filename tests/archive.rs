@@ -396,3 +396,58 @@ fn killed_at_every_step_of_a_merge_then_recovered() {
     let points = crash_everywhere(true);
     assert!(points >= 10, "{points}");
 }
+
+/// A file that appears in the experiment after the plan, where an incoming file is about to move, is never
+/// replaced: the host's rename refuses it, the archive stops with a conflict and every moved file goes back.
+#[test]
+fn a_file_that_appears_where_a_file_moves_stops_the_archive_and_is_never_replaced() {
+    let site = Site::new();
+    // An archived experiment with scan 1, then a session of it with the other scans: their files move one by
+    // one into new scan folders of the experiment.
+    let mut first = spec("DEMO", "APPEAR", Modality::Mr, 51);
+    first.timestamp = "20240707_101010101".into();
+    first.scans.truncate(1);
+    assert_eq!(site.archive(&[&site.add(&first)], &[]).0, 0);
+    let mut incoming = spec("DEMO", "APPEAR", Modality::Mr, 51);
+    incoming.scans.remove(0);
+    let src = site.add(&incoming);
+    let session_dir = site.pre.join(format!("DEMO/{}/APPEAR", incoming.timestamp));
+    let before = files(&session_dir, &|_| false);
+    let target = site.arch.join("DEMO/arc001/APPEAR");
+    let archived_before = files(&target, &|_| false);
+
+    let args =
+        ["archive", "--prearchive", site.p(), "--archive", site.a(), "--src", &src, "--json", "--overwrite", "append"];
+    let archive = std::process::Command::new(env!("CARGO_BIN_EXE_xnat-archive"))
+        .args(args)
+        .env("XNAT_ARCHIVE_PAUSE_BEFORE_MOVES_MS", "1500")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The journal is written (the plan is made) before the pause: then a file appears where the last incoming
+    // file of the last scan goes.
+    let journal = incoming.timestamp_dir(&site.pre).join(".APPEAR.journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !journal.exists() {
+        assert!(std::time::Instant::now() < deadline, "the archive never wrote its journal");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let last = incoming.scans.last().unwrap();
+    let dest = target.join(SessionSpec::dicom_dir(last)).join(generator::file_name(&incoming, last, last.files));
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    fs::write(&dest, b"written by someone else meanwhile").unwrap();
+    let out = archive.wait_with_output().unwrap();
+    let v = json_of(&out);
+    assert_ne!(out.status.code(), Some(0), "{v}");
+    assert_eq!(one(&v).1.as_deref(), Some("conflict"), "{v}");
+    assert!(v.to_string().contains("appeared in the archive"), "{v}");
+
+    assert_eq!(fs::read(&dest).unwrap(), b"written by someone else meanwhile", "never replaced");
+    assert_eq!(files(&session_dir, &|_| false), before, "every moved file went back, bytes unchanged");
+    let mut expected = archived_before;
+    let rel = dest.strip_prefix(&target).unwrap().to_string_lossy().into_owned();
+    expected.insert(rel.clone(), files(&target, &|_| false)[&rel].clone());
+    assert_eq!(files(&target, &|_| false), expected, "the experiment as it was, and the file that appeared");
+    assert_eq!(site.status(&src).as_deref(), Some("CONFLICT"));
+    assert!(site.leftovers().is_empty(), "{:?}", site.leftovers());
+}

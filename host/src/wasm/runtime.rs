@@ -37,8 +37,10 @@ pub const FAULT_POINT_VAR: &str = xnat_core::import::request::Faults::POINT_VAR;
 /// A test-only switch: milliseconds an archive waits while holding the session's lock, so that tests can
 /// make archives overlap.
 pub const PAUSE_MS_VAR: &str = xnat_core::import::request::Faults::PAUSE_MS_VAR;
+/// A test-only switch: milliseconds an archive waits after writing its journal, before the first file moves.
+pub const PAUSE_BEFORE_MOVES_MS_VAR: &str = xnat_core::import::request::Faults::PAUSE_BEFORE_MOVES_MS_VAR;
 /// The only variables of the host's environment the component sees, each only when it is set.
-pub const TEST_SWITCHES: [&str; 2] = [FAULT_POINT_VAR, PAUSE_MS_VAR];
+pub const TEST_SWITCHES: [&str; 3] = [FAULT_POINT_VAR, PAUSE_MS_VAR, PAUSE_BEFORE_MOVES_MS_VAR];
 
 /// The library component built from `guest/plugin` for `wasm32-wasip2`, embedded at build time.
 pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm"));

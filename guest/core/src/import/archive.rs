@@ -154,6 +154,9 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
     journal.write(pre, &plan.incoming)?;
     cp.pass()?;
+    if let Some(ms) = cp.pause_before_moves_ms() {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let result = match journal.run(pre, arch, cp) {
         Ok(uri) => Ok(uri),
         Err(e) if !journal.committed => match journal.roll_back(pre, arch) {

@@ -94,6 +94,11 @@ impl Checkpoints {
         if cfg!(feature = "test-switches") { self.faults.pause_ms } else { None }
     }
 
+    /// The pause a test asked for before the first file moves; always `None` without `test-switches`.
+    pub fn pause_before_moves_ms(&self) -> Option<u64> {
+        if cfg!(feature = "test-switches") { self.faults.pause_before_moves_ms } else { None }
+    }
+
     /// How many steps may be done between two checkpoints, of `wanted`: one when a test stops the process
     /// at a numbered point, so that it can stop after every step.
     pub fn steps_at_once(&self, wanted: usize) -> usize {
@@ -989,11 +994,13 @@ mod tests {
     #[cfg(not(feature = "test-switches"))]
     #[test]
     fn release_builds_ignore_the_test_switches() {
-        let mut cp = Checkpoints::new(Faults { point: Some(1), pause_ms: Some(60_000) });
+        let mut cp =
+            Checkpoints::new(Faults { point: Some(1), pause_ms: Some(60_000), pause_before_moves_ms: Some(60_000) });
         for _ in 0..3 {
             cp.pass().unwrap();
         }
         assert_eq!(cp.pause_ms(), None);
+        assert_eq!(cp.pause_before_moves_ms(), None);
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct Faults {
     pub point: Option<u32>,
     /// Milliseconds to wait while holding the session's lock, so tests can make archives overlap.
     pub pause_ms: Option<u64>,
+    /// Milliseconds to wait after the journal is written, before the first file moves, so tests can change
+    /// the destination between the plan and the moves.
+    pub pause_before_moves_ms: Option<u64>,
 }
 
 impl Faults {
@@ -117,12 +120,15 @@ impl Faults {
     pub const POINT_VAR: &'static str = "XNAT_ARCHIVE_FAULT_POINT";
     /// The environment variable naming the pause, in milliseconds.
     pub const PAUSE_MS_VAR: &'static str = "XNAT_ARCHIVE_PAUSE_MS";
+    /// The environment variable naming the pause before the moves, in milliseconds.
+    pub const PAUSE_BEFORE_MOVES_MS_VAR: &'static str = "XNAT_ARCHIVE_PAUSE_BEFORE_MOVES_MS";
 
     /// The switches from an environment (`var` looks a name up): absent or not a number → off.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Faults {
         Faults {
             point: var(Self::POINT_VAR).and_then(|v| v.trim().parse().ok()),
             pause_ms: var(Self::PAUSE_MS_VAR).and_then(|v| v.trim().parse().ok()),
+            pause_before_moves_ms: var(Self::PAUSE_BEFORE_MOVES_MS_VAR).and_then(|v| v.trim().parse().ok()),
         }
     }
 }
