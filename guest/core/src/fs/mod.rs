@@ -11,6 +11,6 @@ mod wasi_dir;
 #[cfg(target_os = "wasi")]
 pub use moves::HostRenames;
 #[cfg(target_os = "wasi")]
-pub(crate) use wasi_dir::in_preopen;
-#[cfg(target_os = "wasi")]
 pub use wasi_dir::{HostEntry, HostListing};
+#[cfg(target_os = "wasi")]
+pub(crate) use wasi_dir::{below_preopen, in_preopen};

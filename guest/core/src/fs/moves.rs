@@ -29,6 +29,7 @@ impl Tree {
             component::ByHost::Done(result) => return result,
             // The host moved the first `n` and cannot move the rest: they are moved here.
             component::ByHost::Declined(n) => {
+                let n = n.min(pairs.len());
                 return self.move_each(dest, &pairs[n..]).map_err(|s| MoveStopped { index: s.index + n, ..s });
             }
             component::ByHost::NotOffered => pairs,
@@ -36,7 +37,7 @@ impl Tree {
         self.move_each(dest, pairs)
     }
 
-    /// One pair at a time: a look at the destination, then a rename.
+    /// One pair at a time: a look at the file and at its destination, then a rename.
     fn move_each(&self, dest: &Tree, pairs: &[(RelPath, RelPath)]) -> std::result::Result<(), MoveStopped> {
         for (index, (from, to)) in pairs.iter().enumerate() {
             let stop = |error| MoveStopped { index, error };
@@ -57,26 +58,15 @@ fn exists(to: &RelPath) -> Error {
     Error::Conflict(format!("{to} already exists; nothing was replaced"))
 }
 
-/// The guest path of `rel` below the preopen that holds `tree`'s root, as the host resolves it beneath that
-/// preopen's descriptor.
-#[cfg(target_os = "wasi")]
-fn below_preopen(rest: &str, rel: &RelPath) -> String {
-    match (rest.trim_matches('/'), rel.as_str()) {
-        ("", rel) => rel.to_string(),
-        (rest, "") => rest.to_string(),
-        (rest, rel) => format!("{rest}/{rel}"),
-    }
-}
-
 #[cfg(target_os = "wasi")]
 pub use component::HostRenames;
 
 #[cfg(target_os = "wasi")]
 mod component {
-    use super::{MoveStopped, below_preopen, exists};
+    use super::{MoveStopped, exists};
     use crate::error::Error;
     use crate::fs::tree::{RelPath, Tree};
-    use crate::fs::wasi_dir::in_preopen;
+    use crate::fs::wasi_dir::{below_preopen, in_preopen};
     use std::cell::{Cell, OnceCell};
     use wasi::filesystem::types::{Descriptor, ErrorCode};
 
@@ -118,8 +108,10 @@ mod component {
         };
         let moved = in_preopen(from_root, |from_dir, from_rest| {
             in_preopen(to_root, |to_dir, to_rest| {
-                let paths: Vec<(String, String)> =
-                    pairs.iter().map(|(a, b)| (below_preopen(from_rest, a), below_preopen(to_rest, b))).collect();
+                let paths: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(a, b)| (below_preopen(from_rest, a.as_str()), below_preopen(to_rest, b.as_str())))
+                    .collect();
                 (host.rename_files)(from_dir, to_dir, &paths)
             })
         });

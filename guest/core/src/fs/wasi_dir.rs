@@ -17,6 +17,17 @@
 
 #[cfg(target_os = "wasi")]
 pub(crate) use component::in_preopen;
+
+/// The path of `rel` (relative to a tree's root) below the preopen holding that root, given the part of the
+/// root below the preopen (`rest`, as [`in_preopen`] gives it): what the host resolves beneath the preopen's
+/// descriptor when it is lent (WIT `digests`, `renames`).
+pub(crate) fn below_preopen(rest: &str, rel: &str) -> String {
+    match (rest.trim_matches('/'), rel) {
+        ("", rel) => rel.to_string(),
+        (rest, "") => rest.to_string(),
+        (rest, rel) => format!("{rest}/{rel}"),
+    }
+}
 #[cfg(target_os = "wasi")]
 pub(super) use component::list;
 #[cfg(target_os = "wasi")]
@@ -247,7 +258,7 @@ mod component {
 
 #[cfg(test)]
 mod tests {
-    use super::below;
+    use super::{below, below_preopen};
 
     #[test]
     fn paths_below_a_preopen() {
@@ -256,5 +267,8 @@ mod tests {
         assert_eq!(below("/archive", "/archive2/P"), None);
         assert_eq!(below("/", "/archive/P"), Some("archive/P"));
         assert_eq!(below("/prearchive", "/archive"), None);
+        assert_eq!(below_preopen("", "P/arc001/E1"), "P/arc001/E1");
+        assert_eq!(below_preopen("archive", "P/a"), "archive/P/a");
+        assert_eq!(below_preopen("archive/", ""), "archive");
     }
 }

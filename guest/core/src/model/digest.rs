@@ -106,16 +106,8 @@ impl Hasher {
                 if picked.is_empty() {
                     continue;
                 }
-                let paths: Vec<String> = picked
-                    .iter()
-                    .map(|&i| {
-                        if below.is_empty() {
-                            files[i].0.as_str().to_owned()
-                        } else {
-                            format!("{below}/{}", files[i].0)
-                        }
-                    })
-                    .collect();
+                let paths: Vec<String> =
+                    picked.iter().map(|&i| crate::fs::below_preopen(below, files[i].0.as_str())).collect();
                 let digests = (host.digest_files)(folder, &paths, alg);
                 if digests.len() != picked.len() {
                     return Err(Error::Io(format!(
