@@ -23,19 +23,40 @@ pub(crate) fn writable_folder(
     lent_folder(table, folder, |d| (!d.perms.write_not_permitted()).then_some(()).ok_or("granted read-only"))
 }
 
+/// The lent folder's own descriptor, borrowed for the call (nothing duplicated), if it was opened for reading.
+/// For system calls relative to it only: nothing may read it as a folder, which would move its position.
+#[cfg(target_os = "linux")]
+pub(crate) fn readable_descriptor<'t>(
+    table: &'t ResourceTable,
+    folder: &Resource<Descriptor>,
+) -> Result<&'t std::fs::File, String> {
+    lent_dir(table, folder, |d| d.open_mode.contains(OpenMode::READ).then_some(()).ok_or("not opened for reading"))
+        .map(|d| &*d.dir)
+}
+
 /// A duplicate of the lent folder's descriptor, if it is a folder of this instance that `usable` accepts.
 fn lent_folder(
     table: &ResourceTable,
     folder: &Resource<Descriptor>,
     usable: impl Fn(&Dir) -> Result<(), &'static str>,
 ) -> Result<cap_std::fs::Dir, String> {
+    lent_dir(table, folder, usable)?
+        .dir
+        .try_clone()
+        .map(cap_std::fs::Dir::from_std_file)
+        .map_err(|e| format!("the folder cannot be used: {e}"))
+}
+
+/// The lent folder, if it is a folder of this instance that `usable` accepts.
+fn lent_dir<'t>(
+    table: &'t ResourceTable,
+    folder: &Resource<Descriptor>,
+    usable: impl Fn(&Dir) -> Result<(), &'static str>,
+) -> Result<&'t Dir, String> {
     match table.get(folder) {
         Ok(Descriptor::Dir(d)) => {
             usable(d).map_err(|why| format!("the folder was {why}"))?;
-            d.dir
-                .try_clone()
-                .map(cap_std::fs::Dir::from_std_file)
-                .map_err(|e| format!("the folder cannot be used: {e}"))
+            Ok(d)
         }
         Ok(Descriptor::File(_)) => Err("the descriptor lent as the folder is a file".into()),
         Err(e) => Err(format!("not a descriptor of this instance ({e})")),

@@ -1,13 +1,15 @@
 //! The host's answer to the component's WIT `listings`: every entry of a folder beneath a folder descriptor
-//! the component lends for the call, each from one native look (`statx` without following a link), on as many
+//! the component lends for the call — a regular file from one native look (`statx` without following a link),
+//! anything else by the type the reading of the folder gives (looked at only when it gives none) — on as many
 //! threads as the machine has cores when the folder is large.
 //!
 //! Through `wasi:filesystem` alone the same listing costs the component a call per entry, and wasmtime looks
 //! at every entry while reading the folder and the component then looks at each file again (`stat-at`).
 //!
-//! The authority is the component's: the folder is resolved beneath the lent descriptor (cap-std; `..`,
-//! absolute paths and links leading out are refused) and listed only when the descriptor was opened for
-//! reading. Nothing is opened but the folder itself.
+//! The authority is the component's: the folder is resolved beneath the lent descriptor (`openat2` with
+//! `RESOLVE_BENEATH` on Linux, cap-std elsewhere or where the kernel lacks it; `..`, absolute paths and links
+//! leading out are refused) and listed only when the descriptor was opened for reading. Nothing is opened but
+//! the folder itself: on Linux one `openat2`, the reads of the folder, a `statx` per file and one `close`.
 
 use crate::library::bindings::listings::{Datetime, DescriptorType, ErrorCode, ListedEntry};
 use crate::wasm::lent::{error_code as code, readable_folder};
@@ -19,8 +21,28 @@ use wasmtime_wasi::filesystem::Descriptor;
 /// Each thread looks at this many entries at least: folders of twice as many or more are split between threads.
 const PARALLEL_FROM: usize = 512;
 
-/// Every entry of the folder at `path` beneath the lent `folder`, in the order the file system gives them.
+/// Every entry of the folder at `path` beneath the lent `folder`, in name order (bytes).
+///
+/// In name order, though the contract promises none: the component sorts every listing, and a sorted one
+/// costs it one comparison an entry instead of twenty-odd. Names in an archive share long prefixes (DICOM
+/// UIDs), and inside the component each comparison walks them byte by byte; here they are compared natively.
 pub(crate) fn list_folder(
+    table: &ResourceTable,
+    folder: &Resource<Descriptor>,
+    path: &str,
+) -> Result<Vec<ListedEntry>, ErrorCode> {
+    #[cfg(target_os = "linux")]
+    {
+        let lent = crate::wasm::lent::readable_descriptor(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
+        if let Some(listed) = native::list(lent, path) {
+            return listed;
+        }
+    }
+    list_with_cap_std(table, folder, path)
+}
+
+/// [`list_folder`] through cap-std: what every system but Linux uses, and Linux before `openat2` (5.6).
+fn list_with_cap_std(
     table: &ResourceTable,
     folder: &Resource<Descriptor>,
     path: &str,
@@ -31,23 +53,26 @@ pub(crate) fn list_folder(
     for entry in dir.entries().map_err(code)? {
         entries.push(entry.map_err(code)?);
     }
-    // In name order, though the contract promises none: the component sorts every listing, and a sorted one
-    // costs it one comparison an entry instead of twenty-odd. Names in an archive share long prefixes (DICOM
-    // UIDs), and inside the component each comparison walks them byte by byte; here they are compared natively.
     entries.sort_by_cached_key(|e| e.file_name());
-    let look = |entry: &cap_std::fs::DirEntry| -> Result<Option<ListedEntry>, ErrorCode> {
-        match entry.metadata() {
-            Ok(meta) => Ok(Some(listed(entry.file_name(), &meta))),
-            // Gone between the read and the look: it is not there any more.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(code(e)),
-        }
-    };
+    look_at_each(&entries, |entry| match entry.metadata() {
+        Ok(meta) => Ok(Some(listed(entry.file_name(), &meta))),
+        // Gone between the read and the look: it is not there any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(code(e)),
+    })
+}
+
+/// `look` at each entry (`None`: gone, left out), in order; a large folder is split between threads.
+fn look_at_each<T: Sync>(
+    entries: &[T],
+    look: impl Fn(&T) -> Result<Option<ListedEntry>, ErrorCode> + Sync,
+) -> Result<Vec<ListedEntry>, ErrorCode> {
     let threads = threads().min(entries.len() / PARALLEL_FROM).max(1);
     if threads == 1 {
         return entries.iter().filter_map(|e| look(e).transpose()).collect();
     }
     let chunk = entries.len().div_ceil(threads);
+    let look = &look;
     std::thread::scope(|scope| {
         let workers: Vec<_> = entries
             .chunks(chunk)
@@ -63,6 +88,134 @@ pub(crate) fn list_folder(
     })
 }
 
+/// The listing with Linux's own calls: the folder opened beneath the lent one by one `openat2`
+/// (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, as cap-std resolves it), read with `getdents64`, and only what
+/// the reading does not say is a folder, a link or another kind of entry looked at (`statx`).
+#[cfg(target_os = "linux")]
+mod native {
+    use super::*;
+    use rustix::fd::OwnedFd;
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags, StatxFlags};
+    use rustix::io::Errno;
+    use std::ffi::{CString, OsStr};
+    use std::os::unix::ffi::OsStrExt;
+
+    /// `None` when this system refuses `openat2` (a kernel before 5.6, or a sandbox that forbids it): list
+    /// through cap-std instead.
+    pub(super) fn list(lent: &std::fs::File, path: &str) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
+        let dir = match open_beneath(lent, if path.is_empty() { "." } else { path })? {
+            Ok(dir) => dir,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(read(&dir))
+    }
+
+    /// The folder at `path` beneath `lent`, opened for reading, as cap-std opens it (`EAGAIN`, a rename
+    /// somewhere during the resolution, is tried again a few times; `EXDEV` is a path that leads out).
+    fn open_beneath(lent: &std::fs::File, path: &str) -> Option<Result<OwnedFd, ErrorCode>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        for _ in 0..4 {
+            match rustix::fs::openat2(
+                lent,
+                path,
+                flags,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(dir) => return Some(Ok(dir)),
+                Err(Errno::AGAIN) => continue,
+                Err(Errno::NOSYS | Errno::PERM) => return None,
+                Err(Errno::XDEV) => {
+                    let out =
+                        std::io::Error::new(std::io::ErrorKind::PermissionDenied, "a path led outside of the folder");
+                    return Some(Err(code(out)));
+                }
+                Err(e) => return Some(Err(code(e.into()))),
+            }
+        }
+        None
+    }
+
+    fn read(dir: &OwnedFd) -> Result<Vec<ListedEntry>, ErrorCode> {
+        let mut names: Vec<(CString, FileType)> = Vec::new();
+        let mut buf = Vec::with_capacity(32 << 10);
+        let mut reading = RawDir::new(dir, buf.spare_capacity_mut());
+        while let Some(entry) = reading.next() {
+            let entry = entry.map_err(|e| code(e.into()))?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.push((name.to_owned(), entry.file_type()));
+            }
+        }
+        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        look_at_each(&names, |(name, kind)| {
+            let as_os = || OsStr::from_bytes(name.as_bytes()).to_os_string();
+            let type_ = match kind {
+                FileType::RegularFile | FileType::Unknown => None,
+                FileType::Directory => Some(DescriptorType::Directory),
+                FileType::Symlink => Some(DescriptorType::SymbolicLink),
+                FileType::Fifo => Some(DescriptorType::Fifo),
+                FileType::Socket => Some(DescriptorType::Socket),
+                FileType::CharacterDevice => Some(DescriptorType::CharacterDevice),
+                FileType::BlockDevice => Some(DescriptorType::BlockDevice),
+            };
+            if let Some(type_) = type_ {
+                return Ok(Some(not_a_file(as_os(), type_)));
+            }
+            match rustix::fs::statx(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+                Ok(st) => Ok(Some(from_statx(as_os(), &st))),
+                // Gone between the read and the look: it is not there any more.
+                Err(Errno::NOENT) => Ok(None),
+                Err(e) => Err(code(e.into())),
+            }
+        })
+    }
+
+    fn from_statx(name: std::ffi::OsString, st: &rustix::fs::Statx) -> ListedEntry {
+        let type_ = match FileType::from_raw_mode(st.stx_mode.into()) {
+            FileType::RegularFile => DescriptorType::RegularFile,
+            FileType::Directory => DescriptorType::Directory,
+            FileType::Symlink => DescriptorType::SymbolicLink,
+            FileType::Fifo => DescriptorType::Fifo,
+            FileType::Socket => DescriptorType::Socket,
+            FileType::CharacterDevice => DescriptorType::CharacterDevice,
+            FileType::BlockDevice => DescriptorType::BlockDevice,
+            FileType::Unknown => DescriptorType::Unknown,
+        };
+        if type_ != DescriptorType::RegularFile {
+            return not_a_file(name, type_);
+        }
+        let at = |t: rustix::fs::StatxTimestamp| {
+            Some(Datetime { seconds: u64::try_from(t.tv_sec).ok()?, nanoseconds: t.tv_nsec })
+        };
+        let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+        let (name, utf8) = utf8_name(name);
+        ListedEntry {
+            name,
+            utf8,
+            type_,
+            size: st.stx_size,
+            modified: at(st.stx_mtime),
+            changed: at(st.stx_ctime),
+            identity: metadata_hash((dev, st.stx_ino)),
+        }
+    }
+}
+
+/// An entry that is not a regular file: its name and type alone.
+fn not_a_file(name: std::ffi::OsString, type_: DescriptorType) -> ListedEntry {
+    let (name, utf8) = utf8_name(name);
+    ListedEntry { name, utf8, type_, size: 0, modified: None, changed: None, identity: (0, 0) }
+}
+
+/// The name as the contract gives it: itself, or a lossy rendering and `false` when it is not UTF-8.
+fn utf8_name(name: std::ffi::OsString) -> (String, bool) {
+    match name.into_string() {
+        Ok(name) => (name, true),
+        Err(raw) => (raw.to_string_lossy().into_owned(), false),
+    }
+}
+
 /// The cores this host may use, asked once (the answer reads the process's cgroup files).
 fn threads() -> usize {
     static THREADS: OnceLock<usize> = OnceLock::new();
@@ -70,10 +223,6 @@ fn threads() -> usize {
 }
 
 fn listed(name: std::ffi::OsString, meta: &cap_std::fs::Metadata) -> ListedEntry {
-    let (name, utf8) = match name.into_string() {
-        Ok(name) => (name, true),
-        Err(raw) => (raw.to_string_lossy().into_owned(), false),
-    };
     let kind = meta.file_type();
     let type_ = if kind.is_file() {
         DescriptorType::RegularFile
@@ -85,9 +234,10 @@ fn listed(name: std::ffi::OsString, meta: &cap_std::fs::Metadata) -> ListedEntry
         other_type(&kind)
     };
     if type_ != DescriptorType::RegularFile {
-        return ListedEntry { name, utf8, type_, size: 0, modified: None, changed: None, identity: (0, 0) };
+        return not_a_file(name, type_);
     }
     let (modified, changed, identity) = times_and_identity(meta);
+    let (name, utf8) = utf8_name(name);
     ListedEntry { name, utf8, type_, size: meta.len(), modified, changed, identity }
 }
 
@@ -195,6 +345,52 @@ mod tests {
 
         let root = sorted(list_folder(&table, &folder, "").unwrap());
         assert_eq!(root.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["big"]);
+    }
+
+    /// Linux's own calls and cap-std's give the same listing: names, order, types, sizes, times and identities
+    /// (a folder, a link, a FIFO, a name that is not UTF-8, and enough files to be split between threads).
+    #[test]
+    fn the_listing_is_the_same_through_either_path() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = ResourceTable::new();
+        let folder = lend(&mut table, dir.path(), OpenMode::READ);
+        let many = dir.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..2 * PARALLEL_FROM + 3 {
+            std::fs::write(many.join(format!("1.2.840.{}.dcm", 7 * i % 1000)), vec![1u8; i % 5]).unwrap();
+        }
+        std::fs::create_dir(many.join("sub")).unwrap();
+        std::os::unix::fs::symlink("sub", many.join("link")).unwrap();
+        std::fs::write(many.join(std::ffi::OsStr::from_bytes(b"not\xfeutf8")), b"x").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            many.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        for path in ["", "many", "many/sub", "many/link"] {
+            let native = list_folder(&table, &folder, path).unwrap();
+            let through_cap_std = list_with_cap_std(&table, &folder, path).unwrap();
+            assert_eq!(format!("{native:?}"), format!("{through_cap_std:?}"), "{path}");
+            assert_eq!(native.is_empty(), path.starts_with("many/"), "{path}");
+            let mut names: Vec<&str> = native.iter().map(|e| e.name.as_str()).collect();
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            assert_eq!(native.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), names, "in name order");
+        }
+        let native = list_folder(&table, &folder, "many").unwrap();
+        let kind = |name: &str| native.iter().find(|e| e.name == name).unwrap().type_;
+        assert_eq!(
+            (kind("sub"), kind("link"), kind("fifo"), kind("not\u{fffd}utf8")),
+            (
+                DescriptorType::Directory,
+                DescriptorType::SymbolicLink,
+                DescriptorType::Fifo,
+                DescriptorType::RegularFile
+            )
+        );
     }
 
     #[test]
