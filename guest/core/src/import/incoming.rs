@@ -35,10 +35,23 @@ pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
 /// The entries of the catalog at `path`, in document order, read as the file streams (no tree is built);
 /// `None` when the file is not a readable catalog.
 pub fn read_catalog_entries(tree: &Tree, path: &RelPath) -> Result<Option<Vec<EntryRef>>> {
+    Ok(read_catalog(tree, path)?.map(|read| read.entries))
+}
+
+/// A catalog as one streamed reading saw it: its frame and the places of its entries (what a later write of
+/// it needs, and which that write checks against the file), and its entries.
+#[derive(Debug, Clone)]
+pub struct CatalogRead {
+    pub streamed: StreamedCatalog,
+    pub entries: Vec<EntryRef>,
+}
+
+/// [`read_catalog_entries`], keeping the reading.
+pub fn read_catalog(tree: &Tree, path: &RelPath) -> Result<Option<CatalogRead>> {
     let file = tree.open(path)?;
-    let mut out = Vec::new();
-    let read = StreamedCatalog::read(file, &mut |e| out.push(entry_ref(e)));
-    Ok(read.ok().map(|_| out))
+    let mut entries = Vec::new();
+    let read = StreamedCatalog::read(file, &mut |e| entries.push(entry_ref(e)));
+    Ok(read.ok().map(|streamed| CatalogRead { streamed, entries }))
 }
 
 /// An entry as the checks and the merge read it ([`EntryRef`]).

@@ -32,7 +32,7 @@
 use crate::error::{Error, Result};
 use crate::fs::moves::MoveStopped;
 use crate::fs::tree::{Kind, RelPath, Tree};
-use crate::import::incoming::{CatalogStats, FilesBelow, entry_ref, read_catalog_entries};
+use crate::import::incoming::{CatalogRead, CatalogStats, FilesBelow, entry_ref, read_catalog_entries};
 use crate::import::plan::{Plan, Step};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Faults, Overwrite};
@@ -45,6 +45,7 @@ use crate::xml::{Element, Node};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::rc::Rc;
 
 /// The `journal` and `version` of the header this version writes and reads.
 const NAME: &str = "xnat-archive";
@@ -76,7 +77,22 @@ pub struct Journal {
     /// their folders' files: the incoming session's, looked at by the plan, and the catalogs it merged. Not
     /// written: a journal read from its file knows none, and every catalog is read again.
     pub known_stats: HashMap<RelPath, CatalogStats>,
+    /// The archived catalogs this run's plan read, which the merges start from (see [`Plan::merge_reads`]).
+    pub known_reads: KnownReads,
 }
+
+/// Readings of archived catalogs made by this run: a cache, not part of what a journal says (two journals
+/// are equal whatever they hold) and never written — a journal read from its file knows none.
+#[derive(Debug, Clone, Default)]
+pub struct KnownReads(pub HashMap<RelPath, Rc<CatalogRead>>);
+
+impl PartialEq for KnownReads {
+    fn eq(&self, _: &KnownReads) -> bool {
+        true
+    }
+}
+
+impl Eq for KnownReads {}
 
 /// Stops the process dead when the numbered point is reached (tests only).
 pub struct Checkpoints {
@@ -147,6 +163,7 @@ impl Journal {
             // A new experiment is the session folder moved whole: its catalogs and files are where the plan
             // saw them, below the target.
             known_stats: if plan.existing.is_some() { HashMap::new() } else { plan.incoming_stats(&plan.target) },
+            known_reads: KnownReads(plan.merge_reads.clone()),
         }
     }
 
@@ -234,6 +251,7 @@ impl Journal {
             committed: false,
             posted: false,
             known_stats: HashMap::new(),
+            known_reads: KnownReads::default(),
         })
     }
 
@@ -337,9 +355,12 @@ impl Journal {
     /// After the commit: catalogs merged, the subject's and experiment's documents, the log line.
     fn post(&self, pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<()> {
         let mut known = self.known_stats.clone();
+        // Each reading serves the first merge into its catalog only: a second one reads what the first wrote.
+        let mut reads = self.known_reads.0.clone();
         for step in &self.steps {
             if let Step::MergeCatalog { from, into } = step
-                && let Some(stats) = merge_catalog(pre, arch, from, into, self.overwrite == Overwrite::Delete)?
+                && let Some(stats) =
+                    merge_catalog(pre, arch, from, into, self.overwrite == Overwrite::Delete, reads.remove(into))?
             {
                 known.insert(into.clone(), stats);
             }
@@ -783,29 +804,54 @@ fn recompute_stats(
 /// never deletes or moves a file: it only rewrites the catalog.
 /// Returns the merged catalog's `file_count` and `file_size`, from the same listing of its folder (`None` when
 /// the incoming catalog is gone: merged by an earlier run of the journal).
+/// `known`: the archived catalog as this run's plan read it; when the file is no longer what was read, it is
+/// read again and the merge made from that.
 fn merge_catalog(
     pre: &Tree,
     arch: &Tree,
     from: &RelPath,
     into: &RelPath,
     replace: bool,
+    known: Option<Rc<CatalogRead>>,
 ) -> Result<Option<CatalogStats>> {
     let Ok(incoming_bytes) = pre.read(from) else { return Ok(None) };
     let incoming =
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
-    // The archived catalog (which may be large) is read as it streams: its entries by URI and by UID.
-    let (mut by_uri, mut by_uid, mut uris) = (HashMap::new(), HashMap::new(), Vec::new());
-    let mut n = 0u32;
-    let mut target = StreamedCatalog::read(arch.open(into)?, &mut |e| {
-        let (uri, uid, _) = entry_ref(e);
+    if let Some(read) = known
+        && let Some(stats) = merge_into(arch, &incoming, into, replace, &read)?
+    {
+        return Ok(Some(stats));
+    }
+    // The archived catalog (which may be large) is read as it streams.
+    let mut entries = Vec::new();
+    let streamed = StreamedCatalog::read(arch.open(into)?, &mut |e| entries.push(entry_ref(e)))
+        .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
+    match merge_into(arch, &incoming, into, replace, &CatalogRead { streamed, entries })? {
+        Some(stats) => Ok(Some(stats)),
+        None => Err(Error::Conflict(format!(
+            "catalog {into} was changed by someone else while it was merged; nothing was written — run recover"
+        ))),
+    }
+}
+
+/// The merge of `incoming` into the archived catalog `into` as `read` saw it; `None` (nothing written) when the
+/// file is no longer what was read.
+fn merge_into(
+    arch: &Tree,
+    incoming: &Catalog,
+    into: &RelPath,
+    replace: bool,
+    read: &CatalogRead,
+) -> Result<Option<CatalogStats>> {
+    // The archived entries by URI and by UID.
+    let (mut by_uri, mut by_uid) = (HashMap::new(), HashMap::new());
+    for ((uri, uid, _), n) in read.entries.iter().zip(0u32..) {
         if let Some(uid) = uid {
-            by_uid.insert(uid, (n, uri.clone()));
+            by_uid.insert(uid.as_str(), (n, uri.as_str()));
         }
-        by_uri.insert(uri.clone(), n);
-        uris.push(uri);
-        n += 1;
-    })
-    .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
+        by_uri.insert(uri.as_str(), n);
+    }
+    let mut target = read.streamed.clone();
     let files = FilesBelow::list(arch, &into.parent())?;
     let is_file = |uri: &str| -> Result<bool> { Ok(files.file_len(arch, uri)?.is_some()) };
     let mut updates: HashMap<u32, Vec<(String, String)>> = HashMap::new();
@@ -816,7 +862,7 @@ fn merge_catalog(
     for loc in incoming.entry_locs() {
         let e = incoming.entry(&loc);
         let uri = e.uri().unwrap_or("").trim_start_matches("./").to_string();
-        if let Some(existing) = by_uri.get(&uri) {
+        if let Some(existing) = by_uri.get(uri.as_str()) {
             updates.entry(*existing).or_default().extend(e.element().attrs.iter().cloned());
             continue;
         }
@@ -834,10 +880,11 @@ fn merge_catalog(
     }
     // What the merged catalog lists: the archived entries kept (an update never changes a URI), then the
     // added ones; an entry whose URI appears twice counts twice, as a reading of the written catalog would.
-    let kept = uris.iter().zip(0u32..).filter(|(_, n)| !drop.contains(n)).map(|(uri, _)| uri.as_str());
+    let kept = read.entries.iter().zip(0u32..).filter(|(_, n)| !drop.contains(n)).map(|((uri, _, _), _)| uri.as_str());
     let stats = catalog_stats(arch, &files, kept.chain(added_uris.iter().map(String::as_str)))?;
     let mut source = arch.open(into)?;
-    arch.write_atomic_with(into, &mut |sink| {
+    let mut changed = false;
+    let written = arch.write_atomic_with(into, &mut |sink| {
         let mut edit = |e: u32, entry: &mut crate::model::catalog::EntryMut| {
             for (k, v) in updates.get(&e).into_iter().flatten() {
                 entry.set_attr(k, v);
@@ -853,13 +900,17 @@ fn merge_catalog(
                 sink,
             )
             .map_err(|e| match e {
-                WriteError::Changed => Error::Conflict(format!(
-                    "catalog {into} was changed by someone else while it was merged; nothing was written — run recover"
-                )),
+                WriteError::Changed => {
+                    changed = true;
+                    Error::Conflict(format!("catalog {into} changed since it was read"))
+                }
                 WriteError::Io(e) => Error::io(into.as_str(), &e),
             })
-    })?;
-    Ok(Some(stats))
+    });
+    match written {
+        Err(_) if changed => Ok(None),
+        written => written.map(|()| Some(stats)),
+    }
 }
 
 /// How many of a catalog's entries (their URIs, relative to its folder) name a regular file, and their bytes.
@@ -941,6 +992,7 @@ mod tests {
             committed: false,
             posted: false,
             known_stats: HashMap::new(),
+            known_reads: KnownReads::default(),
         }
     }
 
@@ -974,6 +1026,7 @@ mod tests {
             committed: false,
             posted: false,
             known_stats: HashMap::new(),
+            known_reads: KnownReads::default(),
         }
     }
 
@@ -1001,6 +1054,46 @@ mod tests {
         }
         assert_eq!(cp.pause_ms(), None);
         assert_eq!(cp.pause_before_moves_ms(), None);
+    }
+
+    /// A merge starts from the plan's reading of the archived catalog; when the file was changed after that
+    /// reading (an entry added), the merge reads it again, and nothing the change added is lost.
+    #[test]
+    fn a_merge_reads_the_archived_catalog_again_when_it_changed_since_the_plan_read_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (pre, arch) = (Tree::new(d.path().join("pre")), Tree::new(d.path().join("arch")));
+        let catalog = |uris: &[&str]| {
+            let entries: String = uris.iter().map(|u| format!(r#"<cat:entry URI="{u}" ID="{u}"/>"#)).collect();
+            format!(
+                r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:entries>{entries}</cat:entries></cat:Catalog>"#
+            )
+        };
+        let (incoming, archived) = (d.path().join("pre/S/c.xml"), d.path().join("arch/R/cat.xml"));
+        fs::create_dir_all(incoming.parent().unwrap()).unwrap();
+        fs::create_dir_all(archived.parent().unwrap()).unwrap();
+        for (name, bytes) in [("a.dcm", "1"), ("b.dcm", "22"), ("c.dcm", "333")] {
+            fs::write(archived.with_file_name(name), bytes).unwrap();
+        }
+        let merged = |known: Option<Rc<CatalogRead>>| {
+            fs::write(&incoming, catalog(&["c.dcm"])).unwrap();
+            let stats = super::merge_catalog(&pre, &arch, &path("S/c.xml"), &path("R/cat.xml"), false, known).unwrap();
+            let cat = Catalog::parse(&fs::read(&archived).unwrap()).unwrap();
+            let uris: Vec<String> = cat.entry_locs().iter().map(|l| cat.entry(l).uri().unwrap().to_string()).collect();
+            (stats, uris)
+        };
+        let read = |at: &str| Rc::new(crate::import::incoming::read_catalog(&arch, &path(at)).unwrap().unwrap());
+
+        fs::write(&archived, catalog(&["a.dcm"])).unwrap();
+        let stale = read("R/cat.xml");
+        fs::write(&archived, catalog(&["a.dcm", "b.dcm"])).unwrap();
+        assert_eq!(merged(Some(stale)), (Some((3, 6)), vec!["a.dcm".into(), "b.dcm".into(), "c.dcm".into()]));
+
+        // A reading that is still true gives what a fresh one gives.
+        fs::write(&archived, catalog(&["a.dcm", "b.dcm"])).unwrap();
+        let current = read("R/cat.xml");
+        assert_eq!(merged(Some(current)), (Some((3, 6)), vec!["a.dcm".into(), "b.dcm".into(), "c.dcm".into()]));
+        fs::write(&archived, catalog(&["a.dcm", "b.dcm"])).unwrap();
+        assert_eq!(merged(None), (Some((3, 6)), vec!["a.dcm".into(), "b.dcm".into(), "c.dcm".into()]));
     }
 
     #[test]

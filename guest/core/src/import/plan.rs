@@ -8,7 +8,9 @@
 use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
-use crate::import::incoming::{CatalogStats, SessionFiles, find_catalogs, read_catalog_entries};
+use crate::import::incoming::{
+    CatalogRead, CatalogStats, SessionFiles, find_catalogs, read_catalog, read_catalog_entries,
+};
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
@@ -64,6 +66,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The incoming session's own checks and listing, once made (see [`plan_again`]).
     incoming_checks: Option<IncomingChecks>,
+    /// The archived catalogs a merge writes into, as the plan read them under the destination's lock: the
+    /// merge starts from these readings (its write checks that the file is still what was read).
+    pub merge_reads: HashMap<RelPath, Rc<CatalogRead>>,
 }
 
 /// What the checks of the incoming session alone found, and the listing they read.
@@ -90,6 +95,7 @@ impl Plan {
             scan_ids: BTreeMap::new(),
             steps: Vec::new(),
             incoming_checks: None,
+            merge_reads: HashMap::new(),
         }
     }
 
@@ -467,10 +473,12 @@ fn rename_scan(id: &str, code: &str, taken: &BTreeSet<String>) -> String {
 fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, incoming: &SessionFiles) -> Result<()> {
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
-    let MergeTargets { catalogs: merged_catalogs, uids: existing_uids } = catalogs_to_merge(plan, arch, &files)?;
+    let mut present = Present { tree: arch, folders: HashMap::new() };
+    let MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads } =
+        catalogs_to_merge(plan, arch, &mut present, &files)?;
+    plan.merge_reads = reads;
     let mut matching_files = false;
     let mut same_resources = false;
-    let mut present = Present { tree: arch, folders: HashMap::new() };
     for rel in &files {
         let from = src.join_path(rel)?;
         if let Some(into) = merged_catalogs.get(rel) {
@@ -514,29 +522,64 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
     Ok(())
 }
 
-/// Whether anything is at a path of a tree, from one listing of its folder: a merge of thousands of files into
-/// one folder looks at the folder once, not at each file.
+/// Whether anything is at a path of a tree, and the catalogs below a folder, from one listing of each folder: a
+/// merge of thousands of files into one folder looks at the folder once, not at each file, and finds the
+/// catalog it merges into in the same listing.
 struct Present<'t> {
     tree: &'t Tree,
-    /// Folder → the names in it; `None` when it could not be listed (then each path is looked at).
-    folders: HashMap<RelPath, Option<HashSet<String>>>,
+    /// Folder → what is in it; `None` when it could not be listed (then each path is looked at).
+    folders: HashMap<RelPath, Option<Listed>>,
+}
+
+/// A folder's entries in name order, and their names for look-ups.
+#[derive(Default)]
+struct Listed {
+    entries: Vec<(String, Kind)>,
+    names: HashSet<String>,
 }
 
 impl Present<'_> {
-    fn at(&mut self, path: &RelPath) -> Result<bool> {
-        let folder = path.parent();
-        if !self.folders.contains_key(&folder) {
-            let names = match self.tree.list(&folder) {
-                Ok(listed) => Some(listed.into_iter().map(|(name, _)| name).collect()),
-                Err(Error::NotFound(_)) => Some(HashSet::new()),
+    fn listed(&mut self, folder: &RelPath) -> Option<&Listed> {
+        if !self.folders.contains_key(folder) {
+            let listed = match self.tree.list(folder) {
+                Ok(entries) => Some(Listed { names: entries.iter().map(|(name, _)| name.clone()).collect(), entries }),
+                Err(Error::NotFound(_)) => Some(Listed::default()),
                 Err(_) => None,
             };
-            self.folders.insert(folder.clone(), names);
+            self.folders.insert(folder.clone(), listed);
         }
-        match &self.folders[&folder] {
-            Some(names) => Ok(names.contains(path.name())),
+        self.folders[folder].as_ref()
+    }
+
+    fn at(&mut self, path: &RelPath) -> Result<bool> {
+        match self.listed(&path.parent()) {
+            Some(listed) => Ok(listed.names.contains(path.name())),
             None => Ok(self.tree.kind(path)?.is_some()),
         }
+    }
+
+    /// [`find_catalogs`], from the listings kept here.
+    fn catalogs(&mut self, folder: &RelPath) -> Result<Vec<RelPath>> {
+        let Some(listed) = self.listed(folder) else { return find_catalogs(self.tree, folder) };
+        let wanted: Vec<(String, Kind)> = listed
+            .entries
+            .iter()
+            .filter(|(name, kind)| match kind {
+                Kind::Dir => true,
+                Kind::File { .. } => name.ends_with("_catalog.xml"),
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for (name, kind) in wanted {
+            let path = folder.join(&name)?;
+            match kind {
+                Kind::Dir => out.extend(self.catalogs(&path)?),
+                _ => out.push(path),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -546,25 +589,31 @@ struct MergeTargets {
     catalogs: BTreeMap<String, RelPath>,
     /// The archived entries of those catalogs by DICOM UID → (catalog, URI).
     uids: BTreeMap<String, (RelPath, String)>,
+    /// Each readable archived catalog as it was read.
+    reads: HashMap<RelPath, Rc<CatalogRead>>,
 }
 
 /// Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
-fn catalogs_to_merge(plan: &Plan, arch: &Tree, files: &[String]) -> Result<MergeTargets> {
+fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[String]) -> Result<MergeTargets> {
     let mut merged_catalogs = BTreeMap::new();
     let mut existing_uids = BTreeMap::new();
+    let mut reads = HashMap::new();
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
         let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
-        let Some(target_cat) = find_catalogs(arch, &to_folder)?.into_iter().next() else { continue };
-        if let Some(entries) = read_catalog_entries(arch, &target_cat)? {
-            for (uri, uid, _) in entries {
+        let Some(target_cat) = present.catalogs(&to_folder)?.into_iter().next() else { continue };
+        if !reads.contains_key(&target_cat)
+            && let Some(read) = read_catalog(arch, &target_cat)?
+        {
+            for (uri, uid, _) in &read.entries {
                 if let Some(uid) = uid {
-                    existing_uids.insert(uid, (target_cat.clone(), uri));
+                    existing_uids.insert(uid.clone(), (target_cat.clone(), uri.clone()));
                 }
             }
+            reads.insert(target_cat.clone(), Rc::new(read));
         }
         merged_catalogs.insert(rel.clone(), target_cat);
     }
-    Ok(MergeTargets { catalogs: merged_catalogs, uids: existing_uids })
+    Ok(MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads })
 }
 
 /// overwrite=delete: an archived file whose DICOM instance arrives under another name is replaced like a

@@ -23,7 +23,7 @@ const RUN: &str = "\u{0}run";
 const ADDED: &str = "\u{0}added";
 
 /// A catalog's frame and the places of its entries.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StreamedCatalog {
     frame: Catalog,
     /// Each run of entries: its first entry and one past its last.
