@@ -56,7 +56,16 @@ impl RelPath {
 
     /// Several segments (`a/b/c`), each checked.
     pub fn join_path(&self, rel: &str) -> Result<RelPath> {
-        rel.split('/').try_fold(self.clone(), |p, s| p.join(s))
+        for segment in rel.split('/') {
+            check_segment(segment)?;
+        }
+        let mut path = String::with_capacity(self.0.len() + 1 + rel.len());
+        path.push_str(&self.0);
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(rel);
+        Ok(RelPath(path))
     }
 
     pub fn as_str(&self) -> &str {
@@ -578,6 +587,18 @@ pub fn temp_writer(name: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_joins_plain_names_only() {
+        let root = RelPath::root();
+        let p = RelPath::new("P/arc001").unwrap();
+        assert_eq!(root.join_path("a/b.dcm").unwrap().as_str(), "a/b.dcm");
+        assert_eq!(p.join_path("SCANS/1/x y.dcm").unwrap().as_str(), "P/arc001/SCANS/1/x y.dcm");
+        assert_eq!(p.join_path("SCANS/1").unwrap(), p.join("SCANS").unwrap().join("1").unwrap());
+        for bad in ["", "a/../b", "..", "a//b", "a/", "/a", "./a", "a\\b", "a\0b", &"n".repeat(NAME_MAX + 1)] {
+            assert!(matches!(p.join_path(bad), Err(Error::BadRequest(_))), "{bad:?} was joined");
+        }
+    }
 
     #[test]
     fn a_temporary_file_left_by_a_dead_writer_is_told_from_a_live_ones() {

@@ -844,7 +844,8 @@ fn merge_into(
     read: &CatalogRead,
 ) -> Result<Option<CatalogStats>> {
     // The archived entries by URI and by UID.
-    let (mut by_uri, mut by_uid) = (HashMap::new(), HashMap::new());
+    let n = read.entries.len();
+    let (mut by_uri, mut by_uid) = (HashMap::with_capacity(n), HashMap::with_capacity(n));
     for ((uri, uid, _), n) in read.entries.iter().zip(0u32..) {
         if let Some(uid) = uid {
             by_uid.insert(uid.as_str(), (n, uri.as_str()));

@@ -588,7 +588,7 @@ struct MergeTargets {
     /// Incoming catalog (relative to the session) → the archived catalog it merges into.
     catalogs: BTreeMap<String, RelPath>,
     /// The archived entries of those catalogs by DICOM UID → (catalog, URI).
-    uids: BTreeMap<String, (RelPath, String)>,
+    uids: HashMap<String, (RelPath, String)>,
     /// Each readable archived catalog as it was read.
     reads: HashMap<RelPath, Rc<CatalogRead>>,
 }
@@ -596,7 +596,7 @@ struct MergeTargets {
 /// Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
 fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[String]) -> Result<MergeTargets> {
     let mut merged_catalogs = BTreeMap::new();
-    let mut existing_uids = BTreeMap::new();
+    let mut existing_uids = HashMap::new();
     let mut reads = HashMap::new();
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
         let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
