@@ -4,7 +4,8 @@
 //!
 //! The test command runs sizes 100 and 1,000; `bench/scaling.sh` 1,000, 10,000 and 100,000 (set by
 //! `XNAT_SCALING_SIZES`, comma-separated). Each result is checked (entry counts, files archived, rows listed)
-//! before its time counts. The report (markdown) goes to stdout (`--nocapture`).
+//! before its time counts. The archives are measured on three sessions (and merges into three experiments), and
+//! the best run counts, as the best run of their baselines does. The report (markdown) goes to stdout (`--nocapture`).
 
 mod common;
 
@@ -13,6 +14,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xnat_archive::generator::{self, Modality, SessionSpec};
+
+/// How many times each archive is measured (on as many sessions): its best run counts, as the baselines' do.
+const RUNS: usize = 3;
 
 /// Runs the CLI with `args`, checks its JSON answer with `check`, and returns how long it took.
 fn timed(args: &[&str], check: impl Fn(&serde_json::Value)) -> Duration {
@@ -103,89 +107,115 @@ fn refresh_archive_and_listing_scale_linearly() {
         );
         drop(dir);
 
-        // Archive: a session whose one scan holds n files, into an empty place in a project.
+        // Archive: sessions whose one scan holds n files, each into an empty place in a project; then a second
+        // session of each experiment merged into it. Both sides of each ratio are the best of RUNS: three
+        // experiments, each archived and merged once (an archive cannot run twice on one session), against
+        // `find` and the rename loop over each.
         let dir = tempfile::tempdir().unwrap();
         let (pre, arc) = (dir.path().join("prearchive"), dir.path().join("archive"));
         generator::write_site(&pre, &arc).unwrap();
-        let mut spec = SessionSpec::new(Some("DEMO"), "BIG_MR1", Modality::Mr, 4242);
-        spec.label = Some("BIG_MR1".into());
-        spec.scans.truncate(1);
-        spec.scans[0].files = n;
-        spec.scans[0].file_size = 1024;
-        generator::write_session(&pre, &spec).unwrap();
-        let src = format!("/prearchive/projects/DEMO/{}/BIG_MR1", spec.timestamp);
-        // The baseline of P3: listing and stat-ing the session's files natively (warm, as the archive runs).
-        let session = spec.session_dir(&pre);
-        let find = || {
-            let started = Instant::now();
-            let out = std::process::Command::new("find").arg(&session).args(["-printf", "%s\n"]).output().unwrap();
-            assert!(out.status.success() && out.stdout.split(|b| *b == b'\n').count() > n, "find lists every file");
-            started.elapsed()
-        };
-        find();
-        let baseline = find().min(find());
+        let (p, a) = (pre.to_str().unwrap().to_string(), arc.to_str().unwrap().to_string());
+        let firsts: Vec<SessionSpec> = (0..RUNS)
+            .map(|k| {
+                let label = format!("BIG_MR{}", k + 1);
+                let mut spec = SessionSpec::new(Some("DEMO"), &label, Modality::Mr, 4242 + k as u64);
+                spec.label = Some(label);
+                spec.scans.truncate(1);
+                spec.scans[0].files = n;
+                spec.scans[0].file_size = 1024;
+                generator::write_session(&pre, &spec).unwrap();
+                spec
+            })
+            .collect();
+        let (mut baseline, mut took) = (Duration::MAX, Duration::MAX);
+        for spec in &firsts {
+            // The baseline of P3: listing and stat-ing the session's files natively (warm, as the archive runs).
+            let session = spec.session_dir(&pre);
+            let find = || {
+                let started = Instant::now();
+                let out = std::process::Command::new("find").arg(&session).args(["-printf", "%s\n"]).output().unwrap();
+                assert!(out.status.success() && out.stdout.split(|b| *b == b'\n').count() > n, "find lists every file");
+                started.elapsed()
+            };
+            find();
+            baseline = baseline.min(find()).min(find());
+            let src = format!("/prearchive/projects/DEMO/{}/{}", spec.timestamp, spec.folder);
+            let label = spec.folder.clone();
+            took = took.min(timed(&["archive", "--prearchive", &p, "--archive", &a, "--src", &src], |v| {
+                assert!(v.to_string().contains(&format!("/experiments/{label}")), "{v}");
+            }));
+            let scan = arc.join("DEMO/arc001").join(&spec.folder).join("SCANS").join(&spec.scans[0].id).join("DICOM");
+            assert_eq!(fs::read_dir(&scan).unwrap().count(), n + 1, "every file and the catalog arrived");
+        }
         row("`find -printf '%s'` over the session (baseline)", n, baseline);
-        let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
-        let took = timed(&["archive", "--prearchive", p, "--archive", a, "--src", &src], |v| {
-            assert!(v.to_string().contains("/experiments/BIG_MR1"), "{v}");
-        });
-        let scan = arc.join("DEMO/arc001/BIG_MR1/SCANS").join(&spec.scans[0].id).join("DICOM");
-        assert_eq!(fs::read_dir(&scan).unwrap().count(), n + 1, "every file and the catalog arrived");
         row("archive one session into an empty place", n, took);
         ratios += &format!(
             "- {n} files: archive into an empty place / `find` over the session = {:.1}\n",
             took.as_secs_f64() / baseline.as_secs_f64()
         );
 
-        // Merge: a second session of the same experiment holding n other instances of the same series,
-        // archived with overwrite=append: each file moves on its own into the existing scan folder and the
-        // two catalogs merge. (Written as instances 1..=2n, the first n then dropped with their entries.)
-        // The baseline of P3: rename(2) in a loop over as many files, between two folders of one file system.
-        let mut more = SessionSpec::new(Some("DEMO"), "BIG_MR1", Modality::Mr, 4343);
-        more.label = Some("BIG_MR1".into());
-        more.subject = spec.subject.clone();
-        more.study_uid = spec.study_uid.clone();
-        more.scans = spec.scans.clone();
-        more.scans[0].files = 2 * n;
-        generator::write_session(&pre, &more).unwrap();
-        let cat_path = more.session_dir(&pre).join(SessionSpec::catalog_uri(&more.scans[0]));
-        let mut cat = xnat_core::model::catalog::Catalog::parse(&fs::read(&cat_path).unwrap()).unwrap();
-        let first: std::collections::HashSet<String> =
-            (1..=n).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
-        let locs = cat.entry_locs();
-        let dropped: Vec<_> = locs.into_iter().filter(|l| first.contains(cat.entry(l).uri().unwrap())).collect();
-        assert_eq!(dropped.len(), n);
-        cat.remove_entries(&dropped);
-        fs::write(&cat_path, cat.to_xml()).unwrap();
-        for name in &first {
-            fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
+        // Merge: a second session of each experiment holding n other instances of the same series, archived
+        // with overwrite=append: each file moves on its own into the existing scan folder and the two catalogs
+        // merge. (Written as instances 1..=2n, the first n then dropped with their entries.) The baseline of
+        // P3: rename(2) in a loop over as many files, between two folders of one file system.
+        let mores: Vec<SessionSpec> = firsts
+            .iter()
+            .enumerate()
+            .map(|(k, spec)| {
+                let mut more = SessionSpec::new(Some("DEMO"), &spec.folder, Modality::Mr, 4343 + k as u64);
+                more.label = spec.label.clone();
+                more.subject = spec.subject.clone();
+                more.study_uid = spec.study_uid.clone();
+                more.scans = spec.scans.clone();
+                more.scans[0].files = 2 * n;
+                generator::write_session(&pre, &more).unwrap();
+                let cat_path = more.session_dir(&pre).join(SessionSpec::catalog_uri(&more.scans[0]));
+                let mut cat = xnat_core::model::catalog::Catalog::parse(&fs::read(&cat_path).unwrap()).unwrap();
+                let first: std::collections::HashSet<String> =
+                    (1..=n).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
+                let locs = cat.entry_locs();
+                let dropped: Vec<_> =
+                    locs.into_iter().filter(|l| first.contains(cat.entry(l).uri().unwrap())).collect();
+                assert_eq!(dropped.len(), n);
+                cat.remove_entries(&dropped);
+                fs::write(&cat_path, cat.to_xml()).unwrap();
+                for name in &first {
+                    fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
+                }
+                more
+            })
+            .collect();
+        let (mut renames, mut took) = (Duration::MAX, Duration::MAX);
+        for (k, more) in mores.iter().enumerate() {
+            let incoming = more.session_dir(&pre).join("SCANS").join(&more.scans[0].id).join("DICOM");
+            let (from, to) = (dir.path().join(format!("rename-from-{k}")), dir.path().join(format!("rename-to-{k}")));
+            fs::create_dir_all(&from).unwrap();
+            fs::create_dir_all(&to).unwrap();
+            let names: Vec<_> = fs::read_dir(&incoming).unwrap().map(|e| e.unwrap().file_name()).collect();
+            for name in &names {
+                fs::hard_link(incoming.join(name), from.join(name)).unwrap();
+            }
+            let started = Instant::now();
+            for name in &names {
+                fs::rename(from.join(name), to.join(name)).unwrap();
+            }
+            renames = renames.min(started.elapsed());
+            let src = format!("/prearchive/projects/DEMO/{}/{}", more.timestamp, more.folder);
+            let label = more.folder.clone();
+            took = took.min(timed(
+                &["archive", "--prearchive", &p, "--archive", &a, "--src", &src, "--overwrite", "append"],
+                |v| {
+                    assert!(
+                        v.to_string().contains(&format!("/experiments/{label}"))
+                            && !v.to_string().contains("\"error\":{"),
+                        "{v}"
+                    );
+                },
+            ));
+            let scan = arc.join("DEMO/arc001").join(&more.folder).join("SCANS").join(&more.scans[0].id).join("DICOM");
+            assert_eq!(fs::read_dir(&scan).unwrap().count(), 2 * n + 1, "every file of both sessions, one catalog");
         }
-        let incoming = more.session_dir(&pre).join("SCANS").join(&more.scans[0].id).join("DICOM");
-        let (from, to) = (dir.path().join("rename-from"), dir.path().join("rename-to"));
-        fs::create_dir_all(&from).unwrap();
-        fs::create_dir_all(&to).unwrap();
-        let names: Vec<_> = fs::read_dir(&incoming).unwrap().map(|e| e.unwrap().file_name()).collect();
-        for name in &names {
-            fs::hard_link(incoming.join(name), from.join(name)).unwrap();
-        }
-        let started = Instant::now();
-        for name in &names {
-            fs::rename(from.join(name), to.join(name)).unwrap();
-        }
-        let renames = started.elapsed();
         row("rename(2) in a loop over the incoming files (baseline)", n, renames);
-        let src = format!("/prearchive/projects/DEMO/{}/BIG_MR1", more.timestamp);
-        let took =
-            timed(&["archive", "--prearchive", p, "--archive", a, "--src", &src, "--overwrite", "append"], |v| {
-                assert!(
-                    v.to_string().contains("/experiments/BIG_MR1") && !v.to_string().contains("\"error\":{"),
-                    "{v}"
-                );
-            });
-        let mut got: Vec<String> =
-            fs::read_dir(&scan).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        got.sort();
-        assert_eq!(got.len(), 2 * n + 1, "every file of both sessions, one catalog");
         row("archive merging them into the experiment", n, took);
         ratios += &format!(
             "- {n} files: archive merging into an experiment / rename loop = {:.1}\n",
