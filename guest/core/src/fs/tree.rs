@@ -41,24 +41,22 @@ impl RelPath {
 
     /// Checks a path. Refuses anything that could leave the tree.
     pub fn new(path: &str) -> Result<RelPath> {
-        let mut p = RelPath::root();
-        for seg in path.split('/') {
-            p = p.join(seg)?;
-        }
-        Ok(p)
+        RelPath::root().join_path(path)
     }
 
     /// One more segment, which must be a plain file or folder name.
     pub fn join(&self, segment: &str) -> Result<RelPath> {
-        check_segment(segment)?;
-        Ok(if self.0.is_empty() { RelPath(segment.to_string()) } else { RelPath(format!("{}/{segment}", self.0)) })
+        self.join_path_checked(segment, check_segment(segment))
     }
 
     /// Several segments (`a/b/c`), each checked.
     pub fn join_path(&self, rel: &str) -> Result<RelPath> {
-        for segment in rel.split('/') {
-            check_segment(segment)?;
-        }
+        self.join_path_checked(rel, rel.split('/').try_for_each(check_segment))
+    }
+
+    /// `rel` (already `checked`) after this path.
+    fn join_path_checked(&self, rel: &str, checked: Result<()>) -> Result<RelPath> {
+        checked?;
         let mut path = String::with_capacity(self.0.len() + 1 + rel.len());
         path.push_str(&self.0);
         if !path.is_empty() {
