@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Listing throughput (issue 11, P4): the prearchive listing through `serve` with 16 connections, against
-# GET /data/version in the same run, for 10 and 1,000 sessions, with the server's CPU per request.
+# GET /data/version in the same run (for 10 sessions in three alternating rounds: the ratio is their median),
+# for 10 and 1,000 sessions, with the server's CPU per request.
 #
 #   bench/listing.sh [SECONDS_PER_MEASUREMENT=10]
 #
