@@ -433,6 +433,9 @@ fn checked_start<'s>(
     if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
     }
+    // A tag of printable ASCII, tabs and line ends alone (nearly every tag of a catalog) holds only characters
+    // XML allows: a value in it without a reference (`&…;`) is itself, and needs neither decoding nor the check.
+    let plain = is_plain(start);
     // quick-xml refuses an attribute given twice (its checks are on by default).
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
@@ -442,6 +445,13 @@ fn checked_start<'s>(
         }
         if attr.value.len() > MAX_VALUE_BYTES {
             return Err(err(&format!("attribute {key} is longer than {} MiB", MAX_VALUE_BYTES >> 20)));
+        }
+        if plain
+            && !attr.value.contains(&b'&')
+            && let Ok(value) = std::str::from_utf8(&attr.value)
+        {
+            each(key, value);
+            continue;
         }
         let value = attr.unescape_value().map_err(|e| err(&e))?;
         if let Some(c) = disallowed(&value) {
@@ -473,10 +483,15 @@ fn is_name(name: &str) -> bool {
     !name.is_empty() && if name.is_ascii() { !name.bytes().any(|b| bad(char::from(b))) } else { !name.chars().any(bad) }
 }
 
+/// Whether every byte of `bytes` is printable ASCII, a tab, a line feed or a carriage return.
+fn is_plain(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
 /// The first character of `s` that XML 1.0 does not allow ([`allowed`]), if any.
 fn disallowed(s: &str) -> Option<char> {
     // Printable ASCII and tab, line feed, carriage return are allowed: most values are nothing else.
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\t' | b'\n' | b'\r')) {
+    if is_plain(s.as_bytes()) {
         return None;
     }
     s.chars().find(|c| !allowed(*c))
@@ -657,6 +672,33 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values read without decoding (a plain tag, no reference) and those decoded give what decoding gives, and
+    /// a reference to a character XML does not allow is refused either way.
+    #[test]
+    fn attribute_values_plain_or_not_read_alike() {
+        let root = parse(
+            "<a p=\"x y\ttab\" r=\"1 &amp; 2 &#233;\" u=\"\u{e9}t\u{e9}\" q='&quot;' s=\"\"><b v=\"&lt;&gt;\" w=\"plain\"/></a>"
+                .as_bytes(),
+        )
+        .unwrap();
+        let b = root.elements().next().unwrap();
+        assert_eq!(
+            [root.attr("p"), root.attr("r"), root.attr("u"), root.attr("q"), root.attr("s"), b.attr("v"), b.attr("w")],
+            [
+                Some("x y\ttab"),
+                Some("1 & 2 \u{e9}"),
+                Some("\u{e9}t\u{e9}"),
+                Some("\""),
+                Some(""),
+                Some("<>"),
+                Some("plain")
+            ]
+        );
+        for bad in ["<a v=\"&#1;\"/>", "<a w=\"x\" v=\"&#x1F;\"/>", "<a v=\"\u{1}\"/>"] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad} was read");
+        }
+    }
 
     #[test]
     fn an_attribute_given_twice_is_refused_whether_its_element_is_kept_or_not() {
