@@ -358,8 +358,9 @@ mod tests {
         let many = dir.path().join("many");
         std::fs::create_dir(&many).unwrap();
         for i in 0..2 * PARALLEL_FROM + 3 {
-            std::fs::write(many.join(format!("1.2.840.{}.dcm", 7 * i % 1000)), vec![1u8; i % 5]).unwrap();
+            std::fs::write(many.join(format!("1.2.840.{}.{i}.dcm", 7 * i % 1000)), vec![1u8; i % 5]).unwrap();
         }
+        assert!(std::fs::read_dir(&many).unwrap().count() >= 2 * PARALLEL_FROM, "split between threads");
         std::fs::create_dir(many.join("sub")).unwrap();
         std::os::unix::fs::symlink("sub", many.join("link")).unwrap();
         std::fs::write(many.join(std::ffi::OsStr::from_bytes(b"not\xfeutf8")), b"x").unwrap();
