@@ -150,17 +150,8 @@ mod native {
         names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         look_at_each(&names, |(name, kind)| {
             let as_os = || OsStr::from_bytes(name.as_bytes()).to_os_string();
-            let type_ = match kind {
-                FileType::RegularFile | FileType::Unknown => None,
-                FileType::Directory => Some(DescriptorType::Directory),
-                FileType::Symlink => Some(DescriptorType::SymbolicLink),
-                FileType::Fifo => Some(DescriptorType::Fifo),
-                FileType::Socket => Some(DescriptorType::Socket),
-                FileType::CharacterDevice => Some(DescriptorType::CharacterDevice),
-                FileType::BlockDevice => Some(DescriptorType::BlockDevice),
-            };
-            if let Some(type_) = type_ {
-                return Ok(Some(not_a_file(as_os(), type_)));
+            if !matches!(kind, FileType::RegularFile | FileType::Unknown) {
+                return Ok(Some(not_a_file(as_os(), descriptor_type(*kind))));
             }
             match rustix::fs::statx(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
                 Ok(st) => Ok(Some(from_statx(as_os(), &st))),
@@ -171,8 +162,8 @@ mod native {
         })
     }
 
-    fn from_statx(name: std::ffi::OsString, st: &rustix::fs::Statx) -> ListedEntry {
-        let type_ = match FileType::from_raw_mode(st.stx_mode.into()) {
+    fn descriptor_type(kind: FileType) -> DescriptorType {
+        match kind {
             FileType::RegularFile => DescriptorType::RegularFile,
             FileType::Directory => DescriptorType::Directory,
             FileType::Symlink => DescriptorType::SymbolicLink,
@@ -181,7 +172,11 @@ mod native {
             FileType::CharacterDevice => DescriptorType::CharacterDevice,
             FileType::BlockDevice => DescriptorType::BlockDevice,
             FileType::Unknown => DescriptorType::Unknown,
-        };
+        }
+    }
+
+    fn from_statx(name: std::ffi::OsString, st: &rustix::fs::Statx) -> ListedEntry {
+        let type_ = descriptor_type(FileType::from_raw_mode(st.stx_mode.into()));
         if type_ != DescriptorType::RegularFile {
             return not_a_file(name, type_);
         }
