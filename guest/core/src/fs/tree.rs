@@ -46,24 +46,25 @@ impl RelPath {
 
     /// One more segment, which must be a plain file or folder name.
     pub fn join(&self, segment: &str) -> Result<RelPath> {
-        self.join_path_checked(segment, check_segment(segment))
+        check_segment(segment)?;
+        Ok(self.joined(segment))
     }
 
     /// Several segments (`a/b/c`), each checked.
     pub fn join_path(&self, rel: &str) -> Result<RelPath> {
-        self.join_path_checked(rel, rel.split('/').try_for_each(check_segment))
+        rel.split('/').try_for_each(check_segment)?;
+        Ok(self.joined(rel))
     }
 
-    /// `rel` (already `checked`) after this path.
-    fn join_path_checked(&self, rel: &str, checked: Result<()>) -> Result<RelPath> {
-        checked?;
+    /// `rel`, whose names are checked, after this path.
+    fn joined(&self, rel: &str) -> RelPath {
         let mut path = String::with_capacity(self.0.len() + 1 + rel.len());
         path.push_str(&self.0);
         if !path.is_empty() {
             path.push('/');
         }
         path.push_str(rel);
-        Ok(RelPath(path))
+        RelPath(path)
     }
 
     pub fn as_str(&self) -> &str {

@@ -17,19 +17,45 @@ pub type CatalogStats = (u64, u64);
 
 /// Every catalog file (by name or content) directly in a resource folder or below it.
 pub fn find_catalogs(tree: &Tree, folder: &RelPath) -> Result<Vec<RelPath>> {
+    find_catalogs_listed(folder, &mut |f| listed_for_catalogs(tree, f))
+}
+
+/// A folder's entries, by name with what each is; `None` when it is not a folder.
+pub(crate) type Entries = Option<Vec<(String, Kind)>>;
+
+/// [`find_catalogs`], each folder's entries from `listing` (`None`: not a folder); only its folders and
+/// catalogs are looked at.
+pub(crate) fn find_catalogs_listed(
+    folder: &RelPath,
+    listing: &mut dyn FnMut(&RelPath) -> Result<Entries>,
+) -> Result<Vec<RelPath>> {
     let mut out = Vec::new();
-    if !tree.is_dir(folder)? {
-        return Ok(out);
-    }
-    for (name, kind) in tree.list(folder)? {
+    let Some(entries) = listing(folder)? else { return Ok(out) };
+    for (name, kind) in entries.into_iter().filter(|(name, kind)| leads_to_catalogs(name, kind)) {
         let p = folder.join(&name)?;
         match kind {
-            Kind::Dir => out.extend(find_catalogs(tree, &p)?),
-            Kind::File { .. } if name.ends_with("_catalog.xml") => out.push(p),
-            _ => {}
+            Kind::Dir => out.extend(find_catalogs_listed(&p, listing)?),
+            _ => out.push(p),
         }
     }
     Ok(out)
+}
+
+/// What [`find_catalogs`] looks at in a folder: its folders and its catalogs.
+pub(crate) fn leads_to_catalogs(name: &str, kind: &Kind) -> bool {
+    match kind {
+        Kind::Dir => true,
+        Kind::File { .. } => name.ends_with("_catalog.xml"),
+        _ => false,
+    }
+}
+
+/// A folder's folders and catalogs, from one listing; `None` when it is not a folder.
+pub(crate) fn listed_for_catalogs(tree: &Tree, folder: &RelPath) -> Result<Entries> {
+    if !tree.is_dir(folder)? {
+        return Ok(None);
+    }
+    Ok(Some(tree.list(folder)?.into_iter().filter(|(name, kind)| leads_to_catalogs(name, kind)).collect()))
 }
 
 /// The entries of the catalog at `path`, in document order, read as the file streams (no tree is built);

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
 use crate::import::incoming::{
-    CatalogRead, CatalogStats, SessionFiles, find_catalogs, read_catalog, read_catalog_entries,
+    CatalogRead, CatalogStats, SessionFiles, find_catalogs, find_catalogs_listed, leads_to_catalogs,
+    listed_for_catalogs, read_catalog, read_catalog_entries,
 };
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
@@ -560,26 +561,12 @@ impl Present<'_> {
 
     /// [`find_catalogs`], from the listings kept here.
     fn catalogs(&mut self, folder: &RelPath) -> Result<Vec<RelPath>> {
-        let Some(listed) = self.listed(folder) else { return find_catalogs(self.tree, folder) };
-        let wanted: Vec<(String, Kind)> = listed
-            .entries
-            .iter()
-            .filter(|(name, kind)| match kind {
-                Kind::Dir => true,
-                Kind::File { .. } => name.ends_with("_catalog.xml"),
-                _ => false,
-            })
-            .cloned()
-            .collect();
-        let mut out = Vec::new();
-        for (name, kind) in wanted {
-            let path = folder.join(&name)?;
-            match kind {
-                Kind::Dir => out.extend(self.catalogs(&path)?),
-                _ => out.push(path),
+        find_catalogs_listed(folder, &mut |f| match self.listed(f) {
+            Some(listed) => {
+                Ok(Some(listed.entries.iter().filter(|(name, kind)| leads_to_catalogs(name, kind)).cloned().collect()))
             }
-        }
-        Ok(out)
+            None => listed_for_catalogs(self.tree, f),
+        })
     }
 }
 
