@@ -518,21 +518,23 @@ impl Job<'_> {
     /// Marks the entries whose files are gone for removal (with `delete`) and counts the resource's files.
     fn settle(&self, index: &Index, plan: &mut Plan, report: &mut ResourceReport) {
         let (mut count, mut size) = (0u64, 0u64);
-        let mut by_entry: Vec<(&str, &index::Indexed)> = index.iter().collect();
-        by_entry.sort_by_key(|(_, ix)| ix.entry);
-        for (key, ix) in by_entry {
+        // Only the entries gone are put in catalog order (usually few of the index's many).
+        let mut gone: Vec<(u32, &str)> = Vec::new();
+        for (key, ix) in index.iter() {
             match ix.seen {
                 Seen::File(len) => {
                     count += 1;
                     size += len;
                 }
                 Seen::Untouchable => plan.unmatched += 1,
-                Seen::No if self.options.delete => {
-                    plan.gone.push(ix.entry);
-                    report.removed.push(key.to_string());
-                }
+                Seen::No if self.options.delete => gone.push((ix.entry, key)),
                 Seen::No => plan.unmatched += 1,
             }
+        }
+        gone.sort_unstable_by_key(|&(entry, _)| entry);
+        for (entry, key) in gone {
+            plan.gone.push(entry);
+            report.removed.push(key.to_string());
         }
         for (_, len, _) in &plan.added {
             count += 1;
