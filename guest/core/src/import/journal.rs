@@ -897,7 +897,8 @@ fn merge_into(
                 &|e| drop.contains(&e),
                 &mut edit,
                 added.len(),
-                &mut |i, _| added[i].clone(),
+                // Each added entry is written once: moved out, not copied (a retry builds `added` anew).
+                &mut |i, _| std::mem::take(&mut added[i]),
                 sink,
             )
             .map_err(|e| match e {
