@@ -24,7 +24,7 @@ mod update;
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
-use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree};
+use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree, check_segment};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::CatalogKind;
 use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
@@ -640,10 +640,12 @@ impl Job<'_> {
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
             }
-            let path = dir.join(&name)?;
+            // A path is made only where one is needed (a folder, a name that may be a catalog's): a resource has
+            // many files, and few of them are either.
+            check_segment(&name)?;
             match kind {
                 Kind::Dir => {
-                    if let Some(second) = self.walk(&path, &rel, catalog, files, skipped)? {
+                    if let Some(second) = self.walk(&dir.join(&name)?, &rel, catalog, files, skipped)? {
                         return Ok(Some(second));
                     }
                 }
@@ -672,11 +674,17 @@ impl Job<'_> {
                         self.temps.push(name);
                         continue;
                     }
-                    if &path == catalog || name.starts_with(".~lock-") || name.starts_with(TEMP_PREFIX) {
+                    if name.starts_with(".~lock-") || name.starts_with(TEMP_PREFIX) {
                         continue;
                     }
-                    if self.is_catalog(&path)? {
-                        return Ok(Some(rel));
+                    if is_xml(&name) {
+                        let path = dir.join(&name)?;
+                        if &path == catalog {
+                            continue;
+                        }
+                        if self.is_catalog(&path)? {
+                            return Ok(Some(rel));
+                        }
                     }
                     files.push((rel, kind));
                 }
@@ -694,7 +702,7 @@ impl Job<'_> {
         if name.ends_with("_catalog.xml") {
             return Ok(true);
         }
-        if !name.to_ascii_lowercase().ends_with(".xml") {
+        if !is_xml(name) {
             return Ok(false);
         }
         let mut head = vec![0u8; 4096];
@@ -723,6 +731,11 @@ impl Job<'_> {
 
 /// How many of `files` (from the first) make the next hashing batch: at most [`BATCH_FILES`] and, past the
 /// first, at most [`BATCH_BYTES`] of regular files in all.
+/// Whether a file name ends in `.xml`, in any case.
+fn is_xml(name: &str) -> bool {
+    name.len() >= 4 && name.as_bytes()[name.len() - 4..].eq_ignore_ascii_case(b".xml")
+}
+
 fn batch_len(files: &[(String, Kind)]) -> usize {
     let mut bytes = 0u64;
     for (i, (_, kind)) in files.iter().enumerate().take(BATCH_FILES) {
@@ -804,6 +817,15 @@ mod tests {
         let mut v: Vec<String> = cat.entry_locs().iter().map(|l| cat.entry(l).uri().unwrap().to_string()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn xml_names_in_any_case_and_only_those() {
+        for (name, xml) in
+            [("a.xml", true), ("A.XmL", true), (".xml", true), ("xml", false), ("a.xmlx", false), ("\u{e9}.xm", false)]
+        {
+            assert_eq!(is_xml(name), xml, "{name}");
+        }
     }
 
     #[test]
