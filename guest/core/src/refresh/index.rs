@@ -133,9 +133,9 @@ impl Index {
         }
     }
 
-    /// The entry a key stands for.
-    pub fn get(&self, key: &str) -> Option<&Indexed> {
-        self.keys.get(key).map(|&i| &self.indexed[i as usize])
+    /// The entry at a place [`Index::mark_seen`] gave.
+    pub fn at(&self, place: u32) -> &Indexed {
+        &self.indexed[place as usize]
     }
 
     /// Every key with its entry, in no order.
@@ -145,11 +145,13 @@ impl Index {
 
     /// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
     /// symbolic link to a folder, a name that is not UTF-8, a special file) cannot be checked: they are
-    /// kept and reported, never deleted.
-    pub fn mark_seen(&mut self, files: &[(String, Kind)], skipped: &mut Vec<Skipped>) {
-        for (rel, kind) in files {
-            if let Some(&i) = self.keys.get(rel.as_str()) {
-                self.indexed[i as usize].seen = match kind {
+    /// kept and reported, never deleted. Returns each file's entry's place ([`Index::at`]; `None`: the catalog
+    /// has no entry for it), so that a file's key is looked up once.
+    pub fn mark_seen(&mut self, files: &[(String, Kind)], skipped: &mut Vec<Skipped>) -> Vec<Option<u32>> {
+        let places: Vec<Option<u32>> = files.iter().map(|(rel, _)| self.keys.get(rel.as_str()).copied()).collect();
+        for ((_, kind), place) in files.iter().zip(&places) {
+            if let Some(i) = place {
+                self.indexed[*i as usize].seen = match kind {
                     Kind::File { len } => Seen::File(*len),
                     _ => Seen::Untouchable,
                 };
@@ -158,7 +160,7 @@ impl Index {
         let blocked: Vec<&str> =
             files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
         if blocked.is_empty() {
-            return;
+            return places;
         }
         let mut below: Vec<(&Box<str>, u32)> = self
             .keys
@@ -177,6 +179,7 @@ impl Index {
                 reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
             });
         }
+        places
     }
 }
 

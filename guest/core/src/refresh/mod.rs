@@ -319,9 +319,9 @@ impl Job<'_> {
             let name = catalog_path.name();
             self.tree.remove_orphaned_temps(&self.dir.folder, name, self.temps.iter().map(String::as_str));
         }
-        index.mark_seen(&files, &mut report.skipped);
+        let places = index.mark_seen(&files, &mut report.skipped);
         // 5. Which entries the files change, and which files the catalog lacks.
-        let mut plan = self.update_entries(&index, &files, report)?;
+        let mut plan = self.update_entries(&index, &files, &places, report)?;
         // 6. Entries whose files are gone; the counts.
         self.settle(&index, &mut plan, report);
         // 7. Write what changed, then the stamp of what was hashed.
@@ -423,7 +423,14 @@ impl Job<'_> {
 
     /// Decides which entries the files found change and which files the catalog lacks (nothing is changed
     /// yet). Files are hashed in batches (one call to the host's digests each, when it offers them).
-    fn update_entries(&mut self, index: &Index, files: &[(String, Kind)], report: &mut ResourceReport) -> Result<Plan> {
+    /// `places`: each file's entry in `index`, as [`Index::mark_seen`] found it.
+    fn update_entries(
+        &mut self,
+        index: &Index,
+        files: &[(String, Kind)],
+        places: &[Option<u32>],
+        report: &mut ResourceReport,
+    ) -> Result<Plan> {
         let to_hash = if self.options.checksum {
             files.iter().filter(|(_, k)| matches!(k, Kind::File { .. })).count() as u64
         } else {
@@ -431,15 +438,16 @@ impl Job<'_> {
         };
         self.progress.begin(&self.dir.uri, to_hash);
         let mut plan = Plan::default();
-        let mut rest = files;
-        while !rest.is_empty() {
-            let batch = &rest[..batch_len(rest)];
-            rest = &rest[batch.len()..];
+        let mut start = 0;
+        while start < files.len() {
+            let batch = &files[start..start + batch_len(&files[start..])];
+            let batch_places = &places[start..start + batch.len()];
+            start += batch.len();
             Lock::renew_due()?;
-            let digests = self.digests(index, batch, report)?;
-            for ((rel, kind), digest) in batch.iter().zip(digests) {
+            let digests = self.digests(index, batch, batch_places, report)?;
+            for (((rel, kind), digest), place) in batch.iter().zip(digests).zip(batch_places) {
                 let Kind::File { len } = kind else { continue };
-                if let Some(ix) = index.get(rel) {
+                if let Some(ix) = place.map(|p| index.at(p)) {
                     let mut probe = Probe { facts: &ix.facts, key: rel };
                     let dicom = ix.facts.has(Facts::DICOM);
                     if update_entry(&mut probe, self.stamp, (rel, *len, digest.as_deref()), dicom) {
@@ -462,6 +470,7 @@ impl Job<'_> {
         &mut self,
         index: &Index,
         batch: &[(String, Kind)],
+        places: &[Option<u32>],
         report: &mut ResourceReport,
     ) -> Result<Vec<Option<String>>> {
         let mut out = vec![None; batch.len()];
@@ -471,11 +480,11 @@ impl Job<'_> {
         // What each file needs: hashing with which algorithm, and its stored digest (to compare).
         let mut to_hash = Vec::new();
         let mut hashed = Vec::new();
-        for (i, (rel, kind)) in batch.iter().enumerate() {
+        for (i, ((rel, kind), place)) in batch.iter().zip(places).enumerate() {
             if !matches!(kind, Kind::File { .. }) {
                 continue;
             }
-            let stored = match index.get(rel) {
+            let stored = match place.map(|p| index.at(p)) {
                 Some(ix) => ix.facts.digest.as_deref(),
                 None if self.options.append => None,
                 None => continue,
