@@ -148,15 +148,19 @@ impl Index {
     /// kept and reported, never deleted. Returns each file's entry's place ([`Index::at`]; `None`: the catalog
     /// has no entry for it), so that a file's key is looked up once.
     pub fn mark_seen(&mut self, files: &[(String, Kind)], skipped: &mut Vec<Skipped>) -> Vec<Option<u32>> {
-        let places: Vec<Option<u32>> = files.iter().map(|(rel, _)| self.keys.get(rel.as_str()).copied()).collect();
-        for ((_, kind), place) in files.iter().zip(&places) {
-            if let Some(i) = place {
-                self.indexed[*i as usize].seen = match kind {
-                    Kind::File { len } => Seen::File(*len),
-                    _ => Seen::Untouchable,
-                };
-            }
-        }
+        let places: Vec<Option<u32>> = files
+            .iter()
+            .map(|(rel, kind)| {
+                let place = self.keys.get(rel.as_str()).copied();
+                if let Some(i) = place {
+                    self.indexed[i as usize].seen = match kind {
+                        Kind::File { len } => Seen::File(*len),
+                        _ => Seen::Untouchable,
+                    };
+                }
+                place
+            })
+            .collect();
         let blocked: Vec<&str> =
             files.iter().filter(|(_, k)| !matches!(k, Kind::File { .. })).map(|(r, _)| r.as_str()).collect();
         if blocked.is_empty() {

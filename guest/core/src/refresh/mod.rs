@@ -738,13 +738,13 @@ impl Job<'_> {
     }
 }
 
-/// How many of `files` (from the first) make the next hashing batch: at most [`BATCH_FILES`] and, past the
-/// first, at most [`BATCH_BYTES`] of regular files in all.
 /// Whether a file name ends in `.xml`, in any case.
 fn is_xml(name: &str) -> bool {
     name.len() >= 4 && name.as_bytes()[name.len() - 4..].eq_ignore_ascii_case(b".xml")
 }
 
+/// How many of `files` (from the first) make the next hashing batch: at most [`BATCH_FILES`] and, past the
+/// first, at most [`BATCH_BYTES`] of regular files in all.
 fn batch_len(files: &[(String, Kind)]) -> usize {
     let mut bytes = 0u64;
     for (i, (_, kind)) in files.iter().enumerate().take(BATCH_FILES) {
