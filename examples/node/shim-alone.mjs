@@ -60,6 +60,15 @@ const imports = {
     listFolder: () => {
       throw new Error('listings.listFolder was called, but this host answered that it does not provide it');
     },
+    walkTree: () => {
+      throw new Error('listings.walkTree was called, but this host answered that it does not provide it');
+    },
+    nextWalked: () => {
+      throw new Error('listings.nextWalked was called, but this host answered that it does not provide it');
+    },
+    endWalk: () => {
+      throw new Error('listings.endWalk was called, but this host answered that it does not provide it');
+    },
   },
   'xnat:archive/renames': {
     renames: () => false,

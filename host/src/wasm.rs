@@ -16,3 +16,4 @@ pub(crate) mod listings;
 pub mod progress;
 pub(crate) mod renames;
 pub mod runtime;
+pub(crate) mod walks;

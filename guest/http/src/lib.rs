@@ -84,22 +84,26 @@ mod component {
     /// The host's folder listings (WIT `listings`).
     const HOST_LISTING: HostListing = HostListing {
         lists: listings::lists,
-        list_folder: |folder, path| {
-            let entries = listings::list_folder(folder, path)?;
-            Ok(entries
-                .into_iter()
-                .map(|e| HostEntry {
-                    name: e.name,
-                    utf8: e.utf8,
-                    kind: e.type_,
-                    size: e.size,
-                    modified: e.modified,
-                    changed: e.changed,
-                    identity: e.identity,
-                })
-                .collect())
+        list_folder: |folder, path| Ok(listings::list_folder(folder, path)?.into_iter().map(host_entry).collect()),
+        walk_tree: listings::walk_tree,
+        next_walked: |ticket| {
+            listings::next_walked(ticket).map(|f| (f.path, f.entries.into_iter().map(host_entry).collect()))
         },
+        end_walk: listings::end_walk,
     };
+
+    /// One entry of the host's listings as the tree takes it.
+    fn host_entry(e: listings::ListedEntry) -> HostEntry {
+        HostEntry {
+            name: e.name,
+            utf8: e.utf8,
+            kind: e.type_,
+            size: e.size,
+            modified: e.modified,
+            changed: e.changed,
+            identity: e.identity,
+        }
+    }
 
     /// The host's renames (WIT `renames`).
     const HOST_RENAMES: HostRenames = HostRenames {

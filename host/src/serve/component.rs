@@ -40,6 +40,7 @@ use crate::wasm::engine::{self, Stop};
 use crate::wasm::grant::Grant;
 use crate::wasm::instances::Instance;
 use crate::wasm::limits::{Limiter, MemoryRefused};
+use crate::wasm::walks::Walks;
 
 /// Why a request got no response from its component.
 #[derive(Debug)]
@@ -169,6 +170,7 @@ impl HttpComponent {
             limiter: Limiter::new(&tenant.limits),
             hooks: NoOutgoingRequests,
             instance: Instance::new(),
+            walks: Walks::default(),
         };
         let refusals = state.limiter.refusals();
         let mut store = Store::new(self.pre.engine(), state);
@@ -398,6 +400,8 @@ struct State {
     /// Alive while the store is: the locks the instance takes name it, and a lock of a request that was
     /// stopped (its time limit, a trap) is taken over by the next request at once.
     instance: Instance,
+    /// The walks the instance has open (WIT `listings`).
+    walks: Walks,
 }
 
 impl DigestsHost for State {
@@ -426,6 +430,22 @@ impl ListingsHost for State {
         path: String,
     ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
         crate::wasm::listings::list_folder(&self.table, &folder, &path)
+    }
+
+    fn walk_tree(
+        &mut self,
+        folder: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        path: String,
+    ) -> Result<u32, listings::ErrorCode> {
+        self.walks.start(&self.table, &folder, &path)
+    }
+
+    fn next_walked(&mut self, ticket: u32) -> Option<listings::WalkedFolder> {
+        self.walks.next(ticket)
+    }
+
+    fn end_walk(&mut self, ticket: u32) {
+        self.walks.end(ticket)
     }
 }
 

@@ -34,22 +34,36 @@ pub(crate) fn list_folder(
 ) -> Result<Vec<ListedEntry>, ErrorCode> {
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::AsFd;
         let lent = crate::wasm::lent::readable_descriptor(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
-        if let Some(listed) = native::list(lent, path) {
+        if let Some(listed) = native::list(lent.as_fd(), path) {
             return listed;
         }
     }
-    list_with_cap_std(table, folder, path)
+    list_with_cap_std(&readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?, path)
+}
+
+/// [`list_folder`] beneath a folder the host holds (a duplicate of a lent one, kept for a walk).
+pub(crate) fn list_at(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEntry>, ErrorCode> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        if let Some(listed) = native::list(lent.as_fd(), path) {
+            return listed;
+        }
+    }
+    list_with_cap_std(lent, path)
 }
 
 /// [`list_folder`] through cap-std: what every system but Linux uses, and Linux before `openat2` (5.6).
-fn list_with_cap_std(
-    table: &ResourceTable,
-    folder: &Resource<Descriptor>,
-    path: &str,
-) -> Result<Vec<ListedEntry>, ErrorCode> {
-    let lent = readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
-    let dir = if path.is_empty() || path == "." { lent } else { lent.open_dir(path).map_err(code)? };
+fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEntry>, ErrorCode> {
+    let opened;
+    let dir = if path.is_empty() || path == "." {
+        lent
+    } else {
+        opened = lent.open_dir(path).map_err(code)?;
+        &opened
+    };
     let mut entries = Vec::new();
     for entry in dir.entries().map_err(code)? {
         entries.push(entry.map_err(code)?);
@@ -95,7 +109,7 @@ fn look_at_each<T: Sync>(
 #[cfg(target_os = "linux")]
 mod native {
     use super::*;
-    use rustix::fd::OwnedFd;
+    use rustix::fd::{BorrowedFd, OwnedFd};
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags, StatxFlags};
     use rustix::io::Errno;
     use std::ffi::{CString, OsStr};
@@ -103,7 +117,7 @@ mod native {
 
     /// `None` when this system refuses `openat2` (a kernel before 5.6, or a sandbox that forbids it): list
     /// through cap-std instead.
-    pub(super) fn list(lent: &std::fs::File, path: &str) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
+    pub(super) fn list(lent: BorrowedFd<'_>, path: &str) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
         let dir = match open_beneath(lent, if path.is_empty() { "." } else { path })? {
             Ok(dir) => dir,
             Err(e) => return Some(Err(e)),
@@ -113,7 +127,7 @@ mod native {
 
     /// The folder at `path` beneath `lent`, opened for reading, as cap-std opens it (`EAGAIN`, a rename
     /// somewhere during the resolution, is tried again a few times; `EXDEV` is a path that leads out).
-    fn open_beneath(lent: &std::fs::File, path: &str) -> Option<Result<OwnedFd, ErrorCode>> {
+    fn open_beneath(lent: BorrowedFd<'_>, path: &str) -> Option<Result<OwnedFd, ErrorCode>> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         for _ in 0..4 {
             match rustix::fs::openat2(
@@ -370,7 +384,7 @@ mod tests {
         .unwrap();
         for path in ["", "many", "many/sub", "many/link"] {
             let native = list_folder(&table, &folder, path).unwrap();
-            let through_cap_std = list_with_cap_std(&table, &folder, path).unwrap();
+            let through_cap_std = list_with_cap_std(&readable_folder(&table, &folder).unwrap(), path).unwrap();
             assert_eq!(format!("{native:?}"), format!("{through_cap_std:?}"), "{path}");
             assert_eq!(native.is_empty(), path.starts_with("many/"), "{path}");
             let mut names: Vec<&str> = native.iter().map(|e| e.name.as_str()).collect();

@@ -20,6 +20,7 @@ use super::grant::Grant;
 use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
+use super::walks::Walks;
 use crate::library::bindings::{
     DigestsHost, HoldersHost, Library, LibraryIndices, ListingsHost, ProgressHost, RenamesHost, TypesHost,
     WitDigestAlgorithm, WitError, digests, holders, listings, progress, renames, types,
@@ -439,6 +440,7 @@ impl Runtime {
             limiter: Limiter::new(limits),
             progress: Box::new(progress),
             instance: Instance::new(),
+            walks: Walks::default(),
         };
 
         let engine = self.pre.engine();
@@ -529,6 +531,8 @@ struct State {
     progress: Box<dyn Progress>,
     /// Alive while the store is: the locks the instance takes name it.
     instance: Instance,
+    /// The walks the instance has open (WIT `listings`).
+    walks: Walks,
 }
 
 impl WasiView for State {
@@ -576,6 +580,22 @@ impl ListingsHost for State {
         path: String,
     ) -> Result<Vec<listings::ListedEntry>, listings::ErrorCode> {
         crate::wasm::listings::list_folder(&self.table, &folder, &path)
+    }
+
+    fn walk_tree(
+        &mut self,
+        folder: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        path: String,
+    ) -> Result<u32, listings::ErrorCode> {
+        self.walks.start(&self.table, &folder, &path)
+    }
+
+    fn next_walked(&mut self, ticket: u32) -> Option<listings::WalkedFolder> {
+        self.walks.next(ticket)
+    }
+
+    fn end_walk(&mut self, ticket: u32) {
+        self.walks.end(ticket)
     }
 }
 

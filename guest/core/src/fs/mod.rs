@@ -2,6 +2,7 @@
 //! trees, and the lock files with leases that services take in it. Not for: what the files mean (that is
 //! [`crate::model`] and [`crate::site`]).
 
+pub mod ahead;
 pub mod instances;
 pub mod lock;
 pub mod moves;

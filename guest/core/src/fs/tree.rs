@@ -179,6 +179,12 @@ impl Tree {
         Tree { listing: Some(listing), ..self }
     }
 
+    /// The host's listings, if it offers them.
+    #[cfg(target_os = "wasi")]
+    pub(super) fn listing(&self) -> Option<super::HostListing> {
+        self.listing
+    }
+
     /// The same tree, its files moved by the host where it offers that (WIT `renames`; see
     /// [`super::HostRenames`]).
     #[cfg(target_os = "wasi")]

@@ -32,6 +32,8 @@ pub(crate) fn below_preopen(rest: &str, rel: &str) -> String {
 pub(super) use component::list;
 #[cfg(target_os = "wasi")]
 pub use component::{HostEntry, HostListing};
+#[cfg(target_os = "wasi")]
+pub(super) use component::{from_host, host_lists};
 
 /// Why a listing did not give the folder's entries.
 pub(super) enum Failure {
@@ -69,11 +71,21 @@ mod component {
     };
 
     /// The host's folder listings (WIT `listings`), as the component adapters bind them: whether it lists at
-    /// all (asked once), and the entries of the folder at a path beneath a descriptor the component lends.
+    /// all (asked once), the entries of the folder at a path beneath a descriptor the component lends, and
+    /// walks of whole trees made in the background (see [`crate::fs::ahead`]): start one (a ticket), take its
+    /// next folder (its path below the folder walked and its entries; `None` when it has no more), close it.
     #[derive(Debug, Clone, Copy)]
     pub struct HostListing {
         pub lists: fn() -> bool,
         pub list_folder: fn(&Descriptor, &str) -> Result<Vec<HostEntry>, ErrorCode>,
+        pub walk_tree: fn(&Descriptor, &str) -> Result<u32, ErrorCode>,
+        pub next_walked: fn(u32) -> Option<(String, Vec<HostEntry>)>,
+        pub end_walk: fn(u32),
+    }
+
+    /// Whether the host lists folders (asked once).
+    pub(in crate::fs) fn host_lists(host: &HostListing) -> bool {
+        HOST_LISTS.with(|lists| *lists.get_or_init(host.lists))
     }
 
     /// One entry as the host saw it (WIT `listed-entry`).
@@ -107,7 +119,7 @@ mod component {
         stamps: Stamps,
         host: Option<HostListing>,
     ) -> Option<Result<Vec<Listed>, Failure>> {
-        let host = host.filter(|h| HOST_LISTS.with(|lists| *lists.get_or_init(h.lists)));
+        let host = host.filter(host_lists);
         let listed = in_preopen(path, |dir, rest| {
             if let Some(host) = host {
                 match (host.list_folder)(dir, rest) {
@@ -214,7 +226,7 @@ mod component {
 
     /// The host's entries as a listing here gives them. The host's one look at a file gives its identity too,
     /// so `Times` carries it as `Full` does.
-    fn from_host(entries: Vec<HostEntry>, stamps: Stamps) -> Vec<Listed> {
+    pub(in crate::fs) fn from_host(entries: Vec<HostEntry>, stamps: Stamps) -> Vec<Listed> {
         entries
             .into_iter()
             .filter(|e| e.name != "." && e.name != "..")

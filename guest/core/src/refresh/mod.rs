@@ -23,6 +23,7 @@ mod unchanged;
 mod update;
 
 use crate::error::{Error, Result};
+use crate::fs::ahead::WalkAhead;
 use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree, check_segment};
 use crate::model::audit::{Stamp, append_change_set};
@@ -274,10 +275,15 @@ impl Job<'_> {
         if let Some(trust) = &mut self.unchanged {
             trust.stamps = unchanged::Stamps::read(self.tree, &catalog_path)?;
         }
-        // 2. The entries, indexed by the relative path they stand for, as the catalog is read.
+        // 2. The entries, indexed by the relative path they stand for, as the catalog is read — while the host
+        // walks the folder, where it can (step 4 takes that walk). The catalog is opened first: what is read is
+        // then never newer than what the walk sees, so an archive that adds files and their entries meanwhile
+        // can only make files look new (appended, or the write refused as changed), never make entries look
+        // gone.
         let mut index = Index::default();
-        let mut catalog = if exists {
-            let file = self.tree.open(&catalog_path)?;
+        let source = if exists { Some(self.tree.open(&catalog_path)?) } else { None };
+        let mut ahead = self.tree.walk_ahead(folder);
+        let mut catalog = if let Some(file) = source {
             StreamedCatalog::read(file, &mut |head| index.add(head, folder)).map_err(|e| {
                 Error::Corrupt(format!("catalog {catalog_path} cannot be read ({e}); it was left untouched — restore it from a backup or fix it by hand"))
             })?
@@ -290,7 +296,7 @@ impl Job<'_> {
 
         // 3. The refresh lock (only when we may write).
         let lock = if writing { Some(self.lock(&catalog_path)?) } else { None };
-        let result = self.refresh_locked(report, &catalog_path, &mut catalog, index);
+        let result = self.refresh_locked(report, &catalog_path, &mut catalog, index, &mut ahead);
         if let Some(lock) = lock {
             lock.release()?;
         }
@@ -303,10 +309,11 @@ impl Job<'_> {
         catalog_path: &RelPath,
         catalog: &mut StreamedCatalog,
         mut index: Index,
+        ahead: &mut WalkAhead,
     ) -> Result<()> {
         // 4. Walk the folder.
         let mut files = Vec::new();
-        if let Some(second) = self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut report.skipped)? {
+        if let Some(second) = self.walk(ahead, &self.dir.folder, "", catalog_path, &mut files, &mut report.skipped)? {
             report.outcome = Outcome::Skipped(format!(
                 "a second catalog lies in the folder ({second}); nothing was changed — XNAT would skip this resource silently; move the extra catalog out"
             ));
@@ -376,7 +383,10 @@ impl Job<'_> {
         fingerprint: crate::model::catalog_stream::Fingerprint,
     ) -> Result<Option<u64>> {
         let (mut files, mut skipped) = (Vec::new(), Vec::new());
-        if self.walk(&self.dir.folder, "", catalog_path, &mut files, &mut skipped)?.is_some() || !skipped.is_empty() {
+        let mut ahead = self.tree.walk_ahead(&self.dir.folder);
+        if self.walk(&mut ahead, &self.dir.folder, "", catalog_path, &mut files, &mut skipped)?.is_some()
+            || !skipped.is_empty()
+        {
             return Ok(None);
         }
         let Some(trust) = &self.unchanged else { return Ok(None) };
@@ -636,15 +646,15 @@ impl Job<'_> {
     /// Returns the path of a second catalog if it meets one.
     fn walk(
         &mut self,
+        ahead: &mut WalkAhead,
         dir: &RelPath,
         prefix: &str,
         catalog: &RelPath,
         files: &mut Vec<(String, Kind)>,
         skipped: &mut Vec<Skipped>,
     ) -> Result<Option<String>> {
-        for (name, kind, file_stamp) in
-            self.tree.list_with(dir, if self.unchanged.is_some() { Stamps::Full } else { Stamps::None })?
-        {
+        let stamps = if self.unchanged.is_some() { Stamps::Full } else { Stamps::None };
+        for (name, kind, file_stamp) in self.tree.list_ahead(ahead, dir, stamps)? {
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
@@ -654,7 +664,7 @@ impl Job<'_> {
             check_segment(&name)?;
             match kind {
                 Kind::Dir => {
-                    if let Some(second) = self.walk(&dir.join(&name)?, &rel, catalog, files, skipped)? {
+                    if let Some(second) = self.walk(ahead, &dir.join(&name)?, &rel, catalog, files, skipped)? {
                         return Ok(Some(second));
                     }
                 }
