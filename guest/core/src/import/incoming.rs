@@ -2,7 +2,8 @@
 //! catalog's entries, the files below a folder. Shared by the checks and the merge plan; reads only.
 
 use crate::error::Result;
-use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::fs::ahead::WalkAhead;
+use crate::fs::tree::{Kind, RelPath, Stamps, Tree};
 use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -87,15 +88,22 @@ pub fn entry_ref(e: &EntryHead) -> EntryRef {
 }
 
 /// Everything below `folder` but folders, as paths relative to it with what each is (one listing per
-/// folder: a regular file is stat-ed once, nothing is opened).
-pub fn entries_below(tree: &Tree, folder: &RelPath, prefix: &str, out: &mut Vec<(String, Kind)>) -> Result<()> {
+/// folder: a regular file is stat-ed once, nothing is opened), taken from `ahead` where the host walked
+/// `folder` ahead ([`Tree::walk_ahead`]).
+pub fn entries_below(
+    tree: &Tree,
+    ahead: &mut WalkAhead,
+    folder: &RelPath,
+    prefix: &str,
+    out: &mut Vec<(String, Kind)>,
+) -> Result<()> {
     if !tree.is_dir(folder)? {
         return Ok(());
     }
-    for (name, kind) in tree.list(folder)? {
+    for (name, kind, _) in tree.list_ahead(ahead, folder, Stamps::None)? {
         let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         match kind {
-            Kind::Dir => entries_below(tree, &folder.join(&name)?, &rel, out)?,
+            Kind::Dir => entries_below(tree, ahead, &folder.join(&name)?, &rel, out)?,
             _ => out.push((rel, kind)),
         }
     }
@@ -120,7 +128,7 @@ pub struct SessionFiles {
 impl SessionFiles {
     pub fn list(tree: &Tree, dir: &RelPath) -> Result<SessionFiles> {
         let mut entries = Vec::new();
-        entries_below(tree, dir, "", &mut entries)?;
+        entries_below(tree, &mut WalkAhead::default(), dir, "", &mut entries)?;
         let mut by_path: Vec<u32> = (0..entries.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
         Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default(), below: RefCell::default() })
@@ -195,8 +203,13 @@ pub struct FilesBelow {
 
 impl FilesBelow {
     pub fn list(tree: &Tree, folder: &RelPath) -> Result<FilesBelow> {
+        FilesBelow::list_ahead(tree, &mut WalkAhead::default(), folder)
+    }
+
+    /// [`FilesBelow::list`], taken from `ahead` where the host walked `folder` ahead ([`Tree::walk_ahead`]).
+    pub fn list_ahead(tree: &Tree, ahead: &mut WalkAhead, folder: &RelPath) -> Result<FilesBelow> {
         let mut found = Vec::new();
-        entries_below(tree, folder, "", &mut found)?;
+        entries_below(tree, ahead, folder, "", &mut found)?;
         Ok(FilesBelow::new(folder, found))
     }
 

@@ -30,6 +30,7 @@
 //! message that says so.
 
 use crate::error::{Error, Result};
+use crate::fs::ahead::WalkAhead;
 use crate::fs::moves::MoveStopped;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::incoming::{CatalogRead, CatalogStats, FilesBelow, entry_ref, read_catalog_entries};
@@ -814,11 +815,14 @@ fn merge_catalog(
     replace: bool,
     known: Option<Rc<CatalogRead>>,
 ) -> Result<Option<CatalogStats>> {
+    // The host walks the archived folder (the merge's statistics and replacements look at its files) while
+    // the incoming catalog is read; the files were all moved before (the commit), and the walk changes nothing.
+    let mut ahead = arch.walk_ahead(&into.parent());
     let Ok(incoming_bytes) = pre.read(from) else { return Ok(None) };
     let incoming =
         Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")))?;
     if let Some(read) = known
-        && let Some(stats) = merge_into(arch, &incoming, into, replace, &read)?
+        && let Some(stats) = merge_into(arch, &incoming, into, replace, &read, &mut ahead)?
     {
         return Ok(Some(stats));
     }
@@ -826,7 +830,7 @@ fn merge_catalog(
     let mut entries = Vec::new();
     let streamed = StreamedCatalog::read(arch.open(into)?, &mut |e| entries.push(entry_ref(e)))
         .map_err(|e| Error::Corrupt(format!("catalog {into} cannot be read ({e}); it was left untouched")))?;
-    match merge_into(arch, &incoming, into, replace, &CatalogRead { streamed, entries })? {
+    match merge_into(arch, &incoming, into, replace, &CatalogRead { streamed, entries }, &mut ahead)? {
         Some(stats) => Ok(Some(stats)),
         None => Err(Error::Conflict(format!(
             "catalog {into} was changed by someone else while it was merged; nothing was written — run recover"
@@ -842,6 +846,7 @@ fn merge_into(
     into: &RelPath,
     replace: bool,
     read: &CatalogRead,
+    ahead: &mut WalkAhead,
 ) -> Result<Option<CatalogStats>> {
     // The archived entries by URI and by UID.
     let n = read.entries.len();
@@ -853,7 +858,7 @@ fn merge_into(
         by_uri.insert(uri.as_str(), n);
     }
     let mut target = read.streamed.clone();
-    let files = FilesBelow::list(arch, &into.parent())?;
+    let files = FilesBelow::list_ahead(arch, ahead, &into.parent())?;
     let is_file = |uri: &str| -> Result<bool> { Ok(files.file_len(arch, uri)?.is_some()) };
     let mut updates: HashMap<u32, Vec<(String, String)>> = HashMap::new();
     let mut drop = HashSet::new();

@@ -354,9 +354,11 @@ type Labels = (String, String);
 
 /// The files a resource's catalog lists that lie in its folder, and the catalog's format and content.
 fn listed(tree: &Tree, dir: &ResourceDir) -> Result<(Vec<FileRow>, Option<Labels>)> {
+    // The host walks the folder while the catalog is read.
+    let mut ahead = tree.walk_ahead(&dir.folder);
     let Some(catalog) = catalog_of(tree, dir)? else { return Ok((Vec::new(), None)) };
     let mut on_disk = Vec::new();
-    entries_below(tree, &dir.folder, "", &mut on_disk)?;
+    entries_below(tree, &mut ahead, &dir.folder, "", &mut on_disk)?;
     let sizes: HashMap<String, u64> = on_disk
         .into_iter()
         .filter_map(|(path, kind)| match kind {
