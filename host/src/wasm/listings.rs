@@ -36,27 +36,29 @@ pub(crate) fn list_folder(
     {
         use std::os::fd::AsFd;
         let lent = crate::wasm::lent::readable_descriptor(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
-        if let Some(listed) = native::list(lent.as_fd(), path) {
+        if let Some(listed) = native::list(lent.as_fd(), path, threads()) {
             return listed;
         }
     }
-    list_with_cap_std(&readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?, path)
+    list_with_cap_std(&readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?, path, threads())
 }
 
-/// [`list_folder`] beneath a folder the host holds (a duplicate of a lent one, kept for a walk).
+/// [`list_folder`] beneath a folder the host holds (a duplicate of a lent one, kept for a walk), on one
+/// thread: a walk runs beside the component's own work, and splitting its folders would take the core the
+/// component works on.
 pub(crate) fn list_at(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEntry>, ErrorCode> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsFd;
-        if let Some(listed) = native::list(lent.as_fd(), path) {
+        if let Some(listed) = native::list(lent.as_fd(), path, 1) {
             return listed;
         }
     }
-    list_with_cap_std(lent, path)
+    list_with_cap_std(lent, path, 1)
 }
 
 /// [`list_folder`] through cap-std: what every system but Linux uses, and Linux before `openat2` (5.6).
-fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEntry>, ErrorCode> {
+fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str, threads: usize) -> Result<Vec<ListedEntry>, ErrorCode> {
     let opened;
     let dir = if path.is_empty() || path == "." {
         lent
@@ -69,7 +71,7 @@ fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEn
         entries.push(entry.map_err(code)?);
     }
     entries.sort_by_cached_key(|e| e.file_name());
-    look_at_each(&entries, |entry| match entry.metadata() {
+    look_at_each(&entries, threads, |entry| match entry.metadata() {
         Ok(meta) => Ok(Some(listed(entry.file_name(), &meta))),
         // Gone between the read and the look: it is not there any more.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -77,12 +79,14 @@ fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEn
     })
 }
 
-/// `look` at each entry (`None`: gone, left out), in order; a large folder is split between threads.
+/// `look` at each entry (`None`: gone, left out), in order; a large folder is split between up to `threads`
+/// threads.
 fn look_at_each<T: Sync>(
     entries: &[T],
+    threads: usize,
     look: impl Fn(&T) -> Result<Option<ListedEntry>, ErrorCode> + Sync,
 ) -> Result<Vec<ListedEntry>, ErrorCode> {
-    let threads = threads().min(entries.len() / PARALLEL_FROM).max(1);
+    let threads = threads.min(entries.len() / PARALLEL_FROM).max(1);
     if threads == 1 {
         return entries.iter().filter_map(|e| look(e).transpose()).collect();
     }
@@ -117,12 +121,16 @@ mod native {
 
     /// `None` when this system refuses `openat2` (a kernel before 5.6, or a sandbox that forbids it): list
     /// through cap-std instead.
-    pub(super) fn list(lent: BorrowedFd<'_>, path: &str) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
+    pub(super) fn list(
+        lent: BorrowedFd<'_>,
+        path: &str,
+        threads: usize,
+    ) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
         let dir = match open_beneath(lent, if path.is_empty() { "." } else { path })? {
             Ok(dir) => dir,
             Err(e) => return Some(Err(e)),
         };
-        Some(read(&dir))
+        Some(read(&dir, threads))
     }
 
     /// The folder at `path` beneath `lent`, opened for reading, as cap-std opens it (`EAGAIN`, a rename
@@ -151,7 +159,7 @@ mod native {
         None
     }
 
-    fn read(dir: &OwnedFd) -> Result<Vec<ListedEntry>, ErrorCode> {
+    fn read(dir: &OwnedFd, threads: usize) -> Result<Vec<ListedEntry>, ErrorCode> {
         let mut names: Vec<(CString, FileType)> = Vec::new();
         let mut buf = Vec::with_capacity(32 << 10);
         let mut reading = RawDir::new(dir, buf.spare_capacity_mut());
@@ -163,7 +171,7 @@ mod native {
             }
         }
         names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        look_at_each(&names, |(name, kind)| {
+        look_at_each(&names, threads, |(name, kind)| {
             let as_os = || OsStr::from_bytes(name.as_bytes()).to_os_string();
             if !matches!(kind, FileType::RegularFile | FileType::Unknown) {
                 return Ok(Some(not_a_file(as_os(), descriptor_type(*kind))));
@@ -384,7 +392,8 @@ mod tests {
         .unwrap();
         for path in ["", "many", "many/sub", "many/link"] {
             let native = list_folder(&table, &folder, path).unwrap();
-            let through_cap_std = list_with_cap_std(&readable_folder(&table, &folder).unwrap(), path).unwrap();
+            let through_cap_std =
+                list_with_cap_std(&readable_folder(&table, &folder).unwrap(), path, threads()).unwrap();
             assert_eq!(format!("{native:?}"), format!("{through_cap_std:?}"), "{path}");
             assert_eq!(native.is_empty(), path.starts_with("many/"), "{path}");
             let mut names: Vec<&str> = native.iter().map(|e| e.name.as_str()).collect();
