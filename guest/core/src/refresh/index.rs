@@ -95,6 +95,11 @@ impl Facts {
     pub fn size_is(&self, value: &str) -> bool {
         self.size.is_some_and(|n| canonical(value) && value.parse::<u64>() == Ok(n))
     }
+
+    /// Whether the `SIZE` metaField reads `len` as `u64::to_string` writes it (as [`Facts::size_is`] of that).
+    pub fn size_is_len(&self, len: u64) -> bool {
+        self.size == Some(len)
+    }
 }
 
 /// A number as `u64::to_string` writes it, if it is one: no sign, no leading zero.
@@ -272,9 +277,11 @@ mod tests {
         }
         assert!(!a.has(Facts::CREATED_BY) && !a.has(Facts::CREATED_EVENT));
         assert!(a.size_is("10") && !a.size_is("010") && !a.size_is("11"));
+        assert!(a.size_is_len(10) && !a.size_is_len(11));
         assert_eq!(a.digest.as_deref(), Some("AB"));
         let b = &facts[1];
         assert!(b.has(Facts::CREATED_BY) && !b.has(Facts::ID_IS_KEY) && !b.has(Facts::NAME_IS_KEYS_NAME));
         assert!(!b.size_is("10") && !b.size_is("010"), "a SIZE not written as the refresh writes it is rewritten");
+        assert!(!b.size_is_len(10), "nor seen as the number it reads");
     }
 }

@@ -655,7 +655,16 @@ impl Job<'_> {
     ) -> Result<Option<String>> {
         let stamps = if self.unchanged.is_some() { Stamps::Full } else { Stamps::None };
         for (name, kind, file_stamp) in self.tree.list_ahead(ahead, dir, stamps)? {
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                // Not `format!`: this runs for every file of the resource.
+                let mut rel = String::with_capacity(prefix.len() + 1 + name.len());
+                rel.push_str(prefix);
+                rel.push('/');
+                rel.push_str(&name);
+                rel
+            };
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
             }

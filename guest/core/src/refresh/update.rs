@@ -14,6 +14,10 @@ pub(super) trait EntryFields {
     /// Sets an attribute only when it is missing or blank; true when it was set.
     fn fill_attr(&mut self, name: &str, value: &str) -> bool;
     fn set_meta_field(&mut self, name: &str, value: &str) -> bool;
+    /// Sets the `SIZE` metaField to `len` as `u64::to_string` writes it; true when the value changed.
+    fn set_size(&mut self, len: u64) -> bool {
+        self.set_meta_field("SIZE", &len.to_string())
+    }
 }
 
 impl EntryFields for EntryMut<'_> {
@@ -60,6 +64,10 @@ impl EntryFields for Probe<'_> {
     fn set_meta_field(&mut self, name: &str, value: &str) -> bool {
         !(name == "SIZE" && self.facts.size_is(value))
     }
+    // Without writing the number out: the probe runs for every entry of every refresh.
+    fn set_size(&mut self, len: u64) -> bool {
+        !self.facts.size_is_len(len)
+    }
 }
 
 /// Brings an entry in line with its file (`rel`, `len` bytes, `digest` when checksummed); whether it changed.
@@ -79,7 +87,7 @@ pub(super) fn update_entry(
     changed |= e.set_attr("ID", rel);
     changed |= e.set_attr("cachePath", rel);
     changed |= e.set_attr("name", name);
-    changed |= e.set_meta_field("SIZE", &len.to_string());
+    changed |= e.set_size(len);
     if is_dicom {
         changed |= e.set_attr("format", "DICOM");
     }
