@@ -617,3 +617,73 @@ fn every_digest_the_host_computes_is_the_files_own() {
     assert_eq!(m.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(m[0]["actual"], hex::encode(sha2::Sha256::digest(b"changed")), "{v}");
 }
+
+/// The files below `dir` (not entering links), in the order a walk that lists each folder in name order and
+/// enters each subfolder where it meets it takes them: the order a refresh appends them in.
+fn walk_order(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().into_string().unwrap();
+        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let kind = e.file_type().unwrap();
+        if kind.is_dir() {
+            walk_order(&e.path(), &rel, out);
+        } else if kind.is_file() && !name.ends_with("_catalog.xml") {
+            out.push(rel);
+        }
+    }
+}
+
+/// A deep, wide tree refreshed through the component (whose walk the host makes while the catalog is read,
+/// WIT `walk-tree`) is walked exactly as a folder-by-folder walk would: every file, in that walk's order
+/// (names that sort between a folder and its contents, folders at many depths), a linked folder not entered;
+/// unchanged on a second run; files removed deep inside found gone.
+#[test]
+fn a_deep_tree_is_walked_in_order_and_whole() {
+    let site = debug_site();
+    let uri = "/data/archive/projects/P/subjects/S1/experiments/E1/scans/4/resources/DEEP";
+    let (code, v) = cli_json(&["resource", "create", "--archive", site.arg(), "--resource", uri]);
+    assert_eq!(code, 0, "{v}");
+    let res = site.root.join("P/arc001/E1/SCANS/4/DEEP");
+    for top in ["a", "a b", "a-b", "a.b", "B", "z"] {
+        for sub in 0..12 {
+            let folder = res.join(top).join(format!("s{sub:02}")).join(if sub % 3 == 0 { "deeper/still" } else { "" });
+            fs::create_dir_all(&folder).unwrap();
+            for f in 0..3 {
+                fs::write(folder.join(format!("f{f}.dcm")), format!("{top}{sub}{f}")).unwrap();
+            }
+        }
+        fs::write(res.join(format!("{top}.txt")), top).unwrap();
+    }
+    fs::write(res.join("a/s00.txt"), b"between a folder and the next").unwrap();
+    std::os::unix::fs::symlink("a", res.join("linked")).unwrap();
+    let mut expected = Vec::new();
+    walk_order(&res, "", &mut expected);
+    assert_eq!(expected.len(), 6 * 12 * 3 + 6 + 1);
+
+    let (code, v) = refresh(&site, uri, &["--options", "append,delete"]);
+    assert_eq!(code, 0, "{v}");
+    let r = report(&v);
+    let added: Vec<&str> = r["added"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(added, expected, "every file, in the walk's order");
+    assert!(r["skipped"].as_array().unwrap().iter().any(|s| s["path"] == "linked"), "the linked folder: {r}");
+    let catalog = fs::read(res.join("4_catalog.xml")).unwrap();
+    let cat = xnat_core::model::catalog::Catalog::parse(&catalog).unwrap();
+    let uris: Vec<String> =
+        cat.entry_locs().iter().map(|l| cat.entry(l).uri().unwrap_or_default().to_string()).collect();
+    assert_eq!(uris, expected, "the catalog lists them in that order");
+
+    let (code, v) = refresh(&site, uri, &["--options", "append,delete"]);
+    assert_eq!((code, &report(&v)["outcome"]["status"]), (0, &Value::from("unchanged")), "{v}");
+
+    let gone = ["a/s00/deeper/still/f1.dcm", "z/s11/f2.dcm", "a.b/s06/deeper/still/f0.dcm"];
+    for g in gone {
+        fs::remove_file(res.join(g)).unwrap();
+    }
+    let (code, v) = refresh(&site, uri, &["--options", "append,delete"]);
+    assert_eq!(code, 0, "{v}");
+    let r = report(&v);
+    assert_eq!(strings(&r["removed"]), set(&gone), "{r}");
+    assert!(r["added"].as_array().unwrap().is_empty(), "{r}");
+}
