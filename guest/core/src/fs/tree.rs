@@ -100,6 +100,19 @@ impl std::fmt::Display for RelPath {
     }
 }
 
+/// `name` below the `/`-separated relative path `prefix` (empty: `name` itself), as walks build the paths of
+/// the files they meet (without `format!`: this runs for every file of a tree).
+pub fn path_below(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        return name.to_string();
+    }
+    let mut path = String::with_capacity(prefix.len() + 1 + name.len());
+    path.push_str(prefix);
+    path.push('/');
+    path.push_str(name);
+    path
+}
+
 /// A plain name: not empty, not `.` or `..`, no separators or NUL.
 pub fn check_segment(segment: &str) -> Result<()> {
     if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['/', '\\', '\0']) {
@@ -592,6 +605,12 @@ pub fn temp_writer(name: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_below_a_prefix() {
+        assert_eq!(path_below("", "a.dcm"), "a.dcm");
+        assert_eq!(path_below("d/e", "a.dcm"), "d/e/a.dcm");
+    }
 
     #[test]
     fn a_path_joins_plain_names_only() {

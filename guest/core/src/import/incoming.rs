@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::fs::ahead::WalkAhead;
-use crate::fs::tree::{Kind, RelPath, Stamps, Tree};
+use crate::fs::tree::{Kind, RelPath, Stamps, Tree, path_below};
 use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -101,7 +101,7 @@ pub fn entries_below(
         return Ok(());
     }
     for (name, kind, _) in tree.list_ahead(ahead, folder, Stamps::None)? {
-        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let rel = path_below(prefix, &name);
         match kind {
             Kind::Dir => entries_below(tree, ahead, &folder.join(&name)?, &rel, out)?,
             _ => out.push((rel, kind)),

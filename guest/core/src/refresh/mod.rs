@@ -25,7 +25,7 @@ mod update;
 use crate::error::{Error, Result};
 use crate::fs::ahead::WalkAhead;
 use crate::fs::lock::Lock;
-use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree, check_segment};
+use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree, check_segment, path_below};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::CatalogKind;
 use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
@@ -655,16 +655,7 @@ impl Job<'_> {
     ) -> Result<Option<String>> {
         let stamps = if self.unchanged.is_some() { Stamps::Full } else { Stamps::None };
         for (name, kind, file_stamp) in self.tree.list_ahead(ahead, dir, stamps)? {
-            let rel = if prefix.is_empty() {
-                name.clone()
-            } else {
-                // Not `format!`: this runs for every file of the resource.
-                let mut rel = String::with_capacity(prefix.len() + 1 + name.len());
-                rel.push_str(prefix);
-                rel.push('/');
-                rel.push_str(&name);
-                rel
-            };
+            let rel = path_below(prefix, &name);
             if let (Some(trust), Some(file_stamp)) = (&mut self.unchanged, file_stamp) {
                 trust.listed.insert(rel.clone(), file_stamp);
             }
