@@ -75,6 +75,12 @@ const imports = {
     renameFiles: () => {
       throw new Error('renames.renameFiles was called, but this host answered that it does not provide it');
     },
+    startRenames: () => {
+      throw new Error('renames.startRenames was called, but this host answered that it does not provide it');
+    },
+    renamed: () => {
+      throw new Error('renames.renamed was called, but this host answered that it does not provide it');
+    },
   },
   'xnat:archive/types': {},
 };

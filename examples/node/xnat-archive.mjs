@@ -194,8 +194,13 @@ export class XnatArchive {
         endWalk: neverCalled('listings.endWalk'),
       },
       // Renames made by the host: this one does not (`renames` is false), so the component moves files
-      // through wasi:filesystem and never calls `renameFiles`.
-      'xnat:archive/renames': { renames: () => false, renameFiles: neverCalled('renames.renameFiles') },
+      // through wasi:filesystem and never calls `renameFiles`, `startRenames` or `renamed`.
+      'xnat:archive/renames': {
+        renames: () => false,
+        renameFiles: neverCalled('renames.renameFiles'),
+        startRenames: neverCalled('renames.startRenames'),
+        renamed: neverCalled('renames.renamed'),
+      },
       'xnat:archive/types': {}, // an interface of types only: nothing to provide
     };
     const exports = await this.#instantiate((path) => this.#module(path), imports);

@@ -138,10 +138,12 @@ class XnatArchive:
                 l.add_func("end-walk", _never_called("listings.end-walk"))
             # `renames` lets a host move many files in one call, never replacing one. This host does not
             # (`renames` is False): the component moves them through wasi:filesystem and never calls
-            # `rename-files`.
+            # `rename-files`, `start-renames` or `renamed`.
             with root.add_instance(f"{PACKAGE}/renames@{VERSION}") as r:
                 r.add_func("renames", lambda _store: False)
                 r.add_func("rename-files", _never_called("renames.rename-files"))
+                r.add_func("start-renames", _never_called("renames.start-renames"))
+                r.add_func("renamed", _never_called("renames.renamed"))
             # `types` has only types, but the component imports it as an instance all the same.
             with root.add_instance(f"{PACKAGE}/types@{VERSION}"):
                 pass

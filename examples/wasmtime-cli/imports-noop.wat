@@ -19,9 +19,10 @@
 ;; address 8) and `end-walk` would do nothing.
 ;;
 ;; `renames` answers false as well, so the component moves files through wasi:filesystem and never calls
-;; `rename-files`; were it called, it would answer `err({index: 0, code: unsupported})` (the result at address
-;; 32: discriminant 1, index 0 at offset 4, error-code 27 at offset 8), which tells the component to move them
-;; itself, after dropping the two folders it was lent.
+;; `rename-files`, `start-renames` or `renamed`; were `rename-files` or `renamed` called, it would answer
+;; `err({index: 0, code: unsupported})` (the result at address 32: discriminant 1, index 0 at offset 4,
+;; error-code 27 at offset 8), which tells the component to move them itself, and `start-renames` would answer
+;; `err(unsupported)` (address 16), each after dropping the two folders it was lent.
 (module
   (import "wasi:filesystem/types@0.2.12" "[resource-drop]descriptor" (func $drop_descriptor (param i32)))
   (memory (export "memory") 1)
@@ -59,4 +60,10 @@
     (call $drop_descriptor (local.get $source))
     (call $drop_descriptor (local.get $destination))
     (i32.const 32))
+  (func (export "xnat:archive/renames@0.1.0#start-renames") (param $source i32) (param $destination i32)
+    (param $pairs_ptr i32) (param $pairs_len i32) (result i32)
+    (call $drop_descriptor (local.get $source))
+    (call $drop_descriptor (local.get $destination))
+    (i32.const 16))
+  (func (export "xnat:archive/renames@0.1.0#renamed") (param $ticket i32) (result i32) (i32.const 32))
 )

@@ -111,6 +111,8 @@ mod component {
         rename_files: |source, destination, pairs| {
             renames::rename_files(source, destination, pairs).map_err(|f| (f.index, f.code))
         },
+        start_renames: renames::start_renames,
+        renamed: |ticket| renames::renamed(ticket).map_err(|f| (f.index, f.code)),
     };
 
     /// A hasher that asks the host's digests (WIT `digests`) first.

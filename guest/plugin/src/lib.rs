@@ -50,6 +50,8 @@ const HOST_RENAMES: HostRenames = HostRenames {
     rename_files: |source, destination, pairs| {
         renames::rename_files(source, destination, pairs).map_err(|f| (f.index, f.code))
     },
+    start_renames: renames::start_renames,
+    renamed: |ticket| renames::renamed(ticket).map_err(|f| (f.index, f.code)),
 };
 
 /// The host's folder listings (WIT `listings`).

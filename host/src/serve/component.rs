@@ -40,6 +40,7 @@ use crate::wasm::engine::{self, Stop};
 use crate::wasm::grant::Grant;
 use crate::wasm::instances::Instance;
 use crate::wasm::limits::{Limiter, MemoryRefused};
+use crate::wasm::renames::Renaming;
 use crate::wasm::walks::Walks;
 
 /// Why a request got no response from its component.
@@ -171,6 +172,7 @@ impl HttpComponent {
             hooks: NoOutgoingRequests,
             instance: Instance::new(),
             walks: Walks::default(),
+            renaming: Renaming::default(),
         };
         let refusals = state.limiter.refusals();
         let mut store = Store::new(self.pre.engine(), state);
@@ -402,6 +404,8 @@ struct State {
     instance: Instance,
     /// The walks the instance has open (WIT `listings`).
     walks: Walks,
+    /// The renames the instance started on the host's thread (WIT `renames`).
+    renaming: Renaming,
 }
 
 impl DigestsHost for State {
@@ -461,6 +465,19 @@ impl RenamesHost for State {
         pairs: Vec<(String, String)>,
     ) -> Result<(), renames::RenameFailure> {
         crate::wasm::renames::rename_files(&self.table, &source, &destination, &pairs)
+    }
+
+    fn start_renames(
+        &mut self,
+        source: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        destination: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<u32, renames::ErrorCode> {
+        self.renaming.start(&self.table, &source, &destination, pairs)
+    }
+
+    fn renamed(&mut self, ticket: u32) -> Result<(), renames::RenameFailure> {
+        self.renaming.answer(ticket)
     }
 }
 

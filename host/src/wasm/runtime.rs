@@ -20,6 +20,7 @@ use super::grant::Grant;
 use super::instances::Instance;
 use super::limits::{Limiter, Limits};
 use super::progress::{NoProgress, Progress};
+use super::renames::Renaming;
 use super::walks::Walks;
 use crate::library::bindings::{
     DigestsHost, HoldersHost, Library, LibraryIndices, ListingsHost, ProgressHost, RenamesHost, TypesHost,
@@ -441,6 +442,7 @@ impl Runtime {
             progress: Box::new(progress),
             instance: Instance::new(),
             walks: Walks::default(),
+            renaming: Renaming::default(),
         };
 
         let engine = self.pre.engine();
@@ -533,6 +535,8 @@ struct State {
     instance: Instance,
     /// The walks the instance has open (WIT `listings`).
     walks: Walks,
+    /// The renames the instance started on the host's thread (WIT `renames`).
+    renaming: Renaming,
 }
 
 impl WasiView for State {
@@ -611,6 +615,19 @@ impl RenamesHost for State {
         pairs: Vec<(String, String)>,
     ) -> Result<(), renames::RenameFailure> {
         crate::wasm::renames::rename_files(&self.table, &source, &destination, &pairs)
+    }
+
+    fn start_renames(
+        &mut self,
+        source: Resource<Descriptor>,
+        destination: Resource<Descriptor>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<u32, renames::ErrorCode> {
+        self.renaming.start(&self.table, &source, &destination, pairs)
+    }
+
+    fn renamed(&mut self, ticket: u32) -> Result<(), renames::RenameFailure> {
+        self.renaming.answer(ticket)
     }
 }
 

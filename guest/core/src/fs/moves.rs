@@ -37,6 +37,23 @@ impl Tree {
         self.move_each(dest, pairs)
     }
 
+    /// Starts [`Tree::move_files_new`] of `pairs`: on the host's thread when it renames that way (WIT
+    /// `start-renames`: the component goes on meanwhile), else when [`PendingMoves::finish`] is called. Moves
+    /// started one after another run in that order; finish them in that order too.
+    pub fn start_moves_new<'t>(&'t self, dest: &'t Tree, pairs: Vec<(RelPath, RelPath)>) -> PendingMoves<'t> {
+        #[cfg(target_os = "wasi")]
+        if let Some(started) = component::start_by_host(self, dest, &pairs) {
+            return PendingMoves { from: self, dest, pairs, started: Some(started) };
+        }
+        PendingMoves {
+            from: self,
+            dest,
+            pairs,
+            #[cfg(target_os = "wasi")]
+            started: None,
+        }
+    }
+
     /// One pair at a time: a look at the file and at its destination, then a rename.
     fn move_each(&self, dest: &Tree, pairs: &[(RelPath, RelPath)]) -> std::result::Result<(), MoveStopped> {
         for (index, (from, to)) in pairs.iter().enumerate() {
@@ -51,6 +68,53 @@ impl Tree {
             self.rename_to(from, dest, to).map_err(stop)?;
         }
         Ok(())
+    }
+}
+
+/// Moves started by [`Tree::start_moves_new`]. Dropped before it is finished, it waits for the host to finish
+/// them, so that no file moves behind the component's back once it went on (to roll back, say).
+pub struct PendingMoves<'t> {
+    from: &'t Tree,
+    dest: &'t Tree,
+    pairs: Vec<(RelPath, RelPath)>,
+    /// The host's ticket; `None` when the moves are made by [`PendingMoves::finish`].
+    #[cfg(target_os = "wasi")]
+    started: Option<component::Started>,
+}
+
+impl PendingMoves<'_> {
+    /// The pairs, as started.
+    pub fn pairs(&self) -> &[(RelPath, RelPath)] {
+        &self.pairs
+    }
+
+    /// Waits for the moves (or makes them): what [`Tree::move_files_new`] would have answered. Pairs the host did
+    /// not try (an earlier call stopped, or it cannot rename without replacing) are moved here.
+    #[cfg_attr(not(target_os = "wasi"), allow(unused_mut))]
+    pub fn finish(mut self) -> std::result::Result<(), MoveStopped> {
+        #[cfg(target_os = "wasi")]
+        if let Some(started) = self.started.take() {
+            return match component::finish_by_host(started, &self.pairs) {
+                component::ByHost::Done(result) => result,
+                component::ByHost::Declined(n) => {
+                    let n = n.min(self.pairs.len());
+                    self.from
+                        .move_files_new(self.dest, &self.pairs[n..])
+                        .map_err(|s| MoveStopped { index: s.index + n, ..s })
+                }
+                component::ByHost::NotOffered => self.from.move_files_new(self.dest, &self.pairs),
+            };
+        }
+        self.from.move_files_new(self.dest, &self.pairs)
+    }
+}
+
+impl Drop for PendingMoves<'_> {
+    fn drop(&mut self) {
+        #[cfg(target_os = "wasi")]
+        if let Some(started) = self.started.take() {
+            let _ = component::finish_by_host(started, &self.pairs);
+        }
     }
 }
 
@@ -76,10 +140,18 @@ mod component {
     pub struct HostRenames {
         pub renames: fn() -> bool,
         pub rename_files: RenameFiles,
+        pub start_renames: StartRenames,
+        pub renamed: Renamed,
     }
 
     /// WIT `rename-files`: the pairs beneath the two lent folders, or the index of the pair it stopped at and why.
     pub type RenameFiles = fn(&Descriptor, &Descriptor, &[(String, String)]) -> Result<(), (u32, ErrorCode)>;
+
+    /// WIT `start-renames`: `rename-files` on the host's thread; the ticket for WIT `renamed`.
+    pub type StartRenames = fn(&Descriptor, &Descriptor, &[(String, String)]) -> Result<u32, ErrorCode>;
+
+    /// WIT `renamed`: the answer of a call started, as [`RenameFiles`] answers.
+    pub type Renamed = fn(u32) -> Result<(), (u32, ErrorCode)>;
 
     thread_local! {
         /// Whether the host renames, asked once.
@@ -95,34 +167,72 @@ mod component {
         NotOffered,
     }
 
-    pub(super) fn move_by_host(from: &Tree, to: &Tree, pairs: &[(RelPath, RelPath)]) -> ByHost {
-        let Some(host) = to.renames().or(from.renames()).filter(|h| HOST_RENAMES.with(|r| *r.get_or_init(h.renames)))
-        else {
-            return ByHost::NotOffered;
-        };
-        if DECLINED.get() {
-            return ByHost::NotOffered;
-        }
-        let (Some(from_root), Some(to_root)) = (from.root().to_str(), to.root().to_str()) else {
-            return ByHost::NotOffered;
-        };
-        let moved = in_preopen(from_root, |from_dir, from_rest| {
+    /// Moves started on the host's thread: its ticket, and how to ask for the answer.
+    pub(super) struct Started {
+        ticket: u32,
+        renamed: Renamed,
+    }
+
+    /// The host's renames, when it offers them and has not declined.
+    fn host_of(from: &Tree, to: &Tree) -> Option<HostRenames> {
+        let host = to.renames().or(from.renames()).filter(|h| HOST_RENAMES.with(|r| *r.get_or_init(h.renames)))?;
+        (!DECLINED.get()).then_some(host)
+    }
+
+    /// Calls `call` with the two lent folders and the pairs' paths beneath them; `None` when a tree is no
+    /// preopened folder (or beneath one).
+    fn lent<T>(
+        from: &Tree,
+        to: &Tree,
+        pairs: &[(RelPath, RelPath)],
+        call: impl FnOnce(&Descriptor, &Descriptor, &[(String, String)]) -> T,
+    ) -> Option<T> {
+        let (from_root, to_root) = (from.root().to_str()?, to.root().to_str()?);
+        in_preopen(from_root, |from_dir, from_rest| {
             in_preopen(to_root, |to_dir, to_rest| {
                 let paths: Vec<(String, String)> = pairs
                     .iter()
                     .map(|(a, b)| (below_preopen(from_rest, a.as_str()), below_preopen(to_rest, b.as_str())))
                     .collect();
-                (host.rename_files)(from_dir, to_dir, &paths)
+                call(from_dir, to_dir, &paths)
             })
-        });
-        match moved.flatten() {
+        })
+        .flatten()
+    }
+
+    pub(super) fn move_by_host(from: &Tree, to: &Tree, pairs: &[(RelPath, RelPath)]) -> ByHost {
+        let Some(host) = host_of(from, to) else { return ByHost::NotOffered };
+        match lent(from, to, pairs, host.rename_files) {
             None => ByHost::NotOffered,
-            Some(Ok(())) => ByHost::Done(Ok(())),
-            Some(Err((index, ErrorCode::Unsupported))) => {
+            Some(answer) => answered(answer, pairs),
+        }
+    }
+
+    /// Starts the moves on the host's thread; `None` when it does not move that way (or would not start them).
+    pub(super) fn start_by_host(from: &Tree, to: &Tree, pairs: &[(RelPath, RelPath)]) -> Option<Started> {
+        let host = host_of(from, to)?;
+        let ticket = lent(from, to, pairs, host.start_renames)?.ok()?;
+        Some(Started { ticket, renamed: host.renamed })
+    }
+
+    /// Waits for moves started on the host's thread. Pairs it did not try (`interrupted`: an earlier call
+    /// stopped, or the instance is ending) are `Declined`: the caller moves them.
+    pub(super) fn finish_by_host(started: Started, pairs: &[(RelPath, RelPath)]) -> ByHost {
+        match (started.renamed)(started.ticket) {
+            Err((index, ErrorCode::Interrupted)) => ByHost::Declined(index as usize),
+            answer => answered(answer, pairs),
+        }
+    }
+
+    /// What the host's answer means for the moves of `pairs`.
+    fn answered(answer: Result<(), (u32, ErrorCode)>, pairs: &[(RelPath, RelPath)]) -> ByHost {
+        match answer {
+            Ok(()) => ByHost::Done(Ok(())),
+            Err((index, ErrorCode::Unsupported)) => {
                 DECLINED.set(true);
                 ByHost::Declined(index as usize)
             }
-            Some(Err((index, code))) => {
+            Err((index, code)) => {
                 let index = index as usize;
                 let Some((a, b)) = pairs.get(index) else {
                     return ByHost::Done(Err(MoveStopped {

@@ -409,14 +409,21 @@ impl Tree {
     /// [`Tree::write_atomic`] of what `write` writes into the temporary file, piece by piece (a large catalog
     /// is never whole in memory). When `write` fails, the temporary file is removed and the file is untouched.
     pub fn write_atomic_with(&self, rel: &RelPath, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {
+        self.write_beside(rel, write)?.put_in_place()
+    }
+
+    /// The first half of [`Tree::write_atomic_with`]: what `write` writes, whole in a temporary file beside
+    /// `rel` and flushed to disk, to be put in place later ([`Replacement::put_in_place`]) — or removed, when it
+    /// is dropped. When `write` fails, nothing is left behind.
+    pub fn write_beside(
+        &self,
+        rel: &RelPath,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<Replacement<'_>> {
         let tmp = self.temp_beside(rel)?;
-        let result = self
-            .write_temp(&tmp, rel, write)
-            .and_then(|()| fs::rename(self.path(&tmp), self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e)));
-        if result.is_err() {
-            let _ = fs::remove_file(self.path(&tmp));
-        }
-        result
+        let replacement = Replacement { tree: self, tmp, rel: rel.clone(), placed: false };
+        self.write_temp(&replacement.tmp, rel, write)?;
+        Ok(replacement)
     }
 
     /// Creates a file that must not exist (O_EXCL); false when it already exists.
@@ -545,6 +552,33 @@ impl Tree {
     /// The root as given (for messages only).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// A file written whole beside the one it is to replace ([`Tree::write_beside`]), not in place yet. Dropped
+/// before [`Replacement::put_in_place`], it is removed.
+pub struct Replacement<'t> {
+    tree: &'t Tree,
+    tmp: RelPath,
+    rel: RelPath,
+    placed: bool,
+}
+
+impl Replacement<'_> {
+    /// Renames the file over the one it replaces, at once: readers see the old content or the new.
+    pub fn put_in_place(mut self) -> Result<()> {
+        fs::rename(self.tree.path(&self.tmp), self.tree.path(&self.rel))
+            .map_err(|e| Error::io(self.rel.as_str(), &e))?;
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Replacement<'_> {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(self.tree.path(&self.tmp));
+        }
     }
 }
 

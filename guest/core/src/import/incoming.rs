@@ -144,6 +144,13 @@ impl SessionFiles {
         Ok(read)
     }
 
+    /// What the listing found at `rel` (relative to the session folder); `None` for a folder or nothing.
+    pub fn kind(&self, rel: &str) -> Option<Kind> {
+        let path = |i: &u32| self.entries[*i as usize].0.as_str();
+        let at = self.by_path.partition_point(|i| path(i) < rel);
+        self.by_path.get(at).filter(|i| path(i) == rel).map(|i| self.entries[*i as usize].1)
+    }
+
     /// The session folder.
     pub fn dir(&self) -> &RelPath {
         &self.dir

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod contents;
 pub mod incoming;
 pub mod journal;
+pub mod merge;
 pub mod plan;
 pub mod prearchive;
 pub mod request;

@@ -12,6 +12,7 @@ use crate::import::incoming::{
     CatalogRead, CatalogStats, SessionFiles, find_catalogs, find_catalogs_listed, leads_to_catalogs,
     listed_for_catalogs, read_catalog, read_catalog_entries,
 };
+use crate::import::merge::KnownFiles;
 use crate::import::prearchive::{Prearchive, SessionRef};
 use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
@@ -19,7 +20,7 @@ use crate::model::session::{SessionDoc, clean_value};
 use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
 use crate::site::names::{check_project_id, identifier_problem, valid_identifier};
 use crate::site::uri::{ExperimentRef, Item, ResourceUri};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 /// The subject an archived session will belong to.
@@ -70,6 +71,8 @@ pub struct Plan {
     /// The archived catalogs a merge writes into, as the plan read them under the destination's lock: the
     /// merge starts from these readings (its write checks that the file is still what was read).
     pub merge_reads: HashMap<RelPath, Rc<CatalogRead>>,
+    /// The files the merges' statistics count, as the plan saw them (see [`KnownFiles`]).
+    pub merge_files: Option<Rc<KnownFiles>>,
 }
 
 /// What the checks of the incoming session alone found, and the listing they read.
@@ -97,6 +100,7 @@ impl Plan {
             steps: Vec::new(),
             incoming_checks: None,
             merge_reads: HashMap::new(),
+            merge_files: None,
         }
     }
 
@@ -471,7 +475,13 @@ fn rename_scan(id: &str, code: &str, taken: &BTreeSet<String>) -> String {
 }
 
 /// The moves, backups and catalog merges of an archive into an existing experiment, and code 14.
-fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, incoming: &SessionFiles) -> Result<()> {
+fn plan_merge(
+    plan: &mut Plan,
+    pre: &Tree,
+    arch: &Tree,
+    overwrite: Overwrite,
+    incoming: &Rc<SessionFiles>,
+) -> Result<()> {
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
     let mut present = Present { tree: arch, folders: HashMap::new() };
@@ -515,6 +525,8 @@ fn plan_merge(plan: &mut Plan, pre: &Tree, arch: &Tree, overwrite: Overwrite, in
         }
         plan.steps.push(Step::Move { from, to });
     }
+    let archived = present.folders.into_iter().filter_map(|(folder, listed)| Some((folder, listed?.kinds))).collect();
+    plan.merge_files = Some(Rc::new(KnownFiles { archived, session: Rc::clone(incoming) }));
     if same_resources {
         plan.notice(14, NoticeKind::Conflict, "Session already exists with the same resources.");
     } else if matching_files {
@@ -532,18 +544,18 @@ struct Present<'t> {
     folders: HashMap<RelPath, Option<Listed>>,
 }
 
-/// A folder's entries in name order, and their names for look-ups.
+/// A folder's entries in name order, and by name.
 #[derive(Default)]
 struct Listed {
     entries: Vec<(String, Kind)>,
-    names: HashSet<String>,
+    kinds: HashMap<String, Kind>,
 }
 
 impl Present<'_> {
     fn listed(&mut self, folder: &RelPath) -> Option<&Listed> {
         if !self.folders.contains_key(folder) {
             let listed = match self.tree.list(folder) {
-                Ok(entries) => Some(Listed { names: entries.iter().map(|(name, _)| name.clone()).collect(), entries }),
+                Ok(entries) => Some(Listed { kinds: entries.iter().cloned().collect(), entries }),
                 Err(Error::NotFound(_)) => Some(Listed::default()),
                 Err(_) => None,
             };
@@ -554,7 +566,7 @@ impl Present<'_> {
 
     fn at(&mut self, path: &RelPath) -> Result<bool> {
         match self.listed(&path.parent()) {
-            Some(listed) => Ok(listed.names.contains(path.name())),
+            Some(listed) => Ok(listed.kinds.contains_key(path.name())),
             None => Ok(self.tree.kind(path)?.is_some()),
         }
     }
