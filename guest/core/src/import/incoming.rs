@@ -127,8 +127,13 @@ pub struct SessionFiles {
 
 impl SessionFiles {
     pub fn list(tree: &Tree, dir: &RelPath) -> Result<SessionFiles> {
+        SessionFiles::list_ahead(tree, &mut WalkAhead::default(), dir)
+    }
+
+    /// [`SessionFiles::list`], taken from `ahead` where the host walked `dir` ahead ([`Tree::walk_ahead`]).
+    pub fn list_ahead(tree: &Tree, ahead: &mut WalkAhead, dir: &RelPath) -> Result<SessionFiles> {
         let mut entries = Vec::new();
-        entries_below(tree, &mut WalkAhead::default(), dir, "", &mut entries)?;
+        entries_below(tree, ahead, dir, "", &mut entries)?;
         let mut by_path: Vec<u32> = (0..entries.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
         Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default(), below: RefCell::default() })
@@ -142,6 +147,17 @@ impl SessionFiles {
         let read = Rc::new(read_catalog_entries(tree, path)?);
         self.catalogs.borrow_mut().insert(path.as_str().to_string(), read.clone());
         Ok(read)
+    }
+
+    /// Catalogs read before the listing was made (while the host listed), as [`SessionFiles::catalog_entries`]
+    /// reads them: kept for those the listing shows as catalogs, as if read now (the session is locked).
+    pub fn read_already(&self, catalogs: Vec<(RelPath, Option<Vec<EntryRef>>)>) {
+        for (path, read) in catalogs {
+            let is_catalog = path.strip_prefix(&self.dir).and_then(|rel| self.kind(rel));
+            if matches!(is_catalog, Some(Kind::File { .. })) && path.name().ends_with("_catalog.xml") {
+                self.catalogs.borrow_mut().insert(path.as_str().to_string(), Rc::new(read));
+            }
+        }
     }
 
     /// What the listing found at `rel` (relative to the session folder); `None` for a folder or nothing.
@@ -273,6 +289,39 @@ mod tests {
         for uri in ["alias.dcm", "missing.dcm", "sub", "../outside.dcm", "sub//b.dcm", "/etc/passwd"] {
             assert_eq!(files.file_len(&tree, uri).unwrap(), None, "{uri}");
         }
+    }
+
+    #[test]
+    fn catalogs_read_before_the_listing_count_only_where_it_shows_a_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = dir.path().join("S/SCANS/1/DICOM");
+        std::fs::create_dir_all(&scan).unwrap();
+        std::fs::write(scan.join("scan_1_catalog.xml"), b"<c/>").unwrap();
+        std::fs::write(scan.join("notes.xml"), b"<c/>").unwrap();
+        std::fs::create_dir_all(dir.path().join("S/elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("S/elsewhere"), dir.path().join("S/SCANS/2")).unwrap();
+        let tree = Tree::new(dir.path());
+        let files = SessionFiles::list(&tree, &RelPath::new("S").unwrap()).unwrap();
+        let early = |uri: &str| -> Option<Vec<EntryRef>> { Some(vec![(uri.to_string(), None, false)]) };
+        let path = |p: &str| RelPath::new(p).unwrap();
+        files.read_already(
+            [
+                "S/SCANS/1/DICOM/scan_1_catalog.xml",
+                "S/SCANS/1/DICOM/notes.xml",
+                "S/SCANS/2/scan_2_catalog.xml",
+                "T/x_catalog.xml",
+            ]
+            .iter()
+            .map(|p| (path(p), early(p)))
+            .collect(),
+        );
+        let known = |p: &str| files.catalogs.borrow().get(p).map(|r| r.is_some());
+        assert_eq!(known("S/SCANS/1/DICOM/scan_1_catalog.xml"), Some(true), "a catalog the listing shows");
+        assert_eq!(known("S/SCANS/1/DICOM/notes.xml"), None, "not a catalog");
+        assert_eq!(known("S/SCANS/2/scan_2_catalog.xml"), None, "behind a link the listing does not enter");
+        assert_eq!(known("T/x_catalog.xml"), None, "outside the session");
+        let read = files.catalog_entries(&tree, &path("S/SCANS/1/DICOM/scan_1_catalog.xml")).unwrap();
+        assert_eq!(read.as_ref().as_ref().unwrap()[0].0, "S/SCANS/1/DICOM/scan_1_catalog.xml", "not read again");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::import::request::{Notice, NoticeKind, Overwrite, Params};
 use crate::model::catalog::Catalog;
 use crate::model::session::{SessionDoc, clean_value};
 use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
-use crate::site::names::{check_project_id, identifier_problem, valid_identifier};
+use crate::site::names::{check_project_id, identifier_problem, relative_uri, valid_identifier};
 use crate::site::uri::{ExperimentRef, Item, ResourceUri};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
@@ -202,7 +202,7 @@ fn plan_with(
         Some(checks) => checks,
         None => {
             let dir = plan.session.dir();
-            let files = SessionFiles::list(pre, &dir)?;
+            let files = list_reading_catalogs(pre, &dir, &plan.incoming)?;
             let mut notices = check_uris(&dir, &plan.incoming);
             let entries = check_entries(pre, &files)?;
             notices.extend(entries.notices);
@@ -217,6 +217,34 @@ fn plan_with(
     plan.incoming_checks = Some(checks);
     plan.notices.sort_by_key(|n| n.code);
     Ok(plan)
+}
+
+/// The incoming session's files, listed by the host while the catalogs its document names are read (the
+/// checks read them next); listed at once when it names none.
+fn list_reading_catalogs(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Result<SessionFiles> {
+    fn named(el: &crate::xml::Element, dir: &RelPath, out: &mut Vec<RelPath>) {
+        if let Some(rel) = el.attr("URI").and_then(|uri| relative_uri(uri, dir))
+            && rel.ends_with("_catalog.xml")
+            && let Ok(path) = dir.join_path(&rel)
+        {
+            out.push(path);
+        }
+        for c in el.elements() {
+            named(c, dir, out);
+        }
+    }
+    let mut catalogs = Vec::new();
+    named(incoming.root(), dir, &mut catalogs);
+    if catalogs.is_empty() {
+        return SessionFiles::list(pre, dir);
+    }
+    let mut ahead = pre.walk_ahead(dir);
+    // A catalog that cannot be read now is read again by the checks, which say why.
+    let read = catalogs.into_iter().filter_map(|path| Some((path.clone(), read_catalog_entries(pre, &path).ok()?)));
+    let read: Vec<_> = read.collect();
+    let files = SessionFiles::list_ahead(pre, &mut ahead, dir)?;
+    files.read_already(read);
+    Ok(files)
 }
 
 /// Code 8: the label, the first non-empty of the session/label parameters, the document's label, the
