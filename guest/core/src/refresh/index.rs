@@ -6,27 +6,33 @@ use crate::fs::tree::{Kind, RelPath};
 use crate::model::catalog_stream::EntryHead;
 use crate::refresh::Skipped;
 use crate::xml;
-// The index holds one key per catalog entry (up to millions): foldhash, seeded per map, instead of SipHash.
-use foldhash::HashMap;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use percent_encoding::percent_decode_str;
 use std::borrow::Cow;
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 
 /// The entries by key, and what reading them found wrong.
 #[derive(Default)]
 pub(super) struct Index {
-    /// Key → its entry in `indexed`. The table holds only a key and a number (hash tables keep up to half
-    /// their slots empty: a million entries' slots would otherwise be ~160 MB).
-    keys: HashMap<Box<str>, u32>,
+    /// Each key's entry (its place in `indexed`), found by the key's hash. The table holds only numbers and the
+    /// keys lie end to end in `text`: a million entries cost a few megabytes of table and no allocation each.
+    table: HashTable<u32>,
+    /// One key per catalog entry (up to millions): foldhash, seeded per index, instead of SipHash.
+    hasher: RandomState,
+    text: String,
     indexed: Vec<Indexed>,
     /// Entries listed twice or naming nothing: reported, left as they are.
     pub skipped: Vec<Skipped>,
     entries: u32,
 }
 
-/// One entry: its number in the catalog, whether the walk saw its file, what an update compares.
+/// One entry: its number in the catalog, its key's place in the index's text, whether the walk saw its
+/// file, what an update compares.
 pub(super) struct Indexed {
     pub entry: u32,
+    key: (usize, usize),
     pub seen: Seen,
     pub facts: Facts,
 }
@@ -62,7 +68,7 @@ impl Facts {
 
     pub fn of(head: &EntryHead, key: &str) -> Facts {
         let filled = |v: &str| !v.trim().is_empty();
-        let name = key.rsplit('/').next().unwrap_or(key);
+        let name = key.rfind('/').map_or(key, |i| &key[i + 1..]);
         let mut facts = Facts::default();
         // One pass over the attributes (this runs for every entry of every catalog refreshed).
         for (k, v) in head.attrs() {
@@ -112,30 +118,48 @@ impl Index {
     pub fn add(&mut self, head: &EntryHead, folder: &RelPath) {
         let entry = self.entries;
         self.entries += 1;
-        match entry_key(&|name| head.attr(name), folder) {
-            Some(key) => {
-                let indexed = Indexed { entry, seen: Seen::No, facts: Facts::of(head, &key) };
-                match self.keys.entry(key.into_boxed_str()) {
-                    Entry::Vacant(v) => {
-                        v.insert(self.indexed.len() as u32);
-                        self.indexed.push(indexed);
-                    }
-                    Entry::Occupied(o) => {
-                        self.indexed[*o.get() as usize] = indexed;
-                        self.skipped.push(Skipped {
-                            path: o.key().to_string(),
-                            reason:
-                                "listed twice in the catalog; the last entry is used, the earlier one left as it is"
-                                    .into(),
-                        });
-                    }
-                }
-            }
-            None => self.skipped.push(Skipped {
+        let Some(key) = entry_key(&|name| head.attr(name), folder) else {
+            self.skipped.push(Skipped {
                 path: head.attr("ID").unwrap_or("").to_string(),
                 reason: "catalog entry without URI, cachePath or ID; left as it is".into(),
-            }),
+            });
+            return;
+        };
+        let facts = Facts::of(head, &key);
+        let (text, indexed) = (&self.text, &self.indexed);
+        let key_of = |place: &u32| {
+            let (start, end) = indexed[*place as usize].key;
+            &text[start..end]
+        };
+        let hasher = &self.hasher;
+        match self.table.entry(hasher.hash_one(key.as_str()), |p| key_of(p) == key, |p| hasher.hash_one(key_of(p))) {
+            Entry::Occupied(o) => {
+                let place = *o.get() as usize;
+                let stored = &mut self.indexed[place];
+                (stored.entry, stored.facts) = (entry, facts);
+                self.skipped.push(Skipped {
+                    path: key,
+                    reason: "listed twice in the catalog; the last entry is used, the earlier one left as it is".into(),
+                });
+            }
+            Entry::Vacant(v) => {
+                v.insert(self.indexed.len() as u32);
+                let start = self.text.len();
+                self.text.push_str(&key);
+                self.indexed.push(Indexed { entry, key: (start, self.text.len()), seen: Seen::No, facts });
+            }
         }
+    }
+
+    /// The place of the entry for `key`, if the catalog has one.
+    fn place(&self, key: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |p| self.key(*p) == key).copied()
+    }
+
+    fn key(&self, place: u32) -> &str {
+        let (start, end) = self.indexed[place as usize].key;
+        &self.text[start..end]
     }
 
     /// The entry at a place [`Index::mark_seen`] gave.
@@ -145,7 +169,7 @@ impl Index {
 
     /// Every key with its entry, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Indexed)> {
-        self.keys.iter().map(|(k, &i)| (&**k, &self.indexed[i as usize]))
+        self.indexed.iter().map(|ix| (&self.text[ix.key.0..ix.key.1], ix))
     }
 
     /// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
@@ -156,7 +180,7 @@ impl Index {
         let places: Vec<Option<u32>> = files
             .iter()
             .map(|(rel, kind)| {
-                let place = self.keys.get(rel.as_str()).copied();
+                let place = self.place(rel);
                 if let Some(i) = place {
                     self.indexed[i as usize].seen = match kind {
                         Kind::File { len } => Seen::File(*len),
@@ -171,20 +195,19 @@ impl Index {
         if blocked.is_empty() {
             return places;
         }
-        let mut below: Vec<(&Box<str>, u32)> = self
-            .keys
-            .iter()
+        let mut below: Vec<(&str, u32)> = (0..self.indexed.len() as u32)
+            .map(|i| (self.key(i), i))
             .filter(|(key, i)| {
-                self.indexed[**i as usize].seen == Seen::No
+                self.indexed[*i as usize].seen == Seen::No
                     && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
             })
-            .map(|(key, i)| (key, *i))
             .collect();
         below.sort_by(|a, b| a.0.cmp(b.0));
+        let below: Vec<(String, u32)> = below.into_iter().map(|(k, i)| (k.to_string(), i)).collect();
         for (key, i) in below {
             self.indexed[i as usize].seen = Seen::Untouchable;
             skipped.push(Skipped {
-                path: key.to_string(),
+                path: key,
                 reason: "cataloged below a symbolic link or an entry that cannot be read; kept, not checked".into(),
             });
         }
@@ -196,8 +219,15 @@ impl Index {
 /// and percent-encoding normalised; for absolute URIs and URLs its `cachePath`, else its `ID`, else the
 /// part of the path below the resource folder.
 pub(crate) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &RelPath) -> Option<String> {
+    let uri = attr("URI");
+    // Nearly every entry's URI is already a key (the refresh writes them so): told in one pass over its bytes.
+    if let Some(u) = uri
+        && is_key(u)
+    {
+        return Some(u.to_string());
+    }
     let slashed = |v: &'a str| if v.contains('\\') { Cow::Owned(v.replace('\\', "/")) } else { Cow::Borrowed(v) };
-    let uri = attr("URI").map(slashed).filter(|u| !u.is_empty());
+    let uri = uri.map(slashed).filter(|u| !u.is_empty());
     let absolute = |u: &str| u.starts_with('/') || u.contains("://");
     match uri {
         Some(u) if !absolute(&u) => Some(normalise(&u)),
@@ -217,6 +247,22 @@ pub(crate) fn entry_key<'a>(attr: &dyn Fn(&str) -> Option<&'a str>, folder: &Rel
             })
         }
     }
+}
+
+/// Whether `path` is a relative path that [`entry_key`] takes as it is: not empty, not starting with `/`, no
+/// empty or `.` segment, and none of `\\`, `%` and `:` (which a backslash path, percent-encoding or a URL need).
+fn is_key(path: &str) -> bool {
+    // (segment length so far, whether the segment is `.` so far): a segment ends at each `/` and at the end.
+    let mut segment = (0usize, false);
+    for &b in path.as_bytes() {
+        match b {
+            b'/' if segment.0 == 0 || (segment.0 == 1 && segment.1) => return false,
+            b'/' => segment = (0, false),
+            b'\\' | b'%' | b':' => return false,
+            _ => segment = (segment.0 + 1, segment.0 == 0 && b == b'.'),
+        }
+    }
+    segment.0 > 1 || (segment.0 == 1 && !segment.1)
 }
 
 /// A relative path without empty and `.` segments, percent-decoded.
@@ -250,6 +296,21 @@ mod tests {
         assert_eq!(e(&[("URI", "/elsewhere/a.dcm")]).as_deref(), Some("/elsewhere/a.dcm"));
         assert_eq!(e(&[("URI", "a//b/")]).as_deref(), Some("a/b"));
         assert_eq!(e(&[]), None);
+        assert_eq!(e(&[("URI", "./a.dcm")]).as_deref(), Some("a.dcm"));
+        assert_eq!(e(&[("URI", "a/.")]).as_deref(), Some("a"));
+        assert_eq!(e(&[("URI", "a/..b/.c")]).as_deref(), Some("a/..b/.c"));
+        assert_eq!(e(&[("URI", "C:x"), ("ID", "i.dcm")]).as_deref(), Some("C:x"));
+    }
+
+    #[test]
+    fn a_key_taken_as_it_is_is_what_normalising_it_gives() {
+        for path in ["a", "a/b.dcm", ".a", "a/.b", "..", "a/../b", "x y/z"] {
+            assert!(is_key(path), "{path}");
+            assert_eq!(normalise(path), path);
+        }
+        for path in ["", "/a", "a/", "a//b", "./a", "a/./b", "a/.", ".", "a\\b", "a%20b", "http://x", "C:x"] {
+            assert!(!is_key(path), "{path}");
+        }
     }
 
     #[test]
