@@ -58,7 +58,10 @@ pub enum WriteError {
 pub struct EntryHead {
     attrs: Vec<(String, String)>,
     n_attrs: usize,
-    size: Option<String>,
+    /// The `SIZE` metaField's text, when `has_size` (kept, like every buffer here, from entry to entry: the
+    /// reader allocates nothing for an entry like the one before it).
+    size: String,
+    has_size: bool,
     tags: Vec<String>,
     n_tags: usize,
     in_tags: bool,
@@ -90,7 +93,7 @@ impl EntryHead {
 
     /// The text of the first `SIZE` metaField in the entry's first `metaFields`; `None` when there is none.
     pub fn size_field(&self) -> Option<&str> {
-        self.size.as_deref()
+        self.has_size.then_some(self.size.as_str())
     }
 
     /// The entry's tags (`cat:tags/cat:tag`, trimmed), in document order.
@@ -102,7 +105,7 @@ impl EntryHead {
         self.n_attrs = 0;
         self.n_tags = 0;
         (self.in_tags, self.in_tag) = (false, false);
-        self.size = None;
+        self.has_size = false;
         (self.seen_fields, self.in_fields, self.candidate, self.capturing) = (false, false, false, false);
     }
 
@@ -120,14 +123,18 @@ impl EntryHead {
 
     /// The metaField's text as `Element::text` has it: whitespace-only pieces between child elements go.
     fn end_size(&mut self) {
-        let mut pieces = std::mem::take(&mut self.pieces);
-        pieces.push(std::mem::take(&mut self.piece));
-        let has_elements = self.has_elements;
-        let text: String =
-            pieces.iter().filter(|p| !(has_elements && p.trim().is_empty())).map(String::as_str).collect();
-        self.size = Some(text);
-        pieces.clear();
-        self.pieces = pieces;
+        if self.has_elements {
+            self.pieces.push(std::mem::take(&mut self.piece));
+            self.size.clear();
+            for piece in self.pieces.iter().filter(|p| !p.trim().is_empty()) {
+                self.size.push_str(piece);
+            }
+            self.pieces.clear();
+        } else {
+            std::mem::swap(&mut self.size, &mut self.piece);
+        }
+        self.piece.clear();
+        self.has_size = true;
         self.capturing = false;
     }
 }
@@ -213,7 +220,7 @@ impl Prune for Reading<'_> {
             }
             2 => {
                 head.candidate = head.in_fields
-                    && head.size.is_none()
+                    && !head.has_size
                     && !head.capturing
                     && is_named(name, self.prefix.as_deref().unwrap_or(""), "metaField");
             }
