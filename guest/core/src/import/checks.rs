@@ -8,7 +8,7 @@ use crate::import::incoming::{CatalogStats, EntryRef, FilesBelow, SessionFiles};
 use crate::import::request::{Notice, NoticeKind};
 use crate::model::session::{Scan, ScanFile, SessionDoc};
 use crate::site::names::relative_uri;
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 /// Codes 21, 20 and 22 on the incoming session's scan resources (`dir`: the session folder).
 pub fn check_dicom(pre: &Tree, files: &SessionFiles, dir: &RelPath, incoming: &SessionDoc) -> Result<Vec<Notice>> {
@@ -76,7 +76,7 @@ fn check_scan_resource(
         ));
     }
     // Hashed, not ordered: UIDs (and file names) share long prefixes, and every ordered comparison walks them.
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     for uid in entries.iter().filter_map(|(_, u, _)| u.as_deref()) {
         if !seen.insert(uid) {
             notices.push(Notice::new(

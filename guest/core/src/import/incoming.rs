@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::fs::ahead::WalkAhead;
 use crate::fs::tree::{Kind, RelPath, Stamps, Tree, path_below};
 use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
+use foldhash::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// A catalog entry as the checks and the merge plan read it: its path relative to the catalog folder (`./`

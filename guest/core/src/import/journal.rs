@@ -41,8 +41,9 @@ use crate::model::session::{self, SessionDoc};
 use crate::site::layout::document_root;
 use crate::site::names::relative_uri;
 use crate::xml::{Element, Node};
+use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::rc::Rc;
 
@@ -173,7 +174,7 @@ impl Journal {
             posted: false,
             // A new experiment is the session folder moved whole: its catalogs and files are where the plan
             // saw them, below the target.
-            known_stats: if plan.existing.is_some() { HashMap::new() } else { plan.incoming_stats(&plan.target) },
+            known_stats: if plan.existing.is_some() { HashMap::default() } else { plan.incoming_stats(&plan.target) },
             known_reads: KnownReads { catalogs: plan.merge_reads.clone(), files: plan.merge_files.clone() },
         }
     }
@@ -261,7 +262,7 @@ impl Journal {
             steps: Vec::new(),
             committed: false,
             posted: false,
-            known_stats: HashMap::new(),
+            known_stats: HashMap::default(),
             known_reads: KnownReads::default(),
         })
     }
@@ -344,7 +345,7 @@ impl Journal {
 
     /// Runs the journal from wherever it stands to the end. `cp` passes a fault point after every step.
     pub fn run(&mut self, pre: &Tree, arch: &Tree, cp: &mut Checkpoints) -> Result<String> {
-        let mut prepared = HashMap::new();
+        let mut prepared = HashMap::default();
         if !self.committed {
             // While the host moves the files, the merged catalogs are written beside the archived ones.
             run_moves(&self.steps, pre, arch, cp, &mut || prepared = self.prepare_merges(pre, arch))?;
@@ -368,7 +369,7 @@ impl Journal {
     /// The merges into archived catalogs this run's plan read, each written beside its catalog (see
     /// [`merge::prepare`]): a catalog two merges go into is left to the merges after the commit.
     fn prepare_merges<'t>(&self, pre: &Tree, arch: &'t Tree) -> HashMap<RelPath, Prepared<'t>> {
-        let mut merges: HashMap<&RelPath, Vec<&RelPath>> = HashMap::new();
+        let mut merges: HashMap<&RelPath, Vec<&RelPath>> = HashMap::default();
         for step in &self.steps {
             if let Step::MergeCatalog { from, into } = step {
                 merges.entry(into).or_default().push(from);
@@ -377,7 +378,7 @@ impl Journal {
         let replace = self.overwrite == Overwrite::Delete;
         let known =
             self.known_reads.files.as_ref().map(|files| merge::Moved::new(files, &self.session.dir(), &self.steps));
-        let mut prepared = HashMap::new();
+        let mut prepared = HashMap::default();
         for (into, from) in merges {
             if let ([from], Some(read)) = (from.as_slice(), self.known_reads.catalogs.get(into))
                 && let Some(merge) = merge::prepare(pre, arch, from, into, replace, Rc::clone(read), known.as_ref())
@@ -577,7 +578,7 @@ fn run_moves(
 ) -> Result<()> {
     // The folders this run made or found: thousands of files moving into one folder make it once.
     // (One removed behind our back fails the rename; the journal then runs again from there.)
-    let mut folders: HashSet<RelPath> = HashSet::new();
+    let mut folders: HashSet<RelPath> = HashSet::default();
     let mut pending: VecDeque<PendingMoves> = VecDeque::new();
     let mut folder_of = |to: &RelPath| -> Result<()> {
         let parent = to.parent();
@@ -936,7 +937,7 @@ mod tests {
             steps: steps.to_vec(),
             committed: false,
             posted: false,
-            known_stats: HashMap::new(),
+            known_stats: HashMap::default(),
             known_reads: KnownReads::default(),
         }
     }
@@ -970,7 +971,7 @@ mod tests {
             target,
             committed: false,
             posted: false,
-            known_stats: HashMap::new(),
+            known_stats: HashMap::default(),
             known_reads: KnownReads::default(),
         }
     }

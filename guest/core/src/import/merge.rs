@@ -15,7 +15,7 @@ use crate::import::plan::Step;
 use crate::model::catalog::{Catalog, EntryMut};
 use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
 use crate::xml::Element;
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// A merged catalog written beside the archived one before the commit ([`prepare`]), waiting to be put in place
@@ -60,7 +60,7 @@ pub struct Moved<'j> {
 
 impl<'j> Moved<'j> {
     pub fn new(files: &'j KnownFiles, session: &RelPath, steps: &'j [Step]) -> Moved<'j> {
-        let (mut moved, mut set_aside) = (HashMap::new(), HashSet::new());
+        let (mut moved, mut set_aside) = (HashMap::default(), HashSet::default());
         for step in steps {
             match step {
                 Step::Move { from, to } => {
@@ -217,7 +217,10 @@ fn decide(
 ) -> Result<Merge> {
     // The archived entries by URI and by UID.
     let n = read.entries.len();
-    let (mut by_uri, mut by_uid) = (HashMap::with_capacity(n), HashMap::with_capacity(n));
+    let (mut by_uri, mut by_uid) = (
+        HashMap::with_capacity_and_hasher(n, Default::default()),
+        HashMap::with_capacity_and_hasher(n, Default::default()),
+    );
     for ((uri, uid, _), n) in read.entries.iter().zip(0u32..) {
         if let Some(uid) = uid {
             by_uid.insert(uid.as_str(), (n, uri.as_str()));
@@ -226,7 +229,7 @@ fn decide(
     }
     let entry_name = read.streamed.frame().new_entry("").name;
     let mut merge =
-        Merge { updates: HashMap::new(), dropped: HashSet::new(), added: Vec::new(), added_uris: Vec::new() };
+        Merge { updates: HashMap::default(), dropped: HashSet::default(), added: Vec::new(), added_uris: Vec::new() };
     for loc in incoming.entry_locs() {
         let e = incoming.entry(&loc);
         let uri = e.uri().unwrap_or("").trim_start_matches("./").to_string();
@@ -453,8 +456,9 @@ mod tests {
             ("meta.xml".to_string(), Kind::File { len: 9 }),
             ("link.dcm".to_string(), Kind::Symlink),
         ]
-        .into();
-        let files = KnownFiles { archived: [(path("E/1"), listed)].into(), session };
+        .into_iter()
+        .collect();
+        let files = KnownFiles { archived: [(path("E/1"), listed)].into_iter().collect(), session };
         let steps = vec![
             Step::Move { from: path("S/1/new.dcm"), to: path("E/1/new.dcm") },
             Step::Backup { file: path("E/1/meta.xml"), to: path("E/.~xnat-replaced-1/1/meta.xml") },

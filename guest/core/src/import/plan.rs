@@ -20,7 +20,9 @@ use crate::model::session::{SessionDoc, clean_value};
 use crate::site::layout::{Archive, CURRENT_ARC, ExperimentDir, document_root};
 use crate::site::names::{check_project_id, identifier_problem, relative_uri, valid_identifier};
 use crate::site::uri::{ExperimentRef, Item, ResourceUri};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+// Maps of paths and UIDs of up to millions of files: foldhash, seeded per map, as the refresh's index.
+use foldhash::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 /// The subject an archived session will belong to.
@@ -99,7 +101,7 @@ impl Plan {
             scan_ids: BTreeMap::new(),
             steps: Vec::new(),
             incoming_checks: None,
-            merge_reads: HashMap::new(),
+            merge_reads: HashMap::default(),
             merge_files: None,
         }
     }
@@ -115,7 +117,7 @@ impl Plan {
     /// `file_count` and `file_size` of each readable catalog of the incoming session, by the path it will have
     /// below `target` when the session folder is moved there whole (none before the session was checked).
     pub fn incoming_stats(&self, target: &RelPath) -> HashMap<RelPath, CatalogStats> {
-        let Some(checks) = &self.incoming_checks else { return HashMap::new() };
+        let Some(checks) = &self.incoming_checks else { return HashMap::default() };
         let dir = self.session.dir();
         checks
             .stats
@@ -512,7 +514,7 @@ fn plan_merge(
 ) -> Result<()> {
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
-    let mut present = Present { tree: arch, folders: HashMap::new() };
+    let mut present = Present { tree: arch, folders: HashMap::default() };
     let MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads } =
         catalogs_to_merge(plan, arch, &mut present, &files)?;
     plan.merge_reads = reads;
@@ -623,8 +625,8 @@ struct MergeTargets {
 /// Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
 fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[String]) -> Result<MergeTargets> {
     let mut merged_catalogs = BTreeMap::new();
-    let mut existing_uids = HashMap::new();
-    let mut reads = HashMap::new();
+    let mut existing_uids = HashMap::default();
+    let mut reads = HashMap::default();
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
         let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
         let Some(target_cat) = present.catalogs(&to_folder)?.into_iter().next() else { continue };
@@ -672,6 +674,13 @@ fn backup_replaced_instances(plan: &mut Plan, pre: &Tree, arch: &Tree, from: &Re
 /// A path of the incoming session with its scan renamed: `SCANS/<id>/...` → `SCANS/<new>/...`, and
 /// `scan_<id>_catalog.xml` → `scan_<new>_catalog.xml`.
 pub fn map_path(rel: &str, scan_ids: &BTreeMap<String, String>) -> String {
+    // Most paths are not below a renamed scan (a merge maps every file's): told without taking them apart.
+    let Some((old, _)) = rel.strip_prefix("SCANS/").and_then(|rest| rest.split_once('/')) else {
+        return rel.to_string();
+    };
+    if scan_ids.get(old).is_none_or(|new| new == old) {
+        return rel.to_string();
+    }
     let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
     if parts.len() > 2
         && parts[0] == "SCANS"
@@ -703,5 +712,8 @@ mod tests {
         assert_eq!(map_path("SCANS/4/DICOM/scan_4_catalog.xml", &ids), "SCANS/4-MR2/DICOM/scan_4-MR2_catalog.xml");
         assert_eq!(map_path("SCANS/4/DICOM/a.dcm", &ids), "SCANS/4-MR2/DICOM/a.dcm");
         assert_eq!(map_path("RESOURCES/4/x", &ids), "RESOURCES/4/x");
+        assert_eq!(map_path("SCANS/5/DICOM/a.dcm", &ids), "SCANS/5/DICOM/a.dcm");
+        assert_eq!(map_path("SCANS/4", &ids), "SCANS/4");
+        assert_eq!(map_path("SCANS/4/", &ids), "SCANS/4-MR2/");
     }
 }
