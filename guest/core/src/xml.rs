@@ -288,11 +288,15 @@ fn build<E: Events + ?Sized, P: Prune + ?Sized>(events: &mut E, prune: &mut P) -
                 if !empty && depth >= MAX_DEPTH {
                     return Err(err(at, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
-                let name = std::str::from_utf8(start.name().into_inner()).map_err(|e| err(at, &e))?;
+                let tag = plain_tag(start);
+                let name = match tag.and_then(|t| within(t, start.name().into_inner())) {
+                    Some(name) => name,
+                    None => std::str::from_utf8(start.name().into_inner()).map_err(|e| err(at, &e))?,
+                };
                 if dropped == 0 && !stack.is_empty() && !prune.keep(&stack, name) {
                     prune.begin(stack.last_mut().expect("inside the root"), before);
                 } else if dropped == 0 {
-                    let el = open(start, at)?;
+                    let el = open(start, tag, at)?;
                     stack.push(el);
                     if empty {
                         close(&mut stack, &mut root);
@@ -302,7 +306,7 @@ fn build<E: Events + ?Sized, P: Prune + ?Sized>(events: &mut E, prune: &mut P) -
                 // An element that is not built is checked and shown to `prune`.
                 let level = dropped;
                 prune.start(level, name);
-                checked_start(start, at, |k, v| prune.attr(level, k, v))?;
+                checked_start(start, tag, at, |k, v| prune.attr(level, k, v))?;
                 if empty {
                     prune.end(level);
                     if level == 0 {
@@ -363,7 +367,9 @@ pub fn root_start(head: &[u8]) -> Option<Element> {
     let mut reader = Reader::from_str(text);
     loop {
         match reader.read_event().ok()? {
-            Event::Start(ref start) | Event::Empty(ref start) => return open(start, reader.buffer_position()).ok(),
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                return open(start, plain_tag(start), reader.buffer_position()).ok();
+            }
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
             Event::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
             _ => return None,
@@ -416,26 +422,30 @@ fn reference(r: &quick_xml::events::BytesRef) -> Result<String, String> {
     resolve_predefined_entity(&name).map(str::to_string).ok_or_else(|| format!("unknown entity &{name};"))
 }
 
-fn open(start: &quick_xml::events::BytesStart, at: u64) -> Result<Element, XmlError> {
+fn open(start: &quick_xml::events::BytesStart, tag: Option<&str>, at: u64) -> Result<Element, XmlError> {
     let mut attrs = Vec::new();
-    let name = checked_start(start, at, |k, v| attrs.push((k.to_string(), v.to_string())))?;
+    let name = checked_start(start, tag, at, |k, v| attrs.push((k.to_string(), v.to_string())))?;
     Ok(Element { name: name.to_string(), attrs, children: Vec::new() })
 }
 
-/// Checks a start tag — an element name, attribute names XML allows (never one twice), values within
-/// [`MAX_VALUE_BYTES`] and of characters XML 1.0 allows — and hands each attribute (value unescaped) to
-/// `each`; returns the element's name.
+/// A start tag as text, when it is text of characters XML allows (nearly every tag of a catalog, checked in
+/// one pass): its name, attribute names and reference-free values (`&…;`-free) are then pieces of it, neither
+/// decoded nor checked again.
+fn plain_tag<'s>(start: &'s quick_xml::events::BytesStart) -> Option<&'s str> {
+    let tag: &'s [u8] = start;
+    std::str::from_utf8(tag).ok().filter(|t| disallowed(t).is_none())
+}
+
+/// Checks a start tag (`text`: [`plain_tag`] of it) — an element name, attribute names XML allows (never one
+/// twice), values within [`MAX_VALUE_BYTES`] and of characters XML 1.0 allows — and hands each attribute
+/// (value unescaped) to `each`; returns the element's name.
 fn checked_start<'s>(
     start: &'s quick_xml::events::BytesStart,
+    text: Option<&'s str>,
     at: u64,
     mut each: impl FnMut(&str, &str),
 ) -> Result<&'s str, XmlError> {
     let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {at}: {e}"));
-    // A tag that is text of characters XML allows (nearly every tag of a catalog, checked in one pass) is
-    // taken as it is: its name, attribute names and reference-free values (`&…;`-free) are pieces of it,
-    // neither decoded nor checked again.
-    let tag: &'s [u8] = start;
-    let text = std::str::from_utf8(tag).ok().filter(|t| disallowed(t).is_none());
     let piece = |part: &[u8]| text.and_then(|t| within(t, part));
     let name_bytes = start.name().into_inner();
     let name = match piece(name_bytes) {
