@@ -28,11 +28,12 @@ pub(super) struct Index {
     entries: u32,
 }
 
-/// One entry: its number in the catalog, its key's place in the index's text, whether the walk saw its
-/// file, what an update compares.
+/// One entry: its number in the catalog, where its key starts in the index's text (it ends where the next
+/// entry's starts: keys are added in the order of `indexed`), whether the walk saw its file, what an update
+/// compares.
 pub(super) struct Indexed {
     pub entry: u32,
-    key: (usize, usize),
+    key: usize,
     pub seen: Seen,
     pub facts: Facts,
 }
@@ -127,10 +128,7 @@ impl Index {
         };
         let facts = Facts::of(head, &key);
         let (text, indexed) = (&self.text, &self.indexed);
-        let key_of = |place: &u32| {
-            let (start, end) = indexed[*place as usize].key;
-            &text[start..end]
-        };
+        let key_of = |place: &u32| key_at(text, indexed, *place);
         let hasher = &self.hasher;
         match self.table.entry(hasher.hash_one(key.as_str()), |p| key_of(p) == key, |p| hasher.hash_one(key_of(p))) {
             Entry::Occupied(o) => {
@@ -144,9 +142,8 @@ impl Index {
             }
             Entry::Vacant(v) => {
                 v.insert(self.indexed.len() as u32);
-                let start = self.text.len();
+                self.indexed.push(Indexed { entry, key: self.text.len(), seen: Seen::No, facts });
                 self.text.push_str(&key);
-                self.indexed.push(Indexed { entry, key: (start, self.text.len()), seen: Seen::No, facts });
             }
         }
     }
@@ -158,8 +155,7 @@ impl Index {
     }
 
     fn key(&self, place: u32) -> &str {
-        let (start, end) = self.indexed[place as usize].key;
-        &self.text[start..end]
+        key_at(&self.text, &self.indexed, place)
     }
 
     /// The entry at a place [`Index::mark_seen`] gave.
@@ -169,7 +165,7 @@ impl Index {
 
     /// Every key with its entry, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Indexed)> {
-        self.indexed.iter().map(|ix| (&self.text[ix.key.0..ix.key.1], ix))
+        self.indexed.iter().enumerate().map(|(place, ix)| (self.key(place as u32), ix))
     }
 
     /// Marks the entries whose files the walk found. Entries below something the walk could not enter (a
@@ -213,6 +209,13 @@ impl Index {
         }
         places
     }
+}
+
+/// The key of the entry at `place`: from where it starts to where the next one starts (or the text's end).
+fn key_at<'t>(text: &'t str, indexed: &[Indexed], place: u32) -> &'t str {
+    let place = place as usize;
+    let end = indexed.get(place + 1).map_or(text.len(), |next| next.key);
+    &text[indexed[place].key..end]
 }
 
 /// The relative path an entry stands for (D9), from its attributes: its `URI` when relative, with `\`, `./`
@@ -311,6 +314,26 @@ mod tests {
         for path in ["", "/a", "a/", "a//b", "./a", "a/./b", "a/.", ".", "a\\b", "a%20b", "http://x", "C:x"] {
             assert!(!is_key(path), "{path}");
         }
+    }
+
+    #[test]
+    fn keys_kept_end_to_end_are_found_and_listed_once() {
+        let bytes = br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:entries>
+            <cat:entry URI="a/b.dcm"/><cat:entry URI="c.dcm"/><cat:entry URI="./a/b.dcm"/><cat:entry ID="x"/>
+            <cat:entry URI="d.dcm"/></cat:entries></cat:Catalog>"#;
+        let mut index = Index::default();
+        crate::model::catalog_stream::StreamedCatalog::read(&bytes[..], &mut |h| index.add(h, &RelPath::root()))
+            .unwrap();
+        let mut keys: Vec<(&str, u32)> = index.iter().map(|(k, ix)| (k, ix.entry)).collect();
+        keys.sort();
+        // The entry listed twice keeps its key and takes the later entry's number.
+        assert_eq!(keys, [("a/b.dcm", 2), ("c.dcm", 1), ("d.dcm", 4), ("x", 3)]);
+        assert_eq!(index.skipped.len(), 1, "{:?}", index.skipped.iter().map(|s| &s.path).collect::<Vec<_>>());
+        for (key, entry) in keys {
+            assert_eq!(index.place(key).map(|p| index.at(p).entry), Some(entry), "{key}");
+        }
+        assert_eq!(index.place("a/b"), None);
+        assert_eq!(index.place("a/b.dcm/"), None);
     }
 
     #[test]
