@@ -9,6 +9,7 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use std::io::BufRead;
+use std::str::Utf8Error;
 
 /// An XML element: its qualified name as written (`cat:entry`), its attributes in order, its children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -289,10 +290,7 @@ fn build<E: Events + ?Sized, P: Prune + ?Sized>(events: &mut E, prune: &mut P) -
                     return Err(err(at, &format!("elements nested deeper than {MAX_DEPTH} levels")));
                 }
                 let tag = plain_tag(start);
-                let name = match tag.and_then(|t| within(t, start.name().into_inner())) {
-                    Some(name) => name,
-                    None => std::str::from_utf8(start.name().into_inner()).map_err(|e| err(at, &e))?,
-                };
+                let name = tag_name(start, tag).map_err(|e| err(at, &e))?;
                 if dropped == 0 && !stack.is_empty() && !prune.keep(&stack, name) {
                     prune.begin(stack.last_mut().expect("inside the root"), before);
                 } else if dropped == 0 {
@@ -436,6 +434,15 @@ fn plain_tag<'s>(start: &'s quick_xml::events::BytesStart) -> Option<&'s str> {
     std::str::from_utf8(tag).ok().filter(|t| disallowed(t).is_none())
 }
 
+/// A start tag's element name: a piece of `text` ([`plain_tag`] of it) when there is one, else checked UTF-8.
+fn tag_name<'s>(start: &'s quick_xml::events::BytesStart, text: Option<&'s str>) -> Result<&'s str, Utf8Error> {
+    let name = start.name().into_inner();
+    match text.and_then(|t| within(t, name)) {
+        Some(name) => Ok(name),
+        None => std::str::from_utf8(name),
+    }
+}
+
 /// Checks a start tag (`text`: [`plain_tag`] of it) — an element name, attribute names XML allows (never one
 /// twice), values within [`MAX_VALUE_BYTES`] and of characters XML 1.0 allows — and hands each attribute
 /// (value unescaped) to `each`; returns the element's name.
@@ -447,11 +454,7 @@ fn checked_start<'s>(
 ) -> Result<&'s str, XmlError> {
     let err = |e: &dyn std::fmt::Display| XmlError(format!("malformed XML at byte {at}: {e}"));
     let piece = |part: &[u8]| text.and_then(|t| within(t, part));
-    let name_bytes = start.name().into_inner();
-    let name = match piece(name_bytes) {
-        Some(name) => name,
-        None => std::str::from_utf8(name_bytes).map_err(|e| err(&e))?,
-    };
+    let name = tag_name(start, text).map_err(|e| err(&e))?;
     if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
     }

@@ -191,15 +191,15 @@ impl Index {
         if blocked.is_empty() {
             return places;
         }
-        let mut below: Vec<(&str, u32)> = (0..self.indexed.len() as u32)
+        let mut below: Vec<(String, u32)> = (0..self.indexed.len() as u32)
             .map(|i| (self.key(i), i))
             .filter(|(key, i)| {
                 self.indexed[*i as usize].seen == Seen::No
                     && blocked.iter().any(|b| key.strip_prefix(b).is_some_and(|rest| rest.starts_with('/')))
             })
+            .map(|(key, i)| (key.to_string(), i))
             .collect();
-        below.sort_by(|a, b| a.0.cmp(b.0));
-        let below: Vec<(String, u32)> = below.into_iter().map(|(k, i)| (k.to_string(), i)).collect();
+        below.sort_unstable();
         for (key, i) in below {
             self.indexed[i as usize].seen = Seen::Untouchable;
             skipped.push(Skipped {
