@@ -588,6 +588,31 @@ mod tests {
         assert!(!s.root.join("pre/P").exists());
     }
 
+    /// A merge goes into the catalog the archived folder lists first, even when another file sits where the
+    /// incoming catalog would go (which is read early, while the host lists the folder, and then let go).
+    #[test]
+    fn a_merge_goes_into_the_catalog_the_archived_folder_holds() {
+        let s = site();
+        let src = session(&s.root, "P", "20240101_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 2)], "a");
+        run(&s, &params(&src, Overwrite::None)).unwrap();
+        let dicom = s.root.join("arch/P/arc001/MR1/SCANS/2/DICOM");
+        // The archived catalog under another name, its first instance under another file name too.
+        let catalog = fs::read_to_string(dicom.join("scan_2_catalog.xml")).unwrap();
+        fs::write(dicom.join("a_2_catalog.xml"), catalog.replace(r#""2-1.dcm""#, r#""old-1.dcm""#)).unwrap();
+        fs::rename(dicom.join("2-1.dcm"), dicom.join("old-1.dcm")).unwrap();
+        let decoy = r#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:entries/></cat:Catalog>"#;
+        fs::write(dicom.join("scan_2_catalog.xml"), decoy).unwrap();
+        let src = session(&s.root, "P", "20240103_120000000", "MR1", "1.2.3", &[("2", "1.2.3.2", 3)], "b");
+        // Instance 1 arrives under another name than the archived catalog's: the checks read that catalog.
+        let notices = validate(&s.pre, &s.arch, &params(&src, Overwrite::Append)).unwrap();
+        assert!(notices.iter().any(|n| n.code == 14 && n.message.contains("same resources")), "{notices:?}");
+        run(&s, &params(&src, Overwrite::Delete)).unwrap();
+        let cat = Catalog::parse(&fs::read(dicom.join("a_2_catalog.xml")).unwrap()).unwrap();
+        assert_eq!(cat.entry_locs().len(), 3, "merged into the catalog listed first");
+        assert_eq!(fs::read_to_string(dicom.join("scan_2_catalog.xml")).unwrap(), decoy, "the other file untouched");
+        assert_eq!(fs::read_to_string(dicom.join("2-3.dcm")).unwrap(), "DICM 1.2.3.2.3 b");
+    }
+
     #[test]
     fn clashing_scan_numbers_are_renamed() {
         let s = site();

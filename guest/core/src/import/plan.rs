@@ -6,7 +6,8 @@
 //! `validate-archive` turns a plan into its notices; `archive` executes it (`journal.rs`).
 
 use crate::error::{Error, Result};
-use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::fs::ahead::WalkAhead;
+use crate::fs::tree::{Kind, RelPath, Stamps, Tree};
 use crate::import::checks::{check_dicom, check_entries, check_uris};
 use crate::import::incoming::{
     CatalogRead, CatalogStats, SessionFiles, find_catalogs, find_catalogs_listed, leads_to_catalogs,
@@ -514,7 +515,7 @@ fn plan_merge(
 ) -> Result<()> {
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
-    let mut present = Present { tree: arch, folders: HashMap::default() };
+    let mut present = Present { tree: arch, folders: HashMap::default(), ahead: None };
     let MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads } =
         catalogs_to_merge(plan, arch, &mut present, &files)?;
     plan.merge_reads = reads;
@@ -572,6 +573,8 @@ struct Present<'t> {
     tree: &'t Tree,
     /// Folder → what is in it; `None` when it could not be listed (then each path is looked at).
     folders: HashMap<RelPath, Option<Listed>>,
+    /// A folder the host is listing ahead ([`Tree::walk_ahead`]), taken by the first look at it.
+    ahead: Option<(RelPath, WalkAhead)>,
 }
 
 /// A folder's entries in name order, and by name.
@@ -584,7 +587,17 @@ struct Listed {
 impl Present<'_> {
     fn listed(&mut self, folder: &RelPath) -> Option<&Listed> {
         if !self.folders.contains_key(folder) {
-            let listed = match self.tree.list(folder) {
+            let entries = match self.ahead.take() {
+                Some((walked, mut ahead)) if walked == *folder => self
+                    .tree
+                    .list_ahead(&mut ahead, folder, Stamps::None)
+                    .map(|listed| listed.into_iter().map(|(name, kind, _)| (name, kind)).collect()),
+                other => {
+                    self.ahead = other;
+                    self.tree.list(folder)
+                }
+            };
+            let listed = match entries {
                 Ok(entries) => Some(Listed { kinds: entries.iter().cloned().collect(), entries }),
                 Err(Error::NotFound(_)) => Some(Listed::default()),
                 Err(_) => None,
@@ -628,10 +641,23 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[S
     let mut existing_uids = HashMap::default();
     let mut reads = HashMap::default();
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
-        let to_folder = plan.target.join_path(&map_path(rel, &plan.scan_ids))?.parent();
+        let mapped = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
+        let to_folder = mapped.parent();
+        // The catalog merged into is most often where the incoming one would go (the same scan archived
+        // before): it is read while the host lists its folder, and that reading kept if the listing finds it
+        // there. (Under the destination's lock, as the listing: either order reads the same.)
+        let mut early = None;
+        if !present.folders.contains_key(&to_folder) && !reads.contains_key(&mapped) {
+            present.ahead = Some((to_folder.clone(), arch.walk_ahead(&to_folder)));
+            early = read_catalog(arch, &mapped).ok();
+        }
         let Some(target_cat) = present.catalogs(&to_folder)?.into_iter().next() else { continue };
+        present.ahead = None;
         if !reads.contains_key(&target_cat)
-            && let Some(read) = read_catalog(arch, &target_cat)?
+            && let Some(read) = match early {
+                Some(read) if target_cat == mapped => read,
+                _ => read_catalog(arch, &target_cat)?,
+            }
         {
             for (uri, uid, _) in &read.entries {
                 if let Some(uid) = uid {
