@@ -6,7 +6,10 @@ use crate::fs::ahead::WalkAhead;
 use crate::fs::tree::{Kind, RelPath, Stamps, Tree, path_below};
 use crate::model::catalog_stream::{EntryHead, StreamedCatalog};
 use foldhash::HashMap;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use std::cell::RefCell;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 /// A catalog entry as the checks and the merge plan read it: its path relative to the catalog folder (`./`
@@ -119,6 +122,10 @@ pub struct SessionFiles {
     entries: Vec<(String, Kind)>,
     /// Indices into `entries`, ordered by path: what lies below one folder is one run of them.
     by_path: Vec<u32>,
+    /// Indices into `entries`, by the hash of the path: a merge looks up each of its files (paths of DICOM
+    /// files share long prefixes, which a search in `by_path` compares again and again).
+    by_hash: HashTable<u32>,
+    hasher: RandomState,
     /// The catalogs' entries, read once for every check and the plan ([`SessionFiles::catalog_entries`]).
     catalogs: RefCell<HashMap<String, Rc<Option<Vec<EntryRef>>>>>,
     /// What lies below a folder of the session, made once for every check ([`SessionFiles::below`]).
@@ -136,7 +143,21 @@ impl SessionFiles {
         entries_below(tree, ahead, dir, "", &mut entries)?;
         let mut by_path: Vec<u32> = (0..entries.len() as u32).collect();
         by_path.sort_unstable_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
-        Ok(SessionFiles { dir: dir.clone(), entries, by_path, catalogs: RefCell::default(), below: RefCell::default() })
+        let hasher = RandomState::default();
+        let mut by_hash = HashTable::with_capacity(entries.len());
+        for (i, (rel, _)) in entries.iter().enumerate() {
+            let hash = |&i: &u32| hasher.hash_one(entries[i as usize].0.as_str());
+            by_hash.insert_unique(hasher.hash_one(rel.as_str()), i as u32, hash);
+        }
+        Ok(SessionFiles {
+            dir: dir.clone(),
+            entries,
+            by_path,
+            by_hash,
+            hasher,
+            catalogs: RefCell::default(),
+            below: RefCell::default(),
+        })
     }
 
     /// [`read_catalog_entries`] of a catalog in the session, read the first time it is asked for.
@@ -162,9 +183,8 @@ impl SessionFiles {
 
     /// What the listing found at `rel` (relative to the session folder); `None` for a folder or nothing.
     pub fn kind(&self, rel: &str) -> Option<Kind> {
-        let path = |i: &u32| self.entries[*i as usize].0.as_str();
-        let at = self.by_path.partition_point(|i| path(i) < rel);
-        self.by_path.get(at).filter(|i| path(i) == rel).map(|i| self.entries[*i as usize].1)
+        let found = self.by_hash.find(self.hasher.hash_one(rel), |&i| self.entries[i as usize].0 == rel)?;
+        Some(self.entries[*found as usize].1)
     }
 
     /// The session folder.

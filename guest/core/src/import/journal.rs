@@ -181,16 +181,18 @@ impl Journal {
 
     /// The journal's text: the header line, a line per step, a line per mark already passed.
     fn encode(&self) -> String {
-        let mut text = json_line(&self.header());
+        // One buffer for every line (a merge lists a step per file), each step's paths borrowed.
+        let mut text = Vec::with_capacity(256 + self.steps.len() * 128);
+        push_line(&mut text, &self.header());
         for step in &self.steps {
-            text.push_str(&json_line(&Entry::from(step)));
+            push_line(&mut text, &Entry::from(step));
         }
         for (passed, mark) in [(self.committed, Mark::Committed), (self.posted, Mark::Posted)] {
             if passed {
-                text.push_str(&json_line(&Entry::Mark(mark)));
+                push_line(&mut text, &Entry::<&str>::Mark(mark));
             }
         }
-        text
+        String::from_utf8(text).expect("serde_json writes UTF-8")
     }
 
     /// The first line's fields, as they are written.
@@ -333,7 +335,7 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
-        f.write_all(json_line(&Entry::Mark(mark)).as_bytes())
+        f.write_all(json_line(&Entry::<&str>::Mark(mark)).as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
         match mark {
@@ -722,10 +724,10 @@ enum Mode {
 /// Every line after the header: one step of the plan, or a mark appended as the run passes it.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-enum Entry {
-    Move { from: String, to: String },
-    Backup { file: String, to: String },
-    MergeCatalog { from: String, into: String },
+enum Entry<S = String> {
+    Move { from: S, to: S },
+    Backup { file: S, to: S },
+    MergeCatalog { from: S, into: S },
     Mark(Mark),
 }
 
@@ -739,9 +741,9 @@ enum Mark {
     Posted,
 }
 
-impl From<&Step> for Entry {
-    fn from(step: &Step) -> Entry {
-        let s = |p: &RelPath| p.as_str().to_string();
+impl<'s> From<&'s Step> for Entry<&'s str> {
+    fn from(step: &'s Step) -> Entry<&'s str> {
+        let s = |p: &'s RelPath| p.as_str();
         match step {
             Step::Move { from, to } => Entry::Move { from: s(from), to: s(to) },
             Step::Backup { file, to } => Entry::Backup { file: s(file), to: s(to) },
@@ -793,7 +795,16 @@ fn checked_path(what: &str, path: &str) -> std::result::Result<RelPath, String> 
 
 /// One line of the journal: the value as compact JSON (which escapes every control character), then `\n`.
 fn json_line<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("a journal line is strings, numbers, booleans and string-keyed maps") + "\n"
+    let mut line = Vec::new();
+    push_line(&mut line, value);
+    String::from_utf8(line).expect("serde_json writes UTF-8")
+}
+
+/// `value` as one JSON line at the end of `out`.
+fn push_line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value)
+        .expect("a journal line is strings, numbers, booleans and string-keyed maps");
+    out.push(b'\n');
 }
 
 /// serde_json's message without its position: every line is one JSON text, so its own line is always 1.
