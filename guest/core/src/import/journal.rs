@@ -335,7 +335,9 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
-        f.write_all(json_line(&Entry::<&str>::Mark(mark)).as_bytes())
+        let mut line = Vec::new();
+        push_line(&mut line, &Entry::<&str>::Mark(mark));
+        f.write_all(&line)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(self.session.journal_file().as_str(), &e))?;
         match mark {
@@ -793,14 +795,8 @@ fn checked_path(what: &str, path: &str) -> std::result::Result<RelPath, String> 
     RelPath::new(path).map_err(|e| format!("{what} {path:?}: {}", e.message()))
 }
 
-/// One line of the journal: the value as compact JSON (which escapes every control character), then `\n`.
-fn json_line<T: Serialize>(value: &T) -> String {
-    let mut line = Vec::new();
-    push_line(&mut line, value);
-    String::from_utf8(line).expect("serde_json writes UTF-8")
-}
-
-/// `value` as one JSON line at the end of `out`.
+/// One line of the journal at the end of `out`: the value as compact JSON (which escapes every control
+/// character), then `\n`.
 fn push_line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(&mut *out, value)
         .expect("a journal line is strings, numbers, booleans and string-keyed maps");

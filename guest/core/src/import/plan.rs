@@ -652,7 +652,6 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[S
             early = read_catalog(arch, &mapped).ok();
         }
         let Some(target_cat) = present.catalogs(&to_folder)?.into_iter().next() else { continue };
-        present.ahead = None;
         if !reads.contains_key(&target_cat)
             && let Some(read) = match early {
                 Some(read) if target_cat == mapped => read,
