@@ -18,16 +18,6 @@ use xnat_archive::generator::{self, Modality, SessionSpec};
 /// How many times each archive is measured (on as many sessions): its best run counts, as the baselines' do.
 const RUNS: usize = 3;
 
-/// Runs the CLI with `args`, checks its JSON answer with `check`, and returns how long it took.
-fn timed(args: &[&str], check: impl Fn(&serde_json::Value)) -> Duration {
-    let started = Instant::now();
-    let (code, v) = cli_json(args);
-    let took = started.elapsed();
-    assert_eq!(code, 0, "{args:?}: {v}");
-    check(&v);
-    took
-}
-
 /// An archive with project P and experiment E1 whose resource R holds `files` files of 1 KiB in folders of
 /// 1,000; returns the resource's URI.
 fn resource_of(archive: &Path, files: usize) -> String {
@@ -92,7 +82,7 @@ fn refresh_archive_and_listing_scale_linearly() {
         let refresh =
             |options: &str| ["refresh", "--archive", a, "--resource", &uri, "--options", options].map(String::from);
         let run = |args: [String; 7], check: &dyn Fn(&serde_json::Value)| {
-            timed(&args.iter().map(String::as_str).collect::<Vec<_>>(), check)
+            cli_timed(&args.iter().map(String::as_str).collect::<Vec<_>>(), check)
         };
         row(
             "refresh `append,checksum`, no catalog yet",
@@ -141,7 +131,7 @@ fn refresh_archive_and_listing_scale_linearly() {
             baseline = baseline.min(find()).min(find());
             let src = format!("/prearchive/projects/DEMO/{}/{}", spec.timestamp, spec.folder);
             let label = spec.folder.clone();
-            took = took.min(timed(&["archive", "--prearchive", &p, "--archive", &a, "--src", &src], |v| {
+            took = took.min(cli_timed(&["archive", "--prearchive", &p, "--archive", &a, "--src", &src], |v| {
                 assert!(v.to_string().contains(&format!("/experiments/{label}")), "{v}");
             }));
             let scan = arc.join("DEMO/arc001").join(&spec.folder).join("SCANS").join(&spec.scans[0].id).join("DICOM");
@@ -158,33 +148,8 @@ fn refresh_archive_and_listing_scale_linearly() {
         // with overwrite=append: each file moves on its own into the existing scan folder and the two catalogs
         // merge. (Written as instances 1..=2n, the first n then dropped with their entries.) The baseline of
         // P3: rename(2) in a loop over as many files, between two folders of one file system.
-        let mores: Vec<SessionSpec> = firsts
-            .iter()
-            .enumerate()
-            .map(|(k, spec)| {
-                let mut more = SessionSpec::new(Some("DEMO"), &spec.folder, Modality::Mr, 4343 + k as u64);
-                more.label = spec.label.clone();
-                more.subject = spec.subject.clone();
-                more.study_uid = spec.study_uid.clone();
-                more.scans = spec.scans.clone();
-                more.scans[0].files = 2 * n;
-                generator::write_session(&pre, &more).unwrap();
-                let cat_path = more.session_dir(&pre).join(SessionSpec::catalog_uri(&more.scans[0]));
-                let mut cat = xnat_core::model::catalog::Catalog::parse(&fs::read(&cat_path).unwrap()).unwrap();
-                let first: std::collections::HashSet<String> =
-                    (1..=n).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
-                let locs = cat.entry_locs();
-                let dropped: Vec<_> =
-                    locs.into_iter().filter(|l| first.contains(cat.entry(l).uri().unwrap())).collect();
-                assert_eq!(dropped.len(), n);
-                cat.remove_entries(&dropped);
-                fs::write(&cat_path, cat.to_xml()).unwrap();
-                for name in &first {
-                    fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
-                }
-                more
-            })
-            .collect();
+        let mores: Vec<SessionSpec> =
+            firsts.iter().enumerate().map(|(k, spec)| site::other_instances(&pre, spec, 4343 + k as u64)).collect();
         let (mut renames, mut took) = (Duration::MAX, Duration::MAX);
         for (k, more) in mores.iter().enumerate() {
             let incoming = more.session_dir(&pre).join("SCANS").join(&more.scans[0].id).join("DICOM");
@@ -202,7 +167,7 @@ fn refresh_archive_and_listing_scale_linearly() {
             renames = renames.min(started.elapsed());
             let src = format!("/prearchive/projects/DEMO/{}/{}", more.timestamp, more.folder);
             let label = more.folder.clone();
-            took = took.min(timed(
+            took = took.min(cli_timed(
                 &["archive", "--prearchive", &p, "--archive", &a, "--src", &src, "--overwrite", "append"],
                 |v| {
                     assert!(
@@ -233,7 +198,7 @@ fn refresh_archive_and_listing_scale_linearly() {
             spec.scans[0].files = 1;
             generator::write_session(&pre, &spec).unwrap();
         }
-        let took = timed(&["prearchive", "list", "--prearchive", pre.to_str().unwrap()], |v| {
+        let took = cli_timed(&["prearchive", "list", "--prearchive", pre.to_str().unwrap()], |v| {
             assert_eq!(v["ResultSet"]["Result"].as_array().map(Vec::len), Some(n), "every session listed");
         });
         row("prearchive listing", n, took);

@@ -56,6 +56,17 @@ pub fn cli_json(args: &[&str]) -> (i32, serde_json::Value) {
     (code, value)
 }
 
+/// Runs the CLI with `args` and `--json`, checks its JSON answer with `check` (exit code 0 first), and returns
+/// how long the run took (process start and component included).
+pub fn cli_timed(args: &[&str], check: impl Fn(&serde_json::Value)) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let (code, v) = cli_json(args);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{args:?}: {v}");
+    check(&v);
+    took
+}
+
 /// One file of a catalog fixture: its path and the size its entry records.
 pub struct FixtureFile {
     pub uri: String,

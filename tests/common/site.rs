@@ -106,3 +106,31 @@ pub fn spec(project: &str, folder: &str, modality: Modality, seed: u64) -> Sessi
     s.subject = Some("SUBJ1".into());
     s
 }
+
+/// A second session of the experiment `spec` was archived as, holding as many other instances of its first
+/// scan's series as that scan has files: archived with `overwrite=append`, each of its files moves on its own
+/// into the existing scan folder and the two catalogs merge. (Written as instances 1..=2n, the first n then
+/// dropped with their entries and files.)
+pub fn other_instances(pre: &Path, spec: &SessionSpec, seed: u64) -> SessionSpec {
+    let n = spec.scans[0].files;
+    let mut more = SessionSpec::new(spec.project.as_deref(), &spec.folder, Modality::Mr, seed);
+    more.label = spec.label.clone();
+    more.subject = spec.subject.clone();
+    more.study_uid = spec.study_uid.clone();
+    more.scans = spec.scans.clone();
+    more.scans[0].files = 2 * n;
+    generator::write_session(pre, &more).unwrap();
+    let cat_path = more.session_dir(pre).join(SessionSpec::catalog_uri(&more.scans[0]));
+    let mut cat = xnat_core::model::catalog::Catalog::parse(&std::fs::read(&cat_path).unwrap()).unwrap();
+    let first: std::collections::HashSet<String> =
+        (1..=n).map(|i| generator::file_name(&more, &more.scans[0], i)).collect();
+    let dropped: Vec<_> =
+        cat.entry_locs().into_iter().filter(|l| first.contains(cat.entry(l).uri().unwrap())).collect();
+    assert_eq!(dropped.len(), n);
+    cat.remove_entries(&dropped);
+    std::fs::write(&cat_path, cat.to_xml()).unwrap();
+    for name in &first {
+        std::fs::remove_file(cat_path.parent().unwrap().join(name)).unwrap();
+    }
+    more
+}

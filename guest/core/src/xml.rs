@@ -629,13 +629,159 @@ struct Style<'s> {
     replace: &'s mut dyn FnMut(&mut String, &Element, usize, bool) -> bool,
 }
 
+/// How many tabs a line at `depth` starts with.
+fn tabs_at(depth: usize, indent: Indent) -> usize {
+    match indent {
+        Indent::Flat => depth.saturating_sub(1),
+        Indent::Pretty => depth,
+    }
+}
+
+/// Whether `raw`, an element as a file holds it, is byte for byte what the writer writes for the element it
+/// reads as, at `(depth, own_line)` with `indent`: each attribute after one space, its value in double quotes
+/// holding nothing the writer escapes, the attributes in `order`; inside, nothing (`/>`), or text the writer
+/// leaves as it is, or child elements of the same kind, each on the line the writer gives it. Such an element
+/// can be copied as it is ([`write_verbatim`]) instead of being read and written again. (Only what the writer
+/// would keep: a child with neither attributes nor content, which may be an empty container the writer
+/// leaves out, is not taken as it is.)
+pub fn written_as_is(raw: &str, order: AttributeOrder, (depth, own_line): (usize, bool), indent: Indent) -> bool {
+    let mut at = AsIs { s: raw.as_bytes(), i: 0, order, indent };
+    at.element(depth, own_line, true) && at.i == at.s.len()
+}
+
+/// A reading of an element's bytes as the writer writes them ([`written_as_is`]).
+struct AsIs<'a> {
+    s: &'a [u8],
+    i: usize,
+    order: AttributeOrder,
+    indent: Indent,
+}
+
+impl<'a> AsIs<'a> {
+    fn eat(&mut self, bytes: &[u8]) -> bool {
+        let found = self.s[self.i..].starts_with(bytes);
+        if found {
+            self.i += bytes.len();
+        }
+        found
+    }
+
+    /// A line break and the tabs of a line at `depth`.
+    fn eat_line(&mut self, depth: usize) -> bool {
+        let tabs = tabs_at(depth, self.indent);
+        let line = &self.s[self.i..];
+        let found = line.first() == Some(&b'\n')
+            && line.len() > tabs
+            && line[1..=tabs].iter().all(|&b| b == b'\t')
+            && line.get(tabs + 1) != Some(&b'\t');
+        if found {
+            self.i += 1 + tabs;
+        }
+        found
+    }
+
+    /// The longest run of bytes from here that `test` accepts.
+    fn run(&mut self, test: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.i;
+        while self.i < self.s.len() && test(self.s[self.i]) {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+
+    /// The bytes from here to the next `end`, if they are all [`plain_byte`]s.
+    fn plain_until(&mut self, end: u8) -> Option<&'a [u8]> {
+        let rest = &self.s[self.i..];
+        let run = &rest[..memchr::memchr(end, rest)?];
+        every_byte(run, plain_byte).then(|| {
+            self.i += run.len();
+            run
+        })
+    }
+
+    /// A name: ASCII letters, digits and `_:-.` (not first: a digit, `-` or `.`), or any non-ASCII byte (the
+    /// file was read whole, so those are characters XML allows in names); where it lies.
+    fn name(&mut self) -> Option<std::ops::Range<usize>> {
+        let first = self.s.get(self.i).copied()?;
+        if !(first.is_ascii_alphabetic() || first == b'_' || first == b':' || first >= 0x80) {
+            return None;
+        }
+        let start = self.i;
+        self.run(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.') || b >= 0x80);
+        Some(start..self.i)
+    }
+
+    fn element(&mut self, depth: usize, own_line: bool, top: bool) -> bool {
+        if !self.eat(b"<") {
+            return false;
+        }
+        let Some(name) = self.name() else { return false };
+        let s = self.s;
+        let rank = |k: &std::ops::Range<usize>| (&s[k.clone()] == b"xsi:type", &s[k.clone()]);
+        let mut last: Option<std::ops::Range<usize>> = None;
+        while self.eat(b" ") {
+            let Some(key) = self.name() else { return false };
+            if !self.eat(b"=\"") || self.plain_until(b'"').is_none() || !self.eat(b"\"") {
+                return false;
+            }
+            if self.order == AttributeOrder::Sorted && last.as_ref().is_some_and(|l| rank(l) >= rank(&key)) {
+                return false;
+            }
+            last = Some(key);
+        }
+        if self.eat(b"/>") {
+            return top || last.is_some();
+        }
+        if !self.eat(b">") {
+            return false;
+        }
+        if self.s[self.i..].starts_with(b"</") {
+            return false;
+        }
+        let children = if own_line { self.s[self.i..].starts_with(b"\n") } else { self.s[self.i..].starts_with(b"<") };
+        if children {
+            loop {
+                if own_line && !self.eat_line(depth + 1) {
+                    return false;
+                }
+                if !self.element(depth + 1, own_line, false) {
+                    return false;
+                }
+                // Another child, or the end of this element.
+                let save = self.i;
+                if (!own_line || self.eat_line(depth)) && self.s[self.i..].starts_with(b"</") {
+                    break;
+                }
+                self.i = save;
+            }
+        } else {
+            match self.plain_until(b'<') {
+                Some(text) if !text.iter().all(|&b| b == b' ') => {}
+                _ => return false,
+            }
+        }
+        self.eat(b"</") && self.eat(&s[name]) && self.eat(b">")
+    }
+}
+
+/// A byte the writer writes as it is in text and attribute values: printable ASCII but `&<>"'`.
+fn plain_byte(b: u8) -> bool {
+    (b.wrapping_sub(0x20) < 0x5f) & (b != b'&') & (b != b'<') & (b != b'>') & (b != b'"') & (b != b'\'')
+}
+
+/// Writes `raw`, an element for which [`written_as_is`] holds, where and as [`write_element`] writes it.
+pub fn write_verbatim(out: &mut String, raw: &str, (depth, own_line): (usize, bool), indent: Indent) {
+    if own_line {
+        out.push('\n');
+        out.extend(std::iter::repeat_n('\t', tabs_at(depth, indent)));
+    }
+    out.push_str(raw);
+}
+
 /// Writes `el`, on a line of its own when `own_line` (not inside mixed content, where any added line break
 /// would become part of the text).
 fn write_element_at(out: &mut String, el: &Element, depth: usize, style: &mut Style, own_line: bool) {
-    let tabs = match style.indent {
-        Indent::Flat => depth.saturating_sub(1),
-        Indent::Pretty => depth,
-    };
+    let tabs = tabs_at(depth, style.indent);
     if own_line {
         out.push('\n');
         out.extend(std::iter::repeat_n('\t', tabs));
@@ -700,9 +846,7 @@ pub fn escape_text(s: &str) -> String {
 /// attribute-value normalisation on the next read.
 fn escape_into(out: &mut String, s: &str, attribute: bool) {
     // Most values (paths, digests, numbers) are printable ASCII with nothing to escape: copied whole.
-    let plain =
-        |b: u8| (b.wrapping_sub(0x20) < 0x5f) & (b != b'&') & (b != b'<') & (b != b'>') & (b != b'"') & (b != b'\'');
-    if every_byte(s.as_bytes(), plain) {
+    if every_byte(s.as_bytes(), plain_byte) {
         out.push_str(s);
         return;
     }
@@ -766,6 +910,57 @@ mod tests {
             "<a\u{85}b/>",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad} was read");
+        }
+    }
+
+    /// An element is copied as it is only when writing what it reads as gives the same bytes; the common shape
+    /// of a catalog entry is recognised, and every variation the writer would change is not.
+    #[test]
+    fn only_elements_the_writer_would_write_the_same_are_copied_as_they_are() {
+        use AttributeOrder::{Kept, Sorted};
+        let cases = [
+            (r#"<cat:entry ID="a.dcm" URI="a.dcm" digest="d0" format="DICOM" xsi:type="cat:dcmEntry"/>"#, true, true),
+            ("<cat:entry/>", true, true),
+            (r#"<e b="1" a="2"/>"#, false, true),
+            (r#"<e xsi:type="t" a="1"/>"#, false, true),
+            (r#"<e a="" b="x y"/>"#, true, true),
+            (r#"<e a='1'/>"#, false, false),
+            (r#"<e a="1" />"#, false, false),
+            (r#"<e  a="1"/>"#, false, false),
+            (r#"<e a = "1"/>"#, false, false),
+            (r#"<e a="1"b="2"/>"#, false, false),
+            (r#"<e a="x&amp;y"/>"#, false, false),
+            (r#"<e a="x&#9;y"/>"#, false, false),
+            ("<e a=\"x\ty\"/>", false, false),
+            ("<e a=\"\u{e9}\"/>", false, false),
+            (r#"<e a="it's"/>"#, false, false),
+            (r#"<e a="1"></e>"#, false, false),
+            (r#"<e a="1"><c/></e>"#, false, false),
+            ("<e\ta=\"1\"/>", false, false),
+        ];
+        for (raw, sorted, kept) in cases {
+            let as_is = |order| written_as_is(raw, order, (1, false), Indent::Flat);
+            assert_eq!((as_is(Sorted), as_is(Kept)), (sorted, kept), "{raw}");
+            for order in [Sorted, Kept] {
+                if as_is(order) {
+                    let mut written = String::new();
+                    write_element(
+                        &mut written,
+                        &parse(raw.as_bytes()).unwrap(),
+                        (1, false),
+                        order,
+                        Indent::Flat,
+                        &|_| false,
+                    );
+                    assert_eq!(written, raw, "{order:?}");
+                    let (mut verbatim, mut whole) = (String::new(), String::new());
+                    write_verbatim(&mut verbatim, raw, (3, true), Indent::Flat);
+                    write_element(&mut whole, &parse(raw.as_bytes()).unwrap(), (3, true), order, Indent::Flat, &|_| {
+                        false
+                    });
+                    assert_eq!(verbatim, whole);
+                }
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use crate::fs::tree::{Kind, RelPath, Replacement, Tree};
 use crate::import::incoming::{CatalogRead, CatalogStats, FilesBelow, SessionFiles, entry_ref};
 use crate::import::plan::Step;
 use crate::model::catalog::{Catalog, EntryMut};
-use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
+use crate::model::catalog_stream::{Fate, StreamedCatalog, WriteError, fingerprint_of};
 use crate::xml::Element;
 use foldhash::{HashMap, HashSet};
 use std::rc::Rc;
@@ -294,7 +294,11 @@ fn write<'t>(arch: &'t Tree, into: &RelPath, read: &CatalogRead, mut merge: Merg
         target
             .write(
                 Some(&mut source),
-                &|e| merge.dropped.contains(&e),
+                &|e| match (merge.dropped.contains(&e), merge.updates.contains_key(&e)) {
+                    (true, _) => Fate::Removed,
+                    (false, true) => Fate::Edited,
+                    (false, false) => Fate::Kept,
+                },
                 &mut edit,
                 merge.added.len(),
                 // Each added entry is written once: moved out, not copied (a retry builds `added` anew).

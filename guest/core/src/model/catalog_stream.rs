@@ -52,6 +52,18 @@ pub enum WriteError {
     Io(#[from] io::Error),
 }
 
+/// What [`StreamedCatalog::write`] does with an entry the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Written as the file holds it: `edit` would leave it alone. An entry already as the writer writes it is
+    /// copied byte for byte (no reading and writing again: most of a large merge's or refresh's rewrite).
+    Kept,
+    /// Given to `edit`, then written.
+    Edited,
+    /// Left out.
+    Removed,
+}
+
 /// What the reader shows of one entry: its attributes, the text of its `SIZE` metaField as
 /// [`EntryMut::set_meta_field`] would compare it, and its tags (`cat:tags/cat:tag`).
 #[derive(Debug, Default)]
@@ -396,13 +408,13 @@ impl StreamedCatalog {
     }
 
     /// Writes the catalog into `sink`, reading each entry again from `file` (the catalog file it was read
-    /// from; `None` for a new catalog): entries for which `removed` is true are left out, every other one is
-    /// given to `edit`, and `added` new entries made by `new_entry` are appended to the top-level entries.
-    /// Once written, [`StreamedCatalog::fingerprint`] is that of what `sink` received.
+    /// from; `None` for a new catalog): each entry as its [`Fate`] says (an `Edited` one given to `edit`), and
+    /// `added` new entries made by `new_entry` appended to the top-level entries. Once written,
+    /// [`StreamedCatalog::fingerprint`] is that of what `sink` received.
     pub fn write(
         &mut self,
         file: Option<&mut dyn Read>,
-        removed: &dyn Fn(u32) -> bool,
+        fate: &dyn Fn(u32) -> Fate,
         edit: &mut dyn FnMut(u32, &mut EntryMut),
         added: usize,
         new_entry: &mut dyn FnMut(usize, &Catalog) -> Element,
@@ -420,6 +432,7 @@ impl StreamedCatalog {
                 .children
                 .push(Node::Element(Element::new(ADDED)));
         }
+        let removed = |e: u32| fate(e) == Fate::Removed;
         let (frame, runs, spans) = (&self.frame, &self.runs, &self.spans);
         let cat = frame.cat();
         let run_of =
@@ -446,20 +459,38 @@ impl StreamedCatalog {
                         if failure.is_some() {
                             break;
                         }
-                        if removed(entry) {
+                        let fate = fate(entry);
+                        if fate == Fate::Removed {
                             continue;
                         }
                         let read = match source.as_mut() {
                             Some(src) => read_span(src, &mut pos, spans[entry as usize], &mut buf),
                             None => Err(WriteError::Changed),
                         };
-                        match read {
-                            Ok(mut e) => {
-                                edit(entry, &mut EntryMut::new(&mut e, cat));
-                                write(out, &e);
+                        // (Copied before the file's fingerprint is checked at the end: a file changed since it
+                        // was read fails the whole write, and nothing written is kept.)
+                        let as_is = match (&read, fate) {
+                            (Ok(()), Fate::Kept) => std::str::from_utf8(&buf).ok().filter(|raw| {
+                                xml::written_as_is(raw, AttributeOrder::Sorted, (depth, own_line), Indent::Flat)
+                            }),
+                            _ => None,
+                        };
+                        match (read, as_is) {
+                            (Ok(()), Some(raw)) => {
+                                xml::write_verbatim(out, raw, (depth, own_line), Indent::Flat);
                                 drain(out, sink, &mut failure);
                             }
-                            Err(e) => failure = Some(e),
+                            (Ok(()), None) => match xml::parse(&buf) {
+                                Ok(mut e) => {
+                                    if fate == Fate::Edited {
+                                        edit(entry, &mut EntryMut::new(&mut e, cat));
+                                    }
+                                    write(out, &e);
+                                    drain(out, sink, &mut failure);
+                                }
+                                Err(_) => failure = Some(WriteError::Changed),
+                            },
+                            (Err(e), _) => failure = Some(e),
                         }
                     }
                     true
@@ -504,8 +535,8 @@ fn drain(out: &mut String, sink: &mut dyn Write, failure: &mut Option<WriteError
     }
 }
 
-/// The entry at `span`, read from `src` (at `pos`, which only moves forward) and parsed.
-fn read_span(src: &mut impl Read, pos: &mut u64, span: Span, buf: &mut Vec<u8>) -> Result<Element, WriteError> {
+/// The entry at `span`, read from `src` (at `pos`, which only moves forward) into `buf`.
+fn read_span(src: &mut impl Read, pos: &mut u64, span: Span, buf: &mut Vec<u8>) -> Result<(), WriteError> {
     let gap = span.start.checked_sub(*pos).ok_or(WriteError::Changed)?;
     if io::copy(&mut src.take(gap), &mut io::sink())? != gap {
         return Err(WriteError::Changed);
@@ -514,7 +545,7 @@ fn read_span(src: &mut impl Read, pos: &mut u64, span: Span, buf: &mut Vec<u8>) 
     src.read_exact(buf)
         .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { WriteError::Changed } else { e.into() })?;
     *pos = span.start + span.len;
-    xml::parse(buf).map_err(|_| WriteError::Changed)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -553,6 +584,8 @@ mod tests {
     fn documents() -> Vec<Vec<u8>> {
         let mut docs = vec![fixture("scan_4_catalog.xml"), fixture("DEBUG_OUTPUT_catalog.xml")];
         docs.extend(ODD.iter().map(|d| d.as_bytes().to_vec()));
+        // As the writer writes them: every entry copied as it is where nothing edits it.
+        docs.extend(ODD.iter().map(|d| Catalog::parse(d.as_bytes()).unwrap().to_xml().into_bytes()));
         docs
     }
 
@@ -661,7 +694,12 @@ mod tests {
         let mut out = Vec::new();
         let mut edit = edit;
         let mut new = new;
-        streamed.write(Some(&mut &bytes[..]), &gone, &mut edit, added, &mut new, &mut out).unwrap();
+        let fate = |i: u32| match (gone(i), edits && i.is_multiple_of(5)) {
+            (true, _) => Fate::Removed,
+            (false, true) => Fate::Edited,
+            (false, false) => Fate::Kept,
+        };
+        streamed.write(Some(&mut &bytes[..]), &fate, &mut edit, added, &mut new, &mut out).unwrap();
         (tree.to_xml(), String::from_utf8(out).unwrap())
     }
 
@@ -675,13 +713,29 @@ mod tests {
         }
     }
 
+    /// The entries of a catalog XNAT wrote, and of one this writer wrote, are already as the writer writes
+    /// them: a write copies them as they are.
+    #[test]
+    fn entries_xnat_wrote_are_copied_as_they_are() {
+        let xnat = fixture("scan_4_catalog.xml");
+        let ours = Catalog::parse(&fixture("DEBUG_OUTPUT_catalog.xml")).unwrap().to_xml().into_bytes();
+        for bytes in [xnat, ours] {
+            let streamed = StreamedCatalog::read(&bytes[..], &mut |_| {}).unwrap();
+            assert!(streamed.len() > 100);
+            for span in &streamed.spans {
+                let raw = std::str::from_utf8(&bytes[span.start as usize..][..span.len as usize]).unwrap();
+                assert!(xml::written_as_is(raw, AttributeOrder::Sorted, (2, true), Indent::Flat), "{raw}");
+            }
+        }
+    }
+
     #[test]
     fn entries_removed_to_the_last_leave_no_empty_wrapper() {
         let bytes = br#"<cat:Catalog xmlns:cat="http://nrg.wustl.edu/catalog"><cat:entries><cat:entry URI="a"/></cat:entries></cat:Catalog>"#;
         let mut streamed = StreamedCatalog::read(&bytes[..], &mut |_| {}).unwrap();
         let mut out = Vec::new();
         streamed
-            .write(Some(&mut &bytes[..]), &|_| true, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut out)
+            .write(Some(&mut &bytes[..]), &|_| Fate::Removed, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut out)
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -695,7 +749,7 @@ mod tests {
         tree.push_entry(tree.new_entry("a"));
         let mut streamed = StreamedCatalog::new(CatalogKind::Plain, "R");
         let mut out = Vec::new();
-        streamed.write(None, &|_| false, &mut |_, _| {}, 1, &mut |_, c| c.new_entry("a"), &mut out).unwrap();
+        streamed.write(None, &|_| Fate::Kept, &mut |_, _| {}, 1, &mut |_, c| c.new_entry("a"), &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), tree.to_xml());
     }
 
@@ -710,7 +764,7 @@ mod tests {
         for other in [&changed[..], shorter, &bytes[100..]] {
             let r = streamed.write(
                 Some(&mut &other[..]),
-                &|_| false,
+                &|_| Fate::Kept,
                 &mut |_, _| {},
                 0,
                 &mut |_, c| c.new_entry("x"),
@@ -719,7 +773,9 @@ mod tests {
             assert!(matches!(r, Err(WriteError::Changed)), "{r:?}");
         }
         assert!(
-            streamed.write(None, &|_| false, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut Vec::new()).is_err()
+            streamed
+                .write(None, &|_| Fate::Kept, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut Vec::new())
+                .is_err()
         );
     }
 
@@ -737,7 +793,14 @@ mod tests {
                 assert_eq!(sizes, [Some("12".to_string())]);
                 let mut out = Vec::new();
                 streamed
-                    .write(Some(&mut &doc[..]), &|_| false, &mut |_, _| {}, 0, &mut |_, c| c.new_entry("x"), &mut out)
+                    .write(
+                        Some(&mut &doc[..]),
+                        &|_| Fate::Kept,
+                        &mut |_, _| {},
+                        0,
+                        &mut |_, c| c.new_entry("x"),
+                        &mut out,
+                    )
                     .unwrap_or_else(|e| panic!("{e}; byte-order mark: {}", doc[0] == 0xEF));
                 assert_eq!(String::from_utf8(out).unwrap(), tree.to_xml());
             }

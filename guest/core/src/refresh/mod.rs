@@ -28,7 +28,7 @@ use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, RelPath, Stamps, TEMP_PREFIX, Tree, check_segment, path_below};
 use crate::model::audit::{Stamp, append_change_set};
 use crate::model::catalog::CatalogKind;
-use crate::model::catalog_stream::{StreamedCatalog, WriteError, fingerprint_of};
+use crate::model::catalog_stream::{Fate, StreamedCatalog, WriteError, fingerprint_of};
 pub use crate::model::digest::Algorithm;
 pub use crate::model::digest::Hasher;
 #[cfg(target_os = "wasi")]
@@ -600,8 +600,12 @@ impl Job<'_> {
                     let (rel, len, digest) = &plan.added[i];
                     new_entry(frame, stamp, (rel, *len, digest.as_deref()))
                 };
-                let removed = |e: u32| removed[e as usize];
-                catalog.write(source, &removed, &mut edit, plan.added.len(), &mut added, sink).map_err(|e| match e {
+                let fate = |e: u32| match (removed[e as usize], plan.updates.contains_key(&e)) {
+                    (true, _) => Fate::Removed,
+                    (false, true) => Fate::Edited,
+                    (false, false) => Fate::Kept,
+                };
+                catalog.write(source, &fate, &mut edit, plan.added.len(), &mut added, sink).map_err(|e| match e {
                     WriteError::Changed => Error::Conflict(format!(
                         "catalog {catalog_path} was changed by someone else during the refresh; nothing was written — run the refresh again"
                     )),

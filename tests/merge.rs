@@ -1,0 +1,136 @@
+//! The archive's merge against its floor (issue 11, P3): archiving a session whose files join an experiment's
+//! existing scan folder (`overwrite=append`: each file renamed on its own, the two catalogs merged), through
+//! the real `xnat-archive` command line and component, against rename(2) in a loop over as many files between
+//! two folders of the same file system.
+//!
+//! Both are measured in interleaved rounds, each on a fresh copy of one site (the order alternating from round
+//! to round, the disk synced before each), so that the machine's hour weighs on both alike; the report gives
+//! the minimum and the median of each and their ratios (the issue's bound: 2). Each merge is checked (every
+//! file of both sessions in the scan folder, one catalog listing them all) before its time counts.
+//!
+//! The test command runs 200 files in 3 rounds; `bench/merge.sh` 10,000 files in 15 (`XNAT_MERGE_FILES`,
+//! `XNAT_MERGE_ROUNDS`). The report (markdown) goes to stdout (`--nocapture`).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xnat_archive::generator::{self, Modality, SessionSpec};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: a count")))
+}
+
+/// Runs a command that must succeed.
+fn run(program: &str, args: &[&Path]) {
+    let status = Command::new(program).args(args).status().unwrap();
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+fn min_and_median(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    let n = times.len();
+    let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2 };
+    (times[0], median)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+#[test]
+fn a_merge_against_a_rename_loop_in_interleaved_rounds() {
+    let (n, rounds) = (env_or("XNAT_MERGE_FILES", 200), env_or("XNAT_MERGE_ROUNDS", 3));
+    assert!(n > 0 && rounds > 0, "XNAT_MERGE_FILES and XNAT_MERGE_ROUNDS must be at least 1");
+    let dir = tempfile::tempdir().unwrap();
+
+    // The site every round starts from: an experiment whose one scan holds n files, archived; a second
+    // session of it with n other instances of the same series, in the prearchive.
+    let template = dir.path().join("template");
+    let (pre, arc) = (template.join("prearchive"), template.join("archive"));
+    generator::write_site(&pre, &arc).unwrap();
+    let mut first = SessionSpec::new(Some("DEMO"), "MERGE_MR1", Modality::Mr, 4242);
+    first.label = Some("MERGE_MR1".into());
+    first.scans.truncate(1);
+    first.scans[0].files = n;
+    first.scans[0].file_size = 1024;
+    generator::write_session(&pre, &first).unwrap();
+    let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
+    cli_timed(&["archive", "--prearchive", p, "--archive", a, "--src", &site::src(&first)], |v| {
+        assert!(v.to_string().contains("/experiments/MERGE_MR1") && !v.to_string().contains("\"error\":{"), "{v}");
+    });
+    let more = site::other_instances(&pre, &first, 4343);
+    let scan = |arc: &Path| arc.join("DEMO/arc001/MERGE_MR1/SCANS").join(&more.scans[0].id).join("DICOM");
+    let incoming = |pre: &Path| more.session_dir(pre).join("SCANS").join(&more.scans[0].id).join("DICOM");
+    let names: Vec<_> = fs::read_dir(incoming(&pre)).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), n + 1, "the incoming scan folder: n files and the catalog");
+
+    let (mut merges, mut loops) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let copy = dir.path().join(format!("round-{round}"));
+        run("cp", &[Path::new("-a"), &template, &copy]);
+        let (pre, arc) = (copy.join("prearchive"), copy.join("archive"));
+        // The baseline's files: links to the incoming ones, in a folder of their own.
+        let (from, to) = (copy.join("rename-from"), copy.join("rename-to"));
+        fs::create_dir_all(&from).unwrap();
+        fs::create_dir_all(&to).unwrap();
+        for name in &names {
+            fs::hard_link(incoming(&pre).join(name), from.join(name)).unwrap();
+        }
+        run("sync", &[]);
+        let rename_loop = || {
+            let started = Instant::now();
+            for name in &names {
+                fs::rename(from.join(name), to.join(name)).unwrap();
+            }
+            started.elapsed()
+        };
+        let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
+        let src = site::src(&more);
+        let args = ["archive", "--prearchive", p, "--archive", a, "--src", &src, "--overwrite", "append"];
+        let merge = || {
+            cli_timed(&args, |v| {
+                assert!(
+                    v.to_string().contains("/experiments/MERGE_MR1") && !v.to_string().contains("\"error\":{"),
+                    "{v}"
+                )
+            })
+        };
+        if round % 2 == 0 {
+            merges.push(merge());
+            loops.push(rename_loop());
+        } else {
+            loops.push(rename_loop());
+            merges.push(merge());
+        }
+        // Every file of both sessions arrived, and the one catalog lists them all.
+        let folder: Vec<_> = fs::read_dir(scan(&arc)).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(folder.len(), 2 * n + 1, "every file of both sessions, one catalog");
+        let catalog = folder.iter().find(|f| f.extension().is_some_and(|e| e == "xml")).expect("the catalog");
+        let cat = xnat_core::model::catalog::Catalog::parse(&fs::read(catalog).unwrap()).unwrap();
+        assert_eq!(cat.entry_locs().len(), 2 * n, "the merged catalog lists every file");
+        assert_eq!(fs::read_dir(&to).unwrap().count(), n + 1, "the loop renamed every file");
+        fs::remove_dir_all(&copy).unwrap();
+    }
+
+    let ((merge_min, merge_med), (loop_min, loop_med)) = (min_and_median(merges.clone()), min_and_median(loops));
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "Merge: {n} files into an experiment's scan folder, {rounds} interleaved rounds.\n\n\
+         | work | min ms | median ms |\n|---|---:|---:|\n\
+         | rename(2) in a loop over the files (baseline) | {} | {} |\n\
+         | `xnat-archive archive --overwrite append` (process start and component included) | {} | {} |\n\n\
+         Merge / rename loop: {:.2} (medians), {:.2} (minimums); P3's bound: 2.\n\
+         Each round's merge ms: {}.",
+        ms(loop_min),
+        ms(loop_med),
+        ms(merge_min),
+        ms(merge_med),
+        ratio(merge_med, loop_med),
+        ratio(merge_min, loop_min),
+        merges.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    );
+}
