@@ -119,7 +119,7 @@ fn a_merge_against_a_rename_loop_in_interleaved_rounds() {
     let ((merge_min, merge_med), (loop_min, loop_med)) = (min_and_median(merges.clone()), min_and_median(loops));
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!(
-        "Merge: {n} files into an experiment's scan folder, {rounds} interleaved rounds.\n\n\
+        "\nMerge: {n} files into an experiment's scan folder, {rounds} interleaved rounds.\n\n\
          | work | min ms | median ms |\n|---|---:|---:|\n\
          | rename(2) in a loop over the files (baseline) | {} | {} |\n\
          | `xnat-archive archive --overwrite append` (process start and component included) | {} | {} |\n\n\
