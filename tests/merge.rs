@@ -9,7 +9,15 @@
 //! file of both sessions in the scan folder, one catalog listing them all) before its time counts.
 //!
 //! The test command runs 200 files in 3 rounds; `bench/merge.sh` 10,000 files in 15 (`XNAT_MERGE_FILES`,
-//! `XNAT_MERGE_ROUNDS`). The report (markdown) goes to stdout (`--nocapture`).
+//! `XNAT_MERGE_ROUNDS`).
+//!
+//! And P3's last bound: an archive into an empty place and a merge take the same time whatever the files'
+//! sizes (within 1.2×): the same number of files of each size (`XNAT_SIZE_BYTES`, comma-separated; the test
+//! command 1 KiB and 64 KiB, 50 files, 3 rounds; `bench/merge.sh` 1 KiB and 1 MiB, 1,000 files, 7 rounds:
+//! `XNAT_SIZE_FILES`, `XNAT_SIZE_ROUNDS`), interleaved by round. A round's site is a copy whose DICOM files are
+//! links to the template's (an archive renames them and never writes into them; every other file is copied).
+//!
+//! The reports (markdown) go to stdout (`--nocapture`).
 
 mod common;
 
@@ -133,4 +141,118 @@ fn a_merge_against_a_rename_loop_in_interleaved_rounds() {
         ratio(merge_min, loop_min),
         merges.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
     );
+}
+
+/// A copy of `template` at `copy` whose DICOM files are hard links to the template's, every other file copied.
+fn linked_copy(template: &Path, copy: &Path) {
+    run("cp", &[Path::new("-al"), template, copy]);
+    let mut folders = vec![copy.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_none_or(|e| e != "dcm") {
+                let bytes = fs::read(&path).unwrap();
+                fs::remove_file(&path).unwrap();
+                fs::write(&path, bytes).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn archive_and_merge_times_do_not_depend_on_file_sizes() {
+    let (n, rounds) = (env_or("XNAT_SIZE_FILES", 50), env_or("XNAT_SIZE_ROUNDS", 3));
+    let sizes: Vec<usize> = std::env::var("XNAT_SIZE_BYTES")
+        .unwrap_or_else(|_| "1024,65536".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("XNAT_SIZE_BYTES: comma-separated byte counts"))
+        .collect();
+    assert!(n > 0 && rounds > 0 && sizes.len() >= 2, "at least one file, one round and two sizes");
+    let dir = tempfile::tempdir().unwrap();
+
+    // A template per size: a session of n files of that size, and a second session of the same experiment
+    // with n other instances, both in the prearchive.
+    let templates: Vec<(std::path::PathBuf, SessionSpec, SessionSpec)> = sizes
+        .iter()
+        .map(|&size| {
+            let template = dir.path().join(format!("template-{size}"));
+            let (pre, arc) = (template.join("prearchive"), template.join("archive"));
+            generator::write_site(&pre, &arc).unwrap();
+            let mut first = SessionSpec::new(Some("DEMO"), "SIZED_MR1", Modality::Mr, 4242);
+            first.label = Some("SIZED_MR1".into());
+            first.scans.truncate(1);
+            first.scans[0].files = n;
+            first.scans[0].file_size = size;
+            generator::write_session(&pre, &first).unwrap();
+            let more = site::other_instances(&pre, &first, 4343);
+            (template, first, more)
+        })
+        .collect();
+    let (mut empty_place, mut merges) = (vec![Vec::new(); sizes.len()], vec![Vec::new(); sizes.len()]);
+    for round in 0..rounds {
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..sizes.len()).collect() } else { (0..sizes.len()).rev().collect() };
+        for k in order {
+            let (template, first, more) = &templates[k];
+            let copy = dir.path().join(format!("round-{round}-{k}"));
+            linked_copy(template, &copy);
+            run("sync", &[]);
+            let (pre, arc) = (copy.join("prearchive"), copy.join("archive"));
+            let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
+            let archived = |v: &serde_json::Value| {
+                assert!(
+                    v.to_string().contains("/experiments/SIZED_MR1") && !v.to_string().contains("\"error\":{"),
+                    "{v}"
+                )
+            };
+            empty_place[k]
+                .push(cli_timed(&["archive", "--prearchive", p, "--archive", a, "--src", &site::src(first)], archived));
+            let (src, append) = (site::src(more), "append");
+            let args = ["archive", "--prearchive", p, "--archive", a, "--src", &src, "--overwrite", append];
+            merges[k].push(cli_timed(&args, archived));
+            let scan = arc.join("DEMO/arc001/SIZED_MR1/SCANS").join(&more.scans[0].id).join("DICOM");
+            let files: Vec<_> = fs::read_dir(&scan).unwrap().map(|e| e.unwrap().path()).collect();
+            assert_eq!(files.len(), 2 * n + 1, "every file of both sessions, one catalog");
+            let dcm = files.iter().find(|f| f.extension().is_some_and(|e| e == "dcm")).unwrap();
+            assert!(fs::metadata(dcm).unwrap().len() >= sizes[k] as u64, "files of {} bytes", sizes[k]);
+            fs::remove_dir_all(&copy).unwrap();
+        }
+    }
+
+    let mut report = format!(
+        "\nMerge and archive by file size: {n} files of each size, {rounds} interleaved rounds.\n\n\
+         | file size (bytes) | into an empty place: min / median ms | merge: min / median ms |\n|---:|---:|---:|\n"
+    );
+    let medians: Vec<(Duration, Duration)> = (0..sizes.len())
+        .map(|k| {
+            let ((e_min, e_med), (m_min, m_med)) =
+                (min_and_median(empty_place[k].clone()), min_and_median(merges[k].clone()));
+            report += &format!("| {} | {} / {} | {} / {} |\n", sizes[k], ms(e_min), ms(e_med), ms(m_min), ms(m_med));
+            (e_med, m_med)
+        })
+        .collect();
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let (small, large) = (medians[0], medians[medians.len() - 1]);
+    report += &format!(
+        "\nLargest / smallest files, medians: into an empty place {:.2}, merge {:.2}; P3's bound: 1.2.\n\
+         Each round's ms (into an empty place, merge) by size: {}.",
+        ratio(large.0, small.0),
+        ratio(large.1, small.1),
+        (0..sizes.len())
+            .map(|k| format!(
+                "{}: {}",
+                sizes[k],
+                empty_place[k]
+                    .iter()
+                    .zip(&merges[k])
+                    .map(|(e, m)| format!("{}/{}", ms(*e), ms(*m)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    println!("{report}");
 }
