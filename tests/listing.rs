@@ -4,8 +4,10 @@
 //! request.
 //!
 //! The test command runs a short form (1 s per measurement); `bench/listing.sh` the full one (10 s), set by
-//! `XNAT_LISTING_SECS`. The report (markdown) goes to stdout (`--nocapture`). Each answer is checked (200, a
-//! JSON result set with every session) before it counts.
+//! `XNAT_LISTING_SECS`. The report (markdown) goes to stdout (`--nocapture`). One answer of each request is
+//! checked first (200, and for the listing a JSON result set with every session); then every answer counted
+//! must be that one byte for byte (a comparison costs the client nothing next to parsing the JSON again,
+//! which would take the cores the server is measured on).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -54,15 +56,26 @@ struct Measured {
     cpu_per_request: Duration,
 }
 
-/// `connections` clients request `path` for `secs`, each answer checked by `check`.
-fn measure(server: &Server, path: &str, secs: Duration, connections: usize, check: fn(&[u8]) -> bool) -> Measured {
+/// The answer to `path`, once `check` has found it right.
+fn checked_answer(server: &Server, path: &str, check: fn(&[u8]) -> bool) -> Arc<Vec<u8>> {
+    let url = server.url(path);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.get(&url).header("Authorization", &basic("admin", PASSWORD)).call().expect("an answer");
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+    assert!(status == 200 && check(&body), "{url}: {status} {}", String::from_utf8_lossy(&body));
+    Arc::new(body)
+}
+
+/// `connections` clients request `path` for `secs`, each answer required to be `expected`.
+fn measure(server: &Server, path: &str, secs: Duration, connections: usize, expected: &Arc<Vec<u8>>) -> Measured {
     let url = server.url(path);
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu(server.pid());
     let started = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|_| {
-            let (url, stop) = (url.clone(), stop.clone());
+            let (url, stop, expected) = (url.clone(), stop.clone(), expected.clone());
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 let auth = basic("admin", PASSWORD);
@@ -72,7 +85,7 @@ fn measure(server: &Server, path: &str, secs: Duration, connections: usize, chec
                     let mut response = agent.get(&url).header("Authorization", &auth).call().expect("an answer");
                     let status = response.status().as_u16();
                     let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
-                    assert!(status == 200 && check(&body), "{url}: {status} {}", String::from_utf8_lossy(&body));
+                    assert!(status == 200 && body == *expected, "{url}: {status} {}", String::from_utf8_lossy(&body));
                     took.push(begun.elapsed());
                 }
                 took
@@ -123,10 +136,12 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
         // ROUNDS times, and each pair gives one ratio (the machine's speed drifts between sittings, and within
         // one by more than the difference between two builds).
         let rounds = if sessions == 10 { ROUNDS } else { 1 };
+        let version_answer = checked_answer(&server, "/A/data/version", |b| !b.is_empty());
+        let listing_answer = checked_answer(&server, listing, check);
         let mut measured = Vec::new();
         for round in 1..=rounds {
-            let version = measure(&server, "/A/data/version", secs, CONNECTIONS, |b| !b.is_empty());
-            let listed = measure(&server, listing, secs, CONNECTIONS, check);
+            let version = measure(&server, "/A/data/version", secs, CONNECTIONS, &version_answer);
+            let listed = measure(&server, listing, secs, CONNECTIONS, &listing_answer);
             if sessions == 10 {
                 ratios.push(listed.per_second / version.per_second);
             }
@@ -134,7 +149,10 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
             measured.push((name("GET /data/version"), version));
             measured.push((name("prearchive listing"), listed));
         }
-        measured.push(("prearchive listing, 1 connection".to_string(), measure(&server, listing, secs, 1, check)));
+        measured.push((
+            "prearchive listing, 1 connection".to_string(),
+            measure(&server, listing, secs, 1, &listing_answer),
+        ));
         for (what, m) in &measured {
             report += &format!(
                 "| {sessions} sessions | {what} | {} | {:.0} | {} | {} | {} |\n",

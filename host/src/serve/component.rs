@@ -368,6 +368,8 @@ impl Body for WatchedBody {
 /// How much of each instance slot's memory stays mapped between requests (at most this much resident memory per
 /// slot, `max_concurrent` slots per tenant).
 const KEEP_RESIDENT: usize = 4 << 20;
+/// The same for each table (of function references: the component's are a few thousand entries, 8 bytes each).
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// The engine: the host's common set-up, and a pool of `slots` instances whose memories may reach
 /// `max_memory`.
@@ -384,8 +386,11 @@ fn engine(slots: u32, max_memory: usize) -> anyhow::Result<Engine> {
         // A request's instance touches a few hundred KiB to a few MiB of its memory. Those pages stay mapped in
         // the slot and are put back to the memory's initial image by copying, only the pages it wrote
         // (Linux's PAGEMAP_SCAN, 6.7 and later; elsewhere the kept bytes are reset whole), instead of being
-        // unmapped and faulted in again by the next request: a page fault costs more than resetting a page.
+        // unmapped and faulted in again by the next request: a page fault costs more than resetting a page,
+        // and unmapping costs a TLB shoot-down on every core the server runs on. Tables likewise: their entries
+        // are filled lazily, each first call through one writing its page.
         .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = engine::config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
