@@ -328,12 +328,14 @@ fn reading_while_a_refresh_rewrites_the_catalogs_sees_whole_states_and_never_fai
     let resource = format!("{}/scans/{scan}/resources/DICOM", uri.trim_start_matches("/data"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The writer: a file comes and goes, and each time a refresh (checksum, append, delete) rewrites the catalog.
+    // Each file that comes has a name of its own: a zip made from a catalog read two rounds earlier would
+    // rightly be cut off at a file of the same name and other content (it no longer matches its digest).
     let writer = {
         let (c, stop, resource) = (c.clone(), stop.clone(), resource.clone());
         std::thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 4 {
-                let extra = dicom.join("extra.dcm");
+                let extra = dicom.join(format!("extra{}.dcm", rounds / 2));
                 if rounds % 2 == 0 {
                     std::fs::write(&extra, format!("round {rounds}")).unwrap();
                 } else {

@@ -653,6 +653,13 @@ fn the_listing_remembers_documents_and_sees_every_change_through_the_component()
     f.set_modified(fs::metadata(&doc).unwrap().modified().unwrap()).unwrap();
     fs::rename(&copy, &doc).unwrap();
     assert_eq!(row(list()).name, "SUBJ1_MRY");
+    // A document larger than one read of the runtime (64 KiB in wasmtime), its label after the first 64 KiB:
+    // read whole.
+    let comment = format!("?>\n<!--{}-->", "x".repeat(200_000));
+    let padded = text.replacen("label=\"SUBJ1_MR1\"", "label=\"SUBJ1_MRZ\"", 1).replacen("?>", &comment, 1);
+    assert!(padded.len() > 200_000 && padded.find("SUBJ1_MRZ").unwrap() > 200_000);
+    fs::write(&doc, &padded).unwrap();
+    assert_eq!(row(list()).name, "SUBJ1_MRZ");
     // A lock is seen on every listing, table or not; a removed session leaves the table.
     let lock = site.pre.join(site.ts_dir("SUBJ1_MR1")).join(".SUBJ1_MR1.lock");
     fs::write(&lock, "MOVING\nowner someone-else\nsince 0\nexpires 0\n").unwrap();

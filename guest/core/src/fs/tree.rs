@@ -326,13 +326,23 @@ impl Tree {
         Ok(out)
     }
 
+    /// The whole content of a regular file; a FIFO, socket or device is refused (`not_special`).
+    /// Inside the component a regular file is read straight on its preopen's descriptor (`wasi_dir::read_file`).
     pub fn read(&self, rel: &RelPath) -> Result<Vec<u8>> {
+        #[cfg(target_os = "wasi")]
+        if let Some((bytes, _)) = self.path(rel).to_str().and_then(super::wasi_dir::read_file) {
+            return Ok(bytes);
+        }
         let _ = self.not_special(rel)?;
         fs::read(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))
     }
 
     /// [`Tree::read`], with the file's modification time (milliseconds since 1970) from the same look at it.
     pub fn read_stamped(&self, rel: &RelPath) -> Result<(Vec<u8>, Option<i64>)> {
+        #[cfg(target_os = "wasi")]
+        if let Some((bytes, modified)) = self.path(rel).to_str().and_then(super::wasi_dir::read_file) {
+            return Ok((bytes, modified.map(|ns| (ns / 1_000_000) as i64)));
+        }
         let modified = self
             .not_special(rel)?
             .and_then(|m| m.modified().ok())
@@ -466,6 +476,10 @@ impl Tree {
 
     /// When `rel` was last modified (seconds and milliseconds since the epoch), without following links.
     pub fn modified_millis(&self, rel: &RelPath) -> Result<i64> {
+        #[cfg(target_os = "wasi")]
+        if let Some(ns) = self.path(rel).to_str().and_then(super::wasi_dir::modified_ns) {
+            return Ok((ns / 1_000_000) as i64);
+        }
         let m = fs::symlink_metadata(self.path(rel)).map_err(|e| Error::io(rel.as_str(), &e))?;
         let t = m.modified().map_err(|e| Error::io(rel.as_str(), &e))?;
         Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
