@@ -38,6 +38,20 @@ fn run(program: &str, args: &[&Path]) {
     assert!(status.success(), "{program} {args:?}: {status}");
 }
 
+/// A generated site at `template` (`prearchive`, `archive`) with one more session in the prearchive: an
+/// experiment `label` of project DEMO whose one scan holds `n` files of `size` bytes.
+fn write_template(template: &Path, label: &str, n: usize, size: usize) -> SessionSpec {
+    let (pre, arc) = (template.join("prearchive"), template.join("archive"));
+    generator::write_site(&pre, &arc).unwrap();
+    let mut first = SessionSpec::new(Some("DEMO"), label, Modality::Mr, 4242);
+    first.label = Some(label.into());
+    first.scans.truncate(1);
+    first.scans[0].files = n;
+    first.scans[0].file_size = size;
+    generator::write_session(&pre, &first).unwrap();
+    first
+}
+
 fn min_and_median(mut times: Vec<Duration>) -> (Duration, Duration) {
     times.sort();
     let n = times.len();
@@ -59,13 +73,7 @@ fn a_merge_against_a_rename_loop_in_interleaved_rounds() {
     // session of it with n other instances of the same series, in the prearchive.
     let template = dir.path().join("template");
     let (pre, arc) = (template.join("prearchive"), template.join("archive"));
-    generator::write_site(&pre, &arc).unwrap();
-    let mut first = SessionSpec::new(Some("DEMO"), "MERGE_MR1", Modality::Mr, 4242);
-    first.label = Some("MERGE_MR1".into());
-    first.scans.truncate(1);
-    first.scans[0].files = n;
-    first.scans[0].file_size = 1024;
-    generator::write_session(&pre, &first).unwrap();
+    let first = write_template(&template, "MERGE_MR1", n, 1024);
     let (p, a) = (pre.to_str().unwrap(), arc.to_str().unwrap());
     cli_timed(&["archive", "--prearchive", p, "--archive", a, "--src", &site::src(&first)], |v| {
         assert!(v.to_string().contains("/experiments/MERGE_MR1") && !v.to_string().contains("\"error\":{"), "{v}");
@@ -178,15 +186,8 @@ fn archive_and_merge_times_do_not_depend_on_file_sizes() {
         .iter()
         .map(|&size| {
             let template = dir.path().join(format!("template-{size}"));
-            let (pre, arc) = (template.join("prearchive"), template.join("archive"));
-            generator::write_site(&pre, &arc).unwrap();
-            let mut first = SessionSpec::new(Some("DEMO"), "SIZED_MR1", Modality::Mr, 4242);
-            first.label = Some("SIZED_MR1".into());
-            first.scans.truncate(1);
-            first.scans[0].files = n;
-            first.scans[0].file_size = size;
-            generator::write_session(&pre, &first).unwrap();
-            let more = site::other_instances(&pre, &first, 4343);
+            let first = write_template(&template, "SIZED_MR1", n, size);
+            let more = site::other_instances(&template.join("prearchive"), &first, 4343);
             (template, first, more)
         })
         .collect();
