@@ -61,10 +61,11 @@ pub struct Options {
 /// Recovers every tenant's interrupted archives, runs the server until SIGINT or SIGTERM, then finishes
 /// the requests in flight and returns. `component` is the HTTP component (a binary `.wasm`).
 pub fn serve(component: &[u8], options: Options) -> anyhow::Result<()> {
+    let defaults = options.defaults.checked()?;
     let (mut config, demo_password) = match &options.config {
-        Some(path) => (Config::load(path, options.defaults)?, None),
+        Some(path) => (Config::load(path, defaults)?, None),
         None => {
-            let (config, password) = demo_config(options.dir.clone(), options.defaults)?;
+            let (config, password) = demo_config(options.dir.clone(), defaults)?;
             (config, Some(password))
         }
     };

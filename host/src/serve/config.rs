@@ -13,7 +13,7 @@
 //! prearchive = "/data/xnat/prearchive" # relative paths are relative to this file
 //! archive = "/data/xnat/archive"
 //! site_id = "XNAT"                    # optional: accession numbers XNAT_E00001 (default XNAT)
-//! memory_mib = 512                    # optional: each request's memory cap (default: --memory)
+//! memory_mib = 512                    # optional: each request's memory cap, 8 to 4096 (default: --memory)
 //! request_timeout_secs = 300          # optional: each request's time limit (default: --timeout, else 300)
 //! max_concurrent = 4                  # optional: requests served at once; more wait briefly, then 503
 //! secret = "..."                      # optional: signs session tokens; random per start when absent
@@ -47,6 +47,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_CONCURRENT: u32 = 4;
 /// The largest memory cap a tenant may set: a 32-bit component cannot address more.
 const MAX_MEMORY_MIB: u64 = 4096;
+/// The smallest: the HTTP component starts with 4 MiB of memory (`guest/http/build.rs`), and a request needs
+/// more than none beyond it.
+const MIN_MEMORY_MIB: u64 = 8;
 /// The most requests one tenant may run at once (each holds an instance slot).
 const MAX_CONCURRENT: u32 = 256;
 
@@ -106,6 +109,20 @@ pub struct Defaults {
     pub memory_bytes: usize,
     /// Time limit per request.
     pub timeout: Duration,
+}
+
+impl Defaults {
+    /// These limits, unless the memory cap (`--memory`) is less than a request of the HTTP component needs.
+    pub fn checked(self) -> anyhow::Result<Defaults> {
+        if (self.memory_bytes as u64) < MIN_MEMORY_MIB << 20 {
+            bail!(
+                "--memory {} is less than a request of the HTTP component needs (it starts with 4 MiB); give \
+                 {MIN_MEMORY_MIB} MiB or more",
+                self.memory_bytes >> 20
+            );
+        }
+        Ok(self)
+    }
 }
 
 /// The file as written (before checking).
@@ -249,8 +266,13 @@ fn check_tenant(t: TenantFile, base: &Path, defaults: Defaults) -> anyhow::Resul
     }
     let memory_bytes = match t.memory_mib {
         None => defaults.memory_bytes,
-        Some(mib @ 1..=MAX_MEMORY_MIB) => usize::try_from(mib << 20).context("memory_mib does not fit this machine")?,
-        Some(mib) => bail!("memory_mib = {mib}: give a number of MiB from 1 to {MAX_MEMORY_MIB}"),
+        Some(mib @ MIN_MEMORY_MIB..=MAX_MEMORY_MIB) => {
+            usize::try_from(mib << 20).context("memory_mib does not fit this machine")?
+        }
+        Some(mib) => bail!(
+            "memory_mib = {mib}: give a number of MiB from {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB} (the HTTP component \
+             starts with 4 MiB)"
+        ),
     };
     let timeout = match t.request_timeout_secs {
         None => defaults.timeout,
@@ -440,7 +462,11 @@ mod tests {
         let bad_user = a.replace("name = \"u\"", "name = \"u:v\"");
         assert!(error(&bad_user, d).contains("must not be empty nor contain ':'"));
         let set = |field: &str| a.replace("[[tenant.user]]", &format!("{field}\n[[tenant.user]]"));
-        assert!(error(&set("memory_mib = 0"), d).contains("from 1 to 4096"));
+        assert!(error(&set("memory_mib = 0"), d).contains("from 8 to 4096"));
+        assert!(error(&set("memory_mib = 7"), d).contains("from 8 to 4096"));
+        let small = Defaults { memory_bytes: 4 << 20, ..DEFAULTS };
+        assert!(format!("{:#}", small.checked().unwrap_err()).contains("--memory 4 is less than"));
+        assert!(DEFAULTS.checked().is_ok());
         assert!(error(&set("request_timeout_secs = 0"), d).contains("positive number of seconds"));
         assert!(error(&set("max_concurrent = 0"), d).contains("from 1 to 256"));
         assert!(error(&set("secret = \"short\""), d).contains("too short"));
