@@ -56,13 +56,22 @@ struct Measured {
     cpu_per_request: Duration,
 }
 
+/// A client of its own (one keep-alive connection), answering with any status.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// The status and body of a GET of `url` as the administrator.
+fn get(agent: &ureq::Agent, url: &str) -> (u16, Vec<u8>) {
+    let mut response = agent.get(url).header("Authorization", &basic("admin", PASSWORD)).call().expect("an answer");
+    let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+    (response.status().as_u16(), body)
+}
+
 /// The answer to `path`, once `check` has found it right.
 fn checked_answer(server: &Server, path: &str, check: fn(&[u8]) -> bool) -> Arc<Vec<u8>> {
     let url = server.url(path);
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut response = agent.get(&url).header("Authorization", &basic("admin", PASSWORD)).call().expect("an answer");
-    let status = response.status().as_u16();
-    let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+    let (status, body) = get(&agent(), &url);
     assert!(status == 200 && check(&body), "{url}: {status} {}", String::from_utf8_lossy(&body));
     Arc::new(body)
 }
@@ -77,14 +86,11 @@ fn measure(server: &Server, path: &str, secs: Duration, connections: usize, expe
         .map(|_| {
             let (url, stop, expected) = (url.clone(), stop.clone(), expected.clone());
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-                let auth = basic("admin", PASSWORD);
+                let agent = agent();
                 let mut took = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let begun = Instant::now();
-                    let mut response = agent.get(&url).header("Authorization", &auth).call().expect("an answer");
-                    let status = response.status().as_u16();
-                    let body = response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+                    let (status, body) = get(&agent, &url);
                     assert!(status == 200 && body == *expected, "{url}: {status} {}", String::from_utf8_lossy(&body));
                     took.push(begun.elapsed());
                 }

@@ -173,11 +173,15 @@ mod component {
             }
             let file = dir.open_at(PathFlags::SYMLINK_FOLLOW, rest, OpenFlags::empty(), DescriptorFlags::READ).ok()?;
             let modified = stat.data_modification_timestamp.and_then(nanos);
-            // One byte more than the look saw, so that a file of that size needs one read; a read shorter than
-            // asked ends the file only once the size seen is reached (the runtime may cap each read).
+            // One byte more than the look saw, so that a file of that size needs one read (and the runtime
+            // makes a buffer of that size, not of its largest read); a read shorter than asked ends the file only
+            // once the size seen is reached (the runtime may cap each read). A file that grew is read on in 64 KiB.
             let mut bytes: Vec<u8> = Vec::new();
             loop {
-                let want = (stat.size + 1).saturating_sub(bytes.len() as u64).max(1 << 16);
+                let want = match (stat.size + 1).saturating_sub(bytes.len() as u64) {
+                    0 => 1 << 16,
+                    left => left,
+                };
                 let (chunk, end) = file.read(want, bytes.len() as u64).ok()?;
                 let short = (chunk.len() as u64) < want;
                 if bytes.is_empty() {
