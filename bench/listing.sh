@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export XNAT_LISTING_SECS=${1:-10}
 source bench/report.sh
-run_report listing 'Listing throughput' 'trivial endpoint'
+run_report listing 'Listing throughput' 'each further session'

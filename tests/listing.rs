@@ -1,7 +1,8 @@
 //! Listing throughput (issue 11, P4): `GET /data/prearchive/projects?format=json` through `xnat-archive
 //! serve` with 16 connections (and alone, with one), against the trivial endpoint `GET /data/version`
 //! measured in the same run, for a prearchive of 10 and of 1,000 sessions; with the server's CPU time per
-//! request.
+//! request, and (beside the 10) the listing of one session alone, which splits a listing's CPU into what any
+//! listing costs and what each session adds.
 //!
 //! The test command runs a short form (1 s per measurement); `bench/listing.sh` the full one (10 s), set by
 //! `XNAT_LISTING_SECS`. The report (markdown) goes to stdout (`--nocapture`). One answer of each request is
@@ -22,6 +23,8 @@ use xnat_archive::generator::{self, Modality, SessionSpec};
 
 const PASSWORD: &str = "listing-pw-1";
 const CONNECTIONS: usize = 16;
+/// The generated site's one Unassigned session, listed alone.
+const ONE_SESSION: &str = "/A/data/prearchive/projects/Unassigned?format=json";
 /// Rounds of the trivial endpoint and the listing of 10 sessions, measured in turn.
 const ROUNDS: usize = 3;
 
@@ -134,6 +137,7 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
         secs.as_secs()
     );
     let mut ratios = Vec::new();
+    let mut costs = String::new();
     for sessions in [10, 1000] {
         let dir = tempfile::tempdir().unwrap();
         let server = server(dir.path(), sessions);
@@ -159,6 +163,32 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
             "prearchive listing, 1 connection".to_string(),
             measure(&server, listing, secs, 1, &listing_answer),
         ));
+        if sessions == 10 {
+            // What a listing costs beyond any request, and what each session adds: the one Unassigned session
+            // listed alone (the root's listing, the table, one timestamp folder and one row) against the ten.
+            let one = checked_answer(&server, ONE_SESSION, |b| rows(b) == 1);
+            let alone = measure(&server, ONE_SESSION, secs, CONNECTIONS, &one);
+            let cpu = |what: &str| {
+                let mut all: Vec<Duration> = measured
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(what))
+                    .map(|(_, m)| m.cpu_per_request)
+                    .collect();
+                all.sort();
+                all[all.len() / 2]
+            };
+            let (trivial, ten) = (cpu("GET /data/version"), cpu("prearchive listing (round"));
+            costs = format!(
+                "\nServer CPU per request (medians of the rounds): the trivial endpoint {} ms; a listing of 1 session {} ms, \
+                 of 10 sessions {} ms: a listing's own work {} ms, and {} ms for each further session\n",
+                ms(trivial),
+                ms(alone.cpu_per_request),
+                ms(ten),
+                ms(alone.cpu_per_request.saturating_sub(trivial)),
+                ms(ten.saturating_sub(alone.cpu_per_request) / 9)
+            );
+            measured.push(("prearchive listing of 1 session (Unassigned)".to_string(), alone));
+        }
         for (what, m) in &measured {
             report += &format!(
                 "| {sessions} sessions | {what} | {} | {:.0} | {} | {} | {} |\n",
@@ -178,5 +208,6 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
         ratios[ratios.len() / 2],
         shown.join(", ")
     );
+    report += &costs;
     println!("{report}");
 }
