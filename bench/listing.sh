@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Listing throughput (issue 11, P4): the prearchive listing through `serve` with 16 connections, against
 # GET /data/version in the same run (for 10 sessions in three alternating rounds: the ratio is their median),
-# for 10 and 1,000 sessions, with the server's CPU per request.
+# for 10 and 1,000 sessions, with the server's CPU per request (and the listing of one session alone, which
+# splits a listing's CPU into what any listing costs and what each further session adds).
 #
 #   bench/listing.sh [SECONDS_PER_MEASUREMENT=10]
 #
