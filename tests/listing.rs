@@ -178,14 +178,15 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
                 all[all.len() / 2]
             };
             let (trivial, ten) = (cpu("GET /data/version"), cpu("prearchive listing (round"));
+            let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
             costs = format!(
-                "\nServer CPU per request (medians of the rounds): the trivial endpoint {} ms; a listing of 1 session {} ms, \
-                 of 10 sessions {} ms: a listing's own work {} ms, and {} ms for each further session\n",
-                ms(trivial),
-                ms(alone.cpu_per_request),
-                ms(ten),
-                ms(alone.cpu_per_request.saturating_sub(trivial)),
-                ms(ten.saturating_sub(alone.cpu_per_request) / 9)
+                "\nServer CPU per request (medians of the rounds): the trivial endpoint {}; a listing of 1 session {}, \
+                 of 10 sessions {}: a listing's own work {}, and {} for each further session\n",
+                us(trivial),
+                us(alone.cpu_per_request),
+                us(ten),
+                us(alone.cpu_per_request.saturating_sub(trivial)),
+                us(ten.saturating_sub(alone.cpu_per_request) / 9)
             );
             measured.push(("prearchive listing of 1 session (Unassigned)".to_string(), alone));
         }

@@ -216,6 +216,11 @@ impl<'a> EntryMut<'a> {
     pub(crate) fn element_mut(&mut self) -> &mut Element {
         self.el
     }
+    /// Moves the entry's element out, leaving an empty element in its place: for a catalog that is taken
+    /// apart (a merge moves the entries it adds into the other catalog, instead of copying each).
+    pub(crate) fn take(self) -> Element {
+        std::mem::take(self.el)
+    }
     /// Sets an attribute; true when the value changed.
     pub fn set_attr(&mut self, name: &str, value: &str) -> bool {
         self.el.set_attr(name, value)
