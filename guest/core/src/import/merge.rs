@@ -211,8 +211,8 @@ struct Merge {
 
 /// The merge of `incoming` into the archived catalog as `read` saw it. With `replace`, `gives_way(old, new)`
 /// says whether the archived entry at URI `old` gives way to the incoming one at `new` (same DICOM instance).
-/// The entries it adds are moved out of `incoming`, not copied (ten thousand copies, and as many elements
-/// freed, were a tenth of a 10,000-file merge's catalog work).
+/// The entries it adds are moved out of `incoming`, not copied (a copy and a free fewer per added entry: a
+/// 10,000-file merge ~5 ms faster, 168 → 163 ms median in `bench/merge.sh`).
 fn decide(
     mut incoming: Catalog,
     read: &CatalogRead,
