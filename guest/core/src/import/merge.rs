@@ -179,12 +179,12 @@ pub fn merge_catalog(
     // the incoming catalog is read; the files were all moved before (the commit), and the walk changes nothing.
     let mut ahead = arch.walk_ahead(&into.parent());
     let Ok(incoming_bytes) = pre.read(from) else { return Ok(None) };
-    // Each merge takes its incoming catalog apart: a second one (the archived catalog read again) parses again.
+    // Each merge takes its incoming catalog apart: the second one (the archived catalog read again) parses it
+    // again, which only a changed archived catalog costs.
     let incoming =
         || Catalog::parse(&incoming_bytes).map_err(|e| Error::Corrupt(format!("catalog {from} cannot be read ({e})")));
-    let first = incoming()?;
     if let Some(read) = known
-        && let Some(stats) = merge_into(arch, first, into, replace, &read, &mut ahead)?
+        && let Some(stats) = merge_into(arch, incoming()?, into, replace, &read, &mut ahead)?
     {
         return Ok(Some(stats));
     }
