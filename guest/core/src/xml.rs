@@ -458,6 +458,15 @@ fn checked_start<'s>(
     if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
     }
+    if let Some(text) = text
+        && let Some(name_end) = within(text, start.name().into_inner()).map(|n| n.as_ptr() as usize + n.len())
+        && let Some((found, n)) = simple_attributes(text, name_end - text.as_ptr() as usize)
+    {
+        for (key, value) in &found[..n] {
+            each(key, value);
+        }
+        return Ok(name);
+    }
     // quick-xml refuses an attribute given twice (its checks are on by default).
     for attr in start.attributes() {
         let attr = attr.map_err(|e| err(&e))?;
@@ -484,6 +493,51 @@ fn checked_start<'s>(
         each(key, &value);
     }
     Ok(name)
+}
+
+/// The most attributes [`simple_attributes`] takes apart; a tag with more is left to quick-xml.
+const SIMPLE_AT_MOST: usize = 32;
+
+/// The attributes of a start tag (`text`: [`plain_tag`] of it; they begin at byte `from`, after its name)
+/// when every one has the shape writers give it — white space, a name [`is_name`] allows, `=`, a value in
+/// quotes without a reference (`&`) and within [`MAX_VALUE_BYTES`] — and none is given twice; `None` for any
+/// other tag, which quick-xml's attribute reader then reads (and refuses when it is malformed).
+///
+/// What it gives for a tag is what quick-xml's reader gives (`simple_attributes_are_quick_xml_s` compares
+/// them on generated tags). It exists for speed alone: quick-xml's reader steps through a tag a byte at a
+/// time, which inside the component was 40 % of the time a catalog took to read (7 of 18 ms for 10,000
+/// entries); here `memchr` finds each `=` and closing quote.
+fn simple_attributes(text: &str, from: usize) -> Option<([(&str, &str); SIMPLE_AT_MOST], usize)> {
+    let bytes = text.as_bytes();
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let mut found = [("", ""); SIMPLE_AT_MOST];
+    let mut n = 0;
+    let mut at = from;
+    loop {
+        let spaces = bytes.get(at..)?.iter().take_while(|b| space(b)).count();
+        if at + spaces == bytes.len() {
+            return Some((found, n));
+        }
+        // `a="1"b="2"`, or anything but white space after a name.
+        if spaces == 0 || n == SIMPLE_AT_MOST {
+            return None;
+        }
+        at += spaces;
+        let eq = at + memchr::memchr(b'=', &bytes[at..])?;
+        let quote = *bytes.get(eq + 1).filter(|q| matches!(q, b'"' | b'\''))?;
+        let close = eq + 2 + memchr::memchr(quote, &bytes[eq + 2..])?;
+        let (key, value) = (&text[at..eq], &text[eq + 2..close]);
+        if !is_name(key)
+            || value.len() > MAX_VALUE_BYTES
+            || memchr::memchr(b'&', value.as_bytes()).is_some()
+            || found[..n].iter().any(|(k, _)| *k == key)
+        {
+            return None;
+        }
+        found[n] = (key, value);
+        n += 1;
+        at = close + 1;
+    }
 }
 
 /// `part` as the piece of `text` it lies in, when it is one (a slice of the same bytes).
@@ -872,6 +926,69 @@ fn escape_into(out: &mut String, s: &str, attribute: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Start tags of every shape the pieces below make — writers' and others: white space around `=`, none
+    /// between attributes, single quotes, references, a name given twice, no value, names that are no names —
+    /// read by [`simple_attributes`] and by quick-xml's attribute reader: where the first takes a tag apart,
+    /// it gives what the second gives; it takes apart the shapes writers give.
+    #[test]
+    fn simple_attributes_are_quick_xml_s() {
+        let keys = ["URI", "xsi:type", "ID", "a b", "", "x=", "URI", "\"k\""];
+        let eqs = ["=", " =", "= ", "\n=\t"];
+        let values = ["1.dcm", "", "a&amp;b", "x>y", "it's", "a\"b", "tab\there", "1.3.12.2.1107.5.2"];
+        let gaps = [" ", "\n\t", "", "   "];
+        let ends = ["", " ", "\n", "/"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut pick = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut taken, mut tags) = (0, 0);
+        for _ in 0..20_000 {
+            let mut tag = String::from("<cat:entry");
+            for _ in 0..pick(5) {
+                let quote = ['"', '\''][pick(2)];
+                let gap = if pick(4) == 0 { gaps[pick(gaps.len())] } else { " " };
+                let eq = if pick(4) == 0 { eqs[pick(eqs.len())] } else { "=" };
+                let value = values[pick(values.len())];
+                let value = if quote == '"' { value.replace('"', "'") } else { value.replace('\'', "\"") };
+                let among = if pick(3) == 0 { keys.len() } else { 3 };
+                let key = keys[pick(among)];
+                if pick(20) == 0 {
+                    tag.push_str(&format!("{gap}{key}"));
+                } else {
+                    tag.push_str(&format!("{gap}{key}{eq}{quote}{value}{quote}"));
+                }
+            }
+            tag.push_str(ends[pick(ends.len())]);
+            tag.push('>');
+            let mut reader = Reader::from_str(&tag);
+            let Ok(Event::Start(start) | Event::Empty(start)) = reader.read_event() else { continue };
+            tags += 1;
+            let Some(text) = plain_tag(&start) else { continue };
+            let name_end = start.name().into_inner().len();
+            let Some((found, n)) = simple_attributes(text, name_end) else { continue };
+            taken += 1;
+            let by_quick_xml: Result<Vec<(String, String)>, String> = start
+                .attributes()
+                .map(|a| {
+                    let a = a.map_err(|e| e.to_string())?;
+                    let value = a.unescape_value().map_err(|e| e.to_string())?;
+                    Ok((String::from_utf8(a.key.as_ref().to_vec()).unwrap(), value.into_owned()))
+                })
+                .collect();
+            let ours: Vec<(String, String)> = found[..n].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert_eq!(Ok(ours), by_quick_xml, "{tag}");
+        }
+        assert!(tags > 15_000 && taken > tags / 4 && taken < tags, "{taken} of {tags} tags taken apart");
+        // The shape of every catalog entry XNAT writes.
+        let entry = r#"<cat:entry URI="1.dcm" ID="1" xsi:type="cat:dcmEntry" digest="0cc1"/>"#;
+        let Ok(Event::Empty(start)) = Reader::from_str(entry).read_event() else { panic!() };
+        let (found, n) = simple_attributes(plain_tag(&start).unwrap(), 9).expect("taken apart");
+        assert_eq!(&found[..n], [("URI", "1.dcm"), ("ID", "1"), ("xsi:type", "cat:dcmEntry"), ("digest", "0cc1")]);
+    }
 
     /// Values read without decoding (a plain tag, no reference) and those decoded give what decoding gives, and
     /// a reference to a character XML does not allow is refused either way.
