@@ -584,12 +584,18 @@ fn run_moves(
     // (One removed behind our back fails the rename; the journal then runs again from there.)
     let mut folders: HashSet<RelPath> = HashSet::default();
     let mut pending: VecDeque<PendingMoves> = VecDeque::new();
+    let mut last = RelPath::root();
     let mut folder_of = |to: &RelPath| -> Result<()> {
+        // Moves come folder by folder: most go where the one before went.
+        if to.as_str().rsplit_once('/').is_some_and(|(parent, _)| parent == last.as_str()) && !last.is_root() {
+            return Ok(());
+        }
         let parent = to.parent();
         if !folders.contains(&parent) {
             arch.create_dir_all(&parent)?;
-            folders.insert(parent);
+            folders.insert(parent.clone());
         }
+        last = parent;
         Ok(())
     };
     let mut i = 0;

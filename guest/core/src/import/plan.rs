@@ -521,8 +521,16 @@ fn plan_merge(
     plan.merge_reads = reads;
     let mut matching_files = false;
     let mut same_resources = false;
+    // Files come folder by folder (a scan's thousands of files in one): a folder's paths are checked and
+    // mapped once, and each file's only by its name.
+    let mut folder: Option<FolderPaths> = None;
     for rel in &files {
-        let from = src.join_path(rel)?;
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if folder.as_ref().is_none_or(|f| f.dir != dir) {
+            folder = Some(FolderPaths::new(dir, &src, &plan.target, &plan.scan_ids)?);
+        }
+        let paths = folder.as_ref().expect("set above");
+        let from = paths.from.join(name)?;
         if let Some(into) = merged_catalogs.get(rel) {
             // DICOM instances already in the existing catalog under another file name.
             if let Some(entries) = incoming.catalog_entries(pre, &from)?.as_ref() {
@@ -540,9 +548,16 @@ fn plan_merge(
             plan.steps.push(Step::MergeCatalog { from, into: into.clone() });
             continue;
         }
-        let to = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
+        let (to, there) = match &paths.to {
+            Some(dir) => (dir.join(name)?, present.holds(dir, name)?),
+            None => {
+                let to = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
+                let there = present.at(&to)?;
+                (to, there)
+            }
+        };
         let is_meta = rel.ends_with(".xml") || rel.ends_with(".log");
-        if present.at(&to)? {
+        if there {
             if !is_meta {
                 matching_files = true;
             }
@@ -564,6 +579,25 @@ fn plan_merge(
         plan.notice(14, NoticeKind::Conflict, "Session already exists with matching files.");
     }
     Ok(())
+}
+
+/// A folder of the incoming session (`dir`, relative to it) where a merge's files come from, and where they go
+/// in the experiment: `to` is `None` when its scan is renamed, which may rename a file too ([`map_path`]).
+struct FolderPaths<'r> {
+    dir: &'r str,
+    from: RelPath,
+    to: Option<RelPath>,
+}
+
+impl<'r> FolderPaths<'r> {
+    fn new(dir: &'r str, src: &RelPath, target: &RelPath, scan_ids: &BTreeMap<String, String>) -> Result<Self> {
+        let join = |base: &RelPath| if dir.is_empty() { Ok(base.clone()) } else { base.join_path(dir) };
+        let renamed = dir
+            .strip_prefix("SCANS/")
+            .map(|rest| rest.split_once('/').map_or(rest, |(id, _)| id))
+            .is_some_and(|id| scan_ids.get(id).is_some_and(|new| new != id));
+        Ok(FolderPaths { dir, from: join(src)?, to: if renamed { None } else { Some(join(target)?) } })
+    }
 }
 
 /// Whether anything is at a path of a tree, and the catalogs below a folder, from one listing of each folder: a
@@ -608,9 +642,14 @@ impl Present<'_> {
     }
 
     fn at(&mut self, path: &RelPath) -> Result<bool> {
-        match self.listed(&path.parent()) {
-            Some(listed) => Ok(listed.kinds.contains_key(path.name())),
-            None => Ok(self.tree.kind(path)?.is_some()),
+        self.holds(&path.parent(), path.name())
+    }
+
+    /// Whether `folder` holds an entry `name`.
+    fn holds(&mut self, folder: &RelPath, name: &str) -> Result<bool> {
+        match self.listed(folder) {
+            Some(listed) => Ok(listed.kinds.contains_key(name)),
+            None => Ok(self.tree.kind(&folder.join(name)?)?.is_some()),
         }
     }
 
