@@ -458,9 +458,9 @@ fn checked_start<'s>(
     if !is_name(name) {
         return Err(err(&format!("{name:?} is not an element name")));
     }
+    // The tag's text begins with its name.
     if let Some(text) = text
-        && let Some(name_end) = within(text, start.name().into_inner()).map(|n| n.as_ptr() as usize + n.len())
-        && let Some((found, n)) = simple_attributes(text, name_end - text.as_ptr() as usize)
+        && let Some((found, n)) = simple_attributes(text, name.len())
     {
         for (key, value) in &found[..n] {
             each(key, value);

@@ -527,7 +527,7 @@ fn plan_merge(
     for rel in &files {
         let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         if folder.as_ref().is_none_or(|f| f.dir != dir) {
-            folder = Some(FolderPaths::new(dir, &src, &plan.target, &plan.scan_ids)?);
+            folder = Some(FolderPaths::new(rel, dir, &src, &plan.target, &plan.scan_ids)?);
         }
         let paths = folder.as_ref().expect("set above");
         let from = paths.from.join(name)?;
@@ -590,13 +590,17 @@ struct FolderPaths<'r> {
 }
 
 impl<'r> FolderPaths<'r> {
-    fn new(dir: &'r str, src: &RelPath, target: &RelPath, scan_ids: &BTreeMap<String, String>) -> Result<Self> {
+    /// The folder of `rel`, a file's path in the session (`dir` is its folder part).
+    fn new(
+        rel: &str,
+        dir: &'r str,
+        src: &RelPath,
+        target: &RelPath,
+        scan_ids: &BTreeMap<String, String>,
+    ) -> Result<Self> {
         let join = |base: &RelPath| if dir.is_empty() { Ok(base.clone()) } else { base.join_path(dir) };
-        let renamed = dir
-            .strip_prefix("SCANS/")
-            .map(|rest| rest.split_once('/').map_or(rest, |(id, _)| id))
-            .is_some_and(|id| scan_ids.get(id).is_some_and(|new| new != id));
-        Ok(FolderPaths { dir, from: join(src)?, to: if renamed { None } else { Some(join(target)?) } })
+        let to = if in_renamed_scan(rel, scan_ids) { None } else { Some(join(target)?) };
+        Ok(FolderPaths { dir, from: join(src)?, to })
     }
 }
 
@@ -739,10 +743,7 @@ fn backup_replaced_instances(plan: &mut Plan, pre: &Tree, arch: &Tree, from: &Re
 /// `scan_<id>_catalog.xml` → `scan_<new>_catalog.xml`.
 pub fn map_path(rel: &str, scan_ids: &BTreeMap<String, String>) -> String {
     // Most paths are not below a renamed scan (a merge maps every file's): told without taking them apart.
-    let Some((old, _)) = rel.strip_prefix("SCANS/").and_then(|rest| rest.split_once('/')) else {
-        return rel.to_string();
-    };
-    if scan_ids.get(old).is_none_or(|new| new == old) {
+    if !in_renamed_scan(rel, scan_ids) {
         return rel.to_string();
     }
     let mut parts: Vec<String> = rel.split('/').map(str::to_string).collect();
@@ -760,6 +761,13 @@ pub fn map_path(rel: &str, scan_ids: &BTreeMap<String, String>) -> String {
         }
     }
     parts.join("/")
+}
+
+/// Whether `rel` lies below a scan folder (`SCANS/<id>/...`) whose scan is renamed.
+fn in_renamed_scan(rel: &str, scan_ids: &BTreeMap<String, String>) -> bool {
+    rel.strip_prefix("SCANS/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(old, _)| scan_ids.get(old).is_some_and(|new| new != old))
 }
 
 #[cfg(test)]
