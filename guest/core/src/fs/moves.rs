@@ -10,6 +10,10 @@
 use crate::error::Error;
 use crate::fs::tree::{RelPath, Tree};
 
+/// A file's path in the tree it leaves and its path in the tree it goes to, borrowed from the steps that name
+/// them (a merge's 10,000 moves are not copied to be made).
+pub type MovePair<'p> = (&'p RelPath, &'p RelPath);
+
 /// Why a batch of moves stopped: the pair at `index` (counted from 0) was not moved; every pair before it
 /// was, and none after it was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +27,7 @@ pub struct MoveStopped {
 impl Tree {
     /// Moves each pair's first path in this tree to its second in `dest`, in order, never replacing
     /// anything; stops at the first pair that cannot be moved. The destination folders must exist.
-    pub fn move_files_new(&self, dest: &Tree, pairs: &[(RelPath, RelPath)]) -> std::result::Result<(), MoveStopped> {
+    pub fn move_files_new(&self, dest: &Tree, pairs: &[MovePair]) -> std::result::Result<(), MoveStopped> {
         #[cfg(target_os = "wasi")]
         let pairs = match component::move_by_host(self, dest, pairs) {
             component::ByHost::Done(result) => return result,
@@ -40,7 +44,7 @@ impl Tree {
     /// Starts [`Tree::move_files_new`] of `pairs`: on the host's thread when it renames that way (WIT
     /// `start-renames`: the component goes on meanwhile), else when [`PendingMoves::finish`] is called. Moves
     /// started one after another run in that order; finish them in that order too.
-    pub fn start_moves_new<'t>(&'t self, dest: &'t Tree, pairs: Vec<(RelPath, RelPath)>) -> PendingMoves<'t> {
+    pub fn start_moves_new<'t>(&'t self, dest: &'t Tree, pairs: Vec<MovePair<'t>>) -> PendingMoves<'t> {
         #[cfg(target_os = "wasi")]
         if let Some(started) = component::start_by_host(self, dest, &pairs) {
             return PendingMoves { from: self, dest, pairs, started: Some(started) };
@@ -55,7 +59,7 @@ impl Tree {
     }
 
     /// One pair at a time: a look at the file and at its destination, then a rename.
-    fn move_each(&self, dest: &Tree, pairs: &[(RelPath, RelPath)]) -> std::result::Result<(), MoveStopped> {
+    fn move_each(&self, dest: &Tree, pairs: &[MovePair]) -> std::result::Result<(), MoveStopped> {
         for (index, (from, to)) in pairs.iter().enumerate() {
             let stop = |error| MoveStopped { index, error };
             // The file first, as the kernel's rename looks: a file already moved is missing, not in the way.
@@ -76,15 +80,15 @@ impl Tree {
 pub struct PendingMoves<'t> {
     from: &'t Tree,
     dest: &'t Tree,
-    pairs: Vec<(RelPath, RelPath)>,
+    pairs: Vec<MovePair<'t>>,
     /// The host's ticket; `None` when the moves are made by [`PendingMoves::finish`].
     #[cfg(target_os = "wasi")]
     started: Option<component::Started>,
 }
 
-impl PendingMoves<'_> {
+impl<'t> PendingMoves<'t> {
     /// The pairs, as started.
-    pub fn pairs(&self) -> &[(RelPath, RelPath)] {
+    pub fn pairs(&self) -> &[MovePair<'t>] {
         &self.pairs
     }
 
@@ -127,6 +131,7 @@ pub use component::HostRenames;
 
 #[cfg(target_os = "wasi")]
 mod component {
+    use super::MovePair;
     use super::{MoveStopped, exists};
     use crate::error::Error;
     use crate::fs::tree::{RelPath, Tree};
@@ -184,7 +189,7 @@ mod component {
     fn lent<T>(
         from: &Tree,
         to: &Tree,
-        pairs: &[(RelPath, RelPath)],
+        pairs: &[MovePair],
         call: impl FnOnce(&Descriptor, &Descriptor, &[(String, String)]) -> T,
     ) -> Option<T> {
         let (from_root, to_root) = (from.root().to_str()?, to.root().to_str()?);
@@ -200,7 +205,7 @@ mod component {
         .flatten()
     }
 
-    pub(super) fn move_by_host(from: &Tree, to: &Tree, pairs: &[(RelPath, RelPath)]) -> ByHost {
+    pub(super) fn move_by_host(from: &Tree, to: &Tree, pairs: &[MovePair]) -> ByHost {
         let Some(host) = host_of(from, to) else { return ByHost::NotOffered };
         match lent(from, to, pairs, host.rename_files) {
             None => ByHost::NotOffered,
@@ -209,7 +214,7 @@ mod component {
     }
 
     /// Starts the moves on the host's thread; `None` when it does not move that way (or would not start them).
-    pub(super) fn start_by_host(from: &Tree, to: &Tree, pairs: &[(RelPath, RelPath)]) -> Option<Started> {
+    pub(super) fn start_by_host(from: &Tree, to: &Tree, pairs: &[MovePair]) -> Option<Started> {
         let host = host_of(from, to)?;
         let ticket = lent(from, to, pairs, host.start_renames)?.ok()?;
         Some(Started { ticket, renamed: host.renamed })
@@ -217,7 +222,7 @@ mod component {
 
     /// Waits for moves started on the host's thread. Pairs it did not try (`interrupted`: an earlier call
     /// stopped, or the instance is ending) are `Declined`: the caller moves them.
-    pub(super) fn finish_by_host(started: Started, pairs: &[(RelPath, RelPath)]) -> ByHost {
+    pub(super) fn finish_by_host(started: Started, pairs: &[MovePair]) -> ByHost {
         match (started.renamed)(started.ticket) {
             Err((index, ErrorCode::Interrupted)) => ByHost::Declined(index as usize),
             answer => answered(answer, pairs),
@@ -225,7 +230,7 @@ mod component {
     }
 
     /// What the host's answer means for the moves of `pairs`.
-    fn answered(answer: Result<(), (u32, ErrorCode)>, pairs: &[(RelPath, RelPath)]) -> ByHost {
+    fn answered(answer: Result<(), (u32, ErrorCode)>, pairs: &[MovePair]) -> ByHost {
         match answer {
             Ok(()) => ByHost::Done(Ok(())),
             Err((index, ErrorCode::Unsupported)) => {
@@ -273,8 +278,9 @@ mod tests {
         }
         fs::write(arc.path().join("E/1/c"), "archived").unwrap();
         let path = |s: &str| RelPath::new(s).unwrap();
-        let pairs: Vec<_> =
+        let paths: Vec<_> =
             ["a", "b", "c", "d"].iter().map(|n| (path(&format!("S/1/{n}")), path(&format!("E/1/{n}")))).collect();
+        let pairs: Vec<MovePair> = paths.iter().map(|(from, to)| (from, to)).collect();
 
         let stopped = p.move_files_new(&a, &pairs).unwrap_err();
         assert_eq!(stopped.index, 2);

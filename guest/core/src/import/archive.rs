@@ -137,7 +137,7 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
     arch.create_dir_all(&arc)?;
     let label_lock =
         Lock::acquire(arch, &arc.join(&format!(".{}.lock", first.label))?, "ARCHIVING", "the destination experiment")?;
-    let plan = plan_again(pre, arch, s, params, first)?;
+    let mut plan = plan_again(pre, arch, s, params, first)?;
     decide(&plan, params.overwrite)?;
     let site = site_id(params.site_id.as_deref());
     // The subject first: one whose document cannot be read stops the archive before an experiment ID is
@@ -151,8 +151,10 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
         Some(id) => id.to_string(),
         None => claim_id(arch, &site, 'E', s)?,
     };
-    let mut journal = Journal::from_plan(&plan, experiment_id, subject_id, params);
+    let mut journal = Journal::from_plan(&mut plan, experiment_id, subject_id, params);
     journal.write(pre, &plan.incoming)?;
+    // What is left of the plan is not needed any more: its readings are the journal's now.
+    drop(plan);
     cp.pass()?;
     if let Some(ms) = cp.pause_before_moves_ms() {
         std::thread::sleep(std::time::Duration::from_millis(ms));

@@ -13,7 +13,7 @@ use crate::fs::tree::{Kind, RelPath, Replacement, Tree};
 use crate::import::incoming::{CatalogRead, CatalogStats, FilesBelow, SessionFiles, entry_ref};
 use crate::import::plan::Step;
 use crate::model::catalog::{Catalog, EntryMut};
-use crate::model::catalog_stream::{Fate, StreamedCatalog, WriteError, fingerprint_of};
+use crate::model::catalog_stream::{Fate, Fingerprint, StreamedCatalog, WriteError, fingerprint_of};
 use crate::xml::Element;
 use foldhash::{HashMap, HashSet};
 use std::rc::Rc;
@@ -22,12 +22,18 @@ use std::rc::Rc;
 /// by [`merge_catalog`].
 pub struct Prepared<'t> {
     written: Replacement<'t>,
-    /// The archived catalog it was made from.
-    read: Rc<CatalogRead>,
-    /// The URIs of the entries it added.
-    added: Vec<String>,
-    /// Its statistics as far as the plan's files tell them (see [`Moved`]).
-    counted: Option<Counted>,
+    /// The fingerprint of the archived catalog it was made from, which must still be there to put it in place.
+    made_from: Option<Fingerprint>,
+    stats: PreparedStats,
+}
+
+/// A prepared merge's statistics: counted from the files the plan saw, or to be counted after the commit.
+enum PreparedStats {
+    /// As far as the plan's files tell them (see [`Moved`]).
+    Counted(Counted),
+    /// Not known: the archived catalog it was made from and the URIs of the entries it added, whose files are
+    /// looked at after the commit.
+    Later { read: Rc<CatalogRead>, added: Vec<String> },
 }
 
 /// A merged catalog's statistics from the files the plan saw: `stats` for the entries whose file it knows,
@@ -121,13 +127,15 @@ pub fn prepare<'t>(
     }
     let incoming = Catalog::parse(&pre.read(from).ok()?).ok()?;
     let merge = decide(incoming, &read, false, &mut |_, _| Ok(false)).ok()?;
-    let added = merge.added_uris.clone();
-    let counted = known.map(|known| {
-        let kept = read.entries.iter().map(|(uri, _, _)| uri.as_str());
-        known.count(into, kept.chain(added.iter().map(String::as_str)))
-    });
+    let stats = match known {
+        Some(known) => {
+            let kept = read.entries.iter().map(|(uri, _, _)| uri.as_str());
+            PreparedStats::Counted(known.count(into, kept.chain(merge.added_uris.iter().map(String::as_str))))
+        }
+        None => PreparedStats::Later { read: Rc::clone(&read), added: merge.added_uris.clone() },
+    };
     let written = write(arch, into, &read, merge).ok()??;
-    Some(Prepared { written, read, added, counted })
+    Some(Prepared { written, made_from: read.streamed.fingerprint(), stats })
 }
 
 /// Merges an incoming catalog (still in the prearchive) into the archive's, entry by entry. Repeatable:
@@ -150,11 +158,11 @@ pub fn merge_catalog(
 ) -> Result<Option<CatalogStats>> {
     if let Some(prepared) = prepared
         && pre.kind(from)?.is_some()
-        && arch.open(into).ok().and_then(|f| fingerprint_of(f).ok()) == prepared.read.streamed.fingerprint()
+        && arch.open(into).ok().and_then(|f| fingerprint_of(f).ok()) == prepared.made_from
     {
-        let stats = match &prepared.counted {
+        let stats = match &prepared.stats {
             // The files the plan saw, and each of the others looked at.
-            Some(Counted { stats, unknown }) => {
+            PreparedStats::Counted(Counted { stats, unknown }) => {
                 let (mut count, mut size) = *stats;
                 for uri in unknown {
                     if let Ok(path) = into.parent().join_path(uri)
@@ -166,10 +174,10 @@ pub fn merge_catalog(
                 (count, size)
             }
             // The files as they are now (the host lists large folders on all its cores).
-            None => {
+            PreparedStats::Later { read, added } => {
                 let files = FilesBelow::list(arch, &into.parent())?;
-                let uris = prepared.read.entries.iter().map(|(uri, _, _)| uri.as_str());
-                catalog_stats(arch, &files, uris.chain(prepared.added.iter().map(String::as_str)))?
+                let uris = read.entries.iter().map(|(uri, _, _)| uri.as_str());
+                catalog_stats(arch, &files, uris.chain(added.iter().map(String::as_str)))?
             }
         };
         prepared.written.put_in_place()?;

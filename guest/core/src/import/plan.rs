@@ -516,9 +516,15 @@ fn plan_merge(
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
     let mut present = Present { tree: arch, folders: HashMap::default(), ahead: None };
-    let MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads } =
+    let MergeTargets { catalogs: merged_catalogs, read_order, reads } =
         catalogs_to_merge(plan, arch, &mut present, &files)?;
-    plan.merge_reads = reads;
+    // The archived entries of those catalogs by DICOM UID → URI (a later catalog's entry wins), borrowed from
+    // the readings: a merge into a catalog of 10,000 entries makes no copy of their UIDs and URIs.
+    let existing_uids: HashMap<&str, &str> = read_order
+        .iter()
+        .flat_map(|cat| reads[cat].entries.iter())
+        .filter_map(|(uri, uid, _)| Some((uid.as_deref()?, uri.as_str())))
+        .collect();
     let mut matching_files = false;
     let mut same_resources = false;
     // Files come folder by folder (a scan's thousands of files in one): a folder's paths are checked and
@@ -535,7 +541,7 @@ fn plan_merge(
             // DICOM instances already in the existing catalog under another file name.
             if let Some(entries) = incoming.catalog_entries(pre, &from)?.as_ref() {
                 for (uri, uid, _) in entries {
-                    if let Some((_, old_uri)) = uid.as_ref().and_then(|u| existing_uids.get(u))
+                    if let Some(old_uri) = uid.as_deref().and_then(|u| existing_uids.get(u))
                         && old_uri != uri
                     {
                         same_resources = true;
@@ -573,6 +579,8 @@ fn plan_merge(
     }
     let archived = present.folders.into_iter().filter_map(|(folder, listed)| Some((folder, listed?.kinds))).collect();
     plan.merge_files = Some(Rc::new(KnownFiles { archived, session: Rc::clone(incoming) }));
+    drop(existing_uids);
+    plan.merge_reads = reads;
     if same_resources {
         plan.notice(14, NoticeKind::Conflict, "Session already exists with the same resources.");
     } else if matching_files {
@@ -672,8 +680,8 @@ impl Present<'_> {
 struct MergeTargets {
     /// Incoming catalog (relative to the session) → the archived catalog it merges into.
     catalogs: BTreeMap<String, RelPath>,
-    /// The archived entries of those catalogs by DICOM UID → (catalog, URI).
-    uids: HashMap<String, (RelPath, String)>,
+    /// The archived catalogs read, in the order the incoming ones first named them.
+    read_order: Vec<RelPath>,
     /// Each readable archived catalog as it was read.
     reads: HashMap<RelPath, Rc<CatalogRead>>,
 }
@@ -681,7 +689,7 @@ struct MergeTargets {
 /// Incoming resource catalogs whose resource folder already exists in the target: merged, not moved.
 fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[String]) -> Result<MergeTargets> {
     let mut merged_catalogs = BTreeMap::new();
-    let mut existing_uids = HashMap::default();
+    let mut read_order = Vec::new();
     let mut reads = HashMap::default();
     for rel in files.iter().filter(|rel| rel.ends_with("_catalog.xml")) {
         let mapped = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
@@ -701,16 +709,12 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[S
                 _ => read_catalog(arch, &target_cat)?,
             }
         {
-            for (uri, uid, _) in &read.entries {
-                if let Some(uid) = uid {
-                    existing_uids.insert(uid.clone(), (target_cat.clone(), uri.clone()));
-                }
-            }
+            read_order.push(target_cat.clone());
             reads.insert(target_cat.clone(), Rc::new(read));
         }
         merged_catalogs.insert(rel.clone(), target_cat);
     }
-    Ok(MergeTargets { catalogs: merged_catalogs, uids: existing_uids, reads })
+    Ok(MergeTargets { catalogs: merged_catalogs, read_order, reads })
 }
 
 /// overwrite=delete: an archived file whose DICOM instance arrives under another name is replaced like a
