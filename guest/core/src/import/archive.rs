@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
-use crate::import::plan::{Plan, plan, plan_again, plan_destination};
+use crate::import::plan::{Plan, plan, plan_again, plan_destination, plan_head};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
 use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
 use crate::progress::Progress;
@@ -129,15 +129,38 @@ fn record_failure(prearchive: &Prearchive, s: &SessionRef, e: &Error) {
 }
 
 fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: &mut Checkpoints) -> Result<String> {
-    let first = plan_destination(pre, arch, s, params)?;
-    decide(&first, params.overwrite)?;
-    // The destination is locked too, so that two sessions cannot become one experiment at once; the plan
-    // is made again under that lock, a merge's moves only there (what the archive holds may change until then).
-    let arc = first.target.parent();
-    arch.create_dir_all(&arc)?;
-    let label_lock =
-        Lock::acquire(arch, &arc.join(&format!(".{}.lock", first.label))?, "ARCHIVING", "the destination experiment")?;
-    let mut plan = plan_again(pre, arch, s, params, first)?;
+    // The destination is locked too, so that two sessions cannot become one experiment at once; a merge's
+    // moves are planned only under that lock (what the archive holds may change until then).
+    let lock_path = |plan: &Plan| plan.target.parent().join(&format!(".{}.lock", plan.label));
+    let lock_destination = |plan: &Plan| -> Result<(Lock, RelPath)> {
+        arch.create_dir_all(&plan.target.parent())?;
+        let path = lock_path(plan)?;
+        Ok((Lock::acquire(arch, &path, "ARCHIVING", "the destination experiment")?, path))
+    };
+    let head = plan_head(pre, arch, s, params)?;
+    let (mut plan, (label_lock, locked)) =
+        if head.existing.is_some() && params.overwrite != Overwrite::None && !head.fails() {
+            // A merge: the destination exists, so it is locked at once and the whole plan made under the lock — the
+            // host lists the experiment's folder while the session is checked. Whatever would refuse the session
+            // refuses it there (`decide` below), and the lock is released.
+            let label_lock = lock_destination(&head)?;
+            (plan(pre, arch, s, params)?, label_lock)
+        } else {
+            // Anything else is checked before the destination is locked (a session refused creates nothing), and
+            // planned again under the lock.
+            let first = plan_destination(pre, arch, s, params)?;
+            decide(&first, params.overwrite)?;
+            let label_lock = lock_destination(&first)?;
+            (plan_again(pre, arch, s, params, first)?, label_lock)
+        };
+    if lock_path(&plan)? != locked {
+        return Err(Error::Conflict(format!(
+            "the destination of {} changed while it was planned ({locked} was locked, the plan found {}); archive \
+             it again",
+            s.url(),
+            plan.target
+        )));
+    }
     decide(&plan, params.overwrite)?;
     let site = site_id(params.site_id.as_deref());
     // The subject first: one whose document cannot be read stops the archive before an experiment ID is

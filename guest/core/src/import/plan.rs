@@ -111,6 +111,11 @@ impl Plan {
         self.notices.push(Notice::new(code, kind, message));
     }
 
+    /// Whether a notice says the session cannot be archived as asked (FAIL).
+    pub fn fails(&self) -> bool {
+        self.notices.iter().any(|n| n.kind == NoticeKind::Fail)
+    }
+
     pub fn has(&self, code: u32) -> bool {
         self.notices.iter().any(|n| n.code == code)
     }
@@ -131,30 +136,45 @@ impl Plan {
 /// Resolves and checks one session. `Err` only for what stops even validation: an unknown session, a
 /// session still receiving, an unreadable document, a contradictory request.
 pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
-    plan_with(pre, arch, session, params, None, true)
+    plan_with(pre, arch, session, params, Scope::Whole)
+}
+
+/// Where the session goes (project, label, subject, the experiment already there and how its scans match), and
+/// nothing that looks at the session's files: for the archive to lock the destination first when it merges,
+/// then plan the whole archive under that lock ([`plan`]).
+pub fn plan_head(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
+    plan_with(pre, arch, session, params, Scope::Head)
 }
 
 /// [`plan`] without a merge's file moves (nor the notices only they give, code 14): where the session goes
 /// and every other check, for the archive to know which destination to lock before it plans the moves
 /// under that lock ([`plan_again`]).
 pub fn plan_destination(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
-    plan_with(pre, arch, session, params, None, false)
+    plan_with(pre, arch, session, params, Scope::Checks)
 }
 
 /// [`plan`] made again (under the destination's lock, for what the archive holds now), reusing `first`'s
 /// checks of the incoming session and its listing: the session is locked, so they still hold.
 pub fn plan_again(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, first: Plan) -> Result<Plan> {
-    plan_with(pre, arch, session, params, first.incoming_checks, true)
+    match first.incoming_checks {
+        Some(checks) => plan_with(pre, arch, session, params, Scope::Again(checks)),
+        None => plan(pre, arch, session, params),
+    }
 }
 
-fn plan_with(
-    pre: &Tree,
-    arch: &Tree,
-    session: &SessionRef,
-    params: &Params,
-    incoming_checks: Option<IncomingChecks>,
-    moves: bool,
-) -> Result<Plan> {
+/// How much of a plan [`plan_with`] makes.
+enum Scope {
+    /// The destination alone ([`plan_head`]).
+    Head,
+    /// Everything but a merge's moves ([`plan_destination`]).
+    Checks,
+    /// Everything ([`plan`]).
+    Whole,
+    /// Everything, the incoming session's checks taken from a first plan ([`plan_again`]).
+    Again(IncomingChecks),
+}
+
+fn plan_with(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, scope: Scope) -> Result<Plan> {
     let prearchive = Prearchive::new(pre);
     prearchive.require(session)?;
     let incoming = prearchive.document(session)?.ok_or_else(|| {
@@ -201,11 +221,21 @@ fn plan_with(
         check_existing(&mut plan, arch, &dir, doc.as_ref())?;
         plan.existing = Some(Existing { dir, doc });
     }
-    let checks = match incoming_checks {
-        Some(checks) => checks,
-        None => {
+    let moves = !matches!(scope, Scope::Checks);
+    // A merge's first archived folder, listed by the host from when it has listed the session's files.
+    let mut archived_ahead = None;
+    let checks = match scope {
+        Scope::Head => return Ok(plan),
+        Scope::Again(checks) => checks,
+        Scope::Checks | Scope::Whole => {
             let dir = plan.session.dir();
             let files = list_reading_catalogs(pre, &dir, &plan.incoming)?;
+            if moves && plan.existing.is_some() {
+                archived_ahead = first_merge_folder(&plan, &files).map(|folder| {
+                    let walk = arch.walk_ahead(&folder);
+                    (folder, walk)
+                });
+            }
             let mut notices = check_uris(&dir, &plan.incoming);
             let entries = check_entries(pre, &files)?;
             notices.extend(entries.notices);
@@ -215,7 +245,7 @@ fn plan_with(
     };
     plan.notices.extend(checks.notices.iter().cloned());
     if plan.existing.is_some() && moves {
-        plan_merge(&mut plan, pre, arch, params.overwrite, &checks.files)?;
+        plan_merge(&mut plan, pre, arch, params.overwrite, &checks.files, archived_ahead)?;
     }
     plan.incoming_checks = Some(checks);
     plan.notices.sort_by_key(|n| n.code);
@@ -248,6 +278,12 @@ fn list_reading_catalogs(pre: &Tree, dir: &RelPath, incoming: &SessionDoc) -> Re
     let files = SessionFiles::list_ahead(pre, &mut ahead, dir)?;
     files.read_already(read);
     Ok(files)
+}
+
+/// The archived folder the first incoming catalog would go to, which a merge looks at first ([`catalogs_to_merge`]).
+fn first_merge_folder(plan: &Plan, files: &SessionFiles) -> Option<RelPath> {
+    let rel = files.paths().find(|rel| rel.ends_with("_catalog.xml"))?;
+    Some(plan.target.join_path(&map_path(rel, &plan.scan_ids)).ok()?.parent())
 }
 
 /// Code 8: the label, the first non-empty of the session/label parameters, the document's label, the
@@ -512,10 +548,11 @@ fn plan_merge(
     arch: &Tree,
     overwrite: Overwrite,
     incoming: &Rc<SessionFiles>,
+    ahead: Option<(RelPath, WalkAhead)>,
 ) -> Result<()> {
     let src = plan.session.dir();
     let files: Vec<String> = incoming.paths().map(str::to_string).collect();
-    let mut present = Present { tree: arch, folders: HashMap::default(), ahead: None };
+    let mut present = Present { tree: arch, folders: HashMap::default(), ahead };
     let MergeTargets { catalogs: merged_catalogs, read_order, reads } =
         catalogs_to_merge(plan, arch, &mut present, &files)?;
     // The archived entries of those catalogs by DICOM UID → URI (a later catalog's entry wins), borrowed from
@@ -699,7 +736,9 @@ fn catalogs_to_merge(plan: &Plan, arch: &Tree, present: &mut Present, files: &[S
         // there. (Under the destination's lock, as the listing: either order reads the same.)
         let mut early = None;
         if !present.folders.contains_key(&to_folder) && !reads.contains_key(&mapped) {
-            present.ahead = Some((to_folder.clone(), arch.walk_ahead(&to_folder)));
+            if present.ahead.as_ref().is_none_or(|(walked, _)| *walked != to_folder) {
+                present.ahead = Some((to_folder.clone(), arch.walk_ahead(&to_folder)));
+            }
             early = read_catalog(arch, &mapped).ok();
         }
         let Some(target_cat) = present.catalogs(&to_folder)?.into_iter().next() else { continue };
