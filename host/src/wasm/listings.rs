@@ -15,12 +15,23 @@ use crate::library::bindings::listings::{Datetime, DescriptorType, ErrorCode, Li
 use crate::wasm::lent::{error_code as code, readable_folder};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::filesystem::Descriptor;
 
 /// Each thread looks at this many entries at least: folders of twice as many or more are split between threads.
 /// A thread costs ~30 µs to start and join, a look ~1.5 µs: a folder of 256 files already gains from two.
 const PARALLEL_FROM: usize = 128;
+
+/// The threads that look at a folder's entries.
+#[derive(Clone, Copy)]
+pub(crate) enum Lookers<'a> {
+    /// Up to this many from the start: a large folder is split between them.
+    Split(usize),
+    /// One; and when `idle` says the component waits for this listing (its core is free), what is left of a
+    /// large folder split with a second.
+    WhenIdle(&'a AtomicBool),
+}
 
 /// Every entry of the folder at `path` beneath the lent `folder`, in name order (bytes).
 ///
@@ -36,29 +47,30 @@ pub(crate) fn list_folder(
     {
         use std::os::fd::AsFd;
         let lent = crate::wasm::lent::readable_descriptor(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
-        if let Some(listed) = native::list(lent.as_fd(), path, threads()) {
+        if let Some(listed) = native::list(lent.as_fd(), path, Lookers::Split(threads())) {
             return listed;
         }
     }
-    list_with_cap_std(&readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?, path, threads())
+    let lent = readable_folder(table, folder).map_err(|_| ErrorCode::BadDescriptor)?;
+    list_with_cap_std(&lent, path, Lookers::Split(threads()))
 }
 
 /// [`list_folder`] beneath a folder the host holds (a duplicate of a lent one, kept for a walk), on one
-/// thread: a walk runs beside the component's own work, and splitting its folders would take the core the
-/// component works on.
-pub(crate) fn list_at(lent: &cap_std::fs::Dir, path: &str) -> Result<Vec<ListedEntry>, ErrorCode> {
+/// thread while the component works beside it (splitting the folder would take the core the component works
+/// on), on two from when `idle` says the component waits for it.
+pub(crate) fn list_at(lent: &cap_std::fs::Dir, path: &str, idle: &AtomicBool) -> Result<Vec<ListedEntry>, ErrorCode> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsFd;
-        if let Some(listed) = native::list(lent.as_fd(), path, 1) {
+        if let Some(listed) = native::list(lent.as_fd(), path, Lookers::WhenIdle(idle)) {
             return listed;
         }
     }
-    list_with_cap_std(lent, path, 1)
+    list_with_cap_std(lent, path, Lookers::WhenIdle(idle))
 }
 
 /// [`list_folder`] through cap-std: what every system but Linux uses, and Linux before `openat2` (5.6).
-fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str, threads: usize) -> Result<Vec<ListedEntry>, ErrorCode> {
+fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str, lookers: Lookers) -> Result<Vec<ListedEntry>, ErrorCode> {
     let opened;
     let dir = if path.is_empty() || path == "." {
         lent
@@ -71,7 +83,7 @@ fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str, threads: usize) -> Res
         entries.push(entry.map_err(code)?);
     }
     entries.sort_by_cached_key(|e| e.file_name());
-    look_at_each(&entries, threads, |entry| match entry.metadata() {
+    look_at_each(&entries, lookers, |entry| match entry.metadata() {
         Ok(meta) => Ok(Some(listed(entry.file_name(), &meta))),
         // Gone between the read and the look: it is not there any more.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -79,19 +91,45 @@ fn list_with_cap_std(lent: &cap_std::fs::Dir, path: &str, threads: usize) -> Res
     })
 }
 
-/// `look` at each entry (`None`: gone, left out), in order; a large folder is split between up to `threads`
-/// threads.
+/// `look` at each entry (`None`: gone, left out), in order, by the `lookers`.
 fn look_at_each<T: Sync>(
     entries: &[T],
-    threads: usize,
+    lookers: Lookers,
     look: impl Fn(&T) -> Result<Option<ListedEntry>, ErrorCode> + Sync,
+) -> Result<Vec<ListedEntry>, ErrorCode> {
+    let idle = match lookers {
+        Lookers::Split(threads) => return look_split(entries, threads, &look),
+        Lookers::WhenIdle(idle) => idle,
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut rest = entries;
+    while !rest.is_empty() {
+        if rest.len() >= 2 * PARALLEL_FROM && idle.load(Ordering::Acquire) {
+            out.extend(look_split(rest, 2, &look)?);
+            break;
+        }
+        let (now, later) = rest.split_at(rest.len().min(PARALLEL_FROM));
+        for entry in now {
+            if let Some(listed) = look(entry)? {
+                out.push(listed);
+            }
+        }
+        rest = later;
+    }
+    Ok(out)
+}
+
+/// `look` at each entry, in order; a large folder is split between up to `threads` threads.
+fn look_split<T: Sync>(
+    entries: &[T],
+    threads: usize,
+    look: &(impl Fn(&T) -> Result<Option<ListedEntry>, ErrorCode> + Sync),
 ) -> Result<Vec<ListedEntry>, ErrorCode> {
     let threads = threads.min(entries.len() / PARALLEL_FROM).max(1);
     if threads == 1 {
         return entries.iter().filter_map(|e| look(e).transpose()).collect();
     }
     let chunk = entries.len().div_ceil(threads);
-    let look = &look;
     std::thread::scope(|scope| {
         let workers: Vec<_> = entries
             .chunks(chunk)
@@ -124,13 +162,13 @@ mod native {
     pub(super) fn list(
         lent: BorrowedFd<'_>,
         path: &str,
-        threads: usize,
+        lookers: Lookers,
     ) -> Option<Result<Vec<ListedEntry>, ErrorCode>> {
         let dir = match open_beneath(lent, if path.is_empty() { "." } else { path })? {
             Ok(dir) => dir,
             Err(e) => return Some(Err(e)),
         };
-        Some(read(&dir, threads))
+        Some(read(&dir, lookers))
     }
 
     /// The folder at `path` beneath `lent`, opened for reading, as cap-std opens it (`EAGAIN`, a rename
@@ -159,7 +197,7 @@ mod native {
         None
     }
 
-    fn read(dir: &OwnedFd, threads: usize) -> Result<Vec<ListedEntry>, ErrorCode> {
+    fn read(dir: &OwnedFd, lookers: Lookers) -> Result<Vec<ListedEntry>, ErrorCode> {
         let mut names: Vec<(CString, FileType)> = Vec::new();
         let mut buf = Vec::with_capacity(32 << 10);
         let mut reading = RawDir::new(dir, buf.spare_capacity_mut());
@@ -171,7 +209,7 @@ mod native {
             }
         }
         names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        look_at_each(&names, threads, |(name, kind)| {
+        look_at_each(&names, lookers, |(name, kind)| {
             let as_os = || OsStr::from_bytes(name.as_bytes()).to_os_string();
             if !matches!(kind, FileType::RegularFile | FileType::Unknown) {
                 return Ok(Some(not_a_file(as_os(), descriptor_type(*kind))));
@@ -392,9 +430,14 @@ mod tests {
         .unwrap();
         for path in ["", "many", "many/sub", "many/link"] {
             let native = list_folder(&table, &folder, path).unwrap();
-            let through_cap_std =
-                list_with_cap_std(&readable_folder(&table, &folder).unwrap(), path, threads()).unwrap();
+            let lent = readable_folder(&table, &folder).unwrap();
+            let through_cap_std = list_with_cap_std(&lent, path, Lookers::Split(threads())).unwrap();
             assert_eq!(format!("{native:?}"), format!("{through_cap_std:?}"), "{path}");
+            // A walk's listing, on one thread or split with a second once the component waits for it.
+            for idle in [false, true] {
+                let walked = list_at(&lent, path, &AtomicBool::new(idle)).unwrap();
+                assert_eq!(format!("{native:?}"), format!("{walked:?}"), "{path}, idle {idle}");
+            }
             assert_eq!(native.is_empty(), path.starts_with("many/"), "{path}");
             let mut names: Vec<&str> = native.iter().map(|e| e.name.as_str()).collect();
             names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));

@@ -12,6 +12,7 @@ use crate::library::bindings::listings::{DescriptorType, ErrorCode, WalkedFolder
 use crate::wasm::lent::readable_folder;
 use crate::wasm::listings::list_at;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::filesystem::Descriptor;
@@ -95,6 +96,9 @@ struct Walk {
     ahead_at_most: usize,
     state: Mutex<Ahead>,
     changed: Condvar,
+    /// The component waits for the next folder: its core is free, and the folder being listed is split with a
+    /// second thread (see [`list_at`]).
+    waited_for: AtomicBool,
 }
 
 /// What the walk has listed and the component not yet taken, and whether either side is done.
@@ -124,7 +128,7 @@ impl Walk {
         while let Some(rel) = pending.pop() {
             let path = below(root, &rel);
             // A folder that cannot be listed ends the walk here: the component lists it itself and learns why.
-            let Ok(entries) = list_at(lent, &path) else { break };
+            let Ok(entries) = list_at(lent, &path, &self.waited_for) else { break };
             for entry in entries.iter().rev() {
                 if entry.type_ == DescriptorType::Directory && entry.utf8 {
                     pending.push(below(&rel, &entry.name));
@@ -166,7 +170,9 @@ impl Walk {
             if state.finished || state.stopped {
                 return None;
             }
+            self.waited_for.store(true, Ordering::Release);
             state = self.wait(state);
+            self.waited_for.store(false, Ordering::Release);
         }
     }
 
