@@ -33,6 +33,14 @@ pub struct Tree {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RelPath(String);
 
+/// A map keyed by paths is looked up by their text: the derived `Hash` and `Eq` are the `String`'s, so the
+/// same as `str`'s.
+impl std::borrow::Borrow<str> for RelPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl RelPath {
     /// The tree's root itself.
     pub fn root() -> RelPath {

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::ahead::WalkAhead;
-use crate::fs::tree::{Kind, RelPath, Replacement, Tree};
+use crate::fs::tree::{Kind, RelPath, Replacement, Tree, check_segment};
 use crate::import::incoming::{CatalogRead, CatalogStats, FilesBelow, SessionFiles, entry_ref};
 use crate::import::plan::Step;
 use crate::model::catalog::{Catalog, EntryMut};
@@ -59,21 +59,30 @@ pub struct KnownFiles {
 pub struct Moved<'j> {
     files: &'j KnownFiles,
     session: RelPath,
-    /// Destination → the file moved there.
-    moved: HashMap<&'j RelPath, &'j RelPath>,
-    set_aside: HashSet<&'j RelPath>,
+    /// Destination folder → name → the file moved there (a catalog's URIs are looked up by name in its folder,
+    /// without a path made for each).
+    moved: HashMap<&'j str, HashMap<&'j str, &'j RelPath>>,
+    /// Folder → the names set aside there.
+    set_aside: HashMap<&'j str, HashSet<&'j str>>,
+}
+
+/// A path's folder and name.
+fn folder_and_name(path: &RelPath) -> (&str, &str) {
+    path.as_str().rsplit_once('/').unwrap_or(("", path.as_str()))
 }
 
 impl<'j> Moved<'j> {
     pub fn new(files: &'j KnownFiles, session: &RelPath, steps: &'j [Step]) -> Moved<'j> {
-        let (mut moved, mut set_aside) = (HashMap::default(), HashSet::default());
+        let (mut moved, mut set_aside) = (HashMap::<_, HashMap<_, _>>::default(), HashMap::<_, HashSet<_>>::default());
         for step in steps {
             match step {
                 Step::Move { from, to } => {
-                    moved.insert(to, from);
+                    let (folder, name) = folder_and_name(to);
+                    moved.entry(folder).or_default().insert(name, from);
                 }
                 Step::Backup { file, .. } => {
-                    set_aside.insert(file);
+                    let (folder, name) = folder_and_name(file);
+                    set_aside.entry(folder).or_default().insert(name);
                 }
                 Step::MergeCatalog { .. } => {}
             }
@@ -81,13 +90,13 @@ impl<'j> Moved<'j> {
         Moved { files, session: session.clone(), moved, set_aside }
     }
 
-    /// The size of the regular file at `path` once the moves are done: `Some(None)` when it is no regular file
-    /// (or nothing), `None` when it is not known.
-    fn file_len(&self, path: &RelPath) -> Option<Option<u64>> {
-        let kind = match self.moved.get(path) {
+    /// The size of the regular file `name` in `folder` once the moves are done: `Some(None)` when it is no
+    /// regular file (or nothing), `None` when it is not known.
+    fn file_len(&self, folder: &str, name: &str) -> Option<Option<u64>> {
+        let kind = match self.moved.get(folder).and_then(|names| names.get(name)) {
             Some(from) => Some(self.files.session.kind(from.strip_prefix(&self.session)?)?),
-            None if self.set_aside.contains(path) => return None,
-            None => self.files.archived.get(&path.parent())?.get(path.name()).copied(),
+            None if self.set_aside.get(folder).is_some_and(|names| names.contains(name)) => return None,
+            None => self.files.archived.get(folder)?.get(name).copied(),
         };
         Some(match kind {
             Some(Kind::File { len }) => Some(len),
@@ -99,8 +108,18 @@ impl<'j> Moved<'j> {
     fn count<'u>(&self, into: &RelPath, uris: impl IntoIterator<Item = &'u str>) -> Counted {
         let (folder, mut counted) = (into.parent(), Counted { stats: (0, 0), unknown: Vec::new() });
         for uri in uris {
-            let Ok(path) = folder.join_path(uri) else { continue };
-            match self.file_len(&path) {
+            // Most URIs are a name in the catalog's own folder.
+            let joined;
+            let (dir, name) = if uri.contains('/') {
+                let Ok(path) = folder.join_path(uri) else { continue };
+                joined = path;
+                folder_and_name(&joined)
+            } else if check_segment(uri).is_ok() {
+                (folder.as_str(), uri)
+            } else {
+                continue;
+            };
+            match self.file_len(dir, name) {
                 Some(Some(len)) => counted.stats = (counted.stats.0 + 1, counted.stats.1 + len),
                 Some(None) => {}
                 None => counted.unknown.push(uri.to_string()),
