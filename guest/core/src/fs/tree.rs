@@ -123,7 +123,9 @@ pub fn path_below(prefix: &str, name: &str) -> String {
 
 /// A plain name: not empty, not `.` or `..`, no separators or NUL.
 pub fn check_segment(segment: &str) -> Result<()> {
-    if segment.is_empty() || segment == "." || segment == ".." || segment.contains(['/', '\\', '\0']) {
+    // `memchr3`: this runs for every path a plan or a journal makes (a merge of 10,000 files: 20,000 names).
+    let separator = memchr::memchr3(b'/', b'\\', 0, segment.as_bytes()).is_some();
+    if segment.is_empty() || segment == "." || segment == ".." || separator {
         return Err(Error::BadRequest(format!(
             "{segment:?} is not a plain file or folder name; paths must stay inside the granted directory"
         )));
@@ -678,6 +680,16 @@ mod tests {
         for bad in ["", "a/../b", "..", "a//b", "a/", "/a", "./a", "a\\b", "a\0b", &"n".repeat(NAME_MAX + 1)] {
             assert!(matches!(p.join_path(bad), Err(Error::BadRequest(_))), "{bad:?} was joined");
         }
+        // One name: a separator anywhere in it, in a short name or a long one, is refused.
+        let long = "1.2.840.113619.2.55.3.604688119.969".repeat(2);
+        for sep in ["/", "\\", "\0"] {
+            for bad in
+                [format!("a{sep}b"), format!("{long}{sep}"), format!("{sep}{long}"), format!("{long}{sep}{long}")]
+            {
+                assert!(matches!(p.join(&bad), Err(Error::BadRequest(_))), "{bad:?} was joined");
+            }
+        }
+        assert_eq!(p.join(&long).unwrap().name(), long);
     }
 
     #[test]

@@ -567,10 +567,13 @@ fn plan_merge(
     // Files come folder by folder (a scan's thousands of files in one): a folder's paths are checked and
     // mapped once, and each file's only by its name.
     let mut folder: Option<FolderPaths> = None;
+    plan.steps.reserve(files.len());
     for rel in &files {
         let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         if folder.as_ref().is_none_or(|f| f.dir != dir) {
-            folder = Some(FolderPaths::new(rel, dir, &src, &plan.target, &plan.scan_ids)?);
+            let mut paths = FolderPaths::new(rel, dir, &src, &plan.target, &plan.scan_ids)?;
+            paths.listed = paths.to.as_ref().and_then(|to| present.listed(to));
+            folder = Some(paths);
         }
         let paths = folder.as_ref().expect("set above");
         let from = paths.from.join(name)?;
@@ -591,9 +594,10 @@ fn plan_merge(
             plan.steps.push(Step::MergeCatalog { from, into: into.clone() });
             continue;
         }
-        let (to, there) = match &paths.to {
-            Some(dir) => (dir.join(name)?, present.holds(dir, name)?),
-            None => {
+        let (to, there) = match (&paths.to, &paths.listed) {
+            (Some(dir), Some(listed)) => (dir.join(name)?, listed.kinds.contains_key(name)),
+            (Some(dir), None) => (dir.join(name)?, present.holds(dir, name)?),
+            (None, _) => {
                 let to = plan.target.join_path(&map_path(rel, &plan.scan_ids))?;
                 let there = present.at(&to)?;
                 (to, there)
@@ -614,7 +618,12 @@ fn plan_merge(
         }
         plan.steps.push(Step::Move { from, to });
     }
-    let archived = present.folders.into_iter().filter_map(|(folder, listed)| Some((folder, listed?.kinds))).collect();
+    drop(folder);
+    let archived = present
+        .folders
+        .into_iter()
+        .filter_map(|(folder, listed)| Some((folder, Rc::try_unwrap(listed?).ok()?.kinds)))
+        .collect();
     plan.merge_files = Some(Rc::new(KnownFiles { archived, session: Rc::clone(incoming) }));
     drop(existing_uids);
     plan.merge_reads = reads;
@@ -632,6 +641,8 @@ struct FolderPaths<'r> {
     dir: &'r str,
     from: RelPath,
     to: Option<RelPath>,
+    /// What is in `to` (when it could be listed): each file looked up by its name alone.
+    listed: Option<Rc<Listed>>,
 }
 
 impl<'r> FolderPaths<'r> {
@@ -645,7 +656,7 @@ impl<'r> FolderPaths<'r> {
     ) -> Result<Self> {
         let join = |base: &RelPath| if dir.is_empty() { Ok(base.clone()) } else { base.join_path(dir) };
         let to = if in_renamed_scan(rel, scan_ids) { None } else { Some(join(target)?) };
-        Ok(FolderPaths { dir, from: join(src)?, to })
+        Ok(FolderPaths { dir, from: join(src)?, to, listed: None })
     }
 }
 
@@ -655,20 +666,20 @@ impl<'r> FolderPaths<'r> {
 struct Present<'t> {
     tree: &'t Tree,
     /// Folder → what is in it; `None` when it could not be listed (then each path is looked at).
-    folders: HashMap<RelPath, Option<Listed>>,
+    folders: HashMap<RelPath, Option<Rc<Listed>>>,
     /// A folder the host is listing ahead ([`Tree::walk_ahead`]), taken by the first look at it.
     ahead: Option<(RelPath, WalkAhead)>,
 }
 
-/// A folder's entries in name order, and by name.
+/// A folder's entries by name, and those that may lead to catalogs (folders and catalogs) in name order.
 #[derive(Default)]
 struct Listed {
-    entries: Vec<(String, Kind)>,
     kinds: HashMap<String, Kind>,
+    leading: Vec<(String, Kind)>,
 }
 
 impl Present<'_> {
-    fn listed(&mut self, folder: &RelPath) -> Option<&Listed> {
+    fn listed(&mut self, folder: &RelPath) -> Option<Rc<Listed>> {
         if !self.folders.contains_key(folder) {
             let entries = match self.ahead.take() {
                 Some((walked, mut ahead)) if walked == *folder => self
@@ -681,13 +692,17 @@ impl Present<'_> {
                 }
             };
             let listed = match entries {
-                Ok(entries) => Some(Listed { kinds: entries.iter().cloned().collect(), entries }),
-                Err(Error::NotFound(_)) => Some(Listed::default()),
+                Ok(entries) => {
+                    let leading =
+                        entries.iter().filter(|(name, kind)| leads_to_catalogs(name, kind)).cloned().collect();
+                    Some(Rc::new(Listed { kinds: entries.into_iter().collect(), leading }))
+                }
+                Err(Error::NotFound(_)) => Some(Rc::default()),
                 Err(_) => None,
             };
             self.folders.insert(folder.clone(), listed);
         }
-        self.folders[folder].as_ref()
+        self.folders[folder].clone()
     }
 
     fn at(&mut self, path: &RelPath) -> Result<bool> {
@@ -705,9 +720,7 @@ impl Present<'_> {
     /// [`find_catalogs`], from the listings kept here.
     fn catalogs(&mut self, folder: &RelPath) -> Result<Vec<RelPath>> {
         find_catalogs_listed(folder, &mut |f| match self.listed(f) {
-            Some(listed) => {
-                Ok(Some(listed.entries.iter().filter(|(name, kind)| leads_to_catalogs(name, kind)).cloned().collect()))
-            }
+            Some(listed) => Ok(Some(listed.leading.clone())),
             None => listed_for_catalogs(self.tree, f),
         })
     }
