@@ -88,6 +88,11 @@ impl RelPath {
         self.0.rsplit('/').next().unwrap_or("")
     }
 
+    /// The text of the folder it is in (empty at the root) and its name, without a path made for the folder.
+    pub fn split_name(&self) -> (&str, &str) {
+        self.0.rsplit_once('/').unwrap_or(("", &self.0))
+    }
+
     pub fn parent(&self) -> RelPath {
         RelPath(self.0.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string()))
     }

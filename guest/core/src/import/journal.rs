@@ -829,8 +829,8 @@ impl Entry {
 fn same_folder_moves(steps: &[Step]) -> Option<(&str, &str, Vec<&str>)> {
     fn split(step: &Step) -> Option<(&str, &str, &str)> {
         let Step::Move { from, to } = step else { return None };
-        let ((from_dir, name), (to_dir, to_name)) = (from.as_str().rsplit_once('/')?, to.as_str().rsplit_once('/')?);
-        (name == to_name).then_some((from_dir, to_dir, name))
+        let ((from_dir, name), (to_dir, to_name)) = (from.split_name(), to.split_name());
+        (name == to_name && !from_dir.is_empty() && !to_dir.is_empty()).then_some((from_dir, to_dir, name))
     }
     let (from, to, first) = split(steps.first()?)?;
     let mut names = vec![first];

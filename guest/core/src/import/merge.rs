@@ -66,22 +66,17 @@ pub struct Moved<'j> {
     set_aside: HashMap<&'j str, HashSet<&'j str>>,
 }
 
-/// A path's folder and name.
-fn folder_and_name(path: &RelPath) -> (&str, &str) {
-    path.as_str().rsplit_once('/').unwrap_or(("", path.as_str()))
-}
-
 impl<'j> Moved<'j> {
     pub fn new(files: &'j KnownFiles, session: &RelPath, steps: &'j [Step]) -> Moved<'j> {
         let (mut moved, mut set_aside) = (HashMap::<_, HashMap<_, _>>::default(), HashMap::<_, HashSet<_>>::default());
         for step in steps {
             match step {
                 Step::Move { from, to } => {
-                    let (folder, name) = folder_and_name(to);
+                    let (folder, name) = to.split_name();
                     moved.entry(folder).or_default().insert(name, from);
                 }
                 Step::Backup { file, .. } => {
-                    let (folder, name) = folder_and_name(file);
+                    let (folder, name) = file.split_name();
                     set_aside.entry(folder).or_default().insert(name);
                 }
                 Step::MergeCatalog { .. } => {}
@@ -113,7 +108,7 @@ impl<'j> Moved<'j> {
             let (dir, name) = if uri.contains('/') {
                 let Ok(path) = folder.join_path(uri) else { continue };
                 joined = path;
-                folder_and_name(&joined)
+                joined.split_name()
             } else if check_segment(uri).is_ok() {
                 (folder.as_str(), uri)
             } else {
