@@ -109,11 +109,7 @@ fn look_at_each<T: Sync>(
             break;
         }
         let (now, later) = rest.split_at(rest.len().min(PARALLEL_FROM));
-        for entry in now {
-            if let Some(listed) = look(entry)? {
-                out.push(listed);
-            }
-        }
+        out.extend(look_split(now, 1, &look)?);
         rest = later;
     }
     Ok(out)

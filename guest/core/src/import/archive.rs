@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{Kind, RelPath, Tree};
 use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
-use crate::import::plan::{Plan, plan, plan_again, plan_destination, plan_head};
+use crate::import::plan::{Plan, plan, plan_again, plan_checks, plan_head};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
 use crate::import::request::{Archived, Faults, Notice, NoticeKind, Overwrite, Params, Recovered};
 use crate::progress::Progress;
@@ -148,7 +148,7 @@ fn archive_locked(pre: &Tree, arch: &Tree, s: &SessionRef, params: &Params, cp: 
         } else {
             // Anything else is checked before the destination is locked (a session refused creates nothing), and
             // planned again under the lock.
-            let first = plan_destination(pre, arch, s, params)?;
+            let first = plan_checks(pre, arch, params, head)?;
             decide(&first, params.overwrite)?;
             let label_lock = lock_destination(&first)?;
             (plan_again(pre, arch, s, params, first)?, label_lock)

@@ -257,10 +257,7 @@ impl Journal {
             match serde_json::from_str::<Entry>(line).map_err(|e| corrupt(n, json_error(&e)))? {
                 Entry::Mark(Mark::Committed) => journal.committed = true,
                 Entry::Mark(Mark::Posted) => journal.posted = true,
-                Entry::Moves { from, to, names } => {
-                    journal.steps.extend(moves_of(&from, &to, &names).map_err(|why| corrupt(n, why))?)
-                }
-                entry => journal.steps.push(entry.step().map_err(|why| corrupt(n, why))?),
+                entry => entry.push_steps(&mut journal.steps).map_err(|why| corrupt(n, why))?,
             }
         }
         Ok(journal)
@@ -618,7 +615,7 @@ fn run_moves(
     let mut last = RelPath::root();
     let mut folder_of = |to: &RelPath| -> Result<()> {
         // Moves come folder by folder: most go where the one before went.
-        if to.as_str().rsplit_once('/').is_some_and(|(parent, _)| parent == last.as_str()) && !last.is_root() {
+        if !last.is_root() && to.split_name().0 == last.as_str() {
             return Ok(());
         }
         let parent = to.parent();
@@ -807,9 +804,10 @@ impl<'s> From<&'s Step> for Entry<&'s str> {
 }
 
 impl Entry {
-    /// The step this line names, its paths checked (a mark is no step).
-    fn step(self) -> std::result::Result<Step, String> {
-        Ok(match self {
+    /// Appends the steps this line names (one, or a `moves` line's run of moves), their paths checked (a
+    /// mark is no step).
+    fn push_steps(self, steps: &mut Vec<Step>) -> std::result::Result<(), String> {
+        let step = match self {
             Entry::Move { from, to } => Step::Move { from: checked_path("from", &from)?, to: checked_path("to", &to)? },
             Entry::Backup { file, to } => {
                 Step::Backup { file: checked_path("file", &file)?, to: checked_path("to", &to)? }
@@ -817,9 +815,11 @@ impl Entry {
             Entry::MergeCatalog { from, into } => {
                 Step::MergeCatalog { from: checked_path("from", &from)?, into: checked_path("into", &into)? }
             }
-            Entry::Moves { .. } => return Err("a moves line is more than one step".into()),
+            Entry::Moves { from, to, names } => return push_moves(&from, &to, &names, steps),
             Entry::Mark(mark) => return Err(format!("the mark {mark:?} is not a step")),
-        })
+        };
+        steps.push(step);
+        Ok(())
     }
 }
 
@@ -843,14 +843,18 @@ fn same_folder_moves(steps: &[Step]) -> Option<(&str, &str, Vec<&str>)> {
     Some((from, to, names))
 }
 
-/// The steps of a `moves` line: each name moved from the folder `from` into the folder `to`.
-fn moves_of(from: &str, to: &str, names: &[String]) -> std::result::Result<Vec<Step>, String> {
+/// Appends the steps of a `moves` line: each name moved from the folder `from` into the folder `to`.
+fn push_moves(from: &str, to: &str, names: &[String], steps: &mut Vec<Step>) -> std::result::Result<(), String> {
     if names.is_empty() {
         return Err("a moves line names no file".into());
     }
     let (from, to) = (checked_path("from", from)?, checked_path("to", to)?);
     let named = |folder: &RelPath, name: &str| folder.join(name).map_err(|e| format!("name {name:?}: {}", e.message()));
-    names.iter().map(|name| Ok(Step::Move { from: named(&from, name)?, to: named(&to, name)? })).collect()
+    steps.reserve(names.len());
+    for name in names {
+        steps.push(Step::Move { from: named(&from, name)?, to: named(&to, name)? });
+    }
+    Ok(())
 }
 
 /// The header line read: a JSON object naming this journal format, of the version this reads.

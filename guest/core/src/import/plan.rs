@@ -141,16 +141,16 @@ pub fn plan(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> R
 
 /// Where the session goes (project, label, subject, the experiment already there and how its scans match), and
 /// nothing that looks at the session's files: for the archive to lock the destination first when it merges,
-/// then plan the whole archive under that lock ([`plan`]).
-pub fn plan_head(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
-    plan_with(pre, arch, session, params, Scope::Head)
+/// then plan the whole archive under that lock ([`plan`]), or else to check the session ([`plan_checks`]).
+pub fn plan_head(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Head> {
+    resolve(pre, arch, session, params)
 }
 
-/// [`plan`] without a merge's file moves (nor the notices only they give, code 14): where the session goes
-/// and every other check, for the archive to know which destination to lock before it plans the moves
-/// under that lock ([`plan_again`]).
-pub fn plan_destination(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Plan> {
-    plan_with(pre, arch, session, params, Scope::Checks)
+/// [`plan`] from its `head`, without a merge's file moves (nor the notices only they give, code 14): where the
+/// session goes and every other check, for the archive to know which destination to lock before it plans the
+/// moves under that lock ([`plan_again`]).
+pub fn plan_checks(pre: &Tree, arch: &Tree, params: &Params, head: Head) -> Result<Plan> {
+    plan_from(pre, arch, params, head, Scope::Checks)
 }
 
 /// [`plan`] made again (under the destination's lock, for what the archive holds now), reusing `first`'s
@@ -162,11 +162,23 @@ pub fn plan_again(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params
     }
 }
 
-/// How much of a plan [`plan_with`] makes.
+/// A plan's start ([`plan_head`]): where the session goes, and whether that was found. When it was not (no
+/// project, an Unassigned session, no label) the plan is whole as it is: its notice says why it fails.
+pub struct Head {
+    plan: Plan,
+    resolved: bool,
+}
+
+impl std::ops::Deref for Head {
+    type Target = Plan;
+    fn deref(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// How much of a plan [`plan_from`] makes beyond its head.
 enum Scope {
-    /// The destination alone ([`plan_head`]).
-    Head,
-    /// Everything but a merge's moves ([`plan_destination`]).
+    /// Everything but a merge's moves ([`plan_checks`]).
     Checks,
     /// Everything ([`plan`]).
     Whole,
@@ -175,6 +187,12 @@ enum Scope {
 }
 
 fn plan_with(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, scope: Scope) -> Result<Plan> {
+    let head = resolve(pre, arch, session, params)?;
+    plan_from(pre, arch, params, head, scope)
+}
+
+/// The destination of a session: its project, label, subject and the experiment already there.
+fn resolve(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params) -> Result<Head> {
     let prearchive = Prearchive::new(pre);
     prearchive.require(session)?;
     let incoming = prearchive.document(session)?.ok_or_else(|| {
@@ -194,7 +212,7 @@ fn plan_with(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, sco
     // Code 6: no destination project.
     let Some(project) = project else {
         plan.notice(6, NoticeKind::Fail, "unable to identify destination project");
-        return Ok(plan);
+        return Ok(Head { plan, resolved: false });
     };
     check_project_id(&project)?;
     // An Unassigned session cannot be archived even into a named project (XNAT answers 400): it must be
@@ -205,10 +223,10 @@ fn plan_with(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, sco
             NoticeKind::Fail,
             format!("the session is Unassigned; move it to project {project} first, then archive it"),
         );
-        return Ok(plan);
+        return Ok(Head { plan, resolved: false });
     }
 
-    let Some(label) = deduce_label(&mut plan, label_param) else { return Ok(plan) };
+    let Some(label) = deduce_label(&mut plan, label_param) else { return Ok(Head { plan, resolved: false }) };
     plan.label = label.clone();
     plan.subject = deduce_subject(&mut plan, arch, &project, subject_param)?;
     plan.target = RelPath::new(&project)?.join(CURRENT_ARC)?.join(&label)?;
@@ -221,11 +239,19 @@ fn plan_with(pre: &Tree, arch: &Tree, session: &SessionRef, params: &Params, sco
         check_existing(&mut plan, arch, &dir, doc.as_ref())?;
         plan.existing = Some(Existing { dir, doc });
     }
+    Ok(Head { plan, resolved: true })
+}
+
+/// The plan from its `head`: as much as `scope` asks.
+fn plan_from(pre: &Tree, arch: &Tree, params: &Params, head: Head, scope: Scope) -> Result<Plan> {
+    let Head { mut plan, resolved } = head;
+    if !resolved {
+        return Ok(plan);
+    }
     let moves = !matches!(scope, Scope::Checks);
     // A merge's first archived folder, listed by the host from when it has listed the session's files.
     let mut archived_ahead = None;
     let checks = match scope {
-        Scope::Head => return Ok(plan),
         Scope::Again(checks) => checks,
         Scope::Checks | Scope::Whole => {
             let dir = plan.session.dir();
