@@ -113,9 +113,18 @@ impl Table {
 
     /// `{"ResultSet":{"Result":[{"col":"value",...}],"totalRecords":"N"}}`, columns in table order.
     pub fn to_json(&self) -> String {
+        String::from_utf8(self.json_bytes()).expect("serde_json writes UTF-8")
+    }
+
+    /// [`Table::to_json`] as bytes, written into one buffer about its size.
+    fn json_bytes(&self) -> Vec<u8> {
+        let keys: usize = self.columns.iter().map(|c| c.len() + 6).sum();
+        let cells: usize = self.rows.iter().flatten().map(String::len).sum();
+        let mut out = Vec::with_capacity(64 + keys * self.rows.len() + cells + cells / 8);
         let result = self.rows.iter().map(|cells| Row { columns: &self.columns, cells }).collect();
         let set = ResultSet { set: Results { result, total_records: self.rows.len().to_string() } };
-        serde_json::to_string(&set).expect("a table of strings serializes")
+        serde_json::to_writer(&mut out, &set).expect("a table of strings serializes");
+        out
     }
 
     /// A header line, then one line per row, `\n`-terminated, fields quoted where RFC 4180 needs it (a comma,
@@ -172,7 +181,7 @@ impl Table {
     /// The table as a response with `status`.
     pub fn response(&self, format: Format, status: u16) -> Response {
         match format {
-            Format::Json => Response::new(status, JSON, self.to_json()),
+            Format::Json => Response::new(status, JSON, self.json_bytes()),
             Format::Csv => Response::new(status, CSV, self.to_csv()),
             Format::Xml => Response::new(status, XML, self.to_xml()),
             Format::Html => Response::new(status, HTML, self.to_html()),

@@ -502,7 +502,7 @@ impl<'a> Prearchive<'a> {
     pub fn row(&self, s: &SessionRef) -> Result<Row> {
         let seen = Seen { document: self.tree.kind(&s.document())?.is_some(), ..Seen::UNKNOWN };
         let row = self.row_seen(s, &seen, None)?;
-        Ok(row.unwrap_or_else(|| self.row_of(s, Status::Receiving, &DocFields::default(), String::new())))
+        Ok(row.unwrap_or_else(|| self.row_of(s, Status::Receiving, DocFields::default(), String::new())))
     }
 
     /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
@@ -542,30 +542,30 @@ impl<'a> Prearchive<'a> {
             Err(_) if !self.exists(s)? && self.tree.kind(&s.journal_file())?.is_none() => return Ok(None),
             Err(_) => String::new(),
         };
-        Ok(Some(self.row_of(s, status, &fields, lastmod)))
+        Ok(Some(self.row_of(s, status, fields, lastmod)))
     }
 
     /// A row from what was read of the session.
-    fn row_of(&self, s: &SessionRef, status: Status, doc: &DocFields, lastmod: String) -> Row {
+    fn row_of(&self, s: &SessionRef, status: Status, doc: DocFields, lastmod: String) -> Row {
         Row {
             project: s.project_name().to_string(),
             timestamp: s.timestamp.clone(),
             lastmod,
             uploaded: uploaded(&s.timestamp),
-            scan_date: doc.scan_date.clone(),
-            scan_time: doc.scan_time.clone(),
-            subject: doc.subject.clone(),
+            scan_date: doc.scan_date,
+            scan_time: doc.scan_time,
+            subject: doc.subject,
             folder_name: s.folder.clone(),
-            name: doc.name.clone().unwrap_or_else(|| s.folder.clone()),
-            tag: doc.tag.clone(),
+            name: doc.name.unwrap_or_else(|| s.folder.clone()),
+            tag: doc.tag,
             status: status.as_str(),
             url: s.url(),
             autoarchive: "Manual".into(),
             prevent_anon: "false".into(),
             prevent_auto_commit: "false".into(),
             source: String::new(),
-            visit: doc.visit.clone(),
-            protocol: doc.protocol.clone(),
+            visit: doc.visit,
+            protocol: doc.protocol,
             timezone: String::new(),
         }
     }
@@ -975,34 +975,37 @@ mod tests {
 
     #[test]
     fn the_table_gives_the_rows_the_documents_give_until_a_document_changes() {
-        use crate::import::table::TABLE_FILE;
+        use crate::import::table::{TABLE_FILE, edit, remembered};
         let (d, tree) = site();
         let docs = ["P/20240131_091500123/S1.xml", "P/20230101_101010/OLD.xml", "Q/20240201_000000000/BAD.xml"];
         settle(d.path(), &docs);
         let pre = Prearchive::new(&tree);
         let read = pre.list(None).unwrap();
-        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
+        let sessions = |tree: &Tree| remembered(tree).into_iter().map(|(s, _)| s).collect::<Vec<_>>();
         // The settled documents are remembered (a broken one as ERROR too); the fresh one (U1) is not yet.
-        assert_eq!(table.lines().count(), 3, "{table}");
-        assert!(!table.contains("U1"), "{table}");
+        assert_eq!(sessions(&tree), ["P/20230101_101010/OLD", "P/20240131_091500123/S1", "Q/20240201_000000000/BAD"]);
+        assert_eq!(remembered(&tree)[2].1.status, "ERROR");
         assert_eq!(pre.list(None).unwrap(), read, "rows from the table are the rows from the documents");
 
         // Rows come from the table while the documents' stamps are the remembered ones ...
-        fs::write(d.path().join(TABLE_FILE), table.replace("\"name\":\"S1\"", "\"name\":\"FROM-TABLE\"")).unwrap();
+        edit(&tree, |f| {
+            if f.name.as_deref() == Some("S1") {
+                f.name = Some("FROM-TABLE".into());
+            }
+        });
         let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(names(pre.list(Some("P")).unwrap()), ["OLD", "FROM-TABLE", "S2"]);
         // ... and never once a document changed (here: its size, and its inode's change time).
         fs::write(d.path().join(docs[0]), doc(Some("P"), "S1-RELABELLED", "")).unwrap();
         settle(d.path(), &docs[..1]);
         assert_eq!(names(pre.list(Some("P")).unwrap()), ["OLD", "S1-RELABELLED", "S2"]);
-        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
-        assert!(table.contains("S1-RELABELLED") && !table.contains("FROM-TABLE"), "{table}");
+        let names_kept = |tree: &Tree| remembered(tree).into_iter().filter_map(|(_, f)| f.name).collect::<Vec<_>>();
+        assert_eq!(names_kept(&tree), ["OLD", "S1-RELABELLED"], "FROM-TABLE is forgotten; BAD has no name");
 
         // A project's listing forgets its sessions that went, and keeps the others'.
         fs::remove_dir_all(d.path().join("P/20230101_101010")).unwrap();
         assert_eq!(names(pre.list(Some("P")).unwrap()), ["S1-RELABELLED", "S2"]);
-        let table = fs::read_to_string(d.path().join(TABLE_FILE)).unwrap();
-        assert!(!table.contains("OLD") && table.contains("BAD"), "{table}");
+        assert_eq!(sessions(&tree), ["P/20240131_091500123/S1", "Q/20240201_000000000/BAD"]);
 
         // A table that cannot be written is no error: the listing reads the documents.
         fs::remove_file(d.path().join(TABLE_FILE)).unwrap();
