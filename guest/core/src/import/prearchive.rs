@@ -535,8 +535,8 @@ impl<'a> Prearchive<'a> {
             None => (DocFields { status: Status::Receiving.as_str(), ..DocFields::default() }, None),
         };
         let (status, _) = self.status_given(s, seen, || Status::parse(&fields.status).unwrap_or(Status::Error))?;
-        let doc_or_dir = if seen.document { s.document() } else { s.dir() };
-        let modified = modified.map_or_else(|| self.tree.modified_millis(&doc_or_dir), Ok);
+        let modified =
+            modified.map_or_else(|| self.tree.modified_millis(&if seen.document { s.document() } else { s.dir() }), Ok);
         let lastmod = match modified {
             Ok(millis) => sql_timestamp(millis),
             Err(_) if !self.exists(s)? && self.tree.kind(&s.journal_file())?.is_none() => return Ok(None),

@@ -23,7 +23,7 @@
 //! lines of earlier versions, a damaged one) is an empty table, written anew by the next listing that may.
 
 use crate::fs::tree::{FileStamp, RelPath, Tree};
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// The table's file, in our folder at the prearchive's root (a name no project can have: project IDs have
 /// no dot).
