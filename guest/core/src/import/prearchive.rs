@@ -54,7 +54,7 @@ impl SessionRef {
                  /prearchive/projects/PROJECT/TIMESTAMP/FOLDER"
             )));
         }
-        if check_segment(folder).is_err() || skipped_name(folder) || folder.len() > crate::site::names::MAX_IDENTIFIER {
+        if !is_session_folder(folder) {
             return Err(Error::BadRequest(format!(
                 "{folder:?} is not a prearchive session folder name (no dots, separators or reserved names, at most \
                  {} bytes)",
@@ -62,6 +62,16 @@ impl SessionRef {
             )));
         }
         Ok(SessionRef { project: project.map(str::to_string), timestamp: timestamp.into(), folder: folder.into() })
+    }
+
+    /// A session a listing came across, in a timestamp folder [`Prearchive::timestamp_dirs`] gave (whose
+    /// project and timestamp it checked as [`SessionRef::new`] checks them): `None` unless `folder` names one.
+    fn listed(project: Option<&str>, timestamp: &str, folder: &str) -> Option<SessionRef> {
+        is_session_folder(folder).then(|| SessionRef {
+            project: project.filter(|p| !p.is_empty() && *p != UNASSIGNED).map(str::to_string),
+            timestamp: timestamp.into(),
+            folder: folder.into(),
+        })
     }
 
     /// Parses `src`: `/prearchive/projects/P/TS/FOLDER`, with or without `/data` (or `/REST`).
@@ -508,12 +518,11 @@ impl<'a> Prearchive<'a> {
     /// The row of a session as a listing of its timestamp folder saw it (`seen`); `None` when it is gone
     /// by now (archived, moved or deleted while the listing ran). With a `table`, what the document shows is
     /// taken from it while the document's stamp is the remembered one, and remembered when read.
-    fn row_seen(&self, s: &SessionRef, seen: &Seen, mut table: Option<&mut Table>) -> Result<Option<Row>> {
-        let session = s.dir();
-        let remembered = match (table.as_deref_mut(), seen.document_stamp) {
-            (Some(t), Some(stamp)) => t.get(session.as_str(), &stamp).cloned().map(|f| (f, stamp)),
-            (Some(t), None) => {
-                t.forget(session.as_str());
+    fn row_seen(&self, s: &SessionRef, seen: &Seen, mut table: Option<(&mut Table, &str)>) -> Result<Option<Row>> {
+        let remembered = match (table.as_mut(), seen.document_stamp) {
+            (Some((t, session)), Some(stamp)) => t.get(session, &stamp).cloned().map(|f| (f, stamp)),
+            (Some((t, session)), None) => {
+                t.forget(session);
                 None
             }
             (None, _) => None,
@@ -523,11 +532,11 @@ impl<'a> Prearchive<'a> {
             None if seen.document => {
                 let (read, modified) = self.heading(s);
                 let fields = doc_fields(&read);
-                if let (Some(t), Some(stamp)) = (table, seen.document_stamp) {
+                if let (Some((t, session)), Some(stamp)) = (table, seen.document_stamp) {
                     // An error reading the file (not its content) may pass: only what was read is remembered.
                     match &read {
-                        Err(Error::Io(_) | Error::NotFound(_)) => t.forget(session.as_str()),
-                        _ => t.remember(session.as_str(), &stamp, &fields),
+                        Err(Error::Io(_) | Error::NotFound(_)) => t.forget(session),
+                        _ => t.remember(session, &stamp, &fields),
                     }
                 }
                 (fields, modified)
@@ -585,10 +594,11 @@ impl<'a> Prearchive<'a> {
                 listed => listed?,
             };
             for (folder, seen) in Seen::sessions(&listed) {
-                if let Ok(s) = SessionRef::new(p.as_deref(), &ts, &folder)
-                    && let Some(row) = self.row_seen(&s, &seen, Some(&mut table))?
-                {
-                    rows.insert(s, row);
+                if let Some(s) = SessionRef::listed(p.as_deref(), &ts, &folder) {
+                    let session = s.dir();
+                    if let Some(row) = self.row_seen(&s, &seen, Some((&mut table, session.as_str())))? {
+                        rows.insert(s, row);
+                    }
                 }
             }
         }
@@ -760,6 +770,11 @@ fn timestamp(name: &str) -> Option<NaiveDateTime> {
     let millis = if name.len() == 18 { digits(15..18)? } else { 0 };
     let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(4..6)?, digits(6..8)?)?;
     date.and_hms_milli_opt(digits(9..11)?, digits(11..13)?, digits(13..15)?, millis)
+}
+
+/// Whether `name` may be a session's folder: one the prearchive lists, within XNAT's length for identifiers.
+fn is_session_folder(name: &str) -> bool {
+    check_segment(name).is_ok() && !skipped_name(name) && name.len() <= crate::site::names::MAX_IDENTIFIER
 }
 
 /// Names XNAT's trawler passes over: anything with a dot (documents, our files) and `temp-unpack`.
