@@ -19,8 +19,9 @@
 //! listing learned something, by listings that may write (`serve`'s tenants; the CLI's read-only listing reads
 //! it only). A table that cannot be read or written is no error: the listing reads the documents, as it would
 //! without it. Every listing reads it, so it is compact: a line naming the format, then the rows in `postcard`
-//! (serde's binary encoding; a tenth of the time JSON took to read here). A file in any other form (the JSON
-//! lines of earlier versions, a damaged one) is an empty table, written anew by the next listing that may.
+//! (serde's binary encoding: the demo site's 7 rows decode in ~3.7 µs inside the component, against ~9.5 µs as
+//! JSON lines). A file in any other form (the JSON lines of earlier versions, a damaged one) is an empty table,
+//! written anew by the next listing that may.
 
 use crate::fs::tree::{FileStamp, RelPath, Tree};
 use foldhash::HashMap;
