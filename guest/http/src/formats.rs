@@ -112,12 +112,8 @@ impl Table {
     }
 
     /// `{"ResultSet":{"Result":[{"col":"value",...}],"totalRecords":"N"}}`, columns in table order.
-    pub fn to_json(&self) -> String {
-        String::from_utf8(self.json_bytes()).expect("serde_json writes UTF-8")
-    }
-
-    /// [`Table::to_json`] as bytes, written into one buffer about its size.
-    fn json_bytes(&self) -> Vec<u8> {
+    /// Written into one buffer of about its size.
+    pub fn to_json(&self) -> Vec<u8> {
         let keys: usize = self.columns.iter().map(|c| c.len() + 6).sum();
         let cells: usize = self.rows.iter().flatten().map(String::len).sum();
         let mut out = Vec::with_capacity(64 + keys * self.rows.len() + cells + cells / 8);
@@ -181,7 +177,7 @@ impl Table {
     /// The table as a response with `status`.
     pub fn response(&self, format: Format, status: u16) -> Response {
         match format {
-            Format::Json => Response::new(status, JSON, self.json_bytes()),
+            Format::Json => Response::new(status, JSON, self.to_json()),
             Format::Csv => Response::new(status, CSV, self.to_csv()),
             Format::Xml => Response::new(status, XML, self.to_xml()),
             Format::Html => Response::new(status, HTML, self.to_html()),
@@ -234,12 +230,12 @@ mod tests {
 
     #[test]
     fn json_keeps_column_order_and_strings() {
-        let json = table().to_json();
+        let json = String::from_utf8(table().to_json()).unwrap();
         assert!(json.starts_with(r#"{"ResultSet":{"Result":[{"code":"5","type":"CONFLICT","message":"#), "{json}");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["ResultSet"]["Result"][0]["message"], "a \"quoted\", <odd> message");
         assert_eq!(v["ResultSet"]["totalRecords"], "2");
-        assert_eq!(Table::new(&["a"]).to_json(), r#"{"ResultSet":{"Result":[],"totalRecords":"0"}}"#);
+        assert_eq!(Table::new(&["a"]).to_json(), br#"{"ResultSet":{"Result":[],"totalRecords":"0"}}"#);
     }
 
     #[test]

@@ -644,11 +644,12 @@ fn plan_merge(
         }
         plan.steps.push(Step::Move { from, to });
     }
+    // The folder's own handle on its listing goes first, so that each listing is taken below, not copied.
     drop(folder);
     let archived = present
         .folders
         .into_iter()
-        .filter_map(|(folder, listed)| Some((folder, Rc::try_unwrap(listed?).ok()?.kinds)))
+        .filter_map(|(folder, listed)| Some((folder, Rc::try_unwrap(listed?).unwrap_or_else(|l| (*l).clone()).kinds)))
         .collect();
     plan.merge_files = Some(Rc::new(KnownFiles { archived, session: Rc::clone(incoming) }));
     drop(existing_uids);
@@ -698,7 +699,7 @@ struct Present<'t> {
 }
 
 /// A folder's entries by name, and those that may lead to catalogs (folders and catalogs) in name order.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Listed {
     kinds: HashMap<String, Kind>,
     leading: Vec<(String, Kind)>,
