@@ -23,6 +23,7 @@ mod common;
 
 use common::http::{FORM, basic, form, raw, read_raw};
 use common::server::{BIN, Server, TenantSpec, hash};
+use xnat_archive::generator::{self, Modality, SessionSpec};
 
 const PASSWORD: &str = "s3cret-pw";
 
@@ -1000,9 +1001,10 @@ fn xnat_traversal_in_every_parameter_is_refused_while_others_are_served() {
     std::fs::write(dir.path().join("SENTINEL.txt"), "beside the tenants' folders\n").unwrap();
     // Everything but A's prearchive must stay as it is: B, A's archive, the sentinel, the configuration.
     // A's prearchive may gain a status or a log when a refused archive marks its session; its sessions stay.
+    // B's listings (the good requests) keep B's prearchive table, a cache that is not data.
     let outside = || {
         let mut all = common::snapshot(dir.path());
-        all.retain(|path, _| !path.starts_with("A/prearchive/"));
+        all.retain(|path, _| !path.starts_with("A/prearchive/") && !path.starts_with("B/prearchive/.xnat-archive/"));
         all
     };
     let sessions = |root: &Path| {
@@ -1546,4 +1548,105 @@ fn xnat_an_archive_stopped_midway_is_recovered_by_the_server() {
     let log = server.log();
     assert!(log.contains(&format!("tenant A: recovered {}: rolled-back", session.src)), "{log}");
     assert!(server.stop().success());
+}
+
+/// The rows of `GET /A/data/prearchive/projects{query}` (JSON), as the server answers them.
+fn prearchive_rows(server: &Server, query: &str) -> Vec<serde_json::Value> {
+    let url = server.url(&format!("/A/data/prearchive/projects{query}"));
+    let answer = get_with(&url, "Authorization", &basic("admin", PASSWORD));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    json["ResultSet"]["Result"].as_array().unwrap().clone()
+}
+
+#[test]
+fn xnat_prearchive_listing_is_kept_while_the_watched_prearchive_is_unchanged_and_follows_every_change() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = configure(dir.path(), &[TenantSpec::new("A")]);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let pre = dir.path().join("A/prearchive");
+    let table = pre.join(".xnat-archive/prearchive-table");
+    let list = |query: &str| prearchive_rows(&server, &format!("?format=json{query}"));
+    // What a listing that keeps nothing answers: the table removed first, so it reads everything.
+    let fresh = |query: &str| {
+        std::fs::remove_file(&table).unwrap();
+        list(query)
+    };
+    let kept = || std::fs::metadata(&table).map(|m| m.ino()).unwrap();
+    let magic_line = b"xnat-archive prearchive table, postcard 2\n".len();
+    let named = |rows: &[serde_json::Value], folder: &str| rows.iter().find(|r| r["folderName"] == folder).cloned();
+
+    let first = list("");
+    assert_eq!(first.len(), 7, "{first:?}");
+    let again = list("");
+    assert_eq!(again, first);
+    let before = kept();
+    assert_eq!(std::fs::read(&table).unwrap()[magic_line], 1, "a whole listing kept with the mark");
+    assert_eq!(list(""), first);
+    assert_eq!(kept(), before, "answered from the table: nothing learnt, nothing written");
+    // One project's listing is the kept one's rows of that project.
+    let demo: Vec<_> = first.iter().filter(|r| r["project"] == "DEMO").cloned().collect();
+    assert!(!demo.is_empty());
+    assert_eq!(list("&project=DEMO"), demo);
+
+    let doc = std::fs::read_dir(pre.join("DEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("SUBJ1_MR1.xml"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let session = doc.with_extension("");
+    // A document rewritten in place, same size, its modification time set back to what it was.
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let modified = std::fs::metadata(&doc).unwrap().modified().unwrap();
+    std::fs::write(&doc, text.replacen("label=\"SUBJ1_MR1\"", "label=\"SUBJ1_MRX\"", 1)).unwrap();
+    std::fs::File::options().write(true).open(&doc).unwrap().set_modified(modified).unwrap();
+    let now = list("");
+    assert_eq!(named(&now, "SUBJ1_MR1").unwrap()["name"], "SUBJ1_MRX");
+    assert_eq!(now, fresh(""));
+    // A lock beside a session, then gone again.
+    let lock = session.with_file_name(".SUBJ1_MR1.lock");
+    std::fs::write(&lock, "MOVING\nowner someone-else\nsince 0\nexpires 0\n").unwrap();
+    assert_eq!(named(&list(""), "SUBJ1_MR1").unwrap()["status"], "_MOVING");
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(named(&list(""), "SUBJ1_MR1").unwrap()["status"], "READY");
+    // A session without a document shows its folder's time, which an entry arriving in it moves.
+    let receiving = std::fs::read_dir(pre.join("DEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("SUBJ4_MR1"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    std::fs::File::open(&receiving).unwrap().set_modified(old).unwrap();
+    let receiving_at = |rows: &[serde_json::Value]| named(rows, "SUBJ4_MR1").unwrap()["lastmod"].clone();
+    let was = receiving_at(&list(""));
+    assert!(was.as_str().unwrap().starts_with("2020-09-13"), "{was}");
+    std::fs::create_dir(receiving.join("SCANS2")).unwrap();
+    assert_ne!(receiving_at(&list("")), was, "the folder's time moved with its new entry");
+    assert_eq!(list(""), fresh(""));
+    // A new session in a new timestamp folder, then one in the folder watched since it was made.
+    let spec = SessionSpec::new(Some("DEMO"), "NEW1", Modality::Mr, 777);
+    generator::write_session(&pre, &spec).unwrap();
+    assert!(named(&list(""), "NEW1").is_some());
+    let ts = std::fs::read_dir(pre.join("DEMO"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("NEW1").is_dir())
+        .unwrap();
+    std::fs::create_dir(ts.join("NEW2")).unwrap();
+    let now = list("");
+    assert_eq!(named(&now, "NEW2").unwrap()["status"], "RECEIVING");
+    assert_eq!(now, fresh(""));
+    // A session removed, and a project.
+    std::fs::remove_dir_all(&session).unwrap();
+    std::fs::remove_file(&doc).unwrap();
+    assert!(named(&list(""), "SUBJ1_MR1").is_none());
+    std::fs::remove_dir_all(pre.join("TRIAL")).unwrap();
+    let now = list("");
+    assert!(now.iter().all(|r| r["project"] != "TRIAL"), "{now:?}");
+    assert_eq!(now, fresh(""));
+    // Our own folder's changes are no change of the prearchive: written by the last listing, kept.
+    let before = kept();
+    assert_eq!(list(""), now);
+    assert_eq!(kept(), before);
 }

@@ -69,6 +69,9 @@ const imports = {
     endWalk: () => {
       throw new Error('listings.endWalk was called, but this host answered that it does not provide it');
     },
+    watchTree: () => {
+      throw new Error('listings.watchTree was called, but this host answered that it does not provide it');
+    },
   },
   'xnat:archive/renames': {
     renames: () => false,

@@ -184,14 +184,15 @@ export class XnatArchive {
       // files itself and never calls `digestFiles`.
       'xnat:archive/digests': { computes: () => false, digestFiles: () => [] },
       // Folder listings made by the host: this one does not (`lists` is false), so the component lists
-      // through wasi:filesystem and never calls `listFolder` or the walks (were one called, it would throw,
-      // never pass for an empty folder).
+      // through wasi:filesystem and never calls `listFolder`, the walks or `watchTree` (were one called, it
+      // would throw, never pass for an empty folder).
       'xnat:archive/listings': {
         lists: () => false,
         listFolder: neverCalled('listings.listFolder'),
         walkTree: neverCalled('listings.walkTree'),
         nextWalked: neverCalled('listings.nextWalked'),
         endWalk: neverCalled('listings.endWalk'),
+        watchTree: neverCalled('listings.watchTree'),
       },
       // Renames made by the host: this one does not (`renames` is false), so the component moves files
       // through wasi:filesystem and never calls `renameFiles`, `startRenames` or `renamed`.

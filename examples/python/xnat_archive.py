@@ -128,14 +128,15 @@ class XnatArchive:
                 d.add_func("digest-files", lambda _store, _folder, _paths, _algorithm: [])
             # `listings` lets a host list a folder in one call, beneath a folder the component lends. This host
             # does not (`lists` is False): the component lists through wasi:filesystem and never calls
-            # `list-folder` or the walks (were one called, the exception would stop the call, never pass for an
-            # empty folder).
+            # `list-folder`, the walks or `watch-tree` (were one called, the exception would stop the call, never
+            # pass for an empty folder).
             with root.add_instance(f"{PACKAGE}/listings@{VERSION}") as l:
                 l.add_func("lists", lambda _store: False)
                 l.add_func("list-folder", _never_called("listings.list-folder"))
                 l.add_func("walk-tree", _never_called("listings.walk-tree"))
                 l.add_func("next-walked", _never_called("listings.next-walked"))
                 l.add_func("end-walk", _never_called("listings.end-walk"))
+                l.add_func("watch-tree", _never_called("listings.watch-tree"))
             # `renames` lets a host move many files in one call, never replacing one. This host does not
             # (`renames` is False): the component moves them through wasi:filesystem and never calls
             # `rename-files`, `start-renames` or `renamed`.

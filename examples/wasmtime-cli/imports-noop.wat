@@ -13,10 +13,10 @@
 ;; canonical ABI requires a callee to drop every borrowed handle before it returns).
 ;;
 ;; `lists` answers false too, so the component lists folders through wasi:filesystem and never calls
-;; `list-folder`, `walk-tree`, `next-walked` or `end-walk`; were they called, `list-folder` and `walk-tree` would
-;; answer `err(unsupported)` (the result at address 16: discriminant 1, then error-code 27 at offset 4), which
-;; tells the component to list the folder itself, `next-walked` would answer `none` (the zero discriminant at
-;; address 8) and `end-walk` would do nothing.
+;; `list-folder`, `walk-tree`, `next-walked`, `end-walk` or `watch-tree`; were they called, `list-folder` and
+;; `walk-tree` would answer `err(unsupported)` (the result at address 16: discriminant 1, then error-code 27 at
+;; offset 4), which tells the component to list the folder itself, `next-walked` and `watch-tree` would answer
+;; `none` (the zero discriminant at address 8) and `end-walk` would do nothing.
 ;;
 ;; `renames` answers false as well, so the component moves files through wasi:filesystem and never calls
 ;; `rename-files`, `start-renames` or `renamed`; were `rename-files` or `renamed` called, it would answer
@@ -54,6 +54,10 @@
     (i32.const 16))
   (func (export "xnat:archive/listings@0.1.0#next-walked") (param $ticket i32) (result i32) (i32.const 8))
   (func (export "xnat:archive/listings@0.1.0#end-walk") (param $ticket i32))
+  (func (export "xnat:archive/listings@0.1.0#watch-tree") (param $folder i32) (param $path_ptr i32)
+    (param $path_len i32) (param $depth i32) (result i32)
+    (call $drop_descriptor (local.get $folder))
+    (i32.const 8))
   (func (export "xnat:archive/renames@0.1.0#renames") (result i32) (i32.const 0))
   (func (export "xnat:archive/renames@0.1.0#rename-files") (param $source i32) (param $destination i32)
     (param $pairs_ptr i32) (param $pairs_len i32) (result i32)

@@ -17,3 +17,4 @@ pub mod progress;
 pub(crate) mod renames;
 pub mod runtime;
 pub(crate) mod walks;
+pub(crate) mod watches;

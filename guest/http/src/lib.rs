@@ -90,6 +90,7 @@ mod component {
             listings::next_walked(ticket).map(|f| (f.path, f.entries.into_iter().map(host_entry).collect()))
         },
         end_walk: listings::end_walk,
+        watch_tree: listings::watch_tree,
     };
 
     /// One entry of the host's listings as the tree takes it.

@@ -63,6 +63,7 @@ const HOST_LISTING: HostListing = HostListing {
         listings::next_walked(ticket).map(|f| (f.path, f.entries.into_iter().map(host_entry).collect()))
     },
     end_walk: listings::end_walk,
+    watch_tree: listings::watch_tree,
 };
 
 /// One entry of the host's listings as the tree takes it.

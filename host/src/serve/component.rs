@@ -42,6 +42,7 @@ use crate::wasm::instances::Instance;
 use crate::wasm::limits::{Limiter, MemoryRefused};
 use crate::wasm::renames::Renaming;
 use crate::wasm::walks::Walks;
+use crate::wasm::watches::Watches;
 
 /// Why a request got no response from its component.
 #[derive(Debug)]
@@ -88,6 +89,8 @@ impl std::fmt::Display for Failure {
 /// The HTTP component, compiled and linked, ready to instantiate. Cheap to share between tasks.
 pub struct HttpComponent {
     pre: ProxyPre<State>,
+    /// Folders watched for the instances' listings, from one request to the next.
+    watches: Arc<Watches>,
 }
 
 impl HttpComponent {
@@ -117,7 +120,7 @@ impl HttpComponent {
             )
         })?;
         engine::start_ticker(&engine);
-        Ok(HttpComponent { pre })
+        Ok(HttpComponent { pre, watches: Arc::default() })
     }
 
     /// Serves one request in a fresh instance of `tenant`'s: its grants, its environment, its limits.
@@ -172,6 +175,7 @@ impl HttpComponent {
             hooks: NoOutgoingRequests,
             instance: Instance::new(),
             walks: Walks::default(),
+            watches: self.watches.clone(),
             renaming: Renaming::default(),
         };
         let refusals = state.limiter.refusals();
@@ -419,6 +423,8 @@ struct State {
     instance: Instance,
     /// The walks the instance has open (WIT `listings`).
     walks: Walks,
+    /// The server's watches of folders (WIT `watch-tree`), kept between requests.
+    watches: Arc<Watches>,
     /// The renames the instance started on the host's thread (WIT `renames`).
     renaming: Renaming,
 }
@@ -465,6 +471,15 @@ impl ListingsHost for State {
 
     fn end_walk(&mut self, ticket: u32) {
         self.walks.end(ticket)
+    }
+
+    fn watch_tree(
+        &mut self,
+        folder: wasmtime::component::Resource<wasmtime_wasi::filesystem::Descriptor>,
+        path: String,
+        depth: u32,
+    ) -> Option<String> {
+        self.watches.watch_tree(&self.table, &folder, &path, depth)
     }
 }
 

@@ -145,7 +145,7 @@ fn look_split<T: Sync>(
 /// (`RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, as cap-std resolves it), read with `getdents64`, and only what
 /// the reading does not say is a folder, a link or another kind of entry looked at (`statx`).
 #[cfg(target_os = "linux")]
-mod native {
+pub(crate) mod native {
     use super::*;
     use rustix::fd::{BorrowedFd, OwnedFd};
     use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, ResolveFlags, StatxFlags};
@@ -169,7 +169,7 @@ mod native {
 
     /// The folder at `path` beneath `lent`, opened for reading, as cap-std opens it (`EAGAIN`, a rename
     /// somewhere during the resolution, is tried again a few times; `EXDEV` is a path that leads out).
-    fn open_beneath(lent: BorrowedFd<'_>, path: &str) -> Option<Result<OwnedFd, ErrorCode>> {
+    pub(crate) fn open_beneath(lent: BorrowedFd<'_>, path: &str) -> Option<Result<OwnedFd, ErrorCode>> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         for _ in 0..4 {
             match rustix::fs::openat2(

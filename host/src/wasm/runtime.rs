@@ -601,6 +601,11 @@ impl ListingsHost for State {
     fn end_walk(&mut self, ticket: u32) {
         self.walks.end(ticket)
     }
+
+    /// A run lives for one call: nothing it watched would be asked about again.
+    fn watch_tree(&mut self, _: Resource<Descriptor>, _: String, _: u32) -> Option<String> {
+        None
+    }
 }
 
 impl RenamesHost for State {

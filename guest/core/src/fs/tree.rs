@@ -213,6 +213,24 @@ impl Tree {
         self.listing
     }
 
+    /// A mark of the folder `rel` and of its folders down to `depth` (those whose names begin with `.` left
+    /// out) which changes whenever anything in them is created, removed, renamed, written or has its
+    /// attributes set: equal marks from two calls mean nothing there changed in between. `None` unless the
+    /// host watches them (WIT `listings.watch-tree`; never outside the component).
+    pub fn watch(&self, rel: &RelPath, depth: u32) -> Option<String> {
+        #[cfg(target_os = "wasi")]
+        {
+            let host = self.listing.filter(super::wasi_dir::host_lists)?;
+            let path = self.path(rel);
+            super::wasi_dir::in_preopen(path.to_str()?, |folder, rest| (host.watch_tree)(folder, rest, depth))?
+        }
+        #[cfg(not(target_os = "wasi"))]
+        {
+            let _ = (rel, depth);
+            None
+        }
+    }
+
     /// The same tree, its files moved by the host where it offers that (WIT `renames`; see
     /// [`super::HostRenames`]).
     #[cfg(target_os = "wasi")]

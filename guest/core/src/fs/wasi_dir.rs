@@ -73,7 +73,9 @@ mod component {
     /// The host's folder listings (WIT `listings`), as the component adapters bind them: whether it lists at
     /// all (asked once), the entries of the folder at a path beneath a descriptor the component lends, and
     /// walks of whole trees made in the background (see [`crate::fs::ahead`]): start one (a ticket), take its
-    /// next folder (its path below the folder walked and its entries; `None` when it has no more), close it.
+    /// next folder (its path below the folder walked and its entries; `None` when it has no more), close it;
+    /// and the mark of a folder and its folders down to a depth, which changes whenever anything in them does
+    /// (`None`: the host does not watch them).
     #[derive(Debug, Clone, Copy)]
     pub struct HostListing {
         pub lists: fn() -> bool,
@@ -81,6 +83,7 @@ mod component {
         pub walk_tree: fn(&Descriptor, &str) -> Result<u32, ErrorCode>,
         pub next_walked: fn(u32) -> Option<(String, Vec<HostEntry>)>,
         pub end_walk: fn(u32),
+        pub watch_tree: fn(&Descriptor, &str, u32) -> Option<String>,
     }
 
     /// Whether the host lists folders (asked once).

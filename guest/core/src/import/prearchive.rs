@@ -16,7 +16,12 @@
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, Listed, RelPath, Stamps, Tree, check_segment};
-use crate::import::table::{DocFields, Table};
+use crate::import::table::{DocFields, Listing, Table};
+
+/// The folders a row is made of, from the prearchive's root: the root (0), its projects and Unassigned timestamp
+/// folders (1), the projects' timestamp folders (2), where a session's document and our files lie, and the
+/// sessions' folders (3), whose time a session without a document shows.
+const WATCHED_DEPTH: u32 = 3;
 use crate::model::session::SessionDoc;
 use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
 use percent_encoding::percent_decode_str;
@@ -189,7 +194,7 @@ impl Status {
 }
 
 /// One row of the listing: XNAT's 19 columns, in XNAT's order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub project: String,
     pub timestamp: String,
@@ -584,10 +589,21 @@ impl<'a> Prearchive<'a> {
     /// One read of each timestamp folder tells which of a session's files exist (its folder, document,
     /// lock, status and journal) and the document's stamp; a row costs the document's read, or nothing when
     /// the prearchive table remembers the document under that stamp ([`super::table`]). A session archived,
-    /// moved or deleted while the listing runs is left out.
+    /// moved or deleted while the listing runs is left out. Where the host watches the prearchive, a listing
+    /// that finds the host's mark unchanged since the table kept a whole listing is that listing.
     pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
+        // Asked before anything is read: whatever changes from now on moves the mark.
+        let mark = self.tree.watch(&RelPath::root(), WATCHED_DEPTH);
+        if let Some(rows) = mark.as_deref().and_then(|mark| Table::listing_at(self.tree, mark)) {
+            return Ok(match project {
+                None => rows,
+                Some(p) => rows.into_iter().filter(|row| row.project == p).collect(),
+            });
+        }
         let mut table = Table::read(self.tree);
         let mut rows = std::collections::BTreeMap::new();
+        // A listing of every project is kept whole, with the mark.
+        let whole = project.is_none();
         for (p, ts, dir) in self.timestamp_dirs(project)? {
             let listed = match self.tree.list_with(&dir, Stamps::Times) {
                 Err(Error::NotFound(_)) => Vec::new(),
@@ -602,12 +618,15 @@ impl<'a> Prearchive<'a> {
                 }
             }
         }
-        table.finish(self.tree, |session| match project {
+        let rows: Vec<Row> = rows.into_values().collect();
+        let listing = mark.filter(|_| whole).map(|mark| Listing { mark, rows: rows.clone() });
+        let scope = |session: &str| match project {
             None => true,
             Some(UNASSIGNED) => session.split('/').next().is_some_and(is_timestamp),
             Some(p) => session.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')),
-        });
-        Ok(rows.into_values().collect())
+        };
+        table.finish(self.tree, scope, listing);
+        Ok(rows)
     }
 
     /// Deletes a session: its folder, document and our files, then empty parent folders. Allowed from

@@ -15,6 +15,14 @@
 //! within two seconds before the listing began is never remembered (it may change again within the same
 //! clock tick: the modification time would not move). The lock, the status file and the journal are looked at on every listing, as before.
 //!
+//! Beside the rows, the table keeps the last whole listing with the mark of a host that watches the prearchive
+//! (WIT `listings.watch-tree`): a mark that changes whenever anything changes in the prearchive's root, its
+//! projects, their timestamp folders or the sessions' folders, which hold everything a row is made of (a
+//! session's document, lock, status file and journal, the folders' names, and for a session without a document
+//! its folder's time, which moves when an entry of the folder does). While the host gives the same mark, the
+//! listing is that one, and nothing is read but this file. Only a listing of every project is kept so. What a
+//! host's watch cannot see, it gives no mark for (see `host/src/wasm/watches.rs`).
+//!
 //! The table is a cache: a file `.xnat-archive/prearchive-table` in the prearchive, written atomically when a
 //! listing learned something, by listings that may write (`serve`'s tenants; the CLI's read-only listing reads
 //! it only). A table that cannot be read or written is no error: the listing reads the documents, as it would
@@ -24,6 +32,7 @@
 //! written anew by the next listing that may.
 
 use crate::fs::tree::{FileStamp, RelPath, Tree};
+use crate::import::prearchive::Row;
 use foldhash::HashMap;
 
 /// The table's file, in our folder at the prearchive's root (a name no project can have: project IDs have
@@ -50,7 +59,14 @@ pub struct DocFields {
 }
 
 /// The first line of the table's file: what follows is this version's encoding.
-const MAGIC: &[u8] = b"xnat-archive prearchive table, postcard 1\n";
+const MAGIC: &[u8] = b"xnat-archive prearchive table, postcard 2\n";
+
+/// A whole listing, as it was when the host's watch of the prearchive gave `mark`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Listing {
+    pub mark: String,
+    pub rows: Vec<Row>,
+}
 
 /// One row of the table's file.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -83,6 +99,8 @@ pub struct Table {
     changed: bool,
     /// When the listing began (ns since the epoch); `None` when the clock cannot tell (nothing is remembered).
     started_ns: Option<u64>,
+    /// The last whole listing kept, with its mark.
+    listing: Option<Listing>,
 }
 
 impl Table {
@@ -92,7 +110,7 @@ impl Table {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| u64::try_from(d.as_nanos()).ok());
-        let lines = RelPath::new(TABLE_FILE)
+        let (listing, lines) = RelPath::new(TABLE_FILE)
             .ok()
             .and_then(|path| tree.read(&path).ok())
             .and_then(|bytes| decode(&bytes))
@@ -104,7 +122,14 @@ impl Table {
                 (l.session, Remembered { key, fields: l.fields, visited: false })
             })
             .collect();
-        Table { rows, changed: false, started_ns }
+        Table { rows, changed: false, started_ns, listing }
+    }
+
+    /// The whole listing the table keeps, if it was kept with `mark`: nothing else is decoded.
+    pub fn listing_at(tree: &Tree, mark: &str) -> Option<Vec<Row>> {
+        let bytes = tree.read(&RelPath::new(TABLE_FILE).ok()?).ok()?;
+        let (listing, _) = postcard::take_from_bytes::<Option<Listing>>(bytes.strip_prefix(MAGIC)?).ok()?;
+        listing.filter(|l| l.mark == mark).map(|l| l.rows)
     }
 
     /// The remembered fields of `session` when its document's stamp is still `stamp`.
@@ -140,11 +165,18 @@ impl Table {
     }
 
     /// Ends the listing: forgets the sessions within `listed` (the listing's scope) it did not come across
-    /// (archived, moved, deleted), and writes the table when it changed. A table that cannot be written
-    /// (a read-only grant, a full disk) is left as it was.
-    pub fn finish(mut self, tree: &Tree, listed: impl Fn(&str) -> bool) {
+    /// (archived, moved, deleted), keeps `whole` (a whole listing and its mark) when there is one, and writes
+    /// the table when it changed. A table that cannot be written (a read-only grant, a full disk) is left as
+    /// it was. A listing kept earlier stays when there is no new one: it is only ever used with its own mark.
+    pub fn finish(mut self, tree: &Tree, listed: impl Fn(&str) -> bool, whole: Option<Listing>) {
         let before = self.rows.len();
         self.rows.retain(|session, row| row.visited || !listed(session));
+        if let Some(whole) = whole
+            && self.listing.as_ref() != Some(&whole)
+        {
+            self.listing = Some(whole);
+            self.changed = true;
+        }
         if !self.changed && self.rows.len() == before {
             return;
         }
@@ -161,19 +193,24 @@ impl Table {
             })
             .collect();
         lines.sort_unstable_by(|a, b| a.session.cmp(&b.session));
-        let Ok(encoded) = postcard::to_allocvec(&lines) else { return };
-        let _ = tree.write_atomic_with(&path, &mut |out| {
-            let io = |e: std::io::Error| crate::error::Error::io(TABLE_FILE, &e);
-            out.write_all(MAGIC).map_err(io)?;
-            out.write_all(&encoded).map_err(io)
-        });
+        if let Some(encoded) = encode(&self.listing, &lines) {
+            let _ = tree.write_atomic(&path, &encoded);
+        }
     }
 }
 
-/// The rows of a table file's content; `None` unless it is this version's table, whole.
-fn decode(bytes: &[u8]) -> Option<Vec<Line>> {
-    match postcard::take_from_bytes::<Vec<Line>>(bytes.strip_prefix(MAGIC)?) {
-        Ok((lines, [])) => Some(lines),
+/// A table file's content: the line naming the format, the whole listing kept (first: a listing that finds
+/// its mark decodes nothing else), the rows.
+fn encode(listing: &Option<Listing>, lines: &[Line]) -> Option<Vec<u8>> {
+    let bytes = postcard::to_extend(listing, MAGIC.to_vec()).ok()?;
+    postcard::to_extend(lines, bytes).ok()
+}
+
+/// The whole listing and the rows of a table file's content; `None` unless it is this version's table, whole.
+fn decode(bytes: &[u8]) -> Option<(Option<Listing>, Vec<Line>)> {
+    let (listing, rest) = postcard::take_from_bytes::<Option<Listing>>(bytes.strip_prefix(MAGIC)?).ok()?;
+    match postcard::take_from_bytes::<Vec<Line>>(rest) {
+        Ok((lines, [])) => Some((listing, lines)),
         _ => None,
     }
 }
@@ -182,18 +219,16 @@ fn decode(bytes: &[u8]) -> Option<Vec<Line>> {
 #[cfg(test)]
 pub(crate) fn remembered(tree: &Tree) -> Vec<(String, DocFields)> {
     let bytes = tree.read(&RelPath::new(TABLE_FILE).unwrap()).unwrap();
-    decode(&bytes).expect("a table").into_iter().map(|l| (l.session, l.fields)).collect()
+    decode(&bytes).expect("a table").1.into_iter().map(|l| (l.session, l.fields)).collect()
 }
 
 /// Changes what the prearchive's table remembers, keeping the stamps (for tests beyond this module).
 #[cfg(test)]
 pub(crate) fn edit(tree: &Tree, change: impl Fn(&mut DocFields)) {
     let path = RelPath::new(TABLE_FILE).unwrap();
-    let mut lines = decode(&tree.read(&path).unwrap()).expect("a table");
+    let (listing, mut lines) = decode(&tree.read(&path).unwrap()).expect("a table");
     lines.iter_mut().for_each(|l| change(&mut l.fields));
-    let mut bytes = MAGIC.to_vec();
-    bytes.extend(postcard::to_allocvec(&lines).unwrap());
-    tree.write_atomic(&path, &bytes).unwrap();
+    tree.write_atomic(&path, &encode(&listing, &lines).unwrap()).unwrap();
 }
 
 #[cfg(test)]
@@ -218,7 +253,7 @@ mod tests {
         table.remember("P/20240101_000000/S1", &stamp(100, old), &fields("one"));
         table.remember("P/20240101_000000/S2", &stamp(100, now - SETTLING_NS / 2), &fields("fresh"));
         table.remember("20240101_000000/U", &stamp(7, old), &fields("unassigned"));
-        table.finish(&tree, |_| true);
+        table.finish(&tree, |_| true, None);
 
         let mut table = Table::read(&tree);
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(100, old)), Some(&fields("one")));
@@ -232,13 +267,45 @@ mod tests {
         // Changed within the settling time: never remembered.
         assert_eq!(table.get("P/20240101_000000/S2", &stamp(100, now - SETTLING_NS / 2)), None);
         // A listing of project P forgets P's sessions it did not come across, and nobody else's.
-        table.finish(&tree, |s| s.starts_with("P/"));
+        table.finish(&tree, |s| s.starts_with("P/"), None);
         let mut table = Table::read(&tree);
         assert_eq!(table.rows.len(), 2);
         assert!(table.get("20240101_000000/U", &stamp(7, old)).is_some());
-        table.finish(&tree, |s| s.starts_with("P/"));
+        table.finish(&tree, |s| s.starts_with("P/"), None);
         let table = Table::read(&tree);
         assert_eq!(table.rows.keys().collect::<Vec<_>>(), ["20240101_000000/U"]);
+    }
+
+    #[test]
+    fn a_whole_listing_is_kept_with_its_mark_and_given_for_that_mark_only() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = Tree::new(d.path());
+        assert_eq!(Table::listing_at(&tree, "m1"), None, "no table");
+        let row = |name: &str| Row { project: "P".into(), name: name.into(), ..Row::default() };
+        let mut table = Table::read(&tree);
+        let old = table.started_ns.unwrap() - 10 * SETTLING_NS;
+        table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
+        let whole = Listing { mark: "m1".into(), rows: vec![row("one"), row("two")] };
+        table.finish(&tree, |_| true, Some(whole.clone()));
+        assert_eq!(Table::listing_at(&tree, "m1"), Some(whole.rows.clone()));
+        assert_eq!(Table::listing_at(&tree, "m2"), None, "another mark");
+        assert_eq!(Table::listing_at(&tree, "m"), None);
+        // The rows are still there beside it.
+        let mut table = Table::read(&tree);
+        assert_eq!(table.get("P/20240101_000000/S1", &stamp(1, old)), Some(&fields("one")));
+        // A listing without a whole one to keep (one project's, a host that does not watch) leaves it.
+        table.finish(&tree, |_| true, None);
+        assert_eq!(Table::listing_at(&tree, "m1"), Some(whole.rows.clone()));
+        // A new one replaces it.
+        let table = Table::read(&tree);
+        table.finish(&tree, |_| true, Some(Listing { mark: "m2".into(), rows: vec![row("three")] }));
+        assert_eq!(Table::listing_at(&tree, "m1"), None);
+        assert_eq!(Table::listing_at(&tree, "m2"), Some(vec![row("three")]));
+        // A damaged file keeps nothing.
+        let file = d.path().join(TABLE_FILE);
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..MAGIC.len() + 4]).unwrap();
+        assert_eq!(Table::listing_at(&tree, "m2"), None);
     }
 
     #[test]
@@ -249,19 +316,22 @@ mod tests {
         let old = table.started_ns.unwrap() - 10 * SETTLING_NS;
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
         table.remember("P/20240101_000000/S2", &stamp(2, old), &fields("two"));
-        table.finish(&tree, |_| true);
+        table.finish(&tree, |_| true, None);
         let file = d.path().join(TABLE_FILE);
         let whole = std::fs::read(&file).unwrap();
         assert!(whole.starts_with(MAGIC));
+        let version_1 = [&b"xnat-archive prearchive table, postcard 1\n"[..], &whole[MAGIC.len() + 1..]].concat();
         let json_lines = br#"{"session":"P/20240101_000000/S1","len":1,"modified_ns":1,"changed_ns":1,"fields":{"status":"READY","scan_date":"","scan_time":"","subject":"","name":"one","tag":"","visit":"","protocol":""}}"#;
-        for other in [&whole[..whole.len() - 3], &whole[MAGIC.len()..], &json_lines[..], &[0xff, 0xfe, 0][..]] {
+        let others =
+            [&whole[..whole.len() - 3], &whole[MAGIC.len()..], &version_1, &json_lines[..], &[0xff, 0xfe, 0][..]];
+        for other in others {
             std::fs::write(&file, other).unwrap();
             assert!(Table::read(&tree).rows.is_empty(), "{other:?}");
         }
         // The next listing that learns something writes it whole again.
         let mut table = Table::read(&tree);
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
-        table.finish(&tree, |_| true);
+        table.finish(&tree, |_| true, None);
         let mut table = Table::read(&tree);
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(1, old)), Some(&fields("one")));
         assert_eq!(table.rows.len(), 1);
