@@ -4,29 +4,35 @@
 //! still what is there.
 //!
 //! One `inotify` instance per watched tree, one watch per folder in it (folders named with a leading `.` are not
-//! looked into: they are ours, and our own writes there must not count as changes). A mark is the host's epoch
-//! (random, per process: a mark of an earlier run never matches) and the number of the last change counted:
-//! changes are counted from one sequence across every tree, so two marks are equal only when no event arrived
-//! between the two calls and the same watches stood all along. Whatever the watches may have missed counts as
-//! a change: a full event queue, a watched folder removed or moved, a folder created, removed or moved in one
-//! (the tree's folders are looked at again, each watched before it is read).
+//! looked into: they are ours, and our own writes there must not count as changes), each watched before it is
+//! read, so that whatever is made in it after it was read makes an event. A mark is the host's epoch (random, per
+//! process: a mark of an earlier run never matches) and the number of the tree's last change, counted from one
+//! sequence across every tree: two marks are equal only when no event arrived between the two calls and the same
+//! watches stood all along. A folder made in the tree (or moved into it) is watched with its folders when the
+//! event is read, before the mark is given; one moved out is no longer watched; whatever the watches may have
+//! missed (a full event queue) counts as a change and has the whole tree looked at again.
 //!
 //! What this cannot see, and so where no mark is given: folders on a filesystem whose changes can come from
 //! another machine (NFS, SMB, Lustre, GPFS, CephFS, FUSE mounts: only local filesystems are watched), and
 //! changes made through a shared memory mapping (no event is made for them). Trees of more than
-//! [`MAX_FOLDERS`] folders are not watched either.
+//! [`MAX_FOLDERS`] folders are not watched either, nor beyond the system's limits on watches; a tree that could
+//! not be watched is tried again [`RETRY_AFTER`] later, not on every request.
 //!
 //! The authority is the component's: the folder is resolved beneath the descriptor it lends, which must have
 //! been opened for reading; a watch gives the component nothing but the mark.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::filesystem::Descriptor;
 
 /// The most folders one tree may have to be watched.
 pub(crate) const MAX_FOLDERS: usize = 65_536;
+
+/// How long a tree that could not be watched is not tried again.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The most trees watched at once (a server's tenants have one or two each); beyond, every tree is dropped
 /// and watched anew when asked.
@@ -39,11 +45,19 @@ pub(crate) struct Watches {
     /// The number of the last change counted, in any tree.
     counted: AtomicU64,
     /// By the watched folder (device, inode) and depth.
-    trees: Mutex<HashMap<(u64, u64, u32), Slot>>,
+    trees: Mutex<HashMap<(u64, u64, u32), Shared>>,
 }
 
-/// A tree's watch (`None` until it is watched, or when it cannot be), locked by the request asking for its mark.
-type Slot = Arc<Mutex<Option<Watched>>>;
+type Shared = Arc<Mutex<Slot>>;
+
+/// A tree's watch, locked by the request asking for its mark.
+#[derive(Default)]
+struct Slot {
+    /// `None` until it is watched, or when it could not be.
+    watched: Option<Watched>,
+    /// When it last could not be.
+    refused_at: Option<Instant>,
+}
 
 #[cfg(target_os = "linux")]
 type Watched = linux::Tree;
@@ -63,22 +77,24 @@ impl Watches {
     pub(crate) fn mark(&self, folder: std::os::fd::BorrowedFd<'_>, depth: u32) -> Option<String> {
         let stat = rustix::fs::fstat(folder).ok()?;
         let key = (stat.st_dev, stat.st_ino, depth);
-        let tree = {
+        let slot = {
             let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
             if trees.len() >= MAX_TREES && !trees.contains_key(&key) {
                 trees.clear();
             }
             trees.entry(key).or_default().clone()
         };
-        let mut tree = tree.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let next = || self.counted.fetch_add(1, Ordering::Relaxed) + 1;
-        if tree.is_none() {
-            *tree = linux::Tree::watch(folder, depth, next());
+        if slot.watched.is_none() {
+            if slot.refused_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                return None;
+            }
+            slot.watched = linux::Tree::watch(folder, depth, next());
         }
-        let counted = tree.as_mut().and_then(|t| t.catch_up(next));
+        let counted = slot.watched.as_mut().and_then(|t| t.catch_up(next));
         if counted.is_none() {
-            // Not watchable now: asked again, it is tried again from the start.
-            *tree = None;
+            *slot = Slot { watched: None, refused_at: Some(Instant::now()) };
         }
         counted.map(|n| format!("{:016x}.{n}", self.epoch))
     }
@@ -113,10 +129,10 @@ impl Watches {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::{HashSet, MAX_FOLDERS};
+    use super::{HashMap, MAX_FOLDERS};
     use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
     use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
-    use rustix::fs::{FileType, Mode, OFlags, RawDir};
+    use rustix::fs::{FileType, Mode, OFlags, RawDir, ResolveFlags};
     use rustix::io::Errno;
     use std::mem::MaybeUninit;
 
@@ -138,18 +154,22 @@ mod linux {
             | WatchFlags::ONLYDIR
     }
 
+    /// A watched folder: its path below the tree's folder (empty for that one) and its level (0 for it).
+    struct Folder {
+        path: String,
+        level: u32,
+    }
+
     /// One watched tree.
     pub(super) struct Tree {
         inotify: OwnedFd,
-        /// The tree's folder (kept open, never read: its folders are looked at again from it).
+        /// The tree's folder (kept open, never read: its folders are opened from it).
         root: OwnedFd,
         depth: u32,
-        /// The watch of each of its folders.
-        watched: HashSet<i32>,
+        /// Its folders, by their watches.
+        folders: HashMap<i32, Folder>,
         /// The number of its last change.
         counted: u64,
-        /// Its folders must be looked at again before the next mark.
-        stale: bool,
     }
 
     impl Tree {
@@ -157,48 +177,70 @@ mod linux {
         pub(super) fn watch(folder: BorrowedFd<'_>, depth: u32, counted: u64) -> Option<Tree> {
             let inotify = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
             let root = rustix::io::fcntl_dupfd_cloexec(folder, 0).ok()?;
-            Some(Tree { inotify, root, depth, watched: HashSet::new(), counted, stale: true })
+            let mut tree = Tree { inotify, root, depth, folders: HashMap::new(), counted };
+            tree.add(String::new(), 0)?;
+            Some(tree)
         }
 
-        /// Counts what happened since the last call; the number of the tree's last change, or `None` when it
-        /// can no longer be watched.
+        /// Counts what happened since the last call and watches what was made meanwhile; the number of the
+        /// tree's last change, or `None` when it can no longer be watched.
         pub(super) fn catch_up(&mut self, mut next: impl FnMut() -> u64) -> Option<u64> {
             let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
             let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
-            let mut changed = false;
+            let (mut changed, mut missed) = (false, false);
+            // Folders made or moved into the tree (path, level), and the paths of those moved out.
+            let (mut made, mut gone) = (Vec::new(), Vec::new());
             loop {
-                match reader.next() {
-                    Ok(event) => {
-                        let flags = event.events();
-                        if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-                            (changed, self.stale) = (true, true);
-                            continue;
-                        }
-                        if !self.watched.contains(&event.wd()) {
-                            // A watch this tree removed, its last events.
-                            continue;
-                        }
-                        changed = true;
-                        if flags.intersects(ReadFlags::IGNORED | ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF)
-                            || flags.contains(ReadFlags::ISDIR)
-                                && flags.intersects(
-                                    ReadFlags::CREATE | ReadFlags::DELETE | ReadFlags::MOVED_FROM | ReadFlags::MOVED_TO,
-                                )
-                        {
-                            self.stale = true;
-                        }
-                        if flags.contains(ReadFlags::IGNORED) {
-                            self.watched.remove(&event.wd());
-                        }
-                    }
+                let event = match reader.next() {
+                    Ok(event) => event,
                     Err(Errno::AGAIN) => break,
                     Err(Errno::INTR) => continue,
                     Err(_) => return None,
+                };
+                let flags = event.events();
+                if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                    (changed, missed) = (true, true);
+                    continue;
+                }
+                // Not a folder of the tree: the last events of a watch it removed.
+                let Some(folder) = self.folders.get(&event.wd()) else { continue };
+                changed = true;
+                if flags.contains(ReadFlags::IGNORED) {
+                    // The folder is gone (its removal was an event of its own folder too).
+                    if folder.level == 0 {
+                        return None;
+                    }
+                    self.folders.remove(&event.wd());
+                    continue;
+                }
+                if flags.contains(ReadFlags::MOVE_SELF) && folder.level == 0 {
+                    return None;
+                }
+                let name = event.file_name().and_then(|n| n.to_str().ok()).unwrap_or_default();
+                if !flags.contains(ReadFlags::ISDIR) || name.is_empty() || name.starts_with('.') {
+                    continue;
+                }
+                let path = if folder.path.is_empty() { name.to_string() } else { format!("{}/{name}", folder.path) };
+                if flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) && folder.level < self.depth {
+                    made.push((path, folder.level + 1));
+                } else if flags.contains(ReadFlags::MOVED_FROM) {
+                    gone.push(path);
                 }
             }
-            if self.stale {
-                self.rewatch()?;
-                (changed, self.stale) = (true, false);
+            for path in gone {
+                self.forget(&path);
+            }
+            if missed {
+                let kept: Vec<i32> = self.folders.keys().copied().collect();
+                for wd in kept {
+                    let _ = inotify::remove_watch(&self.inotify, wd);
+                }
+                self.folders.clear();
+                self.add(String::new(), 0)?;
+            } else {
+                for (path, level) in made {
+                    self.add(path, level)?;
+                }
             }
             if changed {
                 self.counted = next();
@@ -206,55 +248,66 @@ mod linux {
             Some(self.counted)
         }
 
-        /// Watches every folder of the tree (each before it is read, so that whatever is made in it after it
-        /// was read makes an event), and stops watching folders no longer in it.
-        fn rewatch(&mut self) -> Option<()> {
-            let mut watched = HashSet::new();
-            // Opened anew, not duplicated: a duplicate would share the position of the last reading.
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let root = rustix::fs::openat(&self.root, c".", flags, Mode::empty()).ok()?;
-            let mut folders = vec![(root, 0u32)];
-            while let Some((folder, level)) = folders.pop() {
+        /// Watches the folder at `path` (at `level`) and its folders down to the tree's depth, each before it
+        /// is read. A folder gone or replaced by something else meanwhile is left out (its removal made an
+        /// event); `None` when one cannot be watched.
+        fn add(&mut self, path: String, level: u32) -> Option<()> {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            let at = if path.is_empty() { "." } else { path.as_str() };
+            let opened = match rustix::fs::openat2(&self.root, at, flags, Mode::empty(), resolve) {
+                Ok(opened) => opened,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) if level > 0 => return Some(()),
+                Err(_) => return None,
+            };
+            let mut folders = vec![(opened, path, level)];
+            while let Some((folder, path, level)) = folders.pop() {
                 // `f_type`'s type differs between platforms.
                 #[allow(clippy::unnecessary_cast)]
                 let local = rustix::fs::fstatfs(&folder).ok().is_some_and(|fs| LOCAL.contains(&(fs.f_type as i64)));
-                if !local || watched.len() >= MAX_FOLDERS {
+                if !local || self.folders.len() >= MAX_FOLDERS {
                     return None;
                 }
-                let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&folder));
-                watched.insert(inotify::add_watch(&self.inotify, path.as_str(), events()).ok()?);
+                let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&folder));
+                let wd = inotify::add_watch(&self.inotify, proc_path.as_str(), events()).ok()?;
                 if level < self.depth {
-                    for sub in subfolders(folder.as_fd())? {
-                        folders.push((sub, level + 1));
+                    for (sub, name) in subfolders(folder.as_fd())? {
+                        let sub_path = if path.is_empty() { name } else { format!("{path}/{name}") };
+                        folders.push((sub, sub_path, level + 1));
                     }
                 }
+                self.folders.insert(wd, Folder { path, level });
             }
-            for gone in self.watched.difference(&watched) {
-                // Already gone with its folder, or removed now.
-                let _ = inotify::remove_watch(&self.inotify, *gone);
-            }
-            self.watched = watched;
             Some(())
+        }
+
+        /// Stops watching the folder at `path` and those below it (moved out of where it was).
+        fn forget(&mut self, path: &str) {
+            let below = |p: &str| p == path || p.strip_prefix(path).is_some_and(|rest| rest.starts_with('/'));
+            let gone: Vec<i32> = self.folders.iter().filter(|(_, f)| below(&f.path)).map(|(wd, _)| *wd).collect();
+            for wd in gone {
+                self.folders.remove(&wd);
+                let _ = inotify::remove_watch(&self.inotify, wd);
+            }
         }
     }
 
-    /// The folders in `folder` whose names do not begin with `.`, opened (a link is not followed; an entry
-    /// gone or replaced by something else meanwhile is left out: its removal made an event).
-    fn subfolders(folder: BorrowedFd<'_>) -> Option<Vec<OwnedFd>> {
+    /// The folders in `folder` whose names are UTF-8 and do not begin with `.`, opened, with their names (a
+    /// link is not followed; an entry gone or replaced by something else meanwhile is left out: its removal
+    /// made an event).
+    fn subfolders(folder: BorrowedFd<'_>) -> Option<Vec<(OwnedFd, String)>> {
         let mut out = Vec::new();
         let mut buf = Vec::with_capacity(16 << 10);
         let mut reading = RawDir::new(folder, buf.spare_capacity_mut());
         while let Some(entry) = reading.next() {
             let entry = entry.ok()?;
-            let name = entry.file_name();
-            if name.to_bytes().starts_with(b".")
-                || !matches!(entry.file_type(), FileType::Directory | FileType::Unknown)
-            {
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            if name.starts_with('.') || !matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
                 continue;
             }
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::openat(folder, name, flags, Mode::empty()) {
-                Ok(sub) => out.push(sub),
+                Ok(sub) => out.push((sub, name.to_string())),
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {}
                 Err(_) => return None,
             }
@@ -325,7 +378,23 @@ mod tests {
         let now = mark(&watches, dir.path()).unwrap();
         std::fs::write(p.join("Q/TS2/H/scans/file.dcm"), "x").unwrap();
         std::fs::write(p.join(".ours/table"), "t").unwrap();
-        assert_eq!(mark(&watches, dir.path()), Some(now));
+        assert_eq!(mark(&watches, dir.path()), Some(now.clone()));
+        // A folder moved out of the tree is no longer watched; moved back in, it is again.
+        let outside = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+        std::fs::rename(p.join("Q/TS2"), outside.path().join("TS2")).unwrap();
+        let moved_out = mark(&watches, dir.path()).unwrap();
+        assert_ne!(moved_out, now);
+        std::fs::write(outside.path().join("TS2/G.xml"), "<e/>").unwrap();
+        assert_eq!(mark(&watches, dir.path()).as_ref(), Some(&moved_out), "a change outside the tree");
+        std::fs::rename(outside.path().join("TS2"), p.join("Q/TS3")).unwrap();
+        let moved_in = mark(&watches, dir.path()).unwrap();
+        assert_ne!(moved_in, moved_out);
+        std::fs::write(p.join("Q/TS3/H.xml"), "<f/>").unwrap();
+        assert_ne!(mark(&watches, dir.path()).unwrap(), moved_in, "a change in a folder moved in");
+        // The tree's own folder removed: no mark.
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        std::fs::create_dir(dir.path()).unwrap();
+        assert_ne!(mark(&watches, dir.path()), Some(moved_in));
     }
 
     #[test]
