@@ -2,7 +2,9 @@
 //! serve` with 16 connections (and alone, with one), against the trivial endpoint `GET /data/version`
 //! measured in the same run, for a prearchive of 10 and of 1,000 sessions; with the server's CPU time per
 //! request, and (beside the 10) the listing of one session alone, which splits a listing's CPU into what any
-//! listing costs and what each session adds.
+//! listing costs and what each session adds. The server answers a listing from what its prearchive table kept
+//! while its watch of the prearchive sees no change; a last measurement touches a document before every
+//! listing, so that each reads the prearchive again.
 //!
 //! The test command runs a short form (1 s per measurement); `bench/listing.sh` the full one (10 s), set by
 //! `XNAT_LISTING_SECS`. The report (markdown) goes to stdout (`--nocapture`). One answer of each request is
@@ -81,6 +83,20 @@ fn checked_answer(server: &Server, path: &str, check: fn(&[u8]) -> bool) -> Arc<
 
 /// `connections` clients request `path` for `secs`, each answer required to be `expected`.
 fn measure(server: &Server, path: &str, secs: Duration, connections: usize, expected: &Arc<Vec<u8>>) -> Measured {
+    measure_changing(server, path, secs, connections, expected, None)
+}
+
+/// [`measure`], and before each request the times of the file `touched` set again to what they are: a change
+/// of the prearchive (an event for the server's watch, a new status-change time for its table) that leaves
+/// every answer as it was.
+fn measure_changing(
+    server: &Server,
+    path: &str,
+    secs: Duration,
+    connections: usize,
+    expected: &Arc<Vec<u8>>,
+    touched: Option<&Path>,
+) -> Measured {
     let url = server.url(path);
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = cpu(server.pid());
@@ -88,10 +104,15 @@ fn measure(server: &Server, path: &str, secs: Duration, connections: usize, expe
     let threads: Vec<_> = (0..connections)
         .map(|_| {
             let (url, stop, expected) = (url.clone(), stop.clone(), expected.clone());
+            let touched =
+                touched.map(|file| (file.to_path_buf(), std::fs::metadata(file).unwrap().modified().unwrap()));
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut took = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some((file, modified)) = &touched {
+                        std::fs::File::options().write(true).open(file).unwrap().set_modified(*modified).unwrap();
+                    }
                     let begun = Instant::now();
                     let (status, body) = get(&agent, &url);
                     assert!(status == 200 && body == *expected, "{url}: {status} {}", String::from_utf8_lossy(&body));
@@ -162,6 +183,18 @@ fn prearchive_listing_throughput_against_the_trivial_endpoint() {
         measured.push((
             "prearchive listing, 1 connection".to_string(),
             measure(&server, listing, secs, 1, &listing_answer),
+        ));
+        // What a prearchive that changes between every two listings costs (a site receiving sessions): each
+        // listing reads the prearchive again instead of answering what the table kept.
+        let document = std::fs::read_dir(dir.path().join("A/prearchive/DEMO"))
+            .unwrap()
+            .flat_map(|ts| std::fs::read_dir(ts.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "xml"))
+            .unwrap();
+        measured.push((
+            "prearchive listing, 1 connection, a document touched before each".to_string(),
+            measure_changing(&server, listing, secs, 1, &listing_answer, Some(&document)),
         ));
         if sessions == 10 {
             // What a listing costs beyond any request, and what each session adds: the one Unassigned session

@@ -449,6 +449,20 @@ impl Tree {
         self.write_atomic_with(rel, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
     }
 
+    /// A whole file replaced as [`Tree::write_atomic`] replaces it, without waiting for it to reach the disk
+    /// (no `fsync`): for a cache whose readers check all they read. After a crash of the machine it may hold
+    /// the old content, or be empty or damaged, which its readers must take for no cache at all.
+    pub fn write_cache(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
+        let tmp = self.temp_beside(rel)?;
+        let replacement = Replacement { tree: self, tmp, rel: rel.clone(), placed: false };
+        let io_error = |e: io::Error| Error::io(rel.as_str(), &e);
+        let mut f =
+            fs::OpenOptions::new().write(true).create_new(true).open(self.path(&replacement.tmp)).map_err(io_error)?;
+        f.write_all(bytes).map_err(io_error)?;
+        drop(f);
+        replacement.put_in_place()
+    }
+
     /// [`Tree::write_atomic`] of what `write` writes into the temporary file, piece by piece (a large catalog
     /// is never whole in memory). When `write` fails, the temporary file is removed and the file is untouched.
     pub fn write_atomic_with(&self, rel: &RelPath, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<()> {

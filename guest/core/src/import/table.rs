@@ -194,7 +194,9 @@ impl Table {
             .collect();
         lines.sort_unstable_by(|a, b| a.session.cmp(&b.session));
         if let Some(encoded) = encode(&self.listing, &lines) {
-            let _ = tree.write_atomic(&path, &encoded);
+            // A cache, read whole and checked: it need not wait for the disk (an fsync would be most of what a
+            // listing that learnt something costs).
+            let _ = tree.write_cache(&path, &encoded);
         }
     }
 }
