@@ -17,14 +17,14 @@ use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, Listed, RelPath, Stamps, Tree, check_segment};
 use crate::import::table::{DocFields, Listing, Table};
+use crate::model::session::SessionDoc;
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
+use percent_encoding::percent_decode_str;
 
 /// The folders a row is made of, from the prearchive's root: the root (0), its projects and Unassigned timestamp
 /// folders (1), the projects' timestamp folders (2), where a session's document and our files lie, and the
 /// sessions' folders (3), whose time a session without a document shows.
 const WATCHED_DEPTH: u32 = 3;
-use crate::model::session::SessionDoc;
-use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
-use percent_encoding::percent_decode_str;
 
 /// The pseudo-project of sessions that have none.
 pub const UNASSIGNED: &str = "Unassigned";

@@ -62,10 +62,18 @@ pub struct DocFields {
 const MAGIC: &[u8] = b"xnat-archive prearchive table, postcard 2\n";
 
 /// A whole listing, as it was when the host's watch of the prearchive gave `mark`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
     pub mark: String,
     pub rows: Vec<Row>,
+}
+
+/// A whole listing as the file keeps it: its mark, and its rows encoded (decoded only by a listing that finds
+/// the mark, never merely to be written back).
+#[derive(PartialEq, Eq)]
+struct Kept {
+    mark: String,
+    rows: Vec<u8>,
 }
 
 /// One row of the table's file.
@@ -100,7 +108,7 @@ pub struct Table {
     /// When the listing began (ns since the epoch); `None` when the clock cannot tell (nothing is remembered).
     started_ns: Option<u64>,
     /// The last whole listing kept, with its mark.
-    listing: Option<Listing>,
+    listing: Option<Kept>,
 }
 
 impl Table {
@@ -125,11 +133,18 @@ impl Table {
         Table { rows, changed: false, started_ns, listing }
     }
 
-    /// The whole listing the table keeps, if it was kept with `mark`: nothing else is decoded.
+    /// The whole listing the table keeps, if it was kept with `mark`: nothing else is decoded (of another
+    /// mark's, nothing but the mark).
     pub fn listing_at(tree: &Tree, mark: &str) -> Option<Vec<Row>> {
         let bytes = tree.read(&RelPath::new(TABLE_FILE).ok()?).ok()?;
-        let (listing, _) = postcard::take_from_bytes::<Option<Listing>>(bytes.strip_prefix(MAGIC)?).ok()?;
-        listing.filter(|l| l.mark == mark).map(|l| l.rows)
+        let (kept, rows, _) = split(&bytes)?;
+        if kept? != mark {
+            return None;
+        }
+        match postcard::take_from_bytes::<Vec<Row>>(rows) {
+            Ok((rows, [])) => Some(rows),
+            _ => None,
+        }
     }
 
     /// The remembered fields of `session` when its document's stamp is still `stamp`.
@@ -172,10 +187,13 @@ impl Table {
         let before = self.rows.len();
         self.rows.retain(|session, row| row.visited || !listed(session));
         if let Some(whole) = whole
-            && self.listing.as_ref() != Some(&whole)
+            && let Ok(rows) = postcard::to_allocvec(&whole.rows)
         {
-            self.listing = Some(whole);
-            self.changed = true;
+            let kept = Kept { mark: whole.mark, rows };
+            if self.listing.as_ref() != Some(&kept) {
+                self.listing = Some(kept);
+                self.changed = true;
+            }
         }
         if !self.changed && self.rows.len() == before {
             return;
@@ -201,18 +219,31 @@ impl Table {
     }
 }
 
-/// A table file's content: the line naming the format, the whole listing kept (first: a listing that finds
-/// its mark decodes nothing else), the rows.
-fn encode(listing: &Option<Listing>, lines: &[Line]) -> Option<Vec<u8>> {
-    let bytes = postcard::to_extend(listing, MAGIC.to_vec()).ok()?;
+/// A table file's content: the line naming the format; the whole listing kept, first (a listing decodes its
+/// mark, then its rows only when the mark is its own): the mark (`None` when none is kept), the length of the
+/// rows' encoding and that encoding; then the rows of the documents.
+fn encode(listing: &Option<Kept>, lines: &[Line]) -> Option<Vec<u8>> {
+    let mut bytes = postcard::to_extend(&listing.as_ref().map(|k| k.mark.as_str()), MAGIC.to_vec()).ok()?;
+    let rows: &[u8] = listing.as_ref().map_or(&[], |k| &k.rows);
+    bytes = postcard::to_extend(&(rows.len() as u64), bytes).ok()?;
+    bytes.extend_from_slice(rows);
     postcard::to_extend(lines, bytes).ok()
 }
 
+/// A table file's parts, undecoded past the mark: the mark, the kept listing's rows (encoded), the rest.
+fn split(bytes: &[u8]) -> Option<(Option<String>, &[u8], &[u8])> {
+    let (mark, rest) = postcard::take_from_bytes::<Option<String>>(bytes.strip_prefix(MAGIC)?).ok()?;
+    let (len, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    let len = usize::try_from(len).ok().filter(|&len| len <= rest.len())?;
+    let (rows, rest) = rest.split_at(len);
+    Some((mark, rows, rest))
+}
+
 /// The whole listing and the rows of a table file's content; `None` unless it is this version's table, whole.
-fn decode(bytes: &[u8]) -> Option<(Option<Listing>, Vec<Line>)> {
-    let (listing, rest) = postcard::take_from_bytes::<Option<Listing>>(bytes.strip_prefix(MAGIC)?).ok()?;
+fn decode(bytes: &[u8]) -> Option<(Option<Kept>, Vec<Line>)> {
+    let (mark, rows, rest) = split(bytes)?;
     match postcard::take_from_bytes::<Vec<Line>>(rest) {
-        Ok((lines, [])) => Some((listing, lines)),
+        Ok((lines, [])) => Some((mark.map(|mark| Kept { mark, rows: rows.to_vec() }), lines)),
         _ => None,
     }
 }
@@ -322,7 +353,8 @@ mod tests {
         let file = d.path().join(TABLE_FILE);
         let whole = std::fs::read(&file).unwrap();
         assert!(whole.starts_with(MAGIC));
-        let version_1 = [&b"xnat-archive prearchive table, postcard 1\n"[..], &whole[MAGIC.len() + 1..]].concat();
+        // Version 1: the rows of the documents alone (here: no mark, no kept rows, two bytes).
+        let version_1 = [&b"xnat-archive prearchive table, postcard 1\n"[..], &whole[MAGIC.len() + 2..]].concat();
         let json_lines = br#"{"session":"P/20240101_000000/S1","len":1,"modified_ns":1,"changed_ns":1,"fields":{"status":"READY","scan_date":"","scan_time":"","subject":"","name":"one","tag":"","visit":"","protocol":""}}"#;
         let others =
             [&whole[..whole.len() - 3], &whole[MAGIC.len()..], &version_1, &json_lines[..], &[0xff, 0xfe, 0][..]];
