@@ -13,8 +13,10 @@
 //! missed (a full event queue) counts as a change and has the whole tree looked at again.
 //!
 //! What this cannot see, and so where no mark is given: folders on a filesystem whose changes can come from
-//! another machine (NFS, SMB, Lustre, GPFS, CephFS, FUSE mounts: only local filesystems are watched), and
-//! changes made through a shared memory mapping (no event is made for them). Trees of more than
+//! another machine (NFS, SMB, Lustre, GPFS, CephFS, FUSE mounts: only local filesystems are watched). What it
+//! cannot see and gives a mark for all the same: changes made through a shared memory mapping (no event is made
+//! for them), and a filesystem mounted over one of the watched folders while they are watched (the watch stays
+//! on the folder beneath it; restart the server after mounting anything inside a prearchive). Trees of more than
 //! [`MAX_FOLDERS`] folders are not watched either, nor beyond the system's limits on watches; a tree that could
 //! not be watched is tried again [`RETRY_AFTER`] later, not on every request.
 //!
@@ -34,9 +36,9 @@ pub(crate) const MAX_FOLDERS: usize = 65_536;
 /// How long a tree that could not be watched is not tried again.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// The most trees watched at once (a server's tenants have one or two each); beyond, every tree is dropped
-/// and watched anew when asked.
-const MAX_TREES: usize = 256;
+/// The most trees watched at once (a server's tenants have one each; the system allows 128 `inotify`
+/// instances a user by default); beyond, every tree is dropped and watched anew when asked.
+const MAX_TREES: usize = 64;
 
 /// The trees the host watches, for every instance of every tenant.
 pub(crate) struct Watches {
