@@ -5,10 +5,11 @@
 //!
 //! One `inotify` instance per watched tree, one watch per folder in it (folders named with a leading `.` are not
 //! looked into: they are ours, and our own writes there must not count as changes), each watched before it is
-//! read, so that whatever is made in it after it was read makes an event. A mark is the host's epoch (random, per
-//! process: a mark of an earlier run never matches) and the number of the tree's last change, counted from one
-//! sequence across every tree: two marks are equal only when no event arrived between the two calls and the same
-//! watches stood all along. A folder made in the tree (or moved into it) is watched with its folders when the
+//! read, so that whatever is made in it after it was read makes an event. A mark is the watch's own name (random,
+//! drawn when the tree is watched: a mark of an earlier watch, or of an earlier run, never matches) and the
+//! number of its changes so far: two marks are equal only when no event arrived between the two calls and the
+//! same watches stood all along. A mark tells nothing of other trees (another tenant's changes move no number a
+//! component can see). A folder made in the tree (or moved into it) is watched with its folders when the
 //! event is read, before the mark is given; one moved out is no longer watched; whatever the watches may have
 //! missed (a full event queue) counts as a change and has the whole tree looked at again.
 //!
@@ -24,7 +25,6 @@
 //! been opened for reading; a watch gives the component nothing but the mark.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
@@ -41,11 +41,8 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_TREES: usize = 64;
 
 /// The trees the host watches, for every instance of every tenant.
+#[derive(Default)]
 pub(crate) struct Watches {
-    /// Makes this process's marks its own.
-    epoch: u64,
-    /// The number of the last change counted, in any tree.
-    counted: AtomicU64,
     /// By the watched folder (device, inode) and depth.
     trees: Mutex<HashMap<(u64, u64, u32), Shared>>,
 }
@@ -66,12 +63,6 @@ type Watched = linux::Tree;
 #[cfg(not(target_os = "linux"))]
 type Watched = ();
 
-impl Default for Watches {
-    fn default() -> Self {
-        Watches { epoch: rand::random(), counted: AtomicU64::new(0), trees: Mutex::default() }
-    }
-}
-
 impl Watches {
     /// The mark of `folder` (a folder the host may read, which the component lent) and of its folders down to
     /// `depth`; `None` when they cannot be watched (see the module's doc).
@@ -87,18 +78,17 @@ impl Watches {
             trees.entry(key).or_default().clone()
         };
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = || self.counted.fetch_add(1, Ordering::Relaxed) + 1;
         if slot.watched.is_none() {
             if slot.refused_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
                 return None;
             }
-            slot.watched = linux::Tree::watch(folder, depth, next());
+            slot.watched = linux::Tree::watch(folder, depth);
         }
-        let counted = slot.watched.as_mut().and_then(|t| t.catch_up(next));
-        if counted.is_none() {
+        let mark = slot.watched.as_mut().and_then(|t| t.catch_up());
+        if mark.is_none() {
             *slot = Slot { watched: None, refused_at: Some(Instant::now()) };
         }
-        counted.map(|n| format!("{:016x}.{n}", self.epoch))
+        mark
     }
 
     /// WIT `watch-tree`: the mark of the folder at `path` beneath the lent `folder`, if it was opened for
@@ -123,7 +113,7 @@ impl Watches {
         // No watches where there is no `inotify`.
         #[cfg(not(target_os = "linux"))]
         {
-            let _ = (table, folder, path, depth, &self.trees, &self.counted, self.epoch);
+            let _ = (table, folder, path, depth, &self.trees);
             None
         }
     }
@@ -170,23 +160,25 @@ mod linux {
         depth: u32,
         /// Its folders, by their watches.
         folders: HashMap<i32, Folder>,
-        /// The number of its last change.
+        /// The watch's name, drawn when it began.
+        name: u64,
+        /// Its changes so far.
         counted: u64,
     }
 
     impl Tree {
         /// Watches `folder` and its folders down to `depth`; `None` when it cannot.
-        pub(super) fn watch(folder: BorrowedFd<'_>, depth: u32, counted: u64) -> Option<Tree> {
+        pub(super) fn watch(folder: BorrowedFd<'_>, depth: u32) -> Option<Tree> {
             let inotify = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).ok()?;
             let root = rustix::io::fcntl_dupfd_cloexec(folder, 0).ok()?;
-            let mut tree = Tree { inotify, root, depth, folders: HashMap::new(), counted };
+            let mut tree = Tree { inotify, root, depth, folders: HashMap::new(), name: rand::random(), counted: 0 };
             tree.add(String::new(), 0)?;
             Some(tree)
         }
 
-        /// Counts what happened since the last call and watches what was made meanwhile; the number of the
-        /// tree's last change, or `None` when it can no longer be watched.
-        pub(super) fn catch_up(&mut self, mut next: impl FnMut() -> u64) -> Option<u64> {
+        /// Counts what happened since the last call and watches what was made meanwhile; the tree's mark, or
+        /// `None` when it can no longer be watched.
+        pub(super) fn catch_up(&mut self) -> Option<String> {
             let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
             let mut reader = inotify::Reader::new(&self.inotify, &mut buf);
             let (mut changed, mut missed) = (false, false);
@@ -245,9 +237,9 @@ mod linux {
                 }
             }
             if changed {
-                self.counted = next();
+                self.counted += 1;
             }
-            Some(self.counted)
+            Some(format!("{:016x}.{}", self.name, self.counted))
         }
 
         /// Watches the folder at `path` (at `level`) and its folders down to the tree's depth, each before it
@@ -400,12 +392,15 @@ mod tests {
     }
 
     #[test]
-    fn marks_are_the_process_s_own_and_every_tree_s_own() {
+    fn marks_are_every_watch_s_own_and_tell_nothing_of_other_trees() {
         let (a, b) = (tree(), tree());
         let watches = Watches::default();
         let Some(ma) = mark(&watches, a.path()) else { return };
         let mb = mark(&watches, b.path()).unwrap();
         assert_ne!(ma, mb);
+        std::fs::write(b.path().join("P/TS/F.xml"), "<z/>").unwrap();
+        assert_ne!(mark(&watches, b.path()).unwrap(), mb);
+        assert_eq!(mark(&watches, a.path()).unwrap(), ma, "another tree's change");
         assert_ne!(mark(&Watches::default(), a.path()).unwrap(), ma, "another run's mark");
     }
 }
