@@ -243,19 +243,12 @@ mod linux {
         }
 
         /// Watches the folder at `path` (at `level`) and its folders down to the tree's depth, each before it
-        /// is read. A folder gone or replaced by something else meanwhile is left out (its removal made an
-        /// event); `None` when one cannot be watched.
+        /// is read, one open at a time (a large prearchive has thousands). A folder gone or replaced by something
+        /// else meanwhile is left out (its removal made an event); `None` when one cannot be watched.
         fn add(&mut self, path: String, level: u32) -> Option<()> {
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-            let at = if path.is_empty() { "." } else { path.as_str() };
-            let opened = match rustix::fs::openat2(&self.root, at, flags, Mode::empty(), resolve) {
-                Ok(opened) => opened,
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) if level > 0 => return Some(()),
-                Err(_) => return None,
-            };
-            let mut folders = vec![(opened, path, level)];
-            while let Some((folder, path, level)) = folders.pop() {
+            let mut folders = vec![(path, level)];
+            while let Some((path, level)) = folders.pop() {
+                let Some(folder) = self.open(&path)? else { continue };
                 // `f_type`'s type differs between platforms.
                 #[allow(clippy::unnecessary_cast)]
                 let local = rustix::fs::fstatfs(&folder).ok().is_some_and(|fs| LOCAL.contains(&(fs.f_type as i64)));
@@ -265,14 +258,27 @@ mod linux {
                 let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&folder));
                 let wd = inotify::add_watch(&self.inotify, proc_path.as_str(), events()).ok()?;
                 if level < self.depth {
-                    for (sub, name) in subfolders(folder.as_fd())? {
+                    for name in subfolders(folder.as_fd())? {
                         let sub_path = if path.is_empty() { name } else { format!("{path}/{name}") };
-                        folders.push((sub, sub_path, level + 1));
+                        folders.push((sub_path, level + 1));
                     }
                 }
                 self.folders.insert(wd, Folder { path, level });
             }
             Some(())
+        }
+
+        /// The folder at `path` in the tree, opened (no link followed on the way); `Some(None)` when it is gone
+        /// or is no folder now, `None` when it cannot be opened (the tree's own folder included).
+        fn open(&self, path: &str) -> Option<Option<OwnedFd>> {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            let at = if path.is_empty() { "." } else { path };
+            match rustix::fs::openat2(&self.root, at, flags, Mode::empty(), resolve) {
+                Ok(opened) => Some(Some(opened)),
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) if !path.is_empty() => Some(None),
+                Err(_) => None,
+            }
         }
 
         /// Stops watching the folder at `path` and those below it (moved out of where it was).
@@ -286,24 +292,17 @@ mod linux {
         }
     }
 
-    /// The folders in `folder` whose names are UTF-8 and do not begin with `.`, opened, with their names (a
-    /// link is not followed; an entry gone or replaced by something else meanwhile is left out: its removal
-    /// made an event).
-    fn subfolders(folder: BorrowedFd<'_>) -> Option<Vec<(OwnedFd, String)>> {
+    /// The names of the folders in `folder` (entries the reading says are folders, or does not say what they
+    /// are) that are UTF-8 and do not begin with `.`.
+    fn subfolders(folder: BorrowedFd<'_>) -> Option<Vec<String>> {
         let mut out = Vec::new();
         let mut buf = Vec::with_capacity(16 << 10);
         let mut reading = RawDir::new(folder, buf.spare_capacity_mut());
         while let Some(entry) = reading.next() {
             let entry = entry.ok()?;
             let Ok(name) = entry.file_name().to_str() else { continue };
-            if name.starts_with('.') || !matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
-                continue;
-            }
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match rustix::fs::openat(folder, name, flags, Mode::empty()) {
-                Ok(sub) => out.push((sub, name.to_string())),
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => {}
-                Err(_) => return None,
+            if !name.starts_with('.') && matches!(entry.file_type(), FileType::Directory | FileType::Unknown) {
+                out.push(name.to_string());
             }
         }
         Some(out)
