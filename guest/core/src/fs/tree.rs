@@ -453,14 +453,8 @@ impl Tree {
     /// (no `fsync`): for a cache whose readers check all they read. After a crash of the machine it may hold
     /// the old content, or be empty or damaged, which its readers must take for no cache at all.
     pub fn write_cache(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
-        let tmp = self.temp_beside(rel)?;
-        let replacement = Replacement { tree: self, tmp, rel: rel.clone(), placed: false };
-        let io_error = |e: io::Error| Error::io(rel.as_str(), &e);
-        let mut f =
-            fs::OpenOptions::new().write(true).create_new(true).open(self.path(&replacement.tmp)).map_err(io_error)?;
-        f.write_all(bytes).map_err(io_error)?;
-        drop(f);
-        replacement.put_in_place()
+        let write = &mut |f: &mut dyn Write| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e));
+        self.replacement(rel, Durable::No, write)?.put_in_place()
     }
 
     /// [`Tree::write_atomic`] of what `write` writes into the temporary file, piece by piece (a large catalog
@@ -477,9 +471,20 @@ impl Tree {
         rel: &RelPath,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<Replacement<'_>> {
+        self.replacement(rel, Durable::Yes, write)
+    }
+
+    /// What `write` writes, whole in a temporary file beside `rel` (flushed to disk when `durable`), to be put
+    /// in place or removed when dropped.
+    fn replacement(
+        &self,
+        rel: &RelPath,
+        durable: Durable,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<Replacement<'_>> {
         let tmp = self.temp_beside(rel)?;
         let replacement = Replacement { tree: self, tmp, rel: rel.clone(), placed: false };
-        self.write_temp(&replacement.tmp, rel, write)?;
+        self.write_temp(&replacement.tmp, rel, durable, write)?;
         Ok(replacement)
     }
 
@@ -538,7 +543,7 @@ impl Tree {
     pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
         let tmp = self.temp_beside(rel)?;
         let result = self
-            .write_temp(&tmp, rel, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
+            .write_temp(&tmp, rel, Durable::Yes, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
             .and_then(|()| match fs::hard_link(self.path(&tmp), self.path(rel)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -580,12 +585,13 @@ impl Tree {
         removed
     }
 
-    /// Writes a new temporary file whole and flushes it to disk.
+    /// Writes a new temporary file whole, and flushes it to disk when `durable`.
     /// (What `write` writes, buffered; errors name `rel`, the file it is for.)
     fn write_temp(
         &self,
         tmp: &RelPath,
         rel: &RelPath,
+        durable: Durable,
         write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
         let io_error = |e: io::Error| Error::io(rel.as_str(), &e);
@@ -594,7 +600,10 @@ impl Tree {
         write(&mut buffered)?;
         buffered.flush().map_err(io_error)?;
         drop(buffered);
-        f.sync_all().map_err(io_error)
+        match durable {
+            Durable::Yes => f.sync_all().map_err(io_error),
+            Durable::No => Ok(()),
+        }
     }
 
     /// Links an existing file under a second name that must not exist yet (false when it does).
@@ -641,6 +650,14 @@ impl Drop for Replacement<'_> {
             let _ = fs::remove_file(self.tree.path(&self.tmp));
         }
     }
+}
+
+/// Whether a file written whole must reach the disk before it is put in place.
+#[derive(Clone, Copy)]
+enum Durable {
+    Yes,
+    /// A cache's file: its readers check all they read, and take a damaged one for none.
+    No,
 }
 
 /// EILSEQ: 84 on Linux, 25 in WASI (wasi-libc's numbering).

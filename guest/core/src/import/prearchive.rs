@@ -16,7 +16,7 @@
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
 use crate::fs::tree::{FileStamp, Kind, Listed, RelPath, Stamps, Tree, check_segment};
-use crate::import::table::{DocFields, Listing, Table};
+use crate::import::table::{DocFields, Listing, Opened, Table};
 use crate::model::session::SessionDoc;
 use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Timelike as _};
 use percent_encoding::percent_decode_str;
@@ -594,13 +594,15 @@ impl<'a> Prearchive<'a> {
     pub fn list(&self, project: Option<&str>) -> Result<Vec<Row>> {
         // Asked before anything is read: whatever changes from now on moves the mark.
         let mark = self.tree.watch(&RelPath::root(), WATCHED_DEPTH);
-        if let Some(rows) = mark.as_deref().and_then(|mark| Table::listing_at(self.tree, mark)) {
-            return Ok(match project {
-                None => rows,
-                Some(p) => rows.into_iter().filter(|row| row.project == p).collect(),
-            });
-        }
-        let mut table = Table::read(self.tree);
+        let mut table = match Table::open(self.tree, mark.as_deref()) {
+            Opened::Kept(rows) => {
+                return Ok(match project {
+                    None => rows,
+                    Some(p) => rows.into_iter().filter(|row| row.project == p).collect(),
+                });
+            }
+            Opened::Table(table) => table,
+        };
         let mut rows = std::collections::BTreeMap::new();
         // A listing of every project is kept whole, with the mark.
         let whole = project.is_none();
@@ -619,7 +621,7 @@ impl<'a> Prearchive<'a> {
             }
         }
         let rows: Vec<Row> = rows.into_values().collect();
-        let listing = mark.filter(|_| whole).map(|mark| Listing { mark, rows: rows.clone() });
+        let listing = mark.as_deref().filter(|_| whole).map(|mark| Listing { mark, rows: &rows });
         let scope = |session: &str| match project {
             None => true,
             Some(UNASSIGNED) => session.split('/').next().is_some_and(is_timestamp),

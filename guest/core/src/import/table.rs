@@ -62,10 +62,18 @@ pub struct DocFields {
 const MAGIC: &[u8] = b"xnat-archive prearchive table, postcard 2\n";
 
 /// A whole listing, as it was when the host's watch of the prearchive gave `mark`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listing {
-    pub mark: String,
-    pub rows: Vec<Row>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listing<'l> {
+    pub mark: &'l str,
+    pub rows: &'l [Row],
+}
+
+/// What a listing finds in the table's file.
+pub enum Opened {
+    /// The whole listing kept under the listing's own mark: the listing itself.
+    Kept(Vec<Row>),
+    /// Otherwise the table, for a listing that reads the prearchive.
+    Table(Table),
 }
 
 /// A whole listing as the file keeps it: its mark, and its rows encoded (decoded only by a listing that finds
@@ -112,17 +120,32 @@ pub struct Table {
 }
 
 impl Table {
+    /// The table's file read once: the whole listing kept under `mark` (the host's mark of the prearchive, when
+    /// it watches it) if there is one — nothing else decoded —, otherwise the table ([`Table::read`]).
+    pub fn open(tree: &Tree, mark: Option<&str>) -> Opened {
+        let bytes = RelPath::new(TABLE_FILE).ok().and_then(|path| tree.read(&path).ok());
+        if let (Some(mark), Some(bytes)) = (mark, &bytes)
+            && let Some((Some(kept), rows, _)) = split(bytes)
+            && kept == mark
+            && let Ok((rows, [])) = postcard::take_from_bytes::<Vec<Row>>(rows)
+        {
+            return Opened::Kept(rows);
+        }
+        Opened::Table(Table::decoded(bytes.as_deref()))
+    }
+
     /// The table as the prearchive holds it now (empty when there is none, or it cannot be read or decoded).
     pub fn read(tree: &Tree) -> Table {
+        Table::decoded(RelPath::new(TABLE_FILE).ok().and_then(|path| tree.read(&path).ok()).as_deref())
+    }
+
+    /// The table a file's content holds (empty without one, or when it is not this version's table, whole).
+    fn decoded(bytes: Option<&[u8]>) -> Table {
         let started_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| u64::try_from(d.as_nanos()).ok());
-        let (listing, lines) = RelPath::new(TABLE_FILE)
-            .ok()
-            .and_then(|path| tree.read(&path).ok())
-            .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default();
+        let (listing, lines) = bytes.and_then(decode).unwrap_or_default();
         let rows = lines
             .into_iter()
             .map(|l| {
@@ -131,20 +154,6 @@ impl Table {
             })
             .collect();
         Table { rows, changed: false, started_ns, listing }
-    }
-
-    /// The whole listing the table keeps, if it was kept with `mark`: nothing else is decoded (of another
-    /// mark's, nothing but the mark).
-    pub fn listing_at(tree: &Tree, mark: &str) -> Option<Vec<Row>> {
-        let bytes = tree.read(&RelPath::new(TABLE_FILE).ok()?).ok()?;
-        let (kept, rows, _) = split(&bytes)?;
-        if kept? != mark {
-            return None;
-        }
-        match postcard::take_from_bytes::<Vec<Row>>(rows) {
-            Ok((rows, [])) => Some(rows),
-            _ => None,
-        }
     }
 
     /// The remembered fields of `session` when its document's stamp is still `stamp`.
@@ -183,13 +192,13 @@ impl Table {
     /// (archived, moved, deleted), keeps `whole` (a whole listing and its mark) when there is one, and writes
     /// the table when it changed. A table that cannot be written (a read-only grant, a full disk) is left as
     /// it was. A listing kept earlier stays when there is no new one: it is only ever used with its own mark.
-    pub fn finish(mut self, tree: &Tree, listed: impl Fn(&str) -> bool, whole: Option<Listing>) {
+    pub fn finish(mut self, tree: &Tree, listed: impl Fn(&str) -> bool, whole: Option<Listing<'_>>) {
         let before = self.rows.len();
         self.rows.retain(|session, row| row.visited || !listed(session));
         if let Some(whole) = whole
-            && let Ok(rows) = postcard::to_allocvec(&whole.rows)
+            && let Ok(rows) = postcard::to_allocvec(whole.rows)
         {
-            let kept = Kept { mark: whole.mark, rows };
+            let kept = Kept { mark: whole.mark.to_string(), rows };
             if self.listing.as_ref() != Some(&kept) {
                 self.listing = Some(kept);
                 self.changed = true;
@@ -309,36 +318,44 @@ mod tests {
         assert_eq!(table.rows.keys().collect::<Vec<_>>(), ["20240101_000000/U"]);
     }
 
+    /// The whole listing a listing under `mark` finds kept.
+    fn kept(tree: &Tree, mark: &str) -> Option<Vec<Row>> {
+        match Table::open(tree, Some(mark)) {
+            Opened::Kept(rows) => Some(rows),
+            Opened::Table(_) => None,
+        }
+    }
+
     #[test]
     fn a_whole_listing_is_kept_with_its_mark_and_given_for_that_mark_only() {
         let d = tempfile::tempdir().unwrap();
         let tree = Tree::new(d.path());
-        assert_eq!(Table::listing_at(&tree, "m1"), None, "no table");
+        assert_eq!(kept(&tree, "m1"), None, "no table");
         let row = |name: &str| Row { project: "P".into(), name: name.into(), ..Row::default() };
         let mut table = Table::read(&tree);
         let old = table.started_ns.unwrap() - 10 * SETTLING_NS;
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
-        let whole = Listing { mark: "m1".into(), rows: vec![row("one"), row("two")] };
-        table.finish(&tree, |_| true, Some(whole.clone()));
-        assert_eq!(Table::listing_at(&tree, "m1"), Some(whole.rows.clone()));
-        assert_eq!(Table::listing_at(&tree, "m2"), None, "another mark");
-        assert_eq!(Table::listing_at(&tree, "m"), None);
-        // The rows are still there beside it.
-        let mut table = Table::read(&tree);
+        let rows = vec![row("one"), row("two")];
+        table.finish(&tree, |_| true, Some(Listing { mark: "m1", rows: &rows }));
+        assert_eq!(kept(&tree, "m1"), Some(rows.clone()));
+        assert_eq!(kept(&tree, "m2"), None, "another mark");
+        assert_eq!(kept(&tree, "m"), None);
+        // The rows are still there beside it, and a listing under another mark is given them.
+        let Opened::Table(mut table) = Table::open(&tree, Some("m2")) else { panic!("another mark's listing") };
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(1, old)), Some(&fields("one")));
         // A listing without a whole one to keep (one project's, a host that does not watch) leaves it.
         table.finish(&tree, |_| true, None);
-        assert_eq!(Table::listing_at(&tree, "m1"), Some(whole.rows.clone()));
+        assert_eq!(kept(&tree, "m1"), Some(rows));
         // A new one replaces it.
         let table = Table::read(&tree);
-        table.finish(&tree, |_| true, Some(Listing { mark: "m2".into(), rows: vec![row("three")] }));
-        assert_eq!(Table::listing_at(&tree, "m1"), None);
-        assert_eq!(Table::listing_at(&tree, "m2"), Some(vec![row("three")]));
+        table.finish(&tree, |_| true, Some(Listing { mark: "m2", rows: &[row("three")] }));
+        assert_eq!(kept(&tree, "m1"), None);
+        assert_eq!(kept(&tree, "m2"), Some(vec![row("three")]));
         // A damaged file keeps nothing.
         let file = d.path().join(TABLE_FILE);
         let bytes = std::fs::read(&file).unwrap();
         std::fs::write(&file, &bytes[..MAGIC.len() + 4]).unwrap();
-        assert_eq!(Table::listing_at(&tree, "m2"), None);
+        assert_eq!(kept(&tree, "m2"), None);
     }
 
     #[test]
