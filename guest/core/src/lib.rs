@@ -17,6 +17,9 @@
 pub mod error;
 pub mod fs;
 pub mod import;
+// Used by the components only (a native build has its C library's).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod memcmp;
 pub mod model;
 pub mod progress;
 pub mod receive;
