@@ -6,8 +6,10 @@
 //! Every command of the CLI starts a process, so its start-up is part of every job. With wasmtime's own cache
 //! alone a start hashes the component with SHA-256, then reads, zstd-decompresses and copies its compiled code:
 //! about 40 ms on this project's 2-core machine for a refresh of an empty resource (BENCHMARKS.md section 4).
-//! Here a start hashes the component with XXH3 (~1 ms) and maps the stored file, whose pages are read as they
-//! run: about 8 ms (20 ms when the file was read instead of mapped). The first start of a new build compiles
+//! Here a start maps the stored file, whose pages are read as they run: about 8 ms (20 ms when the file was read
+//! instead of mapped). The file is named by the component's XXH3, which the build computes for the embedded
+//! component (hashing its 2.5 MB at every start took ~1 ms, most of it reading them from the binary), and a
+//! start computes for any other. The first start of a new build compiles
 //! as before (through wasmtime's cache) and stores the result; anything that goes wrong on the way — no cache
 //! folder, a file that does not load — falls back to that, so this only ever saves time.
 
@@ -16,21 +18,27 @@ use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The component of `bytes` compiled for `engine`, from the store when it is there.
-pub(crate) fn component(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+/// The component of `bytes` compiled for `engine`, from the store when it is there. `xxh3`: the XXH3-128 of
+/// `bytes` when it is known (computed here otherwise).
+pub(crate) fn component(engine: &Engine, bytes: &[u8], xxh3: Option<u128>) -> wasmtime::Result<Component> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")));
     match cache {
-        Some(cache) => component_in(engine, bytes, &cache),
+        Some(cache) => component_in(engine, bytes, xxh3, &cache),
         None => Component::new(engine, bytes),
     }
 }
 
 /// [`component`], with the user's cache folder `cache`.
-fn component_in(engine: &Engine, bytes: &[u8], cache: &std::path::Path) -> wasmtime::Result<Component> {
-    let path = stored_path(engine, bytes, cache);
+fn component_in(
+    engine: &Engine,
+    bytes: &[u8],
+    xxh3: Option<u128>,
+    cache: &std::path::Path,
+) -> wasmtime::Result<Component> {
+    let path = stored_path(engine, xxh3.unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(bytes)), cache);
     if path.is_file() {
         // SAFETY: the file was written by `store` below: the serialisation of a component wasmtime compiled
         // for an engine with this compatibility hash (part of the name), in the user's own cache folder,
@@ -49,12 +57,12 @@ fn component_in(engine: &Engine, bytes: &[u8], cache: &std::path::Path) -> wasmt
     Ok(component)
 }
 
-/// Where the compiled form of `bytes` for `engine` is stored: named by the component's XXH3-128 and the
-/// engine's compatibility hash (wasmtime's version and the settings that change compiled code).
-fn stored_path(engine: &Engine, bytes: &[u8], cache: &std::path::Path) -> PathBuf {
+/// Where the compiled form of a component for `engine` is stored: named by the component's XXH3-128 (`xxh3`)
+/// and the engine's compatibility hash (wasmtime's version and the settings that change compiled code).
+fn stored_path(engine: &Engine, xxh3: u128, cache: &std::path::Path) -> PathBuf {
     let mut compat = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
-    let name = format!("{:032x}-{:016x}.cwasm", xxhash_rust::xxh3::xxh3_128(bytes), compat.finish());
+    let name = format!("{:032x}-{:016x}.cwasm", xxh3, compat.finish());
     cache.join("xnat-archive").join("compiled").join(name)
 }
 
@@ -82,16 +90,23 @@ mod tests {
         // wasmtime's cache makes the compiles below cheap after the first run of the suite.
         let engine = crate::wasm::engine::build(&crate::wasm::engine::config()).unwrap();
         let bytes = crate::COMPONENT;
-        component_in(&engine, bytes, cache.path()).unwrap();
-        let path = stored_path(&engine, bytes, cache.path());
+        component_in(&engine, bytes, None, cache.path()).unwrap();
+        let path = stored_path(&engine, xxhash_rust::xxh3::xxh3_128(bytes), cache.path());
         assert!(path.is_file(), "stored at {}", path.display());
         assert!(path.starts_with(cache.path().join("xnat-archive/compiled")));
-        let mapped = component_in(&engine, bytes, cache.path()).unwrap();
+        // The build's key of the embedded component is its hash: the same file.
+        let mapped = component_in(&engine, bytes, Some(crate::wasm::runtime::COMPONENT_XXH3), cache.path()).unwrap();
         assert!(mapped.component_type().exports(&engine).count() >= 6, "the library's exports");
         drop(mapped);
         // Damaged by hand (never in place while a component maps it: see the SAFETY note above).
         std::fs::write(&path, b"not compiled code").unwrap();
-        component_in(&engine, bytes, cache.path()).expect("compiled again");
+        component_in(&engine, bytes, None, cache.path()).expect("compiled again");
         assert_ne!(std::fs::read(&path).unwrap(), b"not compiled code", "and stored again");
+    }
+
+    /// The key the build computed for the embedded component is its XXH3-128.
+    #[test]
+    fn the_embedded_component_s_key_is_its_hash() {
+        assert_eq!(crate::wasm::runtime::COMPONENT_XXH3, xxhash_rust::xxh3::xxh3_128(crate::COMPONENT));
     }
 }

@@ -47,6 +47,9 @@ pub const TEST_SWITCHES: [&str; 3] = [FAULT_POINT_VAR, PAUSE_MS_VAR, PAUSE_BEFOR
 /// The library component built from `guest/plugin` for `wasm32-wasip2`, embedded at build time.
 pub static COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm"));
 
+/// [`COMPONENT`]'s XXH3-128, computed by the build script: the key of its compiled form.
+pub(crate) const COMPONENT_XXH3: u128 = include!(concat!(env!("OUT_DIR"), "/xnat_plugin.wasm.xxh3"));
+
 /// The HTTP component built from `guest/http` for `wasm32-wasip2` (exports `wasi:http/incoming-handler`;
 /// the archive preopened at `/archive`, the prearchive at `/prearchive`; settings from `XNAT_*` environment
 /// variables, see the `xnat-http` crate), embedded at build time.
@@ -65,7 +68,8 @@ impl Runtime {
     pub fn new() -> anyhow::Result<Runtime> {
         static COMPILED: OnceLock<Result<Component, Shared>> = OnceLock::new();
         let compiled = COMPILED.get_or_init(|| {
-            let component = engine().and_then(|engine| Ok(super::compiled::component(engine, COMPONENT)?));
+            let component =
+                engine().and_then(|engine| Ok(super::compiled::component(engine, COMPONENT, Some(COMPONENT_XXH3))?));
             component.map_err(|e| Shared(Arc::new(e)))
         });
         let component = compiled.as_ref().map_err(|e| {
