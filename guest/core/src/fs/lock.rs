@@ -18,7 +18,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::instances::Instances;
-use crate::fs::tree::{RelPath, TEMP_PREFIX, Tree};
+use crate::fs::tree::{Durable, RelPath, TEMP_PREFIX, Tree};
 use std::cell::RefCell;
 
 /// How long a lease lasts without renewal: the longest a dead holder's lock keeps others out.
@@ -108,7 +108,10 @@ impl Lock {
                 expires: now + LEASE_SECS,
                 instance: instance.clone(),
             };
-            if tree.create_new_complete(path, mine.body().as_bytes())? {
+            // Not flushed to disk: a lock guards against other processes, which read it from memory; after a
+            // crash of the machine its holder is gone, and a lock file left empty or damaged reads as a holder
+            // without a lease (taken over), as an intact one whose holder is gone is.
+            if tree.create_new_complete(path, mine.body().as_bytes(), Durable::No)? {
                 HELD.with(|h| h.borrow_mut().push((tree.clone(), path.clone(), token.clone(), now)));
                 return Ok(Lock { tree: tree.clone(), path: path.clone(), token, released: false });
             }
@@ -269,6 +272,13 @@ mod tests {
         assert!(Lock::holder(&tree, &p).unwrap().is_some());
         std::fs::write(d.path().join(".x.lock"), "ARCHIVING\nsince 1\n").unwrap();
         Lock::acquire(&tree, &p, "RECOVERING", "x").unwrap().release().unwrap();
+        // What a crash of the machine may leave of a lock file (it is not flushed to disk): nothing, zeros or a
+        // part. Each reads as a holder without a lease, and is taken over.
+        for left in [&b""[..], &[0u8; 64][..], &b"ARCHIVING\nowner 12"[..]] {
+            std::fs::write(d.path().join(".x.lock"), left).unwrap();
+            assert!(!Lock::holder(&tree, &p).unwrap().unwrap().is_live(now(), None), "{left:?}");
+            Lock::acquire(&tree, &p, "RECOVERING", "x").unwrap().release().unwrap();
+        }
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "no lock, no leftovers");
     }
 

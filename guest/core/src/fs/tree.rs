@@ -538,12 +538,12 @@ impl Tree {
     }
 
     /// Creates a file that must not exist, with its whole content at once: written to a temporary file
-    /// first, then hard-linked into place (which fails if the name exists). Readers never see it partly
-    /// written. False when it already exists.
-    pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8]) -> Result<bool> {
+    /// first (flushed to disk when `durable`), then hard-linked into place (which fails if the name exists).
+    /// Readers never see it partly written. False when it already exists.
+    pub fn create_new_complete(&self, rel: &RelPath, bytes: &[u8], durable: Durable) -> Result<bool> {
         let tmp = self.temp_beside(rel)?;
         let result = self
-            .write_temp(&tmp, rel, Durable::Yes, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
+            .write_temp(&tmp, rel, durable, &mut |f| f.write_all(bytes).map_err(|e| Error::io(rel.as_str(), &e)))
             .and_then(|()| match fs::hard_link(self.path(&tmp), self.path(rel)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -653,10 +653,11 @@ impl Drop for Replacement<'_> {
 }
 
 /// Whether a file written whole must reach the disk before it is put in place.
-#[derive(Clone, Copy)]
-enum Durable {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durable {
     Yes,
-    /// A cache's file: its readers check all they read, and take a damaged one for none.
+    /// A file nothing needs after a crash of the machine, whose readers take a damaged one for none: a
+    /// cache, a lock.
     No,
 }
 
@@ -836,8 +837,8 @@ mod tests {
         assert_eq!(tree.read(&f).unwrap(), b"two");
         assert_eq!(tree.list(&RelPath::root()).unwrap().len(), 1);
         assert!(tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
-        assert!(tree.create_new_complete(&RelPath::new("c").unwrap(), b"whole").unwrap());
-        assert!(!tree.create_new_complete(&RelPath::new("c").unwrap(), b"other").unwrap());
+        assert!(tree.create_new_complete(&RelPath::new("c").unwrap(), b"whole", Durable::Yes).unwrap());
+        assert!(!tree.create_new_complete(&RelPath::new("c").unwrap(), b"other", Durable::No).unwrap());
         assert_eq!(tree.read(&RelPath::new("c").unwrap()).unwrap(), b"whole");
         assert!(!tree.create_new(&RelPath::new("l").unwrap(), b"x").unwrap());
     }

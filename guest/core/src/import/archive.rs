@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::fs::lock::Lock;
-use crate::fs::tree::{Kind, RelPath, Tree};
+use crate::fs::tree::{Durable, Kind, RelPath, Tree};
 use crate::import::journal::{Checkpoints, Journal, journaled_sessions, recover_session};
 use crate::import::plan::{Plan, plan, plan_again, plan_checks, plan_head};
 use crate::import::prearchive::{Prearchive, SessionRef, Status};
@@ -242,7 +242,7 @@ fn create_subject(arch: &Tree, project: &str, label: &str, site: &str, s: &Sessi
             ("label".into(), label.into()),
         ];
         let xml = crate::xml::write(&root, crate::xml::AttributeOrder::Kept, crate::xml::Indent::Pretty);
-        if arch.create_new_complete(&doc, xml.as_bytes())? {
+        if arch.create_new_complete(&doc, xml.as_bytes(), Durable::Yes)? {
             return Ok(id);
         }
     }
