@@ -121,7 +121,8 @@ pub struct Table {
 
 impl Table {
     /// The table's file read once: the whole listing kept under `mark` (the host's mark of the prearchive, when
-    /// it watches it) if there is one — nothing else decoded —, otherwise the table ([`Table::read`]).
+    /// it watches it) if there is one — nothing else decoded —, otherwise the table as the prearchive holds it
+    /// (empty when there is none, or it cannot be read or decoded).
     pub fn open(tree: &Tree, mark: Option<&str>) -> Opened {
         let bytes = RelPath::new(TABLE_FILE).ok().and_then(|path| tree.read(&path).ok());
         if let (Some(mark), Some(bytes)) = (mark, &bytes)
@@ -132,11 +133,6 @@ impl Table {
             return Opened::Kept(rows);
         }
         Opened::Table(Table::decoded(bytes.as_deref()))
-    }
-
-    /// The table as the prearchive holds it now (empty when there is none, or it cannot be read or decoded).
-    pub fn read(tree: &Tree) -> Table {
-        Table::decoded(RelPath::new(TABLE_FILE).ok().and_then(|path| tree.read(&path).ok()).as_deref())
     }
 
     /// The table a file's content holds (empty without one, or when it is not this version's table, whole).
@@ -277,6 +273,14 @@ pub(crate) fn edit(tree: &Tree, change: impl Fn(&mut DocFields)) {
 mod tests {
     use super::*;
 
+    /// The table as a listing without a kept listing of its own finds it.
+    fn read(tree: &Tree) -> Table {
+        match Table::open(tree, None) {
+            Opened::Table(table) => table,
+            Opened::Kept(_) => unreachable!("without a mark nothing kept is given"),
+        }
+    }
+
     fn stamp(len: u64, modified_ns: u64) -> FileStamp {
         FileStamp { len, modified_ns: Some(modified_ns), changed_ns: Some(modified_ns), identity: None }
     }
@@ -289,7 +293,7 @@ mod tests {
     fn a_row_is_remembered_under_its_exact_stamp_and_only_once_settled() {
         let d = tempfile::tempdir().unwrap();
         let tree = Tree::new(d.path());
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         let now = table.started_ns.unwrap();
         let old = now - 10 * SETTLING_NS;
         table.remember("P/20240101_000000/S1", &stamp(100, old), &fields("one"));
@@ -297,7 +301,7 @@ mod tests {
         table.remember("20240101_000000/U", &stamp(7, old), &fields("unassigned"));
         table.finish(&tree, |_| true, None);
 
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(100, old)), Some(&fields("one")));
         // Any change of the stamp reads the document again.
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(101, old)), None);
@@ -310,11 +314,11 @@ mod tests {
         assert_eq!(table.get("P/20240101_000000/S2", &stamp(100, now - SETTLING_NS / 2)), None);
         // A listing of project P forgets P's sessions it did not come across, and nobody else's.
         table.finish(&tree, |s| s.starts_with("P/"), None);
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         assert_eq!(table.rows.len(), 2);
         assert!(table.get("20240101_000000/U", &stamp(7, old)).is_some());
         table.finish(&tree, |s| s.starts_with("P/"), None);
-        let table = Table::read(&tree);
+        let table = read(&tree);
         assert_eq!(table.rows.keys().collect::<Vec<_>>(), ["20240101_000000/U"]);
     }
 
@@ -332,7 +336,7 @@ mod tests {
         let tree = Tree::new(d.path());
         assert_eq!(kept(&tree, "m1"), None, "no table");
         let row = |name: &str| Row { project: "P".into(), name: name.into(), ..Row::default() };
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         let old = table.started_ns.unwrap() - 10 * SETTLING_NS;
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
         let rows = vec![row("one"), row("two")];
@@ -347,7 +351,7 @@ mod tests {
         table.finish(&tree, |_| true, None);
         assert_eq!(kept(&tree, "m1"), Some(rows));
         // A new one replaces it.
-        let table = Table::read(&tree);
+        let table = read(&tree);
         table.finish(&tree, |_| true, Some(Listing { mark: "m2", rows: &[row("three")] }));
         assert_eq!(kept(&tree, "m1"), None);
         assert_eq!(kept(&tree, "m2"), Some(vec![row("three")]));
@@ -362,7 +366,7 @@ mod tests {
     fn a_table_in_any_other_form_is_an_empty_one_and_is_written_anew() {
         let d = tempfile::tempdir().unwrap();
         let tree = Tree::new(d.path());
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         let old = table.started_ns.unwrap() - 10 * SETTLING_NS;
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
         table.remember("P/20240101_000000/S2", &stamp(2, old), &fields("two"));
@@ -377,13 +381,13 @@ mod tests {
             [&whole[..whole.len() - 3], &whole[MAGIC.len()..], &version_1, &json_lines[..], &[0xff, 0xfe, 0][..]];
         for other in others {
             std::fs::write(&file, other).unwrap();
-            assert!(Table::read(&tree).rows.is_empty(), "{other:?}");
+            assert!(read(&tree).rows.is_empty(), "{other:?}");
         }
         // The next listing that learns something writes it whole again.
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         table.remember("P/20240101_000000/S1", &stamp(1, old), &fields("one"));
         table.finish(&tree, |_| true, None);
-        let mut table = Table::read(&tree);
+        let mut table = read(&tree);
         assert_eq!(table.get("P/20240101_000000/S1", &stamp(1, old)), Some(&fields("one")));
         assert_eq!(table.rows.len(), 1);
     }
