@@ -41,8 +41,8 @@ fn main() {
         let dest = out_dir.join(wasm.file_name().expect("a component file"));
         std::fs::copy(&wasm, &dest)
             .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
-        // Its XXH3-128, which names its compiled form (`src/wasm/compiled.rs`): a start then never reads the
-        // embedded bytes, unless it must compile them.
+        // Its XXH3-128: the library component's names its compiled form (`src/wasm/compiled.rs`), so that a
+        // start never reads the embedded bytes unless it must compile them.
         let bytes = std::fs::read(&dest).unwrap_or_else(|e| panic!("cannot read {}: {e}", dest.display()));
         let key = dest.with_extension("wasm.xxh3");
         std::fs::write(&key, format!("0x{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)))

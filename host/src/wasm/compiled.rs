@@ -7,9 +7,8 @@
 //! alone a start hashes the component with SHA-256, then reads, zstd-decompresses and copies its compiled code:
 //! about 40 ms on this project's 2-core machine for a refresh of an empty resource (BENCHMARKS.md section 4).
 //! Here a start maps the stored file, whose pages are read as they run: about 8 ms (20 ms when the file was read
-//! instead of mapped). The file is named by the component's XXH3, which the build computes for the embedded
-//! component (hashing its 2.5 MB at every start took ~1 ms, most of it reading them from the binary), and a
-//! start computes for any other. The first start of a new build compiles
+//! instead of mapped). The file is named by the component's XXH3, which the build computes (hashing its 2.5 MB
+//! at every start took ~1 ms, most of it reading them from the binary). The first start of a new build compiles
 //! as before (through wasmtime's cache) and stores the result; anything that goes wrong on the way — no cache
 //! folder, a file that does not load — falls back to that, so this only ever saves time.
 
@@ -18,9 +17,8 @@ use std::path::PathBuf;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The component of `bytes` compiled for `engine`, from the store when it is there. `xxh3`: the XXH3-128 of
-/// `bytes` when it is known (computed here otherwise).
-pub(crate) fn component(engine: &Engine, bytes: &[u8], xxh3: Option<u128>) -> wasmtime::Result<Component> {
+/// The component of `bytes` (whose XXH3-128 is `xxh3`) compiled for `engine`, from the store when it is there.
+pub(crate) fn component(engine: &Engine, bytes: &[u8], xxh3: u128) -> wasmtime::Result<Component> {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -32,13 +30,8 @@ pub(crate) fn component(engine: &Engine, bytes: &[u8], xxh3: Option<u128>) -> wa
 }
 
 /// [`component`], with the user's cache folder `cache`.
-fn component_in(
-    engine: &Engine,
-    bytes: &[u8],
-    xxh3: Option<u128>,
-    cache: &std::path::Path,
-) -> wasmtime::Result<Component> {
-    let path = stored_path(engine, xxh3.unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(bytes)), cache);
+fn component_in(engine: &Engine, bytes: &[u8], xxh3: u128, cache: &std::path::Path) -> wasmtime::Result<Component> {
+    let path = stored_path(engine, xxh3, cache);
     if path.is_file() {
         // SAFETY: the file was written by `store` below: the serialisation of a component wasmtime compiled
         // for an engine with this compatibility hash (part of the name), in the user's own cache folder,
@@ -89,18 +82,17 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         // wasmtime's cache makes the compiles below cheap after the first run of the suite.
         let engine = crate::wasm::engine::build(&crate::wasm::engine::config()).unwrap();
-        let bytes = crate::COMPONENT;
-        component_in(&engine, bytes, None, cache.path()).unwrap();
-        let path = stored_path(&engine, xxhash_rust::xxh3::xxh3_128(bytes), cache.path());
+        let (bytes, xxh3) = (crate::COMPONENT, crate::wasm::runtime::COMPONENT_XXH3);
+        component_in(&engine, bytes, xxh3, cache.path()).unwrap();
+        let path = stored_path(&engine, xxh3, cache.path());
         assert!(path.is_file(), "stored at {}", path.display());
         assert!(path.starts_with(cache.path().join("xnat-archive/compiled")));
-        // The build's key of the embedded component is its hash: the same file.
-        let mapped = component_in(&engine, bytes, Some(crate::wasm::runtime::COMPONENT_XXH3), cache.path()).unwrap();
+        let mapped = component_in(&engine, bytes, xxh3, cache.path()).unwrap();
         assert!(mapped.component_type().exports(&engine).count() >= 6, "the library's exports");
         drop(mapped);
         // Damaged by hand (never in place while a component maps it: see the SAFETY note above).
         std::fs::write(&path, b"not compiled code").unwrap();
-        component_in(&engine, bytes, None, cache.path()).expect("compiled again");
+        component_in(&engine, bytes, xxh3, cache.path()).expect("compiled again");
         assert_ne!(std::fs::read(&path).unwrap(), b"not compiled code", "and stored again");
     }
 

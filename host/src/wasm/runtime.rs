@@ -69,7 +69,7 @@ impl Runtime {
         static COMPILED: OnceLock<Result<Component, Shared>> = OnceLock::new();
         let compiled = COMPILED.get_or_init(|| {
             let component =
-                engine().and_then(|engine| Ok(super::compiled::component(engine, COMPONENT, Some(COMPONENT_XXH3))?));
+                engine().and_then(|engine| Ok(super::compiled::component(engine, COMPONENT, COMPONENT_XXH3)?));
             component.map_err(|e| Shared(Arc::new(e)))
         });
         let component = compiled.as_ref().map_err(|e| {
